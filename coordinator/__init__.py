@@ -1,0 +1,1 @@
+"""The Grid-X coordinator: Litestar API, SQLite task queue, storage, aggregation, CLI."""

@@ -1,0 +1,85 @@
+"""`/agent/*`: the routes nodes call. Each decodes a Struct and calls one service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, Response, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from gridx.coordinator.db.nodes import NodeRow
+from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.services import dispatch, nodes, results
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.agent import (
+    CompleteTaskRequest,
+    FailTaskRequest,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    RegisterRequest,
+    RegisterResponse,
+    TaskAck,
+    TaskAssignment,
+    UploadResponse,
+)
+
+
+class AgentController(Controller):
+    """Node enrolment, liveness, task dispatch and results."""
+
+    path = "/agent"
+    tags = ["agent"]
+
+    @post("/register", status_code=201)
+    async def register(self, data: RegisterRequest, rt: Runtime, user: UserRow) -> RegisterResponse:
+        """Enrol a node; authenticated with the owner's API key. The token is shown once."""
+        return await nodes.register(rt, user, data)
+
+    @post("/heartbeat", status_code=200)
+    async def heartbeat(
+        self, data: HeartbeatRequest, rt: Runtime, node: NodeRow
+    ) -> HeartbeatResponse:
+        """Keep the node and its leases alive; answers which tasks to stop."""
+        return await nodes.heartbeat(rt, node, data)
+
+    @post(
+        "/request_task",
+        status_code=200,
+        responses={204: ResponseSpec(None, description="no task became ready within wait_s")},
+    )
+    async def request_task(
+        self,
+        rt: Runtime,
+        node: NodeRow,
+        wait_s: Annotated[float, Parameter(ge=0, le=60)] = 25.0,
+    ) -> Response[TaskAssignment | None]:
+        """Long-poll for a task: answers as soon as one is leased, or 204 after `wait_s`."""
+        task = await dispatch.request_task(rt, node, wait_s)
+        if task is None:
+            return Response(None, status_code=204)
+        return Response(task)
+
+    @post("/complete_task", status_code=200)
+    async def complete_task(self, data: CompleteTaskRequest, rt: Runtime, node: NodeRow) -> TaskAck:
+        """Finish a task with uploaded weights; 409 if the lease is not held, 422 if refused."""
+        return await results.complete_task(rt, node, data)
+
+    @post("/fail_task", status_code=200)
+    async def fail_task(self, data: FailTaskRequest, rt: Runtime, node: NodeRow) -> TaskAck:
+        """Give a task up (user-code failure, node failure, or release on shutdown)."""
+        return await results.fail_task(rt, node, data)
+
+    @put("/results/{task_id:str}", request_max_body_size=None, status_code=201)
+    async def upload_result(
+        self,
+        request: Request,
+        rt: Runtime,
+        task_id: str,
+        exp: int,
+        sig: str,
+        lease: str,
+    ) -> UploadResponse:
+        """Upload a result file through the signed URL the task came with (raw bytes body)."""
+        rt.signer.verify("PUT", f"{task_id}:{lease}", exp, sig, rt.clock.now_ms())
+        return await results.upload_result(rt, task_id, lease, request.stream())

@@ -1,0 +1,109 @@
+"""The app factory: routes, error mapping, and the lifespan that owns every live resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from gridx.coordinator.api import agent, errors, jobs, misc
+from gridx.coordinator.api.deps import provide_node, provide_rt, provide_user
+from gridx.coordinator.clock import Clock, SystemClock
+from gridx.coordinator.db.connection import Database
+from gridx.coordinator.errors import GridXError
+from gridx.coordinator.services import dispatch, nodes, rounds
+from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.settings import Settings
+from gridx.coordinator.storage.local import LocalStorage
+from gridx.coordinator.storage.signing import UrlSigner
+
+log = logging.getLogger("gridx.coordinator")
+
+
+async def _every(seconds: float, step: Callable[[], Awaitable[object]], name: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await step()
+        except Exception:
+            log.exception("%s failed; retrying in %.1fs", name, seconds)
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
+    """Build the coordinator app for `settings` (tests pass their own, and a manual clock)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = await Database.open(settings.db_path)
+        pool = ProcessPoolExecutor(
+            max_workers=settings.aggregation_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+        )
+        rt = Runtime(
+            settings=settings,
+            db=db,
+            storage=LocalStorage(settings.blob_dir),
+            signer=UrlSigner(settings.signing_key(), settings.public_url),
+            clock=clock or SystemClock(),
+            pool=pool,
+        )
+        app.state.rt = rt
+        loops = [
+            asyncio.create_task(
+                _every(settings.heartbeat_flush_s, lambda: nodes.flush_heartbeats(rt), "heartbeat flush")
+            ),
+            asyncio.create_task(
+                _every(settings.reaper_s, lambda: dispatch.expire_leases(rt), "lease reaper")
+            ),
+        ]
+        resumed = await rounds.resume(rt)
+        if resumed:
+            log.info("resumed aggregation of %d round(s)", resumed)
+        try:
+            yield
+        finally:
+            for task in loops + list(rt.background):
+                task.cancel()
+            await asyncio.gather(*loops, *rt.background, return_exceptions=True)
+            await nodes.flush_heartbeats(rt)
+            pool.shutdown(wait=True, cancel_futures=True)
+            await db.close()
+
+    cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
+    handlers: dict[Any, Any] = {
+        GridXError: errors.gridx_error,
+        HTTPException: errors.http_error,
+        Exception: errors.unexpected_error,
+    }
+    return Litestar(
+        route_handlers=[
+            agent.AgentController,
+            jobs.JobController,
+            misc.healthz,
+            misc.me,
+            misc.list_nodes,
+            misc.download_blob,
+        ],
+        dependencies={
+            "rt": Provide(provide_rt, sync_to_thread=False),
+            "user": Provide(provide_user),
+            "node": Provide(provide_node),
+        },
+        lifespan=[lifespan],
+        exception_handlers=handlers,
+        cors_config=cors,
+        request_max_body_size=settings.max_json_bytes,
+        openapi_config=OpenAPIConfig(title="Grid-X coordinator", version="0.1.0"),
+        debug=False,
+    )

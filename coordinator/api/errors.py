@@ -1,0 +1,64 @@
+"""One place where errors become HTTP: a status and a JSON body with a stable code."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from gridx.coordinator.errors import GridXError
+from gridx.schemas.errors import ErrorBody
+
+log = logging.getLogger("gridx.coordinator.api")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+}
+_FIELD = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def gridx_error(_: Request, exc: GridXError) -> Response[ErrorBody]:
+    """A domain error: its own status, code and message."""
+    body = ErrorBody(code=exc.code, message=exc.message, field=exc.field)
+    return Response(body, status_code=exc.status_code)
+
+
+def http_error(_: Request, exc: HTTPException) -> Response[ErrorBody]:
+    """Litestar's own errors (bad JSON, failed validation, unknown route) in the same shape."""
+    status = exc.status_code
+    message = exc.detail or "error"
+    field: str | None = None
+    if isinstance(exc, ValidationException):
+        details = exc.extra if isinstance(exc.extra, list) else []
+        texts = [str(d.get("message", "")) for d in details if isinstance(d, dict)]
+        keys = [str(d.get("key", "")) for d in details if isinstance(d, dict) and d.get("key")]
+        found = _FIELD.search(" ".join(texts)) if texts else None
+        if found:
+            field = found.group(1) or None
+        elif keys and keys[0] != "data":
+            field = keys[0]
+        if texts and not message.endswith(texts[0]):
+            message = f"{message}: {texts[0]}"
+        # A body that decodes but breaks a rule is 422; unparsable JSON stays 400.
+        if found or "Expected" in message or "Object missing required field" in message:
+            status = 422
+    code = _CODES.get(status, "error")
+    return Response(ErrorBody(code=code, message=message, field=field), status_code=status)
+
+
+def unexpected_error(_: Request, exc: Exception) -> Response[ErrorBody]:
+    """A bug: logged with its traceback, answered as 500 without internals."""
+    log.exception("unhandled error", exc_info=exc)
+    body = ErrorBody(code="internal_error", message="internal error; see the coordinator's log")
+    return Response(body, status_code=500)

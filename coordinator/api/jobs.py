@@ -1,0 +1,109 @@
+"""`/jobs`: submit, list, inspect, cancel, and download the final model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+from litestar.response import File
+
+from gridx.coordinator.api.multipart import MultipartReceiver
+from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.errors import InvalidConfig, InvalidInput
+from gridx.coordinator.services import jobs
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
+
+_config_decoder = msgspec.json.Decoder(JobConfig)
+_FIELD = "at `$."
+
+
+def decode_config(raw: bytes) -> JobConfig:
+    """Decode and validate a job config, naming the offending field.
+
+    Raises:
+        InvalidConfig: malformed JSON or a field out of bounds (422 with `field`).
+    """
+    try:
+        return _config_decoder.decode(raw or b"{}")
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        field = text.split(_FIELD, 1)[1].rstrip("`").split("[")[0] if _FIELD in text else None
+        if field is None and "unknown field" in text.lower():
+            field = text.split("`")[1] if "`" in text else None
+        raise InvalidConfig(f"invalid job config: {text}", field=field) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidConfig(f"job config is not valid JSON: {exc}", field="config") from exc
+
+
+class JobController(Controller):
+    """A user's jobs. Other users' jobs answer 404."""
+
+    path = "/jobs"
+    tags = ["jobs"]
+
+    @post("/", request_max_body_size=None, status_code=201)
+    async def submit(self, request: Request, rt: Runtime, user: UserRow) -> JobDetail:
+        """Submit a job as multipart/form-data.
+
+        Fields: `train_py` (file, required), `requirements` (file), `data` (file; a `.csv` is
+        split into shards by rows), `config` (JSON: name, rounds, shards, epochs, strategy,
+        task_timeout_s, max_attempts, seed).
+        """
+        s = rt.settings
+        form = MultipartReceiver(
+            rt.storage,
+            {
+                "train_py": s.max_code_bytes,
+                "requirements": s.max_code_bytes,
+                "data": s.max_upload_bytes,
+                "config": s.max_json_bytes,
+            },
+        )
+        await form.receive(request.headers.get("content-type"), request.stream())
+        try:
+            config = decode_config(bytes(form.parts["config"].value) if "config" in form.parts else b"")
+            code = form.parts.get("train_py")
+            if code is None or code.path is None or code.size == 0:
+                raise InvalidInput("train_py is required: the training script to run", field="train_py")
+            req = form.parts.get("requirements")
+            data = form.parts.get("data")
+            submission = jobs.Submission(
+                config=config,
+                code=code.path,
+                requirements=req.path if req and req.size else None,
+                data=data.path if data and data.size else None,
+                data_name=(data.filename or "data") if data and data.size else None,
+            )
+            return await jobs.submit(rt, user, submission)
+        finally:
+            form.cleanup()  # adopted files were moved away; this removes only leftovers
+
+    @get("/")
+    async def list_jobs(self, rt: Runtime, user: UserRow) -> list[JobSummary]:
+        """The caller's jobs, newest first (an admin sees all)."""
+        return await jobs.list_jobs(rt, user)
+
+    @get("/{job_id:str}")
+    async def detail(self, rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
+        """A job with its config, rounds, tasks and attempts."""
+        return await jobs.detail(rt, user, job_id)
+
+    @post("/{job_id:str}/cancel", status_code=200)
+    async def cancel(self, rt: Runtime, user: UserRow, job_id: str) -> JobSummary:
+        """Cancel an unfinished job; running tasks stop within a heartbeat."""
+        return await jobs.cancel(rt, user, job_id)
+
+    @get("/{job_id:str}/model")
+    async def model(
+        self,
+        rt: Runtime,
+        user: UserRow,
+        job_id: str,
+        format: Annotated[Literal["pth", "safetensors"], Parameter(query="format")] = "pth",
+    ) -> File:
+        """Download the final model: `final_model.pth` (state_dict) or `.safetensors`."""
+        path = await jobs.model_file(rt, user, job_id, format)
+        return File(path=path, filename=f"final_model.{format}", content_disposition_type="attachment")

@@ -1,0 +1,41 @@
+"""Health, the caller's identity, nodes, and signed blob downloads."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.response import File
+
+from gridx.coordinator.db import blobs
+from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.errors import NotFound
+from gridx.coordinator.services import nodes
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.nodes import NodeInfo, UserInfo
+
+
+@get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """Liveness: answers without touching the database."""
+    return {"status": "ok"}
+
+
+@get("/me", tags=["users"])
+async def me(user: UserRow) -> UserInfo:
+    """Who the API key belongs to."""
+    return UserInfo(id=user.id, email=user.email, role=user.role)  # type: ignore[arg-type]
+
+
+@get("/nodes", tags=["nodes"])
+async def list_nodes(rt: Runtime, user: UserRow) -> list[NodeInfo]:
+    """The caller's nodes (an admin sees all)."""
+    return await nodes.list_nodes(rt, user)
+
+
+@get("/blobs/{sha256:str}", tags=["agent"])
+async def download_blob(rt: Runtime, sha256: str, exp: int, sig: str) -> File:
+    """Download a task input through a signed, short-lived URL."""
+    rt.signer.verify("GET", sha256, exp, sig, rt.clock.now_ms())
+    blob = await blobs.get(rt.db.reader, sha256)
+    if blob is None:
+        raise NotFound("no such blob")
+    return File(path=rt.storage.path(blob.storage_key), filename=sha256)

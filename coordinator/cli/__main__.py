@@ -1,0 +1,5 @@
+"""`python -m gridx.coordinator.cli` = `gridx`."""
+
+from gridx.coordinator.cli.main import cli
+
+cli()

@@ -1,0 +1,107 @@
+"""The CLI's HTTP client: typed calls, and errors turned into one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TypeVar
+
+import click
+import httpx
+import msgspec
+
+from gridx.schemas.errors import ErrorBody
+from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
+from gridx.schemas.nodes import NodeInfo
+
+T = TypeVar("T")
+
+
+class ApiClient:
+    """Calls the coordinator's user routes with an API key."""
+
+    def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=httpx.Timeout(timeout, connect=10),
+        )
+
+    def _call(self, method: str, path: str, kind: type[T], **kwargs: object) -> T:
+        try:
+            resp = self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise click.ClickException(
+                f"cannot reach the coordinator at {self.url} ({exc}); is it running? "
+                "(`gridx coordinator start`, or set --url / GRIDX_URL)"
+            ) from exc
+        if resp.status_code >= 400:
+            raise click.ClickException(describe_error(resp.status_code, resp.content))
+        return msgspec.json.decode(resp.content, type=kind)
+
+    def submit(
+        self, config: JobConfig, train: Path, requirements: Path | None, data: Path | None
+    ) -> JobDetail:
+        """Upload a job (files are streamed from disk)."""
+        handles = {"train_py": ("train.py", train.open("rb"))}
+        if requirements:
+            handles["requirements"] = ("requirements.txt", requirements.open("rb"))
+        if data:
+            handles["data"] = (data.name, data.open("rb"))
+        try:
+            return self._call(
+                "POST",
+                "/jobs/",
+                JobDetail,
+                files=handles,
+                data={"config": msgspec.json.encode(config).decode()},
+            )
+        finally:
+            for _, fh in handles.values():
+                fh.close()
+
+    def jobs(self) -> list[JobSummary]:
+        """The caller's jobs."""
+        return self._call("GET", "/jobs/", list[JobSummary])
+
+    def job(self, job_id: str) -> JobDetail:
+        """One job in full."""
+        return self._call("GET", f"/jobs/{job_id}", JobDetail)
+
+    def cancel(self, job_id: str) -> JobSummary:
+        """Cancel a job."""
+        return self._call("POST", f"/jobs/{job_id}/cancel", JobSummary)
+
+    def nodes(self) -> list[NodeInfo]:
+        """The caller's nodes."""
+        return self._call("GET", "/nodes", list[NodeInfo])
+
+    def download(self, job_id: str, fmt: str, dest: Path) -> Path:
+        """Save the final model to `dest`."""
+        try:
+            with self.http.stream("GET", f"/jobs/{job_id}/model", params={"format": fmt}) as resp:
+                if resp.status_code >= 400:
+                    raise click.ClickException(describe_error(resp.status_code, resp.read()))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with dest.open("wb") as fh:
+                    for chunk in resp.iter_bytes():
+                        fh.write(chunk)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"download failed: {exc}") from exc
+        return dest
+
+
+def describe_error(status: int, payload: bytes) -> str:
+    """One line from an error answer."""
+    try:
+        body = msgspec.json.decode(payload, type=ErrorBody)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return f"HTTP {status}: {payload[:200].decode('utf-8', 'replace')}"
+    where = f" (field `{body.field}`)" if body.field else ""
+    return f"{body.message}{where} [HTTP {status} {body.code}]"
+
+
+def to_json(value: object) -> str:
+    """Pretty JSON for `--json` output."""
+    return json.dumps(msgspec.to_builtins(value), indent=2)

@@ -1,0 +1,68 @@
+"""Watching a job from the terminal: one progress bar per round, then its metrics."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from gridx.coordinator.cli.client import ApiClient
+from gridx.schemas.jobs import JobDetail
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def format_metrics(metrics: dict[str, float] | None) -> str:
+    """`loss=0.1234 accuracy=0.9650`."""
+    return " ".join(f"{k}={v:.4f}" for k, v in (metrics or {}).items()) or "(no metrics)"
+
+
+def last_failure(detail: JobDetail) -> str:
+    """The newest failed attempt's error and stderr tail, for a failed job."""
+    attempts = [a for t in detail.tasks for a in t.history if a.error]
+    if not attempts:
+        return ""
+    newest = max(attempts, key=lambda a: a.finished_at or 0)
+    tail = (newest.stderr_tail or "").strip()
+    text = f"last failed attempt on {newest.node_id}: [{newest.error_code}] {newest.error}"
+    if tail:
+        text += "\n--- stderr (tail) ---\n" + "\n".join(tail.splitlines()[-15:])
+    return text
+
+
+def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = False) -> JobDetail:
+    """Follow a job until it finishes, drawing a bar per round (nothing when `quiet`)."""
+    detail = client.job(job_id)
+    rounds, shards = detail.config.rounds, detail.config.shards
+    for r in range(rounds):
+        with click.progressbar(
+            length=shards, label=f"round {r + 1}/{rounds}", show_eta=False, file=None if not quiet else _Null()
+        ) as bar:
+            shown = 0
+            while True:
+                detail = client.job(job_id)
+                done = sum(1 for t in detail.tasks if t.round == r and t.status == "succeeded")
+                if done > shown:
+                    bar.update(done - shown)
+                    shown = done
+                rnd = next((x for x in detail.rounds if x.index == r), None)
+                if detail.job.status in FINISHED or (rnd is not None and rnd.status == "done"):
+                    break
+                time.sleep(poll_s)
+        rnd = next((x for x in detail.rounds if x.index == r), None)
+        if rnd is not None and rnd.status == "done" and not quiet:
+            click.echo(f"  round {r + 1}: {format_metrics(rnd.metrics)}")
+        if detail.job.status in FINISHED and (rnd is None or rnd.status != "done"):
+            break
+    while detail.job.status not in FINISHED:
+        time.sleep(poll_s)
+        detail = client.job(job_id)
+    return detail
+
+
+class _Null:
+    def write(self, _: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass

@@ -1,0 +1,164 @@
+"""Job records, their shards, and guarded job status transitions."""
+
+from __future__ import annotations
+
+import aiosqlite
+import msgspec
+
+from gridx.coordinator.db.connection import fetch_all, fetch_one
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running", "failed", "cancelled"}),
+    "running": frozenset({"aggregating", "failed", "cancelled"}),
+    "aggregating": frozenset({"running", "succeeded", "failed", "cancelled"}),
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+class JobRow(msgspec.Struct, kw_only=True):
+    """A job record with its owner's email and task counts."""
+
+    id: str
+    owner_id: int
+    owner_email: str
+    name: str
+    status: str
+    config: str
+    code_sha: str
+    requirements_sha: str | None
+    data_sha: str | None
+    data_name: str | None
+    current_round: int
+    final_pth_sha: str | None
+    final_st_sha: str | None
+    error: str | None
+    created_at: int
+    updated_at: int
+    tasks_done: int
+    tasks_total: int
+
+
+class ShardRow(msgspec.Struct, kw_only=True):
+    """One slice of a job's data; `rows` is the sample weight."""
+
+    idx: int
+    blob_sha: str | None
+    rows: int
+
+
+_SELECT = """
+SELECT j.id, j.owner_id, u.email AS owner_email, j.name, j.status, j.config, j.code_sha,
+    j.requirements_sha, j.data_sha, j.data_name, j.current_round, j.final_pth_sha,
+    j.final_st_sha, j.error, j.created_at, j.updated_at,
+    (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.status = 'succeeded') AS tasks_done,
+    (SELECT count(*) FROM tasks t WHERE t.job_id = j.id) AS tasks_total
+FROM jobs j JOIN users u ON u.id = j.owner_id
+"""
+INSERT = """
+INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
+    data_name, created_at, updated_at)
+VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
+    :data_name, :now, :now)
+"""
+INSERT_SHARD = "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
+SHARDS = "SELECT idx, blob_sha, rows FROM shards WHERE job_id = :job_id ORDER BY idx"
+GET = _SELECT + " WHERE j.id = :id"
+OF_OWNER = _SELECT + " WHERE j.owner_id = :owner_id ORDER BY j.created_at DESC, j.id"
+ALL = _SELECT + " ORDER BY j.created_at DESC, j.id"
+BY_STATUS = _SELECT + " WHERE j.status = :status ORDER BY j.created_at"
+TRANSITION = """
+UPDATE jobs SET status = :to, updated_at = :now, error = coalesce(:error, error),
+    current_round = coalesce(:round, current_round),
+    final_pth_sha = coalesce(:final_pth, final_pth_sha),
+    final_st_sha = coalesce(:final_st, final_st_sha)
+WHERE id = :id AND status IN (SELECT value FROM json_each(:from_))
+RETURNING id
+"""
+
+
+async def create(
+    conn: aiosqlite.Connection,
+    *,
+    job_id: str,
+    owner_id: int,
+    name: str,
+    config: str,
+    code_sha: str,
+    requirements_sha: str | None,
+    data_sha: str | None,
+    data_name: str | None,
+    shards: list[tuple[str | None, int]],
+    now: int,
+) -> None:
+    """Insert a queued job and its shards [(blob sha or None, rows), ...]."""
+    await conn.execute(
+        INSERT,
+        {
+            "id": job_id,
+            "owner_id": owner_id,
+            "name": name,
+            "config": config,
+            "code_sha": code_sha,
+            "requirements_sha": requirements_sha,
+            "data_sha": data_sha,
+            "data_name": data_name,
+            "now": now,
+        },
+    )
+    await conn.executemany(
+        INSERT_SHARD,
+        [{"job_id": job_id, "idx": i, "sha": sha, "rows": rows} for i, (sha, rows) in enumerate(shards)],
+    )
+
+
+async def get(conn: aiosqlite.Connection, job_id: str) -> JobRow | None:
+    """A job by id."""
+    return await fetch_one(conn, GET, {"id": job_id}, JobRow)
+
+
+async def list_jobs(conn: aiosqlite.Connection, owner_id: int | None) -> list[JobRow]:
+    """An owner's jobs (all jobs when None), newest first."""
+    if owner_id is None:
+        return await fetch_all(conn, ALL, {}, JobRow)
+    return await fetch_all(conn, OF_OWNER, {"owner_id": owner_id}, JobRow)
+
+
+async def with_status(conn: aiosqlite.Connection, status: str) -> list[JobRow]:
+    """Jobs in one status, oldest first."""
+    return await fetch_all(conn, BY_STATUS, {"status": status}, JobRow)
+
+
+async def shards(conn: aiosqlite.Connection, job_id: str) -> list[ShardRow]:
+    """A job's shards in order."""
+    return await fetch_all(conn, SHARDS, {"job_id": job_id}, ShardRow)
+
+
+async def transition(
+    conn: aiosqlite.Connection,
+    job_id: str,
+    to: str,
+    now: int,
+    *,
+    error: str | None = None,
+    current_round: int | None = None,
+    final_pth_sha: str | None = None,
+    final_st_sha: str | None = None,
+) -> bool:
+    """Move a job to `to` if its current status allows it; False when it did not."""
+    sources = [s for s, targets in TRANSITIONS.items() if to in targets]
+    async with conn.execute(
+        TRANSITION,
+        {
+            "id": job_id,
+            "to": to,
+            "now": now,
+            "error": error,
+            "round": current_round,
+            "final_pth": final_pth_sha,
+            "final_st": final_st_sha,
+            "from_": msgspec.json.encode(sources).decode(),
+        },
+    ) as cur:
+        return await cur.fetchone() is not None

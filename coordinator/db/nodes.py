@@ -1,0 +1,95 @@
+"""Node records; tokens are stored as their sha256."""
+
+from __future__ import annotations
+
+import aiosqlite
+import msgspec
+
+from gridx.coordinator.db.connection import fetch_all, fetch_one
+
+
+class NodeRow(msgspec.Struct, kw_only=True):
+    """A node record."""
+
+    id: str
+    owner_id: int
+    owner_email: str
+    name: str
+    capabilities: str
+    draining: int
+    last_seen: int
+    tasks_done: int
+    compute_ms: int
+    created_at: int
+
+
+_COLUMNS = """n.id, n.owner_id, u.email AS owner_email, n.name, n.capabilities, n.draining,
+n.last_seen, n.tasks_done, n.compute_ms, n.created_at"""
+INSERT = """
+INSERT INTO nodes (id, owner_id, name, token_hash, capabilities, last_seen, created_at)
+VALUES (:id, :owner_id, :name, :token_hash, :capabilities, :now, :now)
+"""
+BY_TOKEN_HASH = f"""
+SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id WHERE n.token_hash = :token_hash
+"""
+ALL = f"SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id ORDER BY n.created_at"
+OF_OWNER = f"""
+SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id WHERE n.owner_id = :owner_id
+ORDER BY n.created_at
+"""
+TOUCH = "UPDATE nodes SET last_seen = :now WHERE id = :id AND last_seen < :now"
+SET_CAPABILITIES = "UPDATE nodes SET capabilities = :capabilities WHERE id = :id"
+CREDIT = """
+UPDATE nodes SET tasks_done = tasks_done + 1, compute_ms = compute_ms + :compute_ms WHERE id = :id
+"""
+
+
+async def create(
+    conn: aiosqlite.Connection,
+    *,
+    node_id: str,
+    owner_id: int,
+    name: str,
+    token_hash: str,
+    capabilities: str,
+    now: int,
+) -> None:
+    """Insert a node."""
+    await conn.execute(
+        INSERT,
+        {
+            "id": node_id,
+            "owner_id": owner_id,
+            "name": name,
+            "token_hash": token_hash,
+            "capabilities": capabilities,
+            "now": now,
+        },
+    )
+
+
+async def by_token_hash(conn: aiosqlite.Connection, token_hash: str) -> NodeRow | None:
+    """The node a token belongs to, if any."""
+    return await fetch_one(conn, BY_TOKEN_HASH, {"token_hash": token_hash}, NodeRow)
+
+
+async def list_nodes(conn: aiosqlite.Connection, owner_id: int | None) -> list[NodeRow]:
+    """Nodes of one owner, or all nodes when `owner_id` is None."""
+    if owner_id is None:
+        return await fetch_all(conn, ALL, {}, NodeRow)
+    return await fetch_all(conn, OF_OWNER, {"owner_id": owner_id}, NodeRow)
+
+
+async def touch_many(conn: aiosqlite.Connection, seen: dict[str, int]) -> None:
+    """Record the latest heartbeat time of many nodes in one statement batch."""
+    await conn.executemany(TOUCH, [{"id": k, "now": v} for k, v in seen.items()])
+
+
+async def set_capabilities(conn: aiosqlite.Connection, node_id: str, capabilities: str) -> None:
+    """Replace a node's advertised capabilities."""
+    await conn.execute(SET_CAPABILITIES, {"id": node_id, "capabilities": capabilities})
+
+
+async def credit(conn: aiosqlite.Connection, node_id: str, compute_ms: int) -> None:
+    """Count one finished task (and its compute time) for a node."""
+    await conn.execute(CREDIT, {"id": node_id, "compute_ms": compute_ms})

@@ -1,0 +1,330 @@
+"""The task queue: leases with fencing tokens, attempts counted at claim, guarded transitions."""
+
+from __future__ import annotations
+
+import aiosqlite
+import msgspec
+
+from gridx.coordinator.db.connection import fetch_all, fetch_one
+
+# Allowed task transitions; every UPDATE below is guarded by its `from` set.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"leased", "cancelled"}),
+    "leased": frozenset({"queued", "succeeded", "failed", "cancelled"}),
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+class TaskRow(msgspec.Struct, kw_only=True):
+    """A task record."""
+
+    id: str
+    job_id: str
+    round_idx: int
+    shard_idx: int
+    status: str
+    node_id: str | None
+    lease_token: str | None
+    lease_expires_at: int | None
+    attempts: int
+    max_attempts: int
+    result_sha: str | None
+    metrics: str | None
+    error_code: str | None
+    error: str | None
+
+
+class AttemptRow(msgspec.Struct, kw_only=True):
+    """One try at a task."""
+
+    task_id: str
+    attempt: int
+    node_id: str
+    started_at: int
+    finished_at: int | None
+    outcome: str | None
+    error_code: str | None
+    error: str | None
+    stderr_tail: str | None
+
+
+_RET = """RETURNING id, job_id, round_idx, shard_idx, status, node_id, lease_token,
+lease_expires_at, attempts, max_attempts, result_sha, metrics, error_code, error"""
+
+INSERT = """
+INSERT INTO tasks (id, job_id, round_idx, shard_idx, status, max_attempts, created_at, updated_at)
+VALUES (:id, :job_id, :round_idx, :shard_idx, 'queued', :max_attempts, :now, :now)
+"""
+GET = f"SELECT {_RET.removeprefix('RETURNING ')} FROM tasks WHERE id = :id"
+FOR_JOB = f"""
+SELECT {_RET.removeprefix("RETURNING ")} FROM tasks WHERE job_id = :job_id
+ORDER BY round_idx, shard_idx
+"""
+REQUEUE_EXPIRED = f"""
+UPDATE tasks SET status = 'queued', node_id = NULL, lease_token = NULL, lease_expires_at = NULL,
+    updated_at = :now
+WHERE status = 'leased' AND lease_expires_at <= :now AND attempts < max_attempts
+{_RET}
+"""
+FAIL_EXPIRED = f"""
+UPDATE tasks SET status = 'failed', lease_expires_at = NULL, updated_at = :now,
+    error_code = 'lease_expired',
+    error = 'the node holding this task stopped answering on every one of ' || attempts || ' attempts'
+WHERE status = 'leased' AND lease_expires_at <= :now AND attempts >= max_attempts
+{_RET}
+"""
+CLAIM = f"""
+UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
+    lease_expires_at = :expires, attempts = attempts + 1, updated_at = :now
+WHERE status = 'queued' AND id = (
+    SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
+    WHERE t.status = 'queued' AND j.status IN ('queued', 'running')
+    ORDER BY t.created_at, t.job_id, t.round_idx, t.shard_idx LIMIT 1)
+{_RET}
+"""
+START_ATTEMPT = """
+INSERT INTO attempts (task_id, attempt, node_id, started_at)
+VALUES (:task_id, :attempt, :node_id, :now)
+"""
+FINISH_ATTEMPT = """
+UPDATE attempts SET finished_at = :now, outcome = :outcome, error_code = :error_code,
+    error = :error, stderr_tail = :stderr_tail
+WHERE task_id = :task_id AND attempt = :attempt AND outcome IS NULL
+"""
+RENEW = """
+UPDATE tasks SET lease_expires_at = :expires
+WHERE node_id = :node_id AND status = 'leased' AND lease_expires_at < :expires
+"""
+COMPLETE = f"""
+UPDATE tasks SET status = 'succeeded', result_sha = :result_sha, metrics = :metrics,
+    lease_expires_at = NULL, updated_at = :now
+WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
+{_RET}
+"""
+REQUEUE = f"""
+UPDATE tasks SET status = 'queued', node_id = NULL, lease_token = NULL, lease_expires_at = NULL,
+    attempts = attempts - :refund, error_code = :error_code, error = :error, updated_at = :now
+WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
+{_RET}
+"""
+FAIL = f"""
+UPDATE tasks SET status = 'failed', lease_expires_at = NULL, error_code = :error_code,
+    error = :error, updated_at = :now
+WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
+{_RET}
+"""
+CANCEL_JOB = f"""
+UPDATE tasks SET status = 'cancelled', lease_expires_at = NULL, updated_at = :now
+WHERE job_id = :job_id AND status IN ('queued', 'leased')
+{_RET}
+"""
+ROUND_PENDING = """
+SELECT count(*) FROM tasks WHERE job_id = :job_id AND round_idx = :round_idx
+AND status != 'succeeded'
+"""
+NOT_HELD = """
+SELECT value FROM json_each(:ids) WHERE value NOT IN (
+    SELECT id FROM tasks WHERE node_id = :node_id AND status = 'leased')
+"""
+ATTEMPTS_FOR_JOB = """
+SELECT a.task_id, a.attempt, a.node_id, a.started_at, a.finished_at, a.outcome, a.error_code,
+    a.error, a.stderr_tail
+FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE t.job_id = :job_id
+ORDER BY a.task_id, a.attempt
+"""
+
+
+async def insert_round(
+    conn: aiosqlite.Connection,
+    *,
+    job_id: str,
+    round_idx: int,
+    num_shards: int,
+    max_attempts: int,
+    now: int,
+) -> list[str]:
+    """Enqueue one task per shard for a round; returns their ids."""
+    ids = [f"{job_id}-r{round_idx}-s{s}" for s in range(num_shards)]
+    await conn.executemany(
+        INSERT,
+        [
+            {
+                "id": tid,
+                "job_id": job_id,
+                "round_idx": round_idx,
+                "shard_idx": s,
+                "max_attempts": max_attempts,
+                "now": now,
+            }
+            for s, tid in enumerate(ids)
+        ],
+    )
+    return ids
+
+
+async def get(conn: aiosqlite.Connection, task_id: str) -> TaskRow | None:
+    """A task by id."""
+    return await fetch_one(conn, GET, {"id": task_id}, TaskRow)
+
+
+async def for_job(conn: aiosqlite.Connection, job_id: str) -> list[TaskRow]:
+    """A job's tasks, by round then shard."""
+    return await fetch_all(conn, FOR_JOB, {"job_id": job_id}, TaskRow)
+
+
+async def attempts_for_job(conn: aiosqlite.Connection, job_id: str) -> list[AttemptRow]:
+    """Every attempt at every task of a job."""
+    return await fetch_all(conn, ATTEMPTS_FOR_JOB, {"job_id": job_id}, AttemptRow)
+
+
+async def _finish_attempt(
+    conn: aiosqlite.Connection,
+    task: TaskRow,
+    now: int,
+    outcome: str,
+    error_code: str | None = None,
+    error: str | None = None,
+    stderr_tail: str | None = None,
+    attempt: int | None = None,
+) -> None:
+    await conn.execute(
+        FINISH_ATTEMPT,
+        {
+            "task_id": task.id,
+            "attempt": task.attempts if attempt is None else attempt,
+            "now": now,
+            "outcome": outcome,
+            "error_code": error_code,
+            "error": error,
+            "stderr_tail": stderr_tail,
+        },
+    )
+
+
+async def expire_leases(conn: aiosqlite.Connection, now: int) -> tuple[list[TaskRow], list[TaskRow]]:
+    """Return expired leases to the queue; fail tasks that used up their attempts.
+
+    Returns:
+        (requeued tasks, tasks that failed for good).
+    """
+    requeued = await fetch_all(conn, REQUEUE_EXPIRED, {"now": now}, TaskRow)
+    failed = await fetch_all(conn, FAIL_EXPIRED, {"now": now}, TaskRow)
+    for task in requeued + failed:
+        await _finish_attempt(conn, task, now, "lease_expired", "lease_expired", "lease expired")
+    return requeued, failed
+
+
+async def claim(
+    conn: aiosqlite.Connection, *, node_id: str, token: str, now: int, lease_ms: int
+) -> TaskRow | None:
+    """Lease the oldest queued task of an active job to a node (counts one attempt)."""
+    params = {"node_id": node_id, "token": token, "now": now, "expires": now + lease_ms}
+    task = await fetch_one(conn, CLAIM, params, TaskRow)
+    if task is not None:
+        await conn.execute(
+            START_ATTEMPT,
+            {"task_id": task.id, "attempt": task.attempts, "node_id": node_id, "now": now},
+        )
+    return task
+
+
+async def renew_leases(conn: aiosqlite.Connection, expiries: dict[str, int]) -> None:
+    """Push the lease expiry of every task held by each node (batched heartbeats)."""
+    await conn.executemany(RENEW, [{"node_id": n, "expires": e} for n, e in expiries.items()])
+
+
+async def complete(
+    conn: aiosqlite.Connection,
+    *,
+    task_id: str,
+    node_id: str,
+    token: str,
+    result_sha: str,
+    metrics: str,
+    now: int,
+) -> TaskRow | None:
+    """Mark a leased task succeeded if `node_id`/`token` still hold its lease; else None."""
+    params = {
+        "id": task_id,
+        "node_id": node_id,
+        "token": token,
+        "result_sha": result_sha,
+        "metrics": metrics,
+        "now": now,
+    }
+    task = await fetch_one(conn, COMPLETE, params, TaskRow)
+    if task is not None:
+        await _finish_attempt(conn, task, now, "succeeded")
+    return task
+
+
+async def give_up(
+    conn: aiosqlite.Connection,
+    *,
+    task_id: str,
+    node_id: str,
+    token: str,
+    outcome: str,
+    error_code: str,
+    error: str,
+    stderr_tail: str,
+    requeue: bool,
+    refund: bool,
+    now: int,
+) -> TaskRow | None:
+    """End the current attempt of a leased task: back to the queue, or failed for good.
+
+    Args:
+        refund: give the attempt back (the task was released, nobody failed).
+
+    Returns:
+        The task after the change, or None if the lease is not held (fencing).
+    """
+    current = await get(conn, task_id)
+    params = {
+        "id": task_id,
+        "node_id": node_id,
+        "token": token,
+        "error_code": error_code,
+        "error": error,
+        "now": now,
+        "refund": int(refund),
+    }
+    if requeue:
+        task = await fetch_one(conn, REQUEUE, params, TaskRow)
+    else:
+        params.pop("refund")
+        task = await fetch_one(conn, FAIL, params, TaskRow)
+    if task is not None and current is not None:
+        await _finish_attempt(
+            conn, task, now, outcome, error_code, error, stderr_tail, attempt=current.attempts
+        )
+    return task
+
+
+async def cancel_job(conn: aiosqlite.Connection, job_id: str, now: int) -> list[TaskRow]:
+    """Cancel every unfinished task of a job."""
+    tasks = await fetch_all(conn, CANCEL_JOB, {"job_id": job_id, "now": now}, TaskRow)
+    for task in tasks:
+        if task.node_id is not None:
+            await _finish_attempt(conn, task, now, "cancelled", "cancelled", "job cancelled")
+    return tasks
+
+
+async def round_pending(conn: aiosqlite.Connection, job_id: str, round_idx: int) -> int:
+    """How many tasks of a round have not succeeded yet."""
+    async with conn.execute(ROUND_PENDING, {"job_id": job_id, "round_idx": round_idx}) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def not_held(conn: aiosqlite.Connection, node_id: str, task_ids: list[str]) -> list[str]:
+    """Which of `task_ids` a node believes it runs but no longer holds (to be stopped)."""
+    if not task_ids:
+        return []
+    ids = msgspec.json.encode(task_ids).decode()
+    async with conn.execute(NOT_HELD, {"ids": ids, "node_id": node_id}) as cur:
+        rows = await cur.fetchall()
+    return [str(r[0]) for r in rows]

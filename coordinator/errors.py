@@ -1,0 +1,82 @@
+"""Domain errors. Each subclass's docstring is its default message; one handler maps them to HTTP."""
+
+from __future__ import annotations
+
+
+class GridXError(Exception):
+    """Something went wrong in Grid-X."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        self.field = field
+        super().__init__(self.message)
+
+
+class Unauthorized(GridXError):
+    """Missing or invalid credentials: pass `Authorization: Bearer <key>`."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(GridXError):
+    """You are not allowed to do this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(GridXError):
+    """No such thing, or it is not yours."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(GridXError):
+    """The resource is not in a state that allows this."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class StaleLease(Conflict):
+    """This node does not hold that task's lease (it expired, was reissued, or was never yours)."""
+
+    code = "stale_lease"
+
+
+class InvalidInput(GridXError):
+    """The request is invalid."""
+
+    status_code = 422
+    code = "invalid"
+
+
+class InvalidConfig(InvalidInput):
+    """The job configuration is invalid."""
+
+    code = "invalid_config"
+
+
+class InvalidWeights(InvalidInput):
+    """The uploaded weights were refused."""
+
+    code = "invalid_weights"
+
+
+class TooLarge(GridXError):
+    """The upload is larger than allowed."""
+
+    status_code = 413
+    code = "too_large"
+
+
+class RateLimited(GridXError):
+    """Too many requests; retry later."""
+
+    status_code = 429
+    code = "rate_limited"

@@ -1,0 +1,1 @@
+"""Domain logic: handlers call these; these call the db layer, storage and aggregation."""

@@ -1,0 +1,140 @@
+"""Handing tasks to nodes: claims, long-polls, lease expiry, and the signed task description."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import aiosqlite
+import msgspec
+
+from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db.nodes import NodeRow
+from gridx.coordinator.db.tasks import TaskRow
+from gridx.coordinator.services.rounds import fail_job, task_failure_message
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.agent import BlobRef, TaskAssignment
+from gridx.schemas.jobs import JobConfig
+
+
+async def _settle_expired(rt: Runtime, conn: aiosqlite.Connection, now: int) -> int:
+    """Expire overdue leases inside the caller's transaction; returns how many were requeued."""
+    requeued, exhausted = await tasks.expire_leases(conn, now)
+    for task in requeued:
+        await events.append(
+            conn, task.job_id, "task_requeued", {"task": task.id, "reason": "lease_expired"}, now
+        )
+    for task in exhausted:
+        await fail_job(conn, task.job_id, task_failure_message(task), now)
+    return len(requeued)
+
+
+async def expire_leases(rt: Runtime) -> int:
+    """One reaper pass: requeue overdue leases and wake claimers for them."""
+    async with rt.db.transaction() as conn:
+        requeued = await _settle_expired(rt, conn, rt.clock.now_ms())
+    rt.wakeups.wake(requeued)
+    return requeued
+
+
+async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
+    """Try once to lease the next ready task to `node` (expired leases are settled first)."""
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        requeued = await _settle_expired(rt, conn, now)
+        task = await tasks.claim(
+            conn,
+            node_id=node.id,
+            token=secrets.token_hex(16),
+            now=now,
+            lease_ms=int(rt.settings.lease_s * 1000),
+        )
+        if task is not None:
+            await jobs.transition(conn, task.job_id, "running", now)  # no-op unless still queued
+            await events.append(
+                conn,
+                task.job_id,
+                "task_leased",
+                {"task": task.id, "node": node.id, "attempt": task.attempts},
+                now,
+            )
+    rt.wakeups.wake(requeued)
+    return task
+
+
+async def request_task(rt: Runtime, node: NodeRow, wait_s: float) -> TaskAssignment | None:
+    """Long-poll: lease a task now, or wait (woken on enqueue/requeue) up to `wait_s`.
+
+    A node is registered as a waiter *before* each claim attempt, so a task enqueued between an
+    empty claim and the wait is never missed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait_s, rt.settings.long_poll_s)
+    while True:
+        fut = rt.wakeups.waiter()
+        woken = False
+        try:
+            task = await claim(rt, node)
+            if task is not None:
+                return await assignment(rt, task)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            done, _ = await asyncio.wait({fut}, timeout=remaining)
+            woken = bool(done)
+            if not woken:
+                return None
+        finally:
+            rt.wakeups.discard(fut)
+            if fut.done() and not woken:
+                rt.wakeups.wake(1)  # we were woken but did not use it: pass it on
+
+
+async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
+    """Describe a leased task to its node, with signed download and upload links."""
+    reader = rt.db.reader
+    job = await jobs.get(reader, task.job_id)
+    rnd = await rounds.get(reader, task.job_id, task.round_idx)
+    shards = await jobs.shards(reader, task.job_id)
+    if job is None or rnd is None:
+        raise RuntimeError(f"task {task.id} lost its job or round")
+    config = msgspec.json.decode(job.config, type=JobConfig)
+    expires = rt.clock.now_ms() + rt.settings.signed_url_s * 1000
+
+    async def ref(sha: str | None, name: str) -> BlobRef | None:
+        if sha is None:
+            return None
+        blob = await blobs.get(reader, sha)
+        if blob is None:
+            raise RuntimeError(f"blob {sha} is missing")
+        url = rt.signer.sign("GET", f"/blobs/{sha}", sha, expires)
+        return BlobRef(url=url, sha256=sha, size=blob.size, name=name)
+
+    code = await ref(job.code_sha, "train.py")
+    assert code is not None
+    shard_sha = shards[task.shard_idx].blob_sha
+    return TaskAssignment(
+        task_id=task.id,
+        job_id=task.job_id,
+        round=task.round_idx,
+        rounds=config.rounds,
+        shard=task.shard_idx,
+        num_shards=len(shards),
+        epochs=config.epochs,
+        seed=config.seed,
+        lease_token=task.lease_token or "",
+        lease_expires_at=task.lease_expires_at or 0,
+        timeout_s=config.task_timeout_s,
+        code=code,
+        requirements=await ref(job.requirements_sha, "requirements.txt"),
+        data=await ref(shard_sha, job.data_name or "data"),
+        init_model=await ref(rnd.input_sha, "init_model.pth"),
+        upload_url=rt.signer.sign(
+            "PUT",
+            f"/agent/results/{task.id}",
+            f"{task.id}:{task.lease_token}",
+            expires,
+            {"lease": task.lease_token or ""},
+        ),
+        max_result_bytes=rt.settings.max_result_bytes,
+    )

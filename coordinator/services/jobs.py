@@ -1,0 +1,218 @@
+"""Jobs as users see them: submit, list, detail, cancel, and the final model."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
+import msgspec
+
+from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db.jobs import JobRow
+from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
+from gridx.coordinator.sharding import split_csv
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.jobs import AttemptInfo, JobConfig, JobDetail, JobSummary, RoundInfo, TaskInfo
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass
+class Submission:
+    """The files of a submission, already streamed to temp files in the store."""
+
+    config: JobConfig
+    code: Path
+    requirements: Path | None
+    data: Path | None
+    data_name: str | None
+
+
+async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
+    """Store a job's files, shard its CSV data, and enqueue round 0.
+
+    Raises:
+        InvalidInput: unusable data (e.g. fewer CSV rows than shards).
+    """
+    config = sub.config
+    k = config.shards
+    stored: list[tuple[str, int, str]] = []  # (sha, size, key) of every blob to record
+
+    def adopt(path: Path) -> str:
+        item = rt.storage.adopt(path)
+        stored.append(item)
+        return item[0]
+
+    code_sha = adopt(sub.code)
+    req_sha = adopt(sub.requirements) if sub.requirements else None
+    data_sha: str | None = None
+    shard_list: list[tuple[str | None, int]]
+    if sub.data is not None and (sub.data_name or "").lower().endswith(".csv"):
+        parts = [rt.storage.temp_path(".csv") for _ in range(k)]
+        try:
+            counts = await anyio.to_thread.run_sync(split_csv, sub.data, parts)
+        except BaseException:
+            for p in parts:
+                p.unlink(missing_ok=True)
+            raise
+        data_sha = adopt(sub.data)
+        shard_list = [(adopt(p), n) for p, n in zip(parts, counts, strict=True)]
+    elif sub.data is not None:
+        data_sha = adopt(sub.data)
+        shard_list = [(data_sha, 1)] * k  # whole file to every task; equal weights
+    else:
+        shard_list = [(None, 1)] * k
+    job_id = "j-" + uuid.uuid4().hex[:12]
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        for sha, size, key in stored:
+            await blobs.record(conn, sha, size, key, now)
+        await jobs.create(
+            conn,
+            job_id=job_id,
+            owner_id=user.id,
+            name=config.name or job_id,
+            config=_json.encode(config).decode(),
+            code_sha=code_sha,
+            requirements_sha=req_sha,
+            data_sha=data_sha,
+            data_name=sub.data_name,
+            shards=shard_list,
+            now=now,
+        )
+        await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
+        await tasks.insert_round(
+            conn, job_id=job_id, round_idx=0, num_shards=k, max_attempts=config.max_attempts, now=now
+        )
+        await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
+    rt.wakeups.wake(k)
+    return await detail(rt, user, job_id)
+
+
+def summary(row: JobRow) -> JobSummary:
+    """The listing view of a job."""
+    config = msgspec.json.decode(row.config, type=JobConfig)
+    return JobSummary(
+        id=row.id,
+        name=row.name,
+        owner=row.owner_email,
+        status=row.status,  # type: ignore[arg-type]
+        current_round=row.current_round,
+        rounds=config.rounds,
+        shards=config.shards,
+        tasks_done=row.tasks_done,
+        tasks_total=config.rounds * config.shards,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def visible_job(rt: Runtime, user: UserRow, job_id: str) -> JobRow:
+    """A job the caller may see (its owner, or an admin).
+
+    Raises:
+        NotFound: no such job, or it belongs to someone else (indistinguishable on purpose).
+    """
+    row = await jobs.get(rt.db.reader, job_id)
+    if row is None or (row.owner_id != user.id and user.role != "admin"):
+        raise NotFound(f"no job {job_id!r}")
+    return row
+
+
+async def list_jobs(rt: Runtime, user: UserRow) -> list[JobSummary]:
+    """The caller's jobs (all jobs for an admin), newest first."""
+    rows = await jobs.list_jobs(rt.db.reader, None if user.role == "admin" else user.id)
+    return [summary(r) for r in rows]
+
+
+async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
+    """A job with its rounds, tasks and every attempt."""
+    row = await visible_job(rt, user, job_id)
+    reader = rt.db.reader
+    rows = {s.idx: s.rows for s in await jobs.shards(reader, job_id)}
+    history: dict[str, list[AttemptInfo]] = {}
+    for a in await tasks.attempts_for_job(reader, job_id):
+        history.setdefault(a.task_id, []).append(
+            msgspec.convert(msgspec.to_builtins(a), AttemptInfo)
+        )
+    metrics_type = dict[str, float]
+    return JobDetail(
+        job=summary(row),
+        config=msgspec.json.decode(row.config, type=JobConfig),
+        code_sha256=row.code_sha,
+        requirements_sha256=row.requirements_sha,
+        data_sha256=row.data_sha,
+        final_model_sha256=row.final_pth_sha,
+        final_safetensors_sha256=row.final_st_sha,
+        rounds=[
+            RoundInfo(
+                index=r.idx,
+                status=r.status,  # type: ignore[arg-type]
+                input_model_sha256=r.input_sha,
+                output_model_sha256=r.output_sha,
+                metrics=msgspec.json.decode(r.metrics, type=metrics_type) if r.metrics else None,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+            )
+            for r in await rounds.for_job(reader, job_id)
+        ],
+        tasks=[
+            TaskInfo(
+                id=t.id,
+                round=t.round_idx,
+                shard=t.shard_idx,
+                status=t.status,  # type: ignore[arg-type]
+                node_id=t.node_id,
+                attempts=t.attempts,
+                max_attempts=t.max_attempts,
+                rows=rows.get(t.shard_idx, 0),
+                metrics=msgspec.json.decode(t.metrics, type=metrics_type) if t.metrics else None,
+                error_code=t.error_code,
+                error=t.error,
+                history=history.get(t.id, []),
+            )
+            for t in await tasks.for_job(reader, job_id)
+        ],
+    )
+
+
+async def cancel(rt: Runtime, user: UserRow, job_id: str) -> JobSummary:
+    """Cancel a job; nodes running its tasks are told to stop at their next heartbeat.
+
+    Raises:
+        Conflict: the job has already finished.
+    """
+    row = await visible_job(rt, user, job_id)
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        if not await jobs.transition(conn, job_id, "cancelled", now):
+            raise Conflict(f"job {job_id} is already {row.status}; only unfinished jobs can be cancelled")
+        await tasks.cancel_job(conn, job_id, now)
+        for rnd in await rounds.for_job(conn, job_id):
+            if rnd.status in ("running", "aggregating"):
+                await rounds.transition(conn, job_id, rnd.idx, "cancelled", now)
+        await events.append(conn, job_id, "job_cancelled", {"by": user.email}, now)
+    return summary(await visible_job(rt, user, job_id))
+
+
+async def model_file(rt: Runtime, user: UserRow, job_id: str, fmt: str) -> Path:
+    """The final model of a succeeded job, as `pth` or `safetensors`.
+
+    Raises:
+        Conflict: the job has no final model (yet).
+        InvalidInput: unknown format.
+    """
+    row = await visible_job(rt, user, job_id)
+    if fmt not in ("pth", "safetensors"):
+        raise InvalidInput("format must be 'pth' or 'safetensors'", field="format")
+    sha = row.final_pth_sha if fmt == "pth" else row.final_st_sha
+    if row.status != "succeeded" or sha is None:
+        raise Conflict(f"job {job_id} is {row.status}; the model exists once it has succeeded")
+    blob = await blobs.get(rt.db.reader, sha)
+    if blob is None:
+        raise NotFound("the model file is missing from storage")
+    return rt.storage.path(blob.storage_key)

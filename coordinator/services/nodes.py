@@ -1,0 +1,133 @@
+"""Node enrolment, authentication, batched heartbeats and listing."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from gridx.coordinator.db import events, nodes, tasks
+from gridx.coordinator.db.nodes import NodeRow
+from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.errors import Forbidden, Unauthorized
+from gridx.coordinator.services.auth import bearer, hash_secret, new_secret
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.agent import (
+    Capabilities,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    RegisterRequest,
+    RegisterResponse,
+)
+from gridx.schemas.nodes import NodeInfo
+
+_caps_encoder = msgspec.json.Encoder()
+# Node identities never change once created, so a token -> node cache is always correct.
+_node_cache: dict[str, NodeRow] = {}
+_NODE_CACHE_MAX = 100_000
+
+
+async def register(rt: Runtime, owner: UserRow, req: RegisterRequest) -> RegisterResponse:
+    """Enrol a node for `owner` (authenticated by the owner's API key).
+
+    Raises:
+        Forbidden: `owner_email` is given and is not the key's owner.
+    """
+    if req.owner_email and req.owner_email.strip().lower() != owner.email:
+        raise Forbidden("owner_email does not match the enrolment key's owner")
+    node_id = "n-" + uuid.uuid4().hex[:12]
+    token = new_secret("gxn_")
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        await nodes.create(
+            conn,
+            node_id=node_id,
+            owner_id=owner.id,
+            name=req.name,
+            token_hash=hash_secret(token),
+            capabilities=_caps_encoder.encode(req.capabilities).decode(),
+            now=now,
+        )
+        await events.append(conn, None, "node_registered", {"node_id": node_id, "name": req.name}, now)
+    return RegisterResponse(
+        node_id=node_id,
+        node_token=token,
+        heartbeat_s=rt.settings.heartbeat_s,
+        lease_s=rt.settings.lease_s,
+    )
+
+
+async def authenticate(rt: Runtime, authorization: str | None) -> NodeRow:
+    """The node a bearer token belongs to.
+
+    Raises:
+        Unauthorized: missing or unknown token.
+    """
+    token_hash = hash_secret(bearer(authorization))
+    node = _node_cache.get(token_hash)
+    if node is None:
+        node = await nodes.by_token_hash(rt.db.reader, token_hash)
+        if node is None:
+            raise Unauthorized("unknown node token; delete the node's state file to enrol again")
+        if len(_node_cache) >= _NODE_CACHE_MAX:
+            _node_cache.clear()
+        _node_cache[token_hash] = node
+    return node
+
+
+async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> HeartbeatResponse:
+    """Note the node alive (written in the next batch) and say which of its tasks to stop."""
+    rt.heartbeats[node.id] = rt.clock.now_ms()
+    if req.capabilities is not None:
+        async with rt.db.transaction() as conn:
+            await nodes.set_capabilities(
+                conn, node.id, _caps_encoder.encode(req.capabilities).decode()
+            )
+    cancel = await tasks.not_held(rt.db.reader, node.id, list(req.running))
+    return HeartbeatResponse(
+        cancel=cancel, drain=bool(node.draining), heartbeat_s=rt.settings.heartbeat_s
+    )
+
+
+async def flush_heartbeats(rt: Runtime) -> int:
+    """Write every buffered heartbeat, and renew the leases of those nodes, in one transaction.
+
+    Returns:
+        How many nodes were written.
+    """
+    if not rt.heartbeats:
+        return 0
+    seen, rt.heartbeats = rt.heartbeats, {}
+    lease_ms = int(rt.settings.lease_s * 1000)
+    async with rt.db.transaction() as conn:
+        await nodes.touch_many(conn, seen)
+        await tasks.renew_leases(conn, {n: t + lease_ms for n, t in seen.items()})
+    return len(seen)
+
+
+def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
+    """The public view of a node, with its status derived from when it was last heard."""
+    now = rt.clock.now_ms()
+    last_seen = max(row.last_seen, rt.heartbeats.get(row.id, 0))
+    if row.draining:
+        status = "draining"
+    elif now - last_seen <= rt.settings.node_offline_s * 1000:
+        status = "online"
+    else:
+        status = "offline"
+    return NodeInfo(
+        id=row.id,
+        name=row.name,
+        owner=row.owner_email,
+        status=status,
+        capabilities=msgspec.json.decode(row.capabilities, type=Capabilities),
+        last_seen=last_seen,
+        tasks_done=row.tasks_done,
+        created_at=row.created_at,
+    )
+
+
+async def list_nodes(rt: Runtime, user: UserRow) -> list[NodeInfo]:
+    """The caller's nodes; every node for an admin."""
+    rows = await nodes.list_nodes(rt.db.reader, None if user.role == "admin" else user.id)
+    return [node_info(rt, r) for r in rows]

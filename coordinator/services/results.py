@@ -1,0 +1,176 @@
+"""What nodes send back: result uploads, completions (validated before use) and failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from gridx.coordinator.aggregation.weights import WeightsError, validate_file
+from gridx.coordinator.db import blobs, events, nodes, rounds, tasks
+from gridx.coordinator.db.nodes import NodeRow
+from gridx.coordinator.db.tasks import TaskRow
+from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
+from gridx.coordinator.services.rounds import (
+    aggregate_round,
+    fail_job,
+    start_aggregation_if_done,
+    task_failure_message,
+)
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.agent import CompleteTaskRequest, FailTaskRequest, TaskAck, UploadResponse
+
+_json = msgspec.json.Encoder()
+
+
+async def _held(rt: Runtime, node: NodeRow, task_id: str, token: str) -> TaskRow:
+    task = await tasks.get(rt.db.reader, task_id)
+    if task is None or task.node_id != node.id or task.lease_token != token:
+        raise StaleLease()
+    return task
+
+
+async def upload_result(
+    rt: Runtime, task_id: str, token: str, chunks: AsyncIterator[bytes]
+) -> UploadResponse:
+    """Store a result file for a task whose lease is live (the signed URL names task and token).
+
+    Raises:
+        StaleLease: the lease is gone (nothing is stored).
+        TooLarge: over the result size cap (nothing is stored).
+    """
+    task = await tasks.get(rt.db.reader, task_id)
+    if task is None or task.lease_token != token or task.status != "leased":
+        raise StaleLease()
+    sha, size, key = await rt.storage.write_stream(
+        chunks, rt.settings.max_result_bytes, "the result file"
+    )
+    async with rt.db.transaction() as conn:
+        await blobs.record(conn, sha, size, key, rt.clock.now_ms())
+    return UploadResponse(sha256=sha, size=size)
+
+
+async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) -> TaskAck:
+    """Accept a node's result after checking it completely; idempotent for the same result.
+
+    Raises:
+        StaleLease: the node does not hold this task's lease (nothing changes).
+        InvalidWeights: the weights are unusable; the attempt fails and the shard is reissued.
+    """
+    task = await _held(rt, node, req.task_id, req.lease_token)
+    if task.status == "succeeded" and task.result_sha == req.result_sha256:
+        return TaskAck(task_id=task.id, status=task.status)  # a retried completion
+    if task.status != "leased":
+        raise StaleLease()
+    blob = await blobs.get(rt.db.reader, req.result_sha256)
+    if blob is None:
+        raise InvalidInput("no uploaded file has that sha256; upload the weights first")
+    rnd = await rounds.get(rt.db.reader, task.job_id, task.round_idx)
+    expected = rnd.signature if rnd else None
+    try:
+        sig = await asyncio.get_running_loop().run_in_executor(
+            rt.pool,
+            validate_file,
+            str(rt.storage.path(blob.storage_key)),
+            rt.settings.max_result_bytes,
+            expected,
+        )
+    except WeightsError as exc:
+        await _give_up(rt, node, task, "user_error", "invalid_weights", str(exc), "")
+        raise InvalidWeights(f"weights refused: {exc}") from exc
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        if expected is None:  # round 0: the first valid update fixes the model's shape
+            await rounds.claim_signature(conn, task.job_id, task.round_idx, sig)
+            current = await rounds.get(conn, task.job_id, task.round_idx)
+            if current is not None and current.signature != sig:
+                mismatch = True
+            else:
+                mismatch = False
+        else:
+            mismatch = False
+        done = None
+        if not mismatch:
+            done = await tasks.complete(
+                conn,
+                task_id=task.id,
+                node_id=node.id,
+                token=req.lease_token,
+                result_sha=req.result_sha256,
+                metrics=_json.encode(req.metrics).decode(),
+                now=now,
+            )
+            if done is None:
+                raise StaleLease()
+            await nodes.credit(conn, node.id, int(req.duration_s * 1000))
+            await events.append(
+                conn,
+                task.job_id,
+                "task_succeeded",
+                {"task": task.id, "node": node.id, "metrics": req.metrics},
+                now,
+            )
+            aggregate = await start_aggregation_if_done(conn, done, now)
+    if mismatch:
+        msg = "keys, shapes or dtypes differ from the other updates of this round"
+        await _give_up(rt, node, task, "user_error", "invalid_weights", msg, "")
+        raise InvalidWeights(f"weights refused: {msg}")
+    assert done is not None
+    if aggregate:
+        rt.spawn(aggregate_round(rt, task.job_id, task.round_idx), f"aggregate-{task.id}")
+    return TaskAck(task_id=done.id, status=done.status)
+
+
+async def fail_task(rt: Runtime, node: NodeRow, req: FailTaskRequest) -> TaskAck:
+    """A node gives a task up: user-code failure, node failure, or a clean release.
+
+    Raises:
+        StaleLease: the node does not hold this task's lease.
+    """
+    task = await _held(rt, node, req.task_id, req.lease_token)
+    if task.status != "leased":
+        raise StaleLease()
+    return await _give_up(rt, node, task, req.kind, req.code, req.message, req.stderr_tail)
+
+
+async def _give_up(
+    rt: Runtime,
+    node: NodeRow,
+    task: TaskRow,
+    kind: str,
+    code: str,
+    message: str,
+    stderr_tail: str,
+) -> TaskAck:
+    released = kind == "released"
+    requeue = released or task.attempts < task.max_attempts
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        after = await tasks.give_up(
+            conn,
+            task_id=task.id,
+            node_id=node.id,
+            token=task.lease_token or "",
+            outcome=kind,
+            error_code=code,
+            error=message,
+            stderr_tail=stderr_tail[-16_384:],
+            requeue=requeue,
+            refund=released,
+            now=now,
+        )
+        if after is None:
+            raise StaleLease()
+        await events.append(
+            conn,
+            task.job_id,
+            "task_failed" if not released else "task_released",
+            {"task": task.id, "node": node.id, "kind": kind, "code": code, "error": message},
+            now,
+        )
+        if after.status == "failed":
+            await fail_job(conn, task.job_id, task_failure_message(after), now)
+    if after.status == "queued":
+        rt.wakeups.wake(1)
+    return TaskAck(task_id=after.id, status=after.status)

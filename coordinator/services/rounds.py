@@ -1,0 +1,166 @@
+"""A job's rounds: finishing a round, aggregating it in the process pool, starting the next."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiosqlite
+import msgspec
+
+from gridx.coordinator.aggregation.fedavg import fedavg_files, weighted_metrics
+from gridx.coordinator.aggregation.weights import WeightsError
+from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db.tasks import TaskRow
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.jobs import JobConfig
+
+log = logging.getLogger("gridx.coordinator.rounds")
+_json = msgspec.json.Encoder()
+
+
+async def fail_job(conn: aiosqlite.Connection, job_id: str, error: str, now: int) -> bool:
+    """Fail a job inside the caller's transaction: its open tasks are cancelled, its round failed.
+
+    Returns:
+        False when the job had already finished.
+    """
+    if not await jobs.transition(conn, job_id, "failed", now, error=error):
+        return False
+    await tasks.cancel_job(conn, job_id, now)
+    for rnd in await rounds.for_job(conn, job_id):
+        if rnd.status in ("running", "aggregating"):
+            await rounds.transition(conn, job_id, rnd.idx, "failed", now)
+    await events.append(conn, job_id, "job_failed", {"error": error}, now)
+    return True
+
+
+def task_failure_message(task: TaskRow) -> str:
+    """Why a job failed because one of its tasks did."""
+    return (
+        f"round {task.round_idx}, shard {task.shard_idx} failed after {task.attempts} "
+        f"attempt(s): [{task.error_code}] {task.error}"
+    )
+
+
+async def start_aggregation_if_done(conn: aiosqlite.Connection, task: TaskRow, now: int) -> bool:
+    """After a task succeeded (same transaction): if its round is complete, mark it aggregating.
+
+    Returns:
+        True when the caller must start aggregating this round.
+    """
+    if await tasks.round_pending(conn, task.job_id, task.round_idx) > 0:
+        return False
+    if await rounds.transition(conn, task.job_id, task.round_idx, "aggregating", now) is None:
+        return False
+    await jobs.transition(conn, task.job_id, "aggregating", now)
+    await events.append(conn, task.job_id, "round_aggregating", {"round": task.round_idx}, now)
+    return True
+
+
+async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
+    """Average a finished round's updates and start the next round (or finish the job).
+
+    Safe to run again after a crash: it only acts while the round is still 'aggregating'.
+    """
+    reader = rt.db.reader
+    job = await jobs.get(reader, job_id)
+    if job is None:
+        return
+    config = msgspec.json.decode(job.config, type=JobConfig)
+    rows = {s.idx: s.rows for s in await jobs.shards(reader, job_id)}
+    done = [
+        t
+        for t in await tasks.for_job(reader, job_id)
+        if t.round_idx == round_idx and t.status == "succeeded" and t.result_sha
+    ]
+    clients: list[tuple[str, float]] = []
+    for t in sorted(done, key=lambda t: t.shard_idx):
+        blob = await blobs.get(reader, t.result_sha or "")
+        if blob is None:
+            raise RuntimeError(f"result blob of task {t.id} is missing")
+        clients.append((str(rt.storage.path(blob.storage_key)), float(rows[t.shard_idx])))
+    out_pth = rt.storage.temp_path(".pth")
+    out_st = rt.storage.temp_path(".safetensors")
+    loop = asyncio.get_running_loop()
+    try:
+        sig = await loop.run_in_executor(
+            rt.pool, fedavg_files, clients, str(out_pth), str(out_st), rt.settings.max_result_bytes
+        )
+    except WeightsError as exc:
+        await _abort(rt, job_id, f"aggregation of round {round_idx} refused an update: {exc}")
+        return
+    except Exception as exc:
+        log.exception("aggregation of %s round %s crashed", job_id, round_idx)
+        await _abort(rt, job_id, f"aggregation of round {round_idx} crashed: {exc!r}")
+        return
+    finally:
+        for leftover in (out_pth, out_st):
+            if leftover.exists() and leftover.stat().st_size == 0:
+                leftover.unlink()
+    pth_sha, pth_size, pth_key = rt.storage.adopt(out_pth)
+    st_sha, st_size, st_key = rt.storage.adopt(out_st)
+    metrics = weighted_metrics(
+        [
+            (msgspec.json.decode(t.metrics or "{}", type=dict[str, float]), float(rows[t.shard_idx]))
+            for t in done
+        ]
+    )
+    last = round_idx + 1 >= config.rounds
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        await blobs.record(conn, pth_sha, pth_size, pth_key, now)
+        await blobs.record(conn, st_sha, st_size, st_key, now)
+        if last:
+            moved = await jobs.transition(
+                conn, job_id, "succeeded", now, final_pth_sha=pth_sha, final_st_sha=st_sha
+            )
+        else:
+            moved = await jobs.transition(conn, job_id, "running", now, current_round=round_idx + 1)
+        if not moved:  # cancelled or failed meanwhile: nothing more to do
+            return
+        await rounds.transition(
+            conn, job_id, round_idx, "done", now, output_sha=pth_sha, metrics=_json.encode(metrics).decode()
+        )
+        await events.append(
+            conn, job_id, "round_done", {"round": round_idx, "metrics": metrics, "model": pth_sha}, now
+        )
+        if last:
+            await events.append(conn, job_id, "job_succeeded", {"model": pth_sha}, now)
+        else:
+            await rounds.create(
+                conn, job_id=job_id, idx=round_idx + 1, input_sha=pth_sha, signature=sig, now=now
+            )
+            await tasks.insert_round(
+                conn,
+                job_id=job_id,
+                round_idx=round_idx + 1,
+                num_shards=len(rows),
+                max_attempts=config.max_attempts,
+                now=now,
+            )
+    if not last:
+        rt.wakeups.wake(len(rows))
+
+
+async def _abort(rt: Runtime, job_id: str, error: str) -> None:
+    async with rt.db.transaction() as conn:
+        await fail_job(conn, job_id, error, rt.clock.now_ms())
+
+
+async def resume(rt: Runtime) -> int:
+    """Restart aggregation of rounds left 'aggregating' by a previous process.
+
+    Returns:
+        How many rounds were resumed.
+    """
+    pending = await rounds.with_status(rt.db.reader, "aggregating")
+    for rnd in pending:
+        rt.spawn(aggregate_round(rt, rnd.job_id, rnd.idx), f"aggregate-{rnd.job_id}-{rnd.idx}")
+    return len(pending)
+
+
+def model_path(rt: Runtime, storage_key: str) -> Path:
+    """Where a stored model lives."""
+    return rt.storage.path(storage_key)

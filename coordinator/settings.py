@@ -1,0 +1,99 @@
+"""Coordinator settings: one frozen object read from `GRIDX_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+MiB = 1 << 20
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the coordinator can be told. Defaults run out of the box."""
+
+    data_dir: Path = Path("gridx-data")
+    """Folder holding the SQLite file, the blob store and the signing secret."""
+    host: str = "127.0.0.1"
+    """Address to bind."""
+    port: int = 8080
+    """Port to bind."""
+    public_url: str = ""
+    """Base URL nodes use for signed links; empty means relative links (same origin)."""
+    lease_s: float = 30.0
+    """How long a task lease lasts without a heartbeat renewing it."""
+    heartbeat_s: float = 5.0
+    """How often nodes are asked to heartbeat."""
+    heartbeat_flush_s: float = 1.0
+    """Heartbeats are buffered and written in one transaction this often."""
+    node_offline_s: float = 30.0
+    """A node not heard from for this long is shown offline."""
+    long_poll_s: float = 25.0
+    """Upper bound of a `request_task` long-poll."""
+    reaper_s: float = 1.0
+    """How often expired leases are returned to the queue when no node asks."""
+    signed_url_s: int = 900
+    """Lifetime of signed blob URLs."""
+    max_upload_bytes: int = 512 * MiB
+    """Largest job submission (train.py + requirements + data)."""
+    max_code_bytes: int = 1 * MiB
+    """Largest train.py / requirements.txt."""
+    max_result_bytes: int = 512 * MiB
+    """Largest weights file a node may upload."""
+    max_json_bytes: int = 64 * 1024
+    """Largest JSON body on every other route."""
+    aggregation_workers: int = 1
+    """Processes in the aggregation pool."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the API from a browser (a CDN-hosted dashboard)."""
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return self.data_dir / "gridx.db"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Root of the content-addressed local blob store."""
+        return self.data_dir / "blobs"
+
+    def signing_key(self) -> bytes:
+        """The HMAC key for signed URLs, created once per data dir (mode 0600)."""
+        path = self.data_dir / "signing.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+
+_FIELDS = {
+    "data_dir": Path,
+    "host": str,
+    "port": int,
+    "public_url": str,
+    "lease_s": float,
+    "heartbeat_s": float,
+    "long_poll_s": float,
+    "node_offline_s": float,
+    "max_upload_bytes": int,
+    "max_result_bytes": int,
+    "aggregation_workers": int,
+}
+
+
+def settings_from_env(**overrides: object) -> Settings:
+    """Build settings from `GRIDX_<FIELD>` variables, then explicit overrides (e.g. CLI flags)."""
+    values: dict[str, object] = {}
+    for name, kind in _FIELDS.items():
+        raw = os.environ.get(f"GRIDX_{name.upper()}")
+        if raw:
+            values[name] = kind(raw)
+    origins = os.environ.get("GRIDX_CORS_ORIGINS", "")
+    if origins:
+        values["cors_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return msgspec.convert(values, Settings, strict=False)

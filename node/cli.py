@@ -1,0 +1,63 @@
+"""`gridx-node`: the node daemon's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from gridx.node.client import CoordinatorClient
+from gridx.node.config import NodeConfig, load_config
+from gridx.node.sandbox import detect
+from gridx.node.worker import Worker, capabilities, enrol
+
+
+async def _serve(config: NodeConfig) -> int:
+    caps = capabilities(detect())
+    bootstrap = CoordinatorClient(config.coordinator_url)
+    try:
+        ident = await enrol(config, bootstrap, caps)
+    finally:
+        await bootstrap.close()
+    client = CoordinatorClient(config.coordinator_url, ident.node_token)
+    worker = Worker(config, client, ident)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    try:
+        await worker.run()
+    finally:
+        await client.close()
+    return 0
+
+
+@click.group()
+def cli() -> None:
+    """Grid-X node: lend this machine to federated training jobs."""
+
+
+@cli.command()
+@click.option("--coordinator", "coordinator_url", help="Coordinator URL [GRIDX_COORDINATOR_URL].")
+@click.option("--enrolment-key", help="Owner's API key, needed once to register [GRIDX_ENROLMENT_KEY].")
+@click.option("--owner-email", help="Owner's email, checked against the key [GRIDX_OWNER_EMAIL].")
+@click.option("--name", help="Display name (default: host name).")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Identity and work folder.")
+@click.option("--executor", type=click.Choice(["process"]), help="How tasks run.")
+@click.option("--python", help="Interpreter for train.py (default: this one).")
+@click.option("--memory-mb", type=int, help="Memory cap per task (MiB).")
+@click.option("--cpus", type=int, help="Threads per task (0: all).")
+@click.option("--config", "env_file", type=click.Path(exists=True, path_type=Path),
+              help="A worker_config.env file (default: ./worker_config.env if present).")
+@click.option("--once", is_flag=True, default=None, help="Run one task, then exit.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
+    """Register (first time), then take and run tasks until stopped (SIGTERM releases the task)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = load_config(env_file, **flags)
+    raise SystemExit(asyncio.run(_serve(config)))

@@ -1,0 +1,199 @@
+"""The node's HTTP client: one aiohttp session, explicit timeouts, retries for idempotent calls."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urljoin
+
+import aiohttp
+import msgspec
+
+from gridx.schemas.agent import (
+    BlobRef,
+    CompleteTaskRequest,
+    FailTaskRequest,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    RegisterRequest,
+    RegisterResponse,
+    TaskAck,
+    TaskAssignment,
+    UploadResponse,
+)
+from gridx.schemas.errors import ErrorBody
+
+log = logging.getLogger("gridx.node")
+T = TypeVar("T")
+CHUNK = 1 << 20
+
+
+class CoordinatorError(Exception):
+    """The coordinator answered with an error body."""
+
+    def __init__(self, status: int, body: ErrorBody) -> None:
+        self.status = status
+        self.code = body.code
+        super().__init__(f"{status} {body.code}: {body.message}")
+
+
+class IntegrityError(Exception):
+    """A downloaded file does not match its sha256."""
+
+
+def backoff(attempt: int, base: float = 0.25, cap: float = 10.0) -> float:
+    """Capped exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+async def retrying(call: Callable[[], Awaitable[T]], what: str, tries: int = 6) -> T:
+    """Retry an idempotent call on connection trouble and 5xx answers."""
+    for attempt in range(tries):
+        try:
+            return await call()
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            problem: Exception = exc
+        except CoordinatorError as exc:
+            if exc.status < 500:
+                raise
+            problem = exc
+        if attempt == tries - 1:
+            raise problem
+        delay = backoff(attempt)
+        log.warning("%s failed (%s); retrying in %.2fs", what, problem, delay)
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class CoordinatorClient:
+    """Typed calls to the coordinator's `/agent/*` routes."""
+
+    def __init__(self, base_url: str, token: str = "") -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.token = token
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+        )
+
+    async def close(self) -> None:
+        """Close the session."""
+        await self.session.close()
+
+    def _url(self, path: str) -> str:
+        return urljoin(self.base_url, path.lstrip("/") if not path.startswith("http") else path)
+
+    def _headers(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+    async def _post(
+        self, path: str, body: object, kind: type[T], token: str | None = None, **params: str
+    ) -> T | None:
+        async with self.session.post(
+            self._url(path),
+            data=msgspec.json.encode(body),
+            headers={**self._headers(token), "Content-Type": "application/json"},
+            params=params or None,
+        ) as resp:
+            payload = await resp.read()
+            if resp.status == 204:
+                return None
+            if resp.status >= 400:
+                raise CoordinatorError(resp.status, _error(payload, resp.status))
+            return msgspec.json.decode(payload, type=kind)
+
+    async def register(self, enrolment_key: str, req: RegisterRequest) -> RegisterResponse:
+        """Enrol this node (once)."""
+        out = await retrying(
+            lambda: self._post("/agent/register", req, RegisterResponse, token=enrolment_key),
+            "register",
+        )
+        assert out is not None
+        return out
+
+    async def heartbeat(self, req: HeartbeatRequest) -> HeartbeatResponse:
+        """Report liveness and running tasks."""
+        out = await self._post("/agent/heartbeat", req, HeartbeatResponse)
+        assert out is not None
+        return out
+
+    async def request_task(self, wait_s: float) -> TaskAssignment | None:
+        """Long-poll for a task; None when none became ready."""
+        timeout = aiohttp.ClientTimeout(total=wait_s + 30, connect=10)
+        async with self.session.post(
+            self._url("/agent/request_task"),
+            params={"wait_s": str(wait_s)},
+            headers=self._headers(),
+            timeout=timeout,
+        ) as resp:
+            payload = await resp.read()
+            if resp.status == 204:
+                return None
+            if resp.status >= 400:
+                raise CoordinatorError(resp.status, _error(payload, resp.status))
+            return msgspec.json.decode(payload, type=TaskAssignment)
+
+    async def complete(self, req: CompleteTaskRequest) -> TaskAck:
+        """Complete a task (idempotent through the lease token, so it is retried)."""
+        out = await retrying(lambda: self._post("/agent/complete_task", req, TaskAck), "complete")
+        assert out is not None
+        return out
+
+    async def fail(self, req: FailTaskRequest) -> TaskAck | None:
+        """Give a task up; None when the coordinator no longer lets us (lease gone)."""
+        try:
+            return await retrying(lambda: self._post("/agent/fail_task", req, TaskAck), "fail")
+        except CoordinatorError as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    async def download(self, ref: BlobRef, dest: Path) -> None:
+        """Fetch a task input to `dest` and check its sha256 and size.
+
+        Raises:
+            IntegrityError: the bytes do not match.
+        """
+
+        async def once() -> None:
+            digest = hashlib.sha256()
+            size = 0
+            async with self.session.get(self._url(ref.url)) as resp:
+                if resp.status >= 400:
+                    raise CoordinatorError(resp.status, _error(await resp.read(), resp.status))
+                with dest.open("wb") as fh:
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        fh.write(chunk)
+            if digest.hexdigest() != ref.sha256 or size != ref.size:
+                raise IntegrityError(f"{ref.name}: sha256/size mismatch; refusing to run it")
+
+        await retrying(once, f"download {ref.name}")
+
+    async def upload(self, url: str, path: Path) -> UploadResponse:
+        """PUT a result file to its signed URL (content-addressed, so retries are safe)."""
+
+        async def once() -> UploadResponse:
+            with path.open("rb") as fh:
+                async with self.session.put(
+                    self._url(url), data=fh, headers={"Content-Type": "application/octet-stream"}
+                ) as resp:
+                    payload = await resp.read()
+                    if resp.status >= 400:
+                        raise CoordinatorError(resp.status, _error(payload, resp.status))
+                    return msgspec.json.decode(payload, type=UploadResponse)
+
+        return await retrying(once, "upload")
+
+
+def _error(payload: bytes, status: int) -> ErrorBody:
+    try:
+        return msgspec.json.decode(payload, type=ErrorBody)
+    except msgspec.DecodeError:
+        text = payload[:200].decode("utf-8", "replace")
+        return ErrorBody(code=f"http_{status}", message=text)

@@ -1,0 +1,161 @@
+"""The `process` executor: train.py in a sandboxed subprocess with rlimits and a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from gridx.node import sandbox
+
+TAIL_BYTES = 8192
+MAX_METRICS_BYTES = 64 * 1024
+
+
+@dataclass
+class RunSpec:
+    """One run of a training script."""
+
+    workdir: Path
+    logdir: Path
+    python: str
+    env: dict[str, str]
+    timeout_s: float
+    memory_mb: int
+    max_output_bytes: int
+    hidden: list[Path] = field(default_factory=list)
+    readonly: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """What came of a run. `code` is None on success, else a reason code."""
+
+    code: str | None
+    message: str
+    exit_code: int | None
+    stderr_tail: str
+    duration_s: float
+    output: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the script produced weights."""
+        return self.code is None
+
+
+def _tail(path: Path) -> str:
+    if not path.exists():
+        return ""
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - TAIL_BYTES))
+        return fh.read().decode("utf-8", "replace")
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    """The numeric entries of metrics.json (anything else in it is ignored)."""
+    if not path.exists() or path.stat().st_size > MAX_METRICS_BYTES:
+        return {}
+    try:
+        raw = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(k)[:100]: float(v)
+        for k, v in list(raw.items())[:64]
+        if isinstance(v, int | float) and not isinstance(v, bool) and v == v
+    }
+
+
+class ProcessExecutor:
+    """Runs `python train.py` under the host's best isolation, always with rlimits and a timeout."""
+
+    def __init__(self, isolation: str | None = None) -> None:
+        self.isolation = isolation or sandbox.detect()
+
+    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """Run the script; kill it on timeout or when `cancel` is set."""
+        spec.logdir.mkdir(parents=True, exist_ok=True)
+        out_log, err_log = spec.logdir / "stdout.log", spec.logdir / "stderr.log"
+        cmd = sandbox.wrap(
+            [spec.python, "-u", "train.py"], spec.workdir, self.isolation, spec.hidden, spec.readonly
+        )
+        mem = spec.memory_mb << 20
+        cpu_s = int(spec.timeout_s * (os.cpu_count() or 1)) + 10
+        fsize = spec.max_output_bytes
+
+        def limits() -> None:  # runs in the child before exec
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+        started = time.monotonic()
+        with out_log.open("wb") as out, err_log.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                cwd=spec.workdir,
+                env=spec.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=limits,
+            )
+            waiter = asyncio.ensure_future(proc.wait())
+            stopper = asyncio.ensure_future(cancel.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {waiter, stopper}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stopper.cancel()
+                if not waiter.done():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    await waiter
+        duration = time.monotonic() - started
+        tail = _tail(err_log)
+        rc = proc.returncode
+        if waiter not in done:
+            if cancel.is_set():
+                return RunResult("cancelled", "stopped on request", rc, tail, duration)
+            return RunResult(
+                "timeout", f"train.py ran past the task timeout of {spec.timeout_s:.0f}s", rc, tail, duration
+            )
+        return self._judge(spec, rc, tail, duration)
+
+    def _judge(self, spec: RunSpec, rc: int | None, tail: str, duration: float) -> RunResult:
+        if rc == -signal.SIGXFSZ:
+            msg = f"train.py wrote a file over the output cap of {spec.max_output_bytes} bytes"
+            return RunResult("output_too_large", msg, rc, tail, duration)
+        if rc == -signal.SIGXCPU:
+            return RunResult("timeout", "train.py used up its CPU-time limit", rc, tail, duration)
+        if rc != 0:
+            if "MemoryError" in tail or "Cannot allocate memory" in tail or rc == -signal.SIGKILL:
+                msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB) or was killed"
+                return RunResult("out_of_memory", msg, rc, tail, duration)
+            return RunResult("nonzero_exit", f"train.py exited with status {rc}", rc, tail, duration)
+        output = next(
+            (p for p in (spec.workdir / "model.pth", spec.workdir / "model.safetensors") if p.exists()),
+            None,
+        )
+        if output is None:
+            msg = "train.py finished but wrote no model.pth (save to $GRIDX_OUTPUT)"
+            return RunResult("missing_output", msg, rc, tail, duration)
+        if output.stat().st_size > spec.max_output_bytes:
+            msg = f"{output.name} is over the output cap of {spec.max_output_bytes} bytes"
+            return RunResult("output_too_large", msg, rc, tail, duration)
+        metrics = read_metrics(spec.workdir / "metrics.json")
+        return RunResult(None, "ok", rc, tail, duration, output=output, metrics=metrics)

@@ -1,0 +1,42 @@
+"""The node's identity, kept in a private state file so it registers only once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class Identity(msgspec.Struct, kw_only=True):
+    """Who this node is to one coordinator."""
+
+    coordinator_url: str
+    node_id: str
+    node_token: str
+
+
+def identity_path(state_dir: Path) -> Path:
+    """Where the identity lives."""
+    return state_dir / "identity.json"
+
+
+def load_identity(state_dir: Path, coordinator_url: str) -> Identity | None:
+    """The saved identity for this coordinator, if any."""
+    path = identity_path(state_dir)
+    if not path.exists():
+        return None
+    ident = msgspec.json.decode(path.read_bytes(), type=Identity)
+    return ident if ident.coordinator_url == coordinator_url else None
+
+
+def save_identity(state_dir: Path, ident: Identity) -> None:
+    """Write the identity atomically, readable by the node's user only."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    path = identity_path(state_dir)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(msgspec.json.encode(ident))
+    os.replace(tmp, path)

@@ -1,0 +1,268 @@
+"""The node's main loop: claim, run, report; a heartbeat side task; clean shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from gridx.node import __version__
+from gridx.node.client import CoordinatorClient, CoordinatorError, IntegrityError
+from gridx.node.config import NodeConfig
+from gridx.node.environments import RequirementsError, ensure_env
+from gridx.node.executor import ProcessExecutor, RunResult, RunSpec
+from gridx.node.state import Identity, load_identity, save_identity
+from gridx.schemas.agent import (
+    Capabilities,
+    CompleteTaskRequest,
+    FailTaskRequest,
+    HeartbeatRequest,
+    RegisterRequest,
+    TaskAssignment,
+)
+
+log = logging.getLogger("gridx.node")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_filename(name: str, default: str) -> str:
+    """A file name from the coordinator reduced to a harmless basename."""
+    base = _SAFE_NAME.sub("_", Path(name).name).lstrip(".")
+    return base[:100] or default
+
+
+def capabilities(isolation: str) -> Capabilities:
+    """What this machine offers."""
+    memory_mb = 0
+    with contextlib.suppress(OSError, ValueError):
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    return Capabilities(
+        arch=platform.machine(),
+        cpus=os.cpu_count() or 1,
+        memory_mb=memory_mb,
+        executors=["process"],
+        isolation=isolation,  # type: ignore[arg-type]
+        docker=False,
+        version=__version__,
+    )
+
+
+async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilities) -> Identity:
+    """The saved identity, or a new one from registering with the enrolment key."""
+    ident = load_identity(config.state_dir, config.coordinator_url)
+    if ident is not None:
+        return ident
+    if not config.enrolment_key:
+        raise SystemExit(
+            "this node is not registered yet: pass --enrolment-key (your API key from "
+            "`gridx user create`) or set GRIDX_ENROLMENT_KEY / worker_config.env"
+        )
+    resp = await client.register(
+        config.enrolment_key,
+        RegisterRequest(
+            name=config.name or platform.node() or "node",
+            owner_email=config.owner_email or None,
+            capabilities=caps,
+        ),
+    )
+    ident = Identity(
+        coordinator_url=config.coordinator_url, node_id=resp.node_id, node_token=resp.node_token
+    )
+    save_identity(config.state_dir, ident)
+    log.info("registered as %s", ident.node_id)
+    return ident
+
+
+class Worker:
+    """Runs tasks one at a time until stopped."""
+
+    def __init__(self, config: NodeConfig, client: CoordinatorClient, ident: Identity) -> None:
+        self.config = config
+        self.client = client
+        self.ident = ident
+        self.executor = ProcessExecutor()
+        self.stop = asyncio.Event()
+        self.current: TaskAssignment | None = None
+        self.cancel_current = asyncio.Event()
+        self.heartbeat_s = 1.0  # until the coordinator says otherwise
+        self.tasks_run = 0
+
+    def request_stop(self) -> None:
+        """SIGTERM / SIGINT: stop polling, hand the running task back."""
+        log.info("stopping: the current task (if any) is released")
+        self.stop.set()
+        self.cancel_current.set()
+
+    async def run(self) -> None:
+        """Claim and run tasks until stopped (or after one task with `--once`)."""
+        if self.executor.isolation == "none":
+            log.warning(
+                "NO ISOLATION: neither bubblewrap nor `unshare -n` works here, so train.py runs as "
+                "this user with network access (rlimits and timeouts still apply). "
+                "Install bubblewrap (apt-get install bubblewrap)."
+            )
+        else:
+            log.info("tasks run under %s isolation", self.executor.isolation)
+        beat = asyncio.create_task(self._heartbeats())
+        try:
+            while not self.stop.is_set():
+                task = await self._poll()
+                if task is None:
+                    continue
+                await self._run_task(task)
+                self.tasks_run += 1
+                if self.config.once:
+                    break
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _poll(self) -> TaskAssignment | None:
+        poll = asyncio.ensure_future(self.client.request_task(self.config.poll_wait_s))
+        stop = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not poll.done():
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+            return None  # a lease taken in that instant expires and is reissued
+        try:
+            return poll.result()
+        except CoordinatorError as exc:
+            if exc.status == 401:
+                raise SystemExit(f"the coordinator refused this node's token: {exc}") from exc
+            log.warning("request_task failed: %s", exc)
+        except (OSError, TimeoutError) as exc:
+            log.warning("coordinator unreachable (%s); retrying", exc)
+        await asyncio.sleep(1.0)
+        return None
+
+    async def _heartbeats(self) -> None:
+        while True:
+            running = [self.current.task_id] if self.current else []
+            try:
+                resp = await self.client.heartbeat(HeartbeatRequest(running=running))
+                self.heartbeat_s = resp.heartbeat_s
+                if self.current and self.current.task_id in resp.cancel:
+                    log.info("coordinator says stop %s", self.current.task_id)
+                    self.cancel_current.set()
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def _run_task(self, task: TaskAssignment) -> None:
+        log.info("task %s (round %d, shard %d)", task.task_id, task.round, task.shard)
+        self.current = task
+        self.cancel_current.clear()
+        root = self.config.state_dir / "tasks" / safe_filename(task.task_id, "task")
+        workdir, logdir = root / "work", root / "logs"
+        shutil.rmtree(root, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        try:
+            result = await self._prepare_and_run(task, workdir, logdir)
+            await self._report(task, result)
+        finally:
+            self.current = None
+            shutil.rmtree(root, ignore_errors=True)
+
+    async def _prepare_and_run(self, task: TaskAssignment, workdir: Path, logdir: Path) -> RunResult:
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(workdir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": str(self.config.cpus or os.cpu_count() or 1),
+            "GRIDX_JOB_ID": task.job_id,
+            "GRIDX_TASK_ID": task.task_id,
+            "GRIDX_ROUND": str(task.round),
+            "GRIDX_ROUNDS": str(task.rounds),
+            "GRIDX_EPOCHS": str(task.epochs),
+            "GRIDX_SHARD": str(task.shard),
+            "GRIDX_NUM_SHARDS": str(task.num_shards),
+            "GRIDX_SEED": str(task.seed),
+            "GRIDX_OUTPUT": str(workdir / "model.pth"),
+            "GRIDX_METRICS": str(workdir / "metrics.json"),
+        }
+        python = base = self.config.python or sys.executable
+        try:
+            await self.client.download(task.code, workdir / "train.py")
+            if task.data is not None:
+                data = workdir / safe_filename(task.data.name, "data")
+                await self.client.download(task.data, data)
+                env["GRIDX_DATA"] = str(data)
+            if task.init_model is not None:
+                init = workdir / "init_model.pth"
+                await self.client.download(task.init_model, init)
+                env["GRIDX_INIT_MODEL"] = str(init)
+            if task.requirements is not None:
+                req = logdir / "requirements.txt"
+                logdir.mkdir(parents=True, exist_ok=True)
+                await self.client.download(task.requirements, req)
+                python = await ensure_env(
+                    req, task.requirements.sha256, self.config.state_dir / "envs", python
+                )
+        except RequirementsError as exc:
+            return RunResult("requirements_failed", str(exc), None, exc.tail, 0.0)
+        except (IntegrityError, CoordinatorError, OSError, TimeoutError) as exc:
+            return RunResult("download_failed", str(exc), None, "", 0.0)
+        spec = RunSpec(
+            workdir=workdir,
+            logdir=logdir,
+            python=python,
+            env=env,
+            timeout_s=task.timeout_s,
+            memory_mb=self.config.memory_mb,
+            max_output_bytes=task.max_result_bytes,
+            hidden=[self.config.state_dir.resolve()],
+            readonly=[(self.config.state_dir / "envs").resolve()] if python != base else [],
+        )
+        return await self.executor.run(spec, self.cancel_current)
+
+    async def _report(self, task: TaskAssignment, result: RunResult) -> None:
+        if result.code == "cancelled" and not self.stop.is_set():
+            log.info("task %s stopped: the coordinator no longer wants it", task.task_id)
+            return
+        if result.ok and result.output is not None:
+            try:
+                uploaded = await self.client.upload(task.upload_url, result.output)
+                ack = await self.client.complete(
+                    CompleteTaskRequest(
+                        task_id=task.task_id,
+                        lease_token=task.lease_token,
+                        result_sha256=uploaded.sha256,
+                        metrics=result.metrics,
+                        duration_s=result.duration_s,
+                    )
+                )
+                log.info("task %s %s in %.1fs %s", task.task_id, ack.status, result.duration_s, result.metrics)
+            except CoordinatorError as exc:
+                log.warning("task %s result not accepted: %s", task.task_id, exc)
+            return
+        if self.stop.is_set():
+            kind, code, message = "released", "released", "node shutting down"
+        elif result.code == "download_failed":
+            kind, code, message = "node_error", result.code, result.message
+        else:
+            kind, code, message = "user_error", result.code or "error", result.message
+        log.warning("task %s failed: [%s] %s", task.task_id, code, message)
+        await self.client.fail(
+            FailTaskRequest(
+                task_id=task.task_id,
+                lease_token=task.lease_token,
+                kind=kind,  # type: ignore[arg-type]
+                code=code,
+                message=message,
+                stderr_tail=result.stderr_tail,
+            )
+        )

@@ -1,0 +1,132 @@
+"""Node <-> coordinator messages (`/agent/*`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Isolation = Literal["bubblewrap", "unshare", "none", "docker"]
+FailureKind = Literal["user_error", "node_error", "released"]
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Short = Annotated[str, msgspec.Meta(max_length=100)]
+Tail = Annotated[str, msgspec.Meta(max_length=16_384)]
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class Capabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a node can run."""
+
+    arch: Short = ""
+    cpus: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 0
+    memory_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 0
+    executors: Annotated[list[Short], msgspec.Meta(max_length=8)] = []
+    isolation: Isolation = "none"
+    docker: bool = False
+    version: Short = ""
+
+
+class RegisterRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Sent once by a new node, authenticated with its owner's API key (the enrolment key)."""
+
+    name: Name
+    owner_email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
+    capabilities: Capabilities = msgspec.field(default_factory=Capabilities)
+
+
+class RegisterResponse(msgspec.Struct, kw_only=True):
+    """The node's identity; the token is shown once and stored hashed."""
+
+    node_id: str
+    node_token: str
+    heartbeat_s: float
+    lease_s: float
+
+
+class HeartbeatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Liveness plus the tasks the node is running (their leases get renewed)."""
+
+    running: Annotated[list[Short], msgspec.Meta(max_length=64)] = []
+    capabilities: Capabilities | None = None
+
+
+class HeartbeatResponse(msgspec.Struct, kw_only=True):
+    """Commands for the node: tasks to stop now, and whether to drain."""
+
+    cancel: list[str] = []
+    drain: bool = False
+    heartbeat_s: float = 5.0
+
+
+class BlobRef(msgspec.Struct, kw_only=True):
+    """A file the node downloads: a short-lived signed URL and the sha256 it must match."""
+
+    url: str
+    sha256: str
+    size: int
+    name: str
+
+
+class TaskAssignment(msgspec.Struct, kw_only=True):
+    """A leased task. `lease_token` fences every later call about it."""
+
+    task_id: str
+    job_id: str
+    round: int
+    rounds: int
+    shard: int
+    num_shards: int
+    epochs: int
+    seed: int
+    lease_token: str
+    lease_expires_at: int
+    timeout_s: int
+    code: BlobRef
+    requirements: BlobRef | None
+    data: BlobRef | None
+    init_model: BlobRef | None
+    upload_url: str
+    max_result_bytes: int
+
+
+class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Long-poll for work; the coordinator answers 204 after `wait_s` with nothing."""
+
+    wait_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 25.0
+
+
+class UploadResponse(msgspec.Struct, kw_only=True):
+    """A stored result file."""
+
+    sha256: str
+    size: int
+
+
+class CompleteTaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Finish a task with the uploaded weights (by sha256) and the script's metrics."""
+
+    task_id: Short
+    lease_token: Short
+    result_sha256: Sha256
+    metrics: Annotated[dict[Short, float], msgspec.Meta(max_length=64)] = {}
+    duration_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
+class FailTaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Give a task up. `user_error` blames the job's script, `node_error` the node,
+    `released` nobody (a node shutting down hands its task back)."""
+
+    task_id: Short
+    lease_token: Short
+    kind: FailureKind
+    code: Short
+    message: Annotated[str, msgspec.Meta(max_length=2_000)]
+    stderr_tail: Tail = ""
+
+
+class TaskAck(msgspec.Struct, kw_only=True):
+    """The task's status after a complete/fail call."""
+
+    task_id: str
+    status: str

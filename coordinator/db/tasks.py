@@ -84,14 +84,16 @@ WHERE status = 'queued' AND id = (
     ORDER BY t.created_at, t.job_id, t.round_idx, t.shard_idx LIMIT 1)
 {_RET}
 """
+# Attempt rows are numbered on their own: a released (refunded) try still keeps its row.
 START_ATTEMPT = """
 INSERT INTO attempts (task_id, attempt, node_id, started_at)
-VALUES (:task_id, :attempt, :node_id, :now)
+VALUES (:task_id,
+    (SELECT coalesce(max(attempt), 0) + 1 FROM attempts WHERE task_id = :task_id), :node_id, :now)
 """
 FINISH_ATTEMPT = """
 UPDATE attempts SET finished_at = :now, outcome = :outcome, error_code = :error_code,
     error = :error, stderr_tail = :stderr_tail
-WHERE task_id = :task_id AND attempt = :attempt AND outcome IS NULL
+WHERE task_id = :task_id AND outcome IS NULL
 """
 RENEW = """
 UPDATE tasks SET lease_expires_at = :expires
@@ -187,13 +189,11 @@ async def _finish_attempt(
     error_code: str | None = None,
     error: str | None = None,
     stderr_tail: str | None = None,
-    attempt: int | None = None,
 ) -> None:
     await conn.execute(
         FINISH_ATTEMPT,
         {
             "task_id": task.id,
-            "attempt": task.attempts if attempt is None else attempt,
             "now": now,
             "outcome": outcome,
             "error_code": error_code,
@@ -223,10 +223,7 @@ async def claim(
     params = {"node_id": node_id, "token": token, "now": now, "expires": now + lease_ms}
     task = await fetch_one(conn, CLAIM, params, TaskRow)
     if task is not None:
-        await conn.execute(
-            START_ATTEMPT,
-            {"task_id": task.id, "attempt": task.attempts, "node_id": node_id, "now": now},
-        )
+        await conn.execute(START_ATTEMPT, {"task_id": task.id, "node_id": node_id, "now": now})
     return task
 
 
@@ -282,7 +279,6 @@ async def give_up(
     Returns:
         The task after the change, or None if the lease is not held (fencing).
     """
-    current = await get(conn, task_id)
     params = {
         "id": task_id,
         "node_id": node_id,
@@ -297,10 +293,8 @@ async def give_up(
     else:
         params.pop("refund")
         task = await fetch_one(conn, FAIL, params, TaskRow)
-    if task is not None and current is not None:
-        await _finish_attempt(
-            conn, task, now, outcome, error_code, error, stderr_tail, attempt=current.attempts
-        )
+    if task is not None:
+        await _finish_attempt(conn, task, now, outcome, error_code, error, stderr_tail)
     return task
 
 

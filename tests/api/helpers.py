@@ -1,0 +1,75 @@
+"""Calls the API tests make again and again."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Api, auth
+
+TRAIN = b"import torch\ntorch.save({}, 'model.pth')\n"
+CSV = "x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20))
+
+
+def submit(api: Api, who: dict[str, str], config: dict[str, Any] | None = None,
+           files: dict[str, tuple[str, bytes]] | None = None) -> Any:
+    """POST /jobs/ and return the response."""
+    files = files if files is not None else {
+        "train_py": ("train.py", TRAIN), "data": ("d.csv", CSV.encode())
+    }
+    return api.client.post(
+        "/jobs/",
+        headers=who,
+        files={k: (n, io.BytesIO(b)) for k, (n, b) in files.items()},
+        data={"config": json.dumps(config or {"rounds": 1, "shards": 2})},
+    )
+
+
+def register(api: Api, who: dict[str, str], name: str = "n") -> dict[str, str]:
+    """Enrol a node; returns its auth header."""
+    r = api.client.post("/agent/register", json={"name": name}, headers=who)
+    assert r.status_code == 201, r.text
+    return auth(r.json()["node_token"])
+
+
+def claim(api: Api, node: dict[str, str]) -> dict[str, Any] | None:
+    """One non-waiting claim."""
+    r = api.client.post("/agent/request_task?wait_s=0", headers=node)
+    assert r.status_code in (200, 204), r.text
+    return r.json() if r.status_code == 200 else None
+
+
+def upload(api: Api, task: dict[str, Any], payload: bytes) -> str:
+    """PUT a result through the task's signed URL; returns its sha256."""
+    r = api.client.put(task["upload_url"], content=payload)
+    assert r.status_code == 201, r.text
+    return str(r.json()["sha256"])
+
+
+def complete(api: Api, node: dict[str, str], task: dict[str, Any], sha: str,
+             token: str | None = None, metrics: dict[str, float] | None = None) -> Any:
+    """POST /agent/complete_task."""
+    return api.client.post(
+        "/agent/complete_task",
+        headers=node,
+        json={"task_id": task["task_id"], "lease_token": token or task["lease_token"],
+              "result_sha256": sha, "metrics": metrics or {}},
+    )
+
+
+def wait_status(api: Api, who: dict[str, str], job_id: str, status: str, timeout: float = 60) -> Any:
+    """Poll a job until it reaches `status`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.client.get(f"/jobs/{job_id}", headers=who).json()
+        if body["job"]["status"] == status:
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} stuck at {body['job']['status']}")
+
+
+def read(path: Path) -> bytes:
+    return path.read_bytes()

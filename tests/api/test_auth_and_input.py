@@ -1,0 +1,110 @@
+"""Credentials, ownership, size limits and validation, through the real app."""
+
+from __future__ import annotations
+
+from tests.api.helpers import CSV, TRAIN, claim, register, submit
+from tests.conftest import Api, auth
+
+
+def test_missing_or_wrong_credentials_are_401_with_a_json_body(api: Api) -> None:
+    for headers in ({}, auth("gxk_wrong"), {"Authorization": "Basic abc"}):
+        r = api.client.get("/jobs/", headers=headers)
+        assert r.status_code == 401
+        assert r.json()["code"] == "unauthorized"
+    node = register(api, api.alice)
+    assert api.client.post("/agent/heartbeat", json={}, headers=api.alice).status_code == 401
+    assert api.client.post("/agent/heartbeat", json={}, headers=auth("gxn_nope")).status_code == 401
+    assert api.client.post("/agent/heartbeat", json={}, headers=node).status_code == 200
+    # a node token is not an API key
+    assert api.client.get("/jobs/", headers=node).status_code == 401
+    assert api.client.post("/agent/register", json={"name": "x"}).status_code == 401
+
+
+def test_another_users_job_is_404_everywhere(api: Api) -> None:
+    r = submit(api, api.alice)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["job"]["id"]
+    for method, path in (
+        ("GET", f"/jobs/{job_id}"),
+        ("POST", f"/jobs/{job_id}/cancel"),
+        ("GET", f"/jobs/{job_id}/model"),
+    ):
+        r = api.client.request(method, path, headers=api.bob)
+        assert r.status_code == 404, (method, path)
+        assert r.json()["code"] == "not_found"
+    assert api.client.get("/jobs/", headers=api.bob).json() == []
+    assert [j["id"] for j in api.client.get("/jobs/", headers=api.alice).json()] == [job_id]
+    detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+    assert detail["job"]["status"] == "queued"
+
+
+def test_oversized_uploads_are_413_and_leave_nothing_behind(api: Api) -> None:
+    big = b"x,y\n" + b"1,2\n" * 60_000  # 240 kB > the 200 kB data cap
+    r = submit(api, api.alice, files={"train_py": ("train.py", TRAIN), "data": ("d.csv", big)})
+    assert r.status_code == 413
+    assert r.json()["code"] == "too_large" and "data" in r.json()["message"]
+    r = submit(api, api.alice, files={"train_py": ("train.py", b"#" * 20_000)})
+    assert r.status_code == 413
+    assert api.client.get("/jobs/", headers=api.alice).json() == []
+    assert list((api.settings.blob_dir / "tmp").iterdir()) == []
+    r = api.client.post(
+        "/agent/register", content=b'{"name": "' + b"a" * 100_000 + b'"}',
+        headers={**api.alice, "content-type": "application/json"},
+    )
+    assert r.status_code == 413
+
+
+def test_invalid_config_is_422_naming_the_field(api: Api) -> None:
+    cases = [
+        ({"rounds": 0, "shards": 2}, "rounds"),
+        ({"rounds": 1, "shards": 0}, "shards"),
+        ({"rounds": 1, "epochs": "many"}, "epochs"),
+        ({"rounds": 1, "strategy": "magic"}, "strategy"),
+        ({"rounds": 1, "shards": 50}, "shards"),  # 20 CSV rows cannot make 50 shards
+    ]
+    for config, field in cases:
+        r = submit(api, api.alice, config)
+        assert r.status_code == 422, (config, r.text)
+        assert r.json()["field"] == field, (config, r.json())
+    r = submit(api, api.alice, files={"data": ("d.csv", CSV.encode())})
+    assert r.status_code == 422 and r.json()["field"] == "train_py"
+    r = submit(api, api.alice, files={"train_py": ("t.py", TRAIN), "evil": ("x", b"1")})
+    assert r.status_code == 422 and r.json()["field"] == "evil"
+    r = api.client.post("/jobs/", headers=api.alice, json={"rounds": 1})
+    assert r.status_code == 422 and "multipart" in r.json()["message"]
+    assert api.client.get("/jobs/", headers=api.alice).json() == []
+
+
+def test_malformed_json_is_400_and_bad_fields_are_422(api: Api) -> None:
+    headers = {**api.alice, "content-type": "application/json"}
+    r = api.client.post("/agent/register", content=b"{not json", headers=headers)
+    assert r.status_code == 400 and r.json()["code"] == "bad_request"
+    r = api.client.post("/agent/register", json={"name": ""}, headers=api.alice)
+    assert r.status_code == 422 and r.json()["field"] == "name"
+    node = register(api, api.alice)
+    r = api.client.post("/agent/heartbeat", json={"running": "x", "extra": 1}, headers=node)
+    assert r.status_code == 422
+
+
+def test_signed_links_expire_and_cannot_be_retargeted(api: Api) -> None:
+    submit(api, api.alice)
+    node = register(api, api.alice)
+    task = claim(api, node)
+    assert task is not None
+    code_url = task["code"]["url"]
+    r = api.client.get(code_url)
+    assert r.status_code == 200 and r.content == TRAIN
+    other = code_url.replace(task["code"]["sha256"], task["data"]["sha256"])
+    assert api.client.get(other).status_code == 403
+    api.clock.advance(api.settings.signed_url_s + 1)
+    r = api.client.get(code_url)
+    assert r.status_code == 403 and "expired" in r.json()["message"]
+
+
+def test_openapi_schema_lists_the_routes(api: Api) -> None:
+    r = api.client.get("/schema/openapi.json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    for p in ("/agent/register", "/agent/heartbeat", "/agent/request_task",
+              "/agent/complete_task", "/agent/fail_task", "/jobs", "/jobs/{job_id}", "/healthz"):
+        assert p in paths, p

@@ -1,0 +1,174 @@
+"""Leases, fencing, hostile weights and a full multi-round job, through the real app."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from tests.api.helpers import claim, complete, register, submit, upload, wait_status
+from tests.conftest import Api
+from tests.weightfiles import state, write_pickle_bomb, write_pth
+
+
+def _pth(tmp_path: Path, seed: int, name: str = "m.pth") -> bytes:
+    return write_pth(tmp_path / name, state(seed)).read_bytes()
+
+
+def _snapshot(api: Api, job_id: str) -> dict:
+    body = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+    return {"job": body["job"], "rounds": body["rounds"],
+            "tasks": [{k: v for k, v in t.items()} for t in body["tasks"]]}
+
+
+def test_completing_a_task_not_held_or_with_a_stale_token_is_409_and_changes_nothing(
+    api: Api, tmp_path: Path
+) -> None:
+    job_id = submit(api, api.alice).json()["job"]["id"]
+    mine, other = register(api, api.alice, "mine"), register(api, api.alice, "other")
+    task = claim(api, mine)
+    assert task is not None
+    sha = upload(api, task, _pth(tmp_path, 1))
+    before = _snapshot(api, job_id)
+    r = complete(api, other, task, sha)  # not its task
+    assert r.status_code == 409 and r.json()["code"] == "stale_lease"
+    r = complete(api, mine, task, sha, token="0" * 32)  # wrong fencing token
+    assert r.status_code == 409
+    r = api.client.post("/agent/fail_task", headers=other, json={
+        "task_id": task["task_id"], "lease_token": task["lease_token"], "kind": "user_error",
+        "code": "x", "message": "not mine to fail"})
+    assert r.status_code == 409
+    assert _snapshot(api, job_id) == before
+    # the holder completes; a retry of the same completion is accepted (idempotent)
+    assert complete(api, mine, task, sha).json()["status"] == "succeeded"
+    assert complete(api, mine, task, sha).json()["status"] == "succeeded"
+    # but a different result under the same lease is not, and uploads are closed
+    assert complete(api, mine, task, task["code"]["sha256"]).status_code == 409
+    assert api.client.put(task["upload_url"], content=b"more").status_code == 409
+
+
+def test_reissued_task_fences_the_first_holder(api: Api, tmp_path: Path) -> None:
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1}).json()["job"]["id"]
+    a, b = register(api, api.alice, "a"), register(api, api.alice, "b")
+    first = claim(api, a)
+    assert first is not None
+    api.clock.advance(api.settings.lease_s + 1)
+    second = claim(api, b)
+    assert second is not None and second["task_id"] == first["task_id"]
+    # the zombie cannot even upload through its old link, nor complete
+    r = api.client.put(first["upload_url"], content=_pth(tmp_path, 1))
+    assert r.status_code == 409
+    sha = upload(api, second, _pth(tmp_path, 2))
+    assert complete(api, a, first, sha).status_code == 409
+    assert complete(api, b, second, sha).status_code == 200
+    detail = wait_status(api, api.alice, job_id, "succeeded")
+    hist = detail["tasks"][0]["history"]
+    assert [h["outcome"] for h in hist] == ["lease_expired", "succeeded"]
+
+
+def test_pickle_payload_is_refused_with_no_side_effect(api: Api, tmp_path: Path) -> None:
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1, "max_attempts": 2}).json()["job"]["id"]
+    node = register(api, api.alice)
+    task = claim(api, node)
+    assert task is not None
+    marker = tmp_path / "pwned"
+    sha = upload(api, task, write_pickle_bomb(tmp_path / "evil.pth", marker).read_bytes())
+    r = complete(api, node, task, sha)
+    assert r.status_code == 422
+    assert r.json()["code"] == "invalid_weights" and "weights_only" in r.json()["message"]
+    assert not marker.exists()
+    detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+    t = detail["tasks"][0]
+    assert t["status"] == "queued" and t["error_code"] == "invalid_weights"
+    assert detail["rounds"][0]["status"] == "running" and detail["rounds"][0]["output_model_sha256"] is None
+
+
+def test_nan_weights_are_refused_and_the_shard_is_reissued(api: Api, tmp_path: Path) -> None:
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1, "max_attempts": 2}).json()["job"]["id"]
+    node = register(api, api.alice)
+    task = claim(api, node)
+    assert task is not None
+    sd = state(1)
+    sd["fc.weight"][0, 0] = float("nan")
+    sha = upload(api, task, write_pth(tmp_path / "nan.pth", sd).read_bytes())
+    r = complete(api, node, task, sha)
+    assert r.status_code == 422 and "NaN" in r.json()["message"]
+    again = claim(api, node)
+    assert again is not None and again["task_id"] == task["task_id"]
+    sha = upload(api, again, _pth(tmp_path, 1))
+    assert complete(api, node, again, sha).status_code == 200
+    wait_status(api, api.alice, job_id, "succeeded")
+
+
+def test_two_rounds_of_fedavg_end_to_end(api: Api, tmp_path: Path) -> None:
+    job_id = submit(api, api.alice, {"rounds": 2, "shards": 2}).json()["job"]["id"]
+    node = register(api, api.alice)
+    rows = {}
+    for rnd in range(2):
+        results = {}
+        for _ in range(2):
+            task = claim(api, node)
+            assert task is not None and task["round"] == rnd
+            assert (task["init_model"] is None) == (rnd == 0)
+            if rnd == 1:  # the round's input is round 0's average
+                init = api.client.get(task["init_model"]["url"]).content
+                got = torch.load(io.BytesIO(init), weights_only=True)
+                assert torch.allclose(got["fc.weight"], expected_r0, atol=1e-6)
+            sd = state(task["shard"] + 10 * rnd)
+            results[task["shard"]] = sd
+            sha = upload(api, task, write_pth(tmp_path / f"{rnd}{task['shard']}.pth", sd).read_bytes())
+            r = complete(api, node, task, sha, metrics={"loss": 1.0 + task["shard"]})
+            assert r.status_code == 200, r.text
+        if rnd == 0:
+            detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+            rows = {t["shard"]: t["rows"] for t in detail["tasks"]}
+            w0 = rows[0] / (rows[0] + rows[1])
+            expected_r0 = (results[0]["fc.weight"].double() * w0
+                           + results[1]["fc.weight"].double() * (1 - w0)).float()
+            deadline_detail = wait_round(api, job_id, 0)
+            assert deadline_detail["rounds"][0]["metrics"]["loss"] == 1.0 * w0 + 2.0 * (1 - w0)
+    detail = wait_status(api, api.alice, job_id, "succeeded")
+    assert [r["status"] for r in detail["rounds"]] == ["done", "done"]
+    assert rows == {0: 10, 1: 10}
+    r = api.client.get(f"/jobs/{job_id}/model", headers=api.alice)
+    assert r.status_code == 200
+    final = torch.load(io.BytesIO(r.content), weights_only=True)
+    assert set(final) == {"fc.weight", "fc.bias", "bn.num_batches_tracked"}
+    r = api.client.get(f"/jobs/{job_id}/model?format=safetensors", headers=api.alice)
+    assert r.status_code == 200 and len(r.content) > 0
+    assert api.client.get(f"/jobs/{job_id}/model?format=onnx", headers=api.alice).status_code in (400, 422)
+
+
+def wait_round(api: Api, job_id: str, idx: int) -> dict:
+    import time
+
+    for _ in range(600):
+        body = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+        if len(body["rounds"]) > idx and body["rounds"][idx]["status"] == "done":
+            return body
+        time.sleep(0.05)
+    raise AssertionError("round did not finish")
+
+
+def test_cancel_stops_running_tasks_at_the_next_heartbeat(api: Api, tmp_path: Path) -> None:
+    job_id = submit(api, api.alice).json()["job"]["id"]
+    node = register(api, api.alice)
+    task = claim(api, node)
+    assert task is not None
+    r = api.client.post("/agent/heartbeat", json={"running": [task["task_id"]]}, headers=node)
+    assert r.json()["cancel"] == []
+    r = api.client.post(f"/jobs/{job_id}/cancel", headers=api.alice)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    r = api.client.post("/agent/heartbeat", json={"running": [task["task_id"]]}, headers=node)
+    assert r.json()["cancel"] == [task["task_id"]]
+    assert claim(api, node) is None
+    sha = upload_or_none(api, task, _pth(tmp_path, 1))
+    assert sha is None
+    assert api.client.post(f"/jobs/{job_id}/cancel", headers=api.alice).status_code == 409
+    assert api.client.get(f"/jobs/{job_id}/model", headers=api.alice).status_code == 409
+
+
+def upload_or_none(api: Api, task: dict, payload: bytes) -> str | None:
+    r = api.client.put(task["upload_url"], content=payload)
+    return r.json()["sha256"] if r.status_code == 201 else None

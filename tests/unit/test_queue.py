@@ -1,0 +1,185 @@
+"""The task queue against a real SQLite file, driven by a manual clock (no sleeps)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from gridx.coordinator.clock import ManualClock
+from gridx.coordinator.db import jobs, nodes, rounds, tasks
+from gridx.coordinator.db.connection import Database
+from gridx.coordinator.db.nodes import NodeRow
+from gridx.coordinator.services import dispatch
+from gridx.coordinator.services.auth import create_user
+from gridx.coordinator.services.nodes import flush_heartbeats
+from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.settings import Settings
+from gridx.coordinator.storage.local import LocalStorage
+from gridx.coordinator.storage.signing import UrlSigner
+
+LEASE_S = 30.0
+
+
+@pytest.fixture
+async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
+    settings = Settings(data_dir=tmp_path, lease_s=LEASE_S)
+    db = await Database.open(settings.db_path)
+    pool = ThreadPoolExecutor(1)
+    runtime = Runtime(
+        settings=settings,
+        db=db,
+        storage=LocalStorage(settings.blob_dir),
+        signer=UrlSigner(b"k"),
+        clock=ManualClock(),
+        pool=pool,
+    )
+    yield runtime
+    pool.shutdown()
+    await db.close()
+
+
+async def _node(rt: Runtime, name: str) -> NodeRow:
+    user, _ = await create_user(rt.db, rt.clock, f"{name}@x.org", False)
+    async with rt.db.transaction() as conn:
+        await nodes.create(
+            conn, node_id=name, owner_id=user.id, name=name, token_hash=name,
+            capabilities="{}", now=rt.clock.now_ms(),
+        )
+        row = await nodes.by_token_hash(conn, name)
+    assert row is not None
+    return row
+
+
+async def _job(rt: Runtime, shards: int = 2, max_attempts: int = 2, job_id: str = "j1") -> None:
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO users (email, role, created_at) VALUES (:e, 'user', 0) ON CONFLICT DO NOTHING",
+            {"e": "owner@x.org"},
+        )
+        await conn.execute(
+            "INSERT INTO blobs (sha256, size, storage_key, created_at) VALUES ('c', 1, 'c', 0) "
+            "ON CONFLICT DO NOTHING"
+        )
+        await jobs.create(
+            conn, job_id=job_id, owner_id=1, name=job_id, config="{}", code_sha="c",
+            requirements_sha=None, data_sha=None, data_name=None,
+            shards=[(None, 1)] * shards, now=now,
+        )
+        await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
+        await tasks.insert_round(
+            conn, job_id=job_id, round_idx=0, num_shards=shards, max_attempts=max_attempts, now=now
+        )
+
+
+async def test_claims_go_in_shard_order_and_count_attempts(rt: Runtime) -> None:
+    a = await _node(rt, "a")
+    await _job(rt, shards=2)
+    t0 = await dispatch.claim(rt, a)
+    t1 = await dispatch.claim(rt, a)
+    assert t0 is not None and t1 is not None
+    assert (t0.shard_idx, t1.shard_idx) == (0, 1)
+    assert t0.attempts == 1 and t0.status == "leased" and t0.node_id == "a"
+    assert t0.lease_token != t1.lease_token
+    assert await dispatch.claim(rt, a) is None
+    job = await jobs.get(rt.db.reader, "j1")
+    assert job is not None and job.status == "running"
+
+
+async def test_expired_lease_is_reissued_and_the_old_token_is_fenced(rt: Runtime) -> None:
+    a, b = await _node(rt, "a"), await _node(rt, "b")
+    await _job(rt, shards=1)
+    first = await dispatch.claim(rt, a)
+    assert first is not None
+    rt.clock.advance(LEASE_S - 1)  # type: ignore[attr-defined]
+    assert await dispatch.claim(rt, b) is None  # still held
+    rt.clock.advance(2)  # type: ignore[attr-defined]
+    second = await dispatch.claim(rt, b)
+    assert second is not None and second.id == first.id
+    assert second.node_id == "b" and second.attempts == 2
+    async with rt.db.transaction() as conn:
+        stale = await tasks.complete(
+            conn, task_id=first.id, node_id="a", token=first.lease_token or "",
+            result_sha="x", metrics="{}", now=rt.clock.now_ms(),
+        )
+    assert stale is None
+    after = await tasks.get(rt.db.reader, first.id)
+    assert after is not None and after.status == "leased" and after.node_id == "b"
+    history = await tasks.attempts_for_job(rt.db.reader, "j1")
+    assert [(h.node_id, h.outcome) for h in history] == [("a", "lease_expired"), ("b", None)]
+
+
+async def test_attempts_are_capped_and_the_job_fails_with_the_reason(rt: Runtime) -> None:
+    a = await _node(rt, "a")
+    await _job(rt, shards=1, max_attempts=2)
+    for _ in range(2):
+        assert await dispatch.claim(rt, a) is not None
+        rt.clock.advance(LEASE_S + 1)  # type: ignore[attr-defined]
+    assert await dispatch.expire_leases(rt) == 0
+    task = (await tasks.for_job(rt.db.reader, "j1"))[0]
+    assert task.status == "failed" and task.error_code == "lease_expired"
+    job = await jobs.get(rt.db.reader, "j1")
+    assert job is not None and job.status == "failed"
+    assert job.error is not None and "2 attempt(s)" in job.error
+
+
+async def test_heartbeats_are_batched_and_renew_leases(rt: Runtime) -> None:
+    a = await _node(rt, "a")
+    await _job(rt, shards=1)
+    task = await dispatch.claim(rt, a)
+    assert task is not None
+    for _ in range(3):  # three heartbeats, one flush, one transaction
+        rt.clock.advance(LEASE_S / 2)  # type: ignore[attr-defined]
+        rt.heartbeats[a.id] = rt.clock.now_ms()
+        assert await flush_heartbeats(rt) == 1
+    assert await dispatch.expire_leases(rt) == 0
+    held = await tasks.get(rt.db.reader, task.id)
+    assert held is not None and held.status == "leased"
+    assert held.lease_expires_at == rt.clock.now_ms() + int(LEASE_S * 1000)
+    assert await flush_heartbeats(rt) == 0  # nothing buffered, nothing written
+
+
+async def test_release_refunds_the_attempt_and_user_errors_do_not(rt: Runtime) -> None:
+    a = await _node(rt, "a")
+    await _job(rt, shards=1, max_attempts=2)
+    t = await dispatch.claim(rt, a)
+    assert t is not None
+    async with rt.db.transaction() as conn:
+        back = await tasks.give_up(
+            conn, task_id=t.id, node_id="a", token=t.lease_token or "", outcome="released",
+            error_code="released", error="bye", stderr_tail="", requeue=True, refund=True,
+            now=rt.clock.now_ms(),
+        )
+    assert back is not None and back.status == "queued" and back.attempts == 0
+    t = await dispatch.claim(rt, a)
+    assert t is not None and t.attempts == 1
+    async with rt.db.transaction() as conn:
+        back = await tasks.give_up(
+            conn, task_id=t.id, node_id="a", token=t.lease_token or "", outcome="user_error",
+            error_code="nonzero_exit", error="boom", stderr_tail="Traceback", requeue=True,
+            refund=False, now=rt.clock.now_ms(),
+        )
+        again = await tasks.give_up(
+            conn, task_id=t.id, node_id="a", token=t.lease_token or "", outcome="user_error",
+            error_code="nonzero_exit", error="boom", stderr_tail="", requeue=True,
+            refund=False, now=rt.clock.now_ms(),
+        )
+    assert back is not None and back.attempts == 1 and back.status == "queued"
+    assert again is None  # the lease is gone: fenced
+
+
+async def test_long_poll_wakes_on_enqueue(rt: Runtime) -> None:
+    import asyncio
+
+    a = await _node(rt, "a")
+    waiter = asyncio.create_task(dispatch.request_task(rt, a, wait_s=10))
+    await asyncio.sleep(0.05)
+    assert len(rt.wakeups) == 1 and not waiter.done()
+    await _job(rt, shards=1)
+    rt.wakeups.wake(1)
+    got = await asyncio.wait_for(waiter, 2)
+    assert got is not None and got.shard == 0
+    assert len(rt.wakeups) == 0

@@ -1,0 +1,128 @@
+"""Nodes that vanish, scripts that fail, shutdowns, and what the sandbox keeps out."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+
+from gridx.coordinator.cli.cluster import LocalCluster
+from gridx.node.sandbox import detect
+from tests.integration.conftest import Client
+
+SLOW = textwrap.dedent("""
+    import os, time, torch
+    time.sleep(float(os.environ.get("SLEEP", "4")))
+    torch.save({"w": torch.ones(3)}, os.environ["GRIDX_OUTPUT"])
+""").encode()
+
+
+def _leased_to(client: Client, job_id: str) -> str:
+    body = client.wait(job_id, lambda b: any(t["status"] == "leased" for t in b["tasks"]), 60)
+    return next(t["node_id"] for t in body["tasks"] if t["status"] == "leased")
+
+
+def test_a_node_killed_mid_task_loses_its_lease_and_the_task_is_reissued(
+    cluster: LocalCluster, client: Client
+) -> None:
+    cluster.add_node("doomed")
+    job_id = client.submit(SLOW, {"rounds": 1, "shards": 1, "max_attempts": 3})
+    doomed_id = _leased_to(client, job_id)
+    cluster.kill_node("doomed")
+    cluster.add_node("survivor")
+    body = client.wait_done(job_id, 90)
+    assert body["job"]["status"] == "succeeded", body
+    task = body["tasks"][0]
+    assert task["attempts"] == 2
+    history = task["history"]
+    assert history[0]["node_id"] == doomed_id and history[0]["outcome"] == "lease_expired"
+    assert history[1]["node_id"] != doomed_id and history[1]["outcome"] == "succeeded"
+
+
+def test_a_failing_script_fails_the_job_with_its_stderr_not_the_node(
+    cluster: LocalCluster, client: Client
+) -> None:
+    cluster.add_node("node-1")
+    bad = b"import sys\nprint('about to fail', file=sys.stderr)\nraise ValueError('boom from user code')\n"
+    job_id = client.submit(bad, {"rounds": 2, "shards": 1, "max_attempts": 2})
+    body = client.wait_done(job_id)
+    assert body["job"]["status"] == "failed"
+    assert "nonzero_exit" in body["job"]["error"] and "2 attempt(s)" in body["job"]["error"]
+    history = body["tasks"][0]["history"]
+    assert [h["outcome"] for h in history] == ["user_error", "user_error"]
+    assert "ValueError: boom from user code" in history[-1]["stderr_tail"]
+    assert [r["status"] for r in body["rounds"]] == ["failed"]
+    # the node is not blamed: still online, and the next job runs on it
+    nodes = client.http.get("/nodes").json()
+    assert nodes[0]["status"] == "online" and nodes[0]["tasks_done"] == 0
+    ok = client.submit(b"import torch\ntorch.save({'w': torch.zeros(1)}, 'model.pth')\n",
+                       {"rounds": 1, "shards": 1})
+    assert client.wait_done(ok)["job"]["status"] == "succeeded"
+
+
+def test_a_script_that_writes_no_model_or_runs_too_long_gets_a_clear_reason(
+    cluster: LocalCluster, client: Client
+) -> None:
+    cluster.add_node("node-1")
+    nothing = client.submit(b"print('forgot to save')\n", {"rounds": 1, "shards": 1, "max_attempts": 1})
+    body = client.wait_done(nothing)
+    assert body["tasks"][0]["error_code"] == "missing_output"
+    slow = client.submit(b"import time\ntime.sleep(60)\n",
+                         {"rounds": 1, "shards": 1, "max_attempts": 1, "task_timeout_s": 2})
+    body = client.wait_done(slow, 60)
+    assert body["job"]["status"] == "failed" and body["tasks"][0]["error_code"] == "timeout"
+
+
+def test_sigterm_hands_the_running_task_back_without_using_an_attempt(
+    cluster: LocalCluster, client: Client
+) -> None:
+    node = cluster.add_node("leaving")
+    job_id = client.submit(SLOW.replace(b'"4"', b'"30"'), {"rounds": 1, "shards": 1})
+    _leased_to(client, job_id)
+    node.send_signal(signal.SIGTERM)
+    assert node.wait(timeout=20) == 0
+    body = client.job(job_id)
+    task = body["tasks"][0]
+    assert task["status"] == "queued" and task["attempts"] == 0
+    assert task["history"][0]["outcome"] == "released"
+    assert body["job"]["status"] == "running"
+
+
+def test_the_sandbox_blocks_the_network_and_hides_the_node_token(
+    cluster: LocalCluster, client: Client
+) -> None:
+    isolation = detect()
+    cluster.add_node("node-1")
+    state_dir = cluster.root / "node-1"
+    probe = textwrap.dedent(f"""
+        import json, os, socket, torch
+        result = {{}}
+        try:
+            socket.create_connection(("127.0.0.1", {cluster.port}), timeout=2).close()
+            result["net_blocked"] = 0.0
+        except OSError:
+            result["net_blocked"] = 1.0
+        try:
+            open("{state_dir}/identity.json").read()
+            result["token_hidden"] = 0.0
+        except OSError:
+            result["token_hidden"] = 1.0
+        try:
+            open("/etc/gridx-probe", "w").write("x")
+            result["host_writable"] = 1.0
+        except OSError:
+            result["host_writable"] = 0.0
+        json.dump(result, open(os.environ["GRIDX_METRICS"], "w"))
+        torch.save({{"w": torch.zeros(1)}}, "model.pth")
+    """).encode()
+    job_id = client.submit(probe, {"rounds": 1, "shards": 1})
+    body = client.wait_done(job_id)
+    assert body["job"]["status"] == "succeeded", body
+    metrics = body["rounds"][0]["metrics"]
+    nodes = client.http.get("/nodes").json()
+    assert nodes[0]["capabilities"]["isolation"] == isolation
+    if isolation == "bubblewrap":
+        assert metrics == {"net_blocked": 1.0, "token_hidden": 1.0, "host_writable": 0.0}
+    elif isolation == "unshare":
+        assert metrics["net_blocked"] == 1.0
+    else:  # no isolation on this host: the node says so, and the test shows what that means
+        assert "NO ISOLATION" in (cluster.root / "node-1.log").read_text()

@@ -1,4 +1,4 @@
-"""Domain errors. Each subclass's docstring is its default message; one handler maps them to HTTP."""
+"""Domain errors. A subclass's docstring is its default message; one handler maps them to HTTP."""
 
 from __future__ import annotations
 

@@ -41,7 +41,9 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--coordinator", "coordinator_url", help="Coordinator URL [GRIDX_COORDINATOR_URL].")
-@click.option("--enrolment-key", help="Owner's API key, needed once to register [GRIDX_ENROLMENT_KEY].")
+@click.option(
+    "--enrolment-key", help="Owner's API key, needed once to register [GRIDX_ENROLMENT_KEY]."
+)
 @click.option("--owner-email", help="Owner's email, checked against the key [GRIDX_OWNER_EMAIL].")
 @click.option("--name", help="Display name (default: host name).")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Identity and work folder.")
@@ -49,8 +51,12 @@ def cli() -> None:
 @click.option("--python", help="Interpreter for train.py (default: this one).")
 @click.option("--memory-mb", type=int, help="Memory cap per task (MiB).")
 @click.option("--cpus", type=int, help="Threads per task (0: all).")
-@click.option("--config", "env_file", type=click.Path(exists=True, path_type=Path),
-              help="A worker_config.env file (default: ./worker_config.env if present).")
+@click.option(
+    "--config",
+    "env_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="A worker_config.env file (default: ./worker_config.env if present).",
+)
 @click.option("--once", is_flag=True, default=None, help="Run one task, then exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def start(env_file: Path | None, verbose: bool, **flags: object) -> None:

@@ -61,8 +61,16 @@ async def ensure_env(requirements: Path, sha256: str, cache_dir: Path, base_pyth
         raise RequirementsError("could not inspect the virtual environment", base_paths + purelib)
     Path(purelib.strip(), "_gridx_base.pth").write_text(base_paths)
     rc, out = await _run(
-        base_python, "-m", "pip", "--python", str(python), "install",
-        "--disable-pip-version-check", "-q", "-r", str(requirements),
+        base_python,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "install",
+        "--disable-pip-version-check",
+        "-q",
+        "-r",
+        str(requirements),
     )
     if rc != 0:
         shutil.rmtree(env_dir, ignore_errors=True)

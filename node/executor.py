@@ -88,7 +88,11 @@ class ProcessExecutor:
         spec.logdir.mkdir(parents=True, exist_ok=True)
         out_log, err_log = spec.logdir / "stdout.log", spec.logdir / "stderr.log"
         cmd = sandbox.wrap(
-            [spec.python, "-u", "train.py"], spec.workdir, self.isolation, spec.hidden, spec.readonly
+            [spec.python, "-u", "train.py"],
+            spec.workdir,
+            self.isolation,
+            spec.hidden,
+            spec.readonly,
         )
         mem = spec.memory_mb << 20
         cpu_s = int(spec.timeout_s * (os.cpu_count() or 1)) + 10
@@ -132,7 +136,11 @@ class ProcessExecutor:
             if cancel.is_set():
                 return RunResult("cancelled", "stopped on request", rc, tail, duration)
             return RunResult(
-                "timeout", f"train.py ran past the task timeout of {spec.timeout_s:.0f}s", rc, tail, duration
+                "timeout",
+                f"train.py ran past the task timeout of {spec.timeout_s:.0f}s",
+                rc,
+                tail,
+                duration,
             )
         return self._judge(spec, rc, tail, duration)
 
@@ -146,9 +154,15 @@ class ProcessExecutor:
             if "MemoryError" in tail or "Cannot allocate memory" in tail or rc == -signal.SIGKILL:
                 msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB) or was killed"
                 return RunResult("out_of_memory", msg, rc, tail, duration)
-            return RunResult("nonzero_exit", f"train.py exited with status {rc}", rc, tail, duration)
+            return RunResult(
+                "nonzero_exit", f"train.py exited with status {rc}", rc, tail, duration
+            )
         output = next(
-            (p for p in (spec.workdir / "model.pth", spec.workdir / "model.safetensors") if p.exists()),
+            (
+                p
+                for p in (spec.workdir / "model.pth", spec.workdir / "model.safetensors")
+                if p.exists()
+            ),
             None,
         )
         if output is None:

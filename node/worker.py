@@ -175,7 +175,9 @@ class Worker:
             self.current = None
             shutil.rmtree(root, ignore_errors=True)
 
-    async def _prepare_and_run(self, task: TaskAssignment, workdir: Path, logdir: Path) -> RunResult:
+    async def _prepare_and_run(
+        self, task: TaskAssignment, workdir: Path, logdir: Path
+    ) -> RunResult:
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(workdir),
@@ -245,7 +247,13 @@ class Worker:
                         duration_s=result.duration_s,
                     )
                 )
-                log.info("task %s %s in %.1fs %s", task.task_id, ack.status, result.duration_s, result.metrics)
+                log.info(
+                    "task %s %s in %.1fs %s",
+                    task.task_id,
+                    ack.status,
+                    result.duration_s,
+                    result.metrics,
+                )
             except CoordinatorError as exc:
                 log.warning("task %s result not accepted: %s", task.task_id, exc)
             return

@@ -79,7 +79,7 @@ def _load_safetensors(path: Path, size: int) -> StateDict:
         raise WeightsError(f"not a usable safetensors file (header length {header_len})")
     try:
         out: StateDict = {}
-        with safe_open(str(path), framework="pt") as f:  # type: ignore[no-untyped-call]
+        with safe_open(str(path), framework="pt") as f:
             for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 out[key] = f.get_tensor(key)
         return out
@@ -104,7 +104,9 @@ def load_state(path: Path, max_bytes: int) -> StateDict:
         if not isinstance(value, torch.Tensor):
             raise WeightsError(f"{key!r} is a {type(value).__name__}, not a tensor")
         if value.layout != torch.strided:
-            raise WeightsError(f"{key!r} is a {value.layout} tensor; only dense tensors are accepted")
+            raise WeightsError(
+                f"{key!r} is a {value.layout} tensor; only dense tensors are accepted"
+            )
     return state
 
 

@@ -61,7 +61,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         app.state.rt = rt
         loops = [
             asyncio.create_task(
-                _every(settings.heartbeat_flush_s, lambda: nodes.flush_heartbeats(rt), "heartbeat flush")
+                _every(
+                    settings.heartbeat_flush_s,
+                    lambda: nodes.flush_heartbeats(rt),
+                    "heartbeat flush",
+                )
             ),
             asyncio.create_task(
                 _every(settings.reaper_s, lambda: dispatch.expire_leases(rt), "lease reaper")

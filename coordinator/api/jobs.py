@@ -64,10 +64,14 @@ class JobController(Controller):
         )
         await form.receive(request.headers.get("content-type"), request.stream())
         try:
-            config = decode_config(bytes(form.parts["config"].value) if "config" in form.parts else b"")
+            config = decode_config(
+                bytes(form.parts["config"].value) if "config" in form.parts else b""
+            )
             code = form.parts.get("train_py")
             if code is None or code.path is None or code.size == 0:
-                raise InvalidInput("train_py is required: the training script to run", field="train_py")
+                raise InvalidInput(
+                    "train_py is required: the training script to run", field="train_py"
+                )
             req = form.parts.get("requirements")
             data = form.parts.get("data")
             submission = jobs.Submission(
@@ -106,4 +110,6 @@ class JobController(Controller):
     ) -> File:
         """Download the final model: `final_model.pth` (state_dict) or `.safetensors`."""
         path = await jobs.model_file(rt, user, job_id, format)
-        return File(path=path, filename=f"final_model.{format}", content_disposition_type="attachment")
+        return File(
+            path=path, filename=f"final_model.{format}", content_disposition_type="attachment"
+        )

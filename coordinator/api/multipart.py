@@ -87,7 +87,9 @@ class MultipartReceiver:
             if name in self.parts:
                 error.append(InvalidInput(f"form field {name!r} given twice", field=name))
                 return
-            part = FormPart(name=name, filename=filename.decode("utf-8", "replace") if filename else None)
+            part = FormPart(
+                name=name, filename=filename.decode("utf-8", "replace") if filename else None
+            )
             if part.filename is not None:
                 part.path = self.storage.temp_path()
                 st.fh = part.path.open("wb")

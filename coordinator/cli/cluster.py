@@ -6,7 +6,7 @@ processes a deployment runs.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import signal
 import socket
@@ -18,10 +18,6 @@ from types import TracebackType
 
 import httpx
 
-from gridx.coordinator.clock import SystemClock
-from gridx.coordinator.db.connection import Database
-from gridx.coordinator.services.auth import create_user
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
@@ -32,16 +28,22 @@ def free_port() -> int:
 
 
 def make_user(data_dir: Path, email: str, admin: bool = False) -> str:
-    """Create a user directly in a coordinator's database; returns the API key."""
-
-    async def go() -> str:
-        db = await Database.open(data_dir / "gridx.db")
-        try:
-            return (await create_user(db, SystemClock(), email, admin))[1]
-        finally:
-            await db.close()
-
-    return asyncio.run(go())
+    """Create a user with `gridx user create` (the admin's own path); returns the API key."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "gridx.coordinator.cli",
+        "user",
+        "create",
+        email,
+        "--json",
+        "--data-dir",
+        str(data_dir),
+    ]
+    out = subprocess.run(cmd + (["--admin"] if admin else []), capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"could not create {email}: {out.stderr.strip()}")
+    return str(json.loads(out.stdout)["api_key"])
 
 
 class LocalCluster:
@@ -85,9 +87,17 @@ class LocalCluster:
         log = (self.root / "coordinator.log").open("ab")
         self.coordinator = subprocess.Popen(
             [
-                sys.executable, "-m", "gridx.coordinator.cli", "coordinator", "start",
-                "--data-dir", str(self.data_dir), "--port", str(self.port),
-                "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "gridx.coordinator.cli",
+                "coordinator",
+                "start",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -114,14 +124,25 @@ class LocalCluster:
         log = (self.root / "coordinator.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the coordinator did not start; its log ends with:\n{log}")
 
-    def add_node(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def add_node(
+        self, name: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start a `gridx-node` process with its own state folder."""
         log = (self.root / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "gridx.node", "start",
-                "--coordinator", self.url, "--enrolment-key", self.api_key,
-                "--name", name, "--state-dir", str(self.root / name),
+                sys.executable,
+                "-m",
+                "gridx.node",
+                "start",
+                "--coordinator",
+                self.url,
+                "--enrolment-key",
+                self.api_key,
+                "--name",
+                name,
+                "--state-dir",
+                str(self.root / name),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -23,8 +23,15 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits"
 
 def _evaluate(example: Path, model: Path) -> float:
     out = subprocess.run(
-        [sys.executable, str(example / "evaluate.py"), str(model), str(example / "data" / "test.csv")],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(example / "evaluate.py"),
+            str(model),
+            str(example / "data" / "test.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return float(json.loads(out.stdout.strip().splitlines()[-1])["accuracy"])
 
@@ -41,7 +48,10 @@ def _train_central(example: Path, workdir: Path, epochs: int, seed: int) -> Path
         "GRIDX_METRICS": str(workdir / "central_metrics.json"),
     }
     subprocess.run(
-        [sys.executable, str(example / "train.py")], env=env, cwd=workdir, check=True,
+        [sys.executable, str(example / "train.py")],
+        env=env,
+        cwd=workdir,
+        check=True,
         capture_output=True,
     )
     return model
@@ -79,14 +89,18 @@ def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, example: Path
             )
             detail = watch(client, job_id)
             if detail.job.status != "succeeded":
-                click.echo(f"job {detail.job.status}: {detail.job.error}\n{last_failure(detail)}", err=True)
+                click.echo(
+                    f"job {detail.job.status}: {detail.job.error}\n{last_failure(detail)}", err=True
+                )
                 return 1
             model = client.download(job_id, "pth", root / "final_model.pth")
             client.download(job_id, "safetensors", root / "final_model.safetensors")
             nodes_used = sorted({t.node_id for t in detail.tasks if t.node_id})
         fed_wall = time.monotonic() - started
         click.echo(f"job {job_id} succeeded in {fed_wall:.1f}s on {len(nodes_used)} node(s)")
-        click.echo("training the centralized baseline (same script, all data, same total epochs)...")
+        click.echo(
+            "training the centralized baseline (same script, all data, same total epochs)..."
+        )
         central = _train_central(example, root, rounds * epochs, config.seed)
         fed_acc, central_acc = _evaluate(example, model), _evaluate(example, central)
         gap = (central_acc - fed_acc) * 100

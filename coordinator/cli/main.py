@@ -15,7 +15,10 @@ from gridx.coordinator.cli.progress import FINISHED, format_metrics, last_failur
 from gridx.schemas.jobs import JobConfig
 
 url_option = click.option(
-    "--url", envvar="GRIDX_URL", default="http://127.0.0.1:8080", show_default=True,
+    "--url",
+    envvar="GRIDX_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
     help="Coordinator URL [GRIDX_URL].",
 )
 key_option = click.option(
@@ -23,8 +26,12 @@ key_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 data_dir_option = click.option(
-    "--data-dir", type=click.Path(path_type=Path), envvar="GRIDX_DATA_DIR", default="gridx-data",
-    show_default=True, help="Coordinator data folder [GRIDX_DATA_DIR].",
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="GRIDX_DATA_DIR",
+    default="gridx-data",
+    show_default=True,
+    help="Coordinator data folder [GRIDX_DATA_DIR].",
 )
 
 
@@ -58,7 +65,9 @@ def coordinator_start(
     from gridx.coordinator.api.app import create_app
     from gridx.coordinator.settings import settings_from_env
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = settings_from_env(data_dir=data_dir, host=host, port=port, public_url=public_url)
     click.echo(f"Grid-X coordinator on http://{host}:{port} (data in {data_dir})", err=True)
     uvicorn.run(
@@ -111,19 +120,33 @@ def job() -> None:
 @job.command("submit")
 @click.argument("train_py", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--requirements", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Dataset; a .csv is split into shards by rows.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Dataset; a .csv is split into shards by rows.",
+)
 @click.option("--name", default="", help="Job name.")
 @click.option("--rounds", default=1, show_default=True, type=int)
 @click.option("--shards", default=2, show_default=True, type=int, help="Tasks per round.")
 @click.option("--epochs", default=1, show_default=True, type=int, help="Local epochs per task.")
-@click.option("--timeout", "task_timeout_s", default=600, show_default=True, type=int,
-              help="Seconds a task may run.")
+@click.option(
+    "--timeout",
+    "task_timeout_s",
+    default=600,
+    show_default=True,
+    type=int,
+    help="Seconds a task may run.",
+)
 @click.option("--max-attempts", default=3, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--wait", is_flag=True, help="Follow the job and download the model when done.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-              help="Where --wait saves final_model.pth.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where --wait saves final_model.pth.",
+)
 @url_option
 @key_option
 @json_option
@@ -224,10 +247,15 @@ def job_cancel(job_id: str, url: str, api_key: str, as_json: bool) -> None:
 
 @job.command("download")
 @click.argument("job_id")
-@click.option("--format", "fmt", type=click.Choice(["pth", "safetensors"]), default="pth",
-              show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="File to write (default: final_model.<format>).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["pth", "safetensors"]), default="pth", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File to write (default: final_model.<format>).",
+)
 @url_option
 @key_option
 def job_download(job_id: str, fmt: str, out: Path | None, url: str, api_key: str) -> None:
@@ -255,7 +283,10 @@ def node_list(url: str, api_key: str, as_json: bool) -> None:
     if not rows:
         click.echo("no nodes yet: `gridx-node start --coordinator URL --enrolment-key KEY`")
         return
-    click.echo(f"{'ID':<16} {'STATUS':<9} {'ISOLATION':<11} {'ARCH':<8} {'DONE':>5}  LAST SEEN            NAME")
+    click.echo(
+        f"{'ID':<16} {'STATUS':<9} {'ISOLATION':<11} {'ARCH':<8} {'DONE':>5}  "
+        f"{'LAST SEEN':<19}  NAME"
+    )
     for n in rows:
         click.echo(
             f"{n.id:<16} {n.status:<9} {n.capabilities.isolation:<11} {n.capabilities.arch:<8} "

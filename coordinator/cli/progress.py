@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import click
@@ -36,7 +37,10 @@ def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = Fal
     rounds, shards = detail.config.rounds, detail.config.shards
     for r in range(rounds):
         with click.progressbar(
-            length=shards, label=f"round {r + 1}/{rounds}", show_eta=False, file=None if not quiet else _Null()
+            length=shards,
+            label=f"round {r + 1}/{rounds}",
+            show_eta=False,
+            file=io.StringIO() if quiet else None,
         ) as bar:
             shown = 0
             while True:
@@ -58,11 +62,3 @@ def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = Fal
         time.sleep(poll_s)
         detail = client.job(job_id)
     return detail
-
-
-class _Null:
-    def write(self, _: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass

@@ -62,7 +62,9 @@ INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
     :data_name, :now, :now)
 """
-INSERT_SHARD = "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
+INSERT_SHARD = (
+    "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
+)
 SHARDS = "SELECT idx, blob_sha, rows FROM shards WHERE job_id = :job_id ORDER BY idx"
 GET = _SELECT + " WHERE j.id = :id"
 OF_OWNER = _SELECT + " WHERE j.owner_id = :owner_id ORDER BY j.created_at DESC, j.id"
@@ -109,7 +111,10 @@ async def create(
     )
     await conn.executemany(
         INSERT_SHARD,
-        [{"job_id": job_id, "idx": i, "sha": sha, "rows": rows} for i, (sha, rows) in enumerate(shards)],
+        [
+            {"job_id": job_id, "idx": i, "sha": sha, "rows": rows}
+            for i, (sha, rows) in enumerate(shards)
+        ],
     )
 
 

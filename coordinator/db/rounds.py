@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_one
+from gridx.coordinator.db.connection import fetch_all, fetch_one, fetch_value
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "running": frozenset({"aggregating", "failed", "cancelled"}),
@@ -42,6 +44,7 @@ CLAIM_SIGNATURE = """
 UPDATE rounds SET signature = :signature
 WHERE job_id = :job_id AND idx = :idx AND signature IS NULL
 """
+SIGNATURE = "SELECT signature FROM rounds WHERE job_id = :job_id AND idx = :idx"
 TRANSITION = f"""
 UPDATE rounds SET status = :to, output_sha = coalesce(:output_sha, output_sha),
     metrics = coalesce(:metrics, metrics),
@@ -82,9 +85,11 @@ async def with_status(conn: aiosqlite.Connection, status: str) -> list[RoundRow]
 
 async def claim_signature(
     conn: aiosqlite.Connection, job_id: str, idx: int, signature: str
-) -> None:
-    """Set the round's expected weight signature unless one is already set."""
-    await conn.execute(CLAIM_SIGNATURE, {"job_id": job_id, "idx": idx, "signature": signature})
+) -> str | None:
+    """Set the round's expected weight signature unless one is set; returns the one in force."""
+    params = {"job_id": job_id, "idx": idx, "signature": signature}
+    await conn.execute(CLAIM_SIGNATURE, params)
+    return cast(str | None, await fetch_value(conn, SIGNATURE, params))
 
 
 async def transition(

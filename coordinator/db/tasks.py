@@ -71,7 +71,7 @@ WHERE status = 'leased' AND lease_expires_at <= :now AND attempts < max_attempts
 FAIL_EXPIRED = f"""
 UPDATE tasks SET status = 'failed', lease_expires_at = NULL, updated_at = :now,
     error_code = 'lease_expired',
-    error = 'the node holding this task stopped answering on every one of ' || attempts || ' attempts'
+    error = 'the node holding it stopped answering, on each of ' || attempts || ' attempts'
 WHERE status = 'leased' AND lease_expires_at <= :now AND attempts >= max_attempts
 {_RET}
 """
@@ -203,7 +203,9 @@ async def _finish_attempt(
     )
 
 
-async def expire_leases(conn: aiosqlite.Connection, now: int) -> tuple[list[TaskRow], list[TaskRow]]:
+async def expire_leases(
+    conn: aiosqlite.Connection, now: int
+) -> tuple[list[TaskRow], list[TaskRow]]:
     """Return expired leases to the queue; fail tasks that used up their attempts.
 
     Returns:

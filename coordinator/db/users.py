@@ -24,7 +24,9 @@ INSERT_USER = """
 INSERT INTO users (email, role, created_at) VALUES (:email, :role, :now)
 RETURNING id, email, role, created_at
 """
-INSERT_KEY = "INSERT INTO api_keys (user_id, key_hash, created_at) VALUES (:user_id, :key_hash, :now)"
+INSERT_KEY = (
+    "INSERT INTO api_keys (user_id, key_hash, created_at) VALUES (:user_id, :key_hash, :now)"
+)
 BY_KEY_HASH = """
 SELECT u.id, u.email, u.role, u.created_at FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.key_hash = :key_hash
@@ -36,7 +38,9 @@ ALL = "SELECT id, email, role, created_at FROM users ORDER BY id"
 async def create(conn: aiosqlite.Connection, email: str, role: str, now: int) -> UserRow:
     """Insert a user; a taken email is a Conflict."""
     try:
-        user = await fetch_one(conn, INSERT_USER, {"email": email, "role": role, "now": now}, UserRow)
+        user = await fetch_one(
+            conn, INSERT_USER, {"email": email, "role": role, "now": now}, UserRow
+        )
     except sqlite3.IntegrityError as exc:
         raise Conflict(f"a user with email {email!r} already exists") from exc
     assert user is not None

@@ -13,8 +13,8 @@ from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
-from gridx.coordinator.sharding import split_csv
 from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.sharding import split_csv
 from gridx.schemas.jobs import AttemptInfo, JobConfig, JobDetail, JobSummary, RoundInfo, TaskInfo
 
 _json = msgspec.json.Encoder()
@@ -85,7 +85,12 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
         )
         await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
         await tasks.insert_round(
-            conn, job_id=job_id, round_idx=0, num_shards=k, max_attempts=config.max_attempts, now=now
+            conn,
+            job_id=job_id,
+            round_idx=0,
+            num_shards=k,
+            max_attempts=config.max_attempts,
+            now=now,
         )
         await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
     rt.wakeups.wake(k)
@@ -190,7 +195,9 @@ async def cancel(rt: Runtime, user: UserRow, job_id: str) -> JobSummary:
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         if not await jobs.transition(conn, job_id, "cancelled", now):
-            raise Conflict(f"job {job_id} is already {row.status}; only unfinished jobs can be cancelled")
+            raise Conflict(
+                f"job {job_id} is already {row.status}; only unfinished jobs can be cancelled"
+            )
         await tasks.cancel_job(conn, job_id, now)
         for rnd in await rounds.for_job(conn, job_id):
             if rnd.status in ("running", "aggregating"):

@@ -19,7 +19,7 @@ from gridx.schemas.agent import (
     RegisterRequest,
     RegisterResponse,
 )
-from gridx.schemas.nodes import NodeInfo
+from gridx.schemas.nodes import NodeInfo, NodeStatus
 
 _caps_encoder = msgspec.json.Encoder()
 # Node identities never change once created, so a token -> node cache is always correct.
@@ -48,7 +48,9 @@ async def register(rt: Runtime, owner: UserRow, req: RegisterRequest) -> Registe
             capabilities=_caps_encoder.encode(req.capabilities).decode(),
             now=now,
         )
-        await events.append(conn, None, "node_registered", {"node_id": node_id, "name": req.name}, now)
+        await events.append(
+            conn, None, "node_registered", {"node_id": node_id, "name": req.name}, now
+        )
     return RegisterResponse(
         node_id=node_id,
         node_token=token,
@@ -109,6 +111,7 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
     """The public view of a node, with its status derived from when it was last heard."""
     now = rt.clock.now_ms()
     last_seen = max(row.last_seen, rt.heartbeats.get(row.id, 0))
+    status: NodeStatus
     if row.draining:
         status = "draining"
     elif now - last_seen <= rt.settings.node_offline_s * 1000:

@@ -80,18 +80,12 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         await _give_up(rt, node, task, "user_error", "invalid_weights", str(exc), "")
         raise InvalidWeights(f"weights refused: {exc}") from exc
     now = rt.clock.now_ms()
+    done: TaskRow | None = None
+    aggregate = False
     async with rt.db.transaction() as conn:
-        if expected is None:  # round 0: the first valid update fixes the model's shape
-            await rounds.claim_signature(conn, task.job_id, task.round_idx, sig)
-            current = await rounds.get(conn, task.job_id, task.round_idx)
-            if current is not None and current.signature != sig:
-                mismatch = True
-            else:
-                mismatch = False
-        else:
-            mismatch = False
-        done = None
-        if not mismatch:
+        # In round 0 the first valid update fixes the model's keys, shapes and dtypes.
+        in_force = await rounds.claim_signature(conn, task.job_id, task.round_idx, sig)
+        if in_force == sig:
             done = await tasks.complete(
                 conn,
                 task_id=task.id,
@@ -112,11 +106,10 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
                 now,
             )
             aggregate = await start_aggregation_if_done(conn, done, now)
-    if mismatch:
+    if done is None:
         msg = "keys, shapes or dtypes differ from the other updates of this round"
         await _give_up(rt, node, task, "user_error", "invalid_weights", msg, "")
         raise InvalidWeights(f"weights refused: {msg}")
-    assert done is not None
     if aggregate:
         rt.spawn(aggregate_round(rt, task.job_id, task.round_idx), f"aggregate-{task.id}")
     return TaskAck(task_id=done.id, status=done.status)

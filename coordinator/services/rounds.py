@@ -103,7 +103,10 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
     st_sha, st_size, st_key = rt.storage.adopt(out_st)
     metrics = weighted_metrics(
         [
-            (msgspec.json.decode(t.metrics or "{}", type=dict[str, float]), float(rows[t.shard_idx]))
+            (
+                msgspec.json.decode(t.metrics or "{}", type=dict[str, float]),
+                float(rows[t.shard_idx]),
+            )
             for t in done
         ]
     )
@@ -121,10 +124,20 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
         if not moved:  # cancelled or failed meanwhile: nothing more to do
             return
         await rounds.transition(
-            conn, job_id, round_idx, "done", now, output_sha=pth_sha, metrics=_json.encode(metrics).decode()
+            conn,
+            job_id,
+            round_idx,
+            "done",
+            now,
+            output_sha=pth_sha,
+            metrics=_json.encode(metrics).decode(),
         )
         await events.append(
-            conn, job_id, "round_done", {"round": round_idx, "metrics": metrics, "model": pth_sha}, now
+            conn,
+            job_id,
+            "round_done",
+            {"round": round_idx, "metrics": metrics, "model": pth_sha},
+            now,
         )
         if last:
             await events.append(conn, job_id, "job_succeeded", {"model": pth_sha}, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Coroutine
@@ -33,10 +34,8 @@ class WakeQueue:
 
     def discard(self, fut: asyncio.Future[None]) -> None:
         """Leave the queue."""
-        try:
+        with contextlib.suppress(ValueError):
             self._waiters.remove(fut)
-        except ValueError:
-            pass
 
     def wake(self, n: int) -> None:
         """Wake the `n` longest-waiting claimers."""

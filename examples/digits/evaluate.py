@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import load, make_model  # noqa: E402
+from train import load, make_model
 
 
 def evaluate(model_path: str | Path, test_csv: str | Path) -> dict[str, float]:

@@ -14,12 +14,18 @@ TRAIN = b"import torch\ntorch.save({}, 'model.pth')\n"
 CSV = "x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20))
 
 
-def submit(api: Api, who: dict[str, str], config: dict[str, Any] | None = None,
-           files: dict[str, tuple[str, bytes]] | None = None) -> Any:
+def submit(
+    api: Api,
+    who: dict[str, str],
+    config: dict[str, Any] | None = None,
+    files: dict[str, tuple[str, bytes]] | None = None,
+) -> Any:
     """POST /jobs/ and return the response."""
-    files = files if files is not None else {
-        "train_py": ("train.py", TRAIN), "data": ("d.csv", CSV.encode())
-    }
+    files = (
+        files
+        if files is not None
+        else {"train_py": ("train.py", TRAIN), "data": ("d.csv", CSV.encode())}
+    )
     return api.client.post(
         "/jobs/",
         headers=who,
@@ -49,18 +55,30 @@ def upload(api: Api, task: dict[str, Any], payload: bytes) -> str:
     return str(r.json()["sha256"])
 
 
-def complete(api: Api, node: dict[str, str], task: dict[str, Any], sha: str,
-             token: str | None = None, metrics: dict[str, float] | None = None) -> Any:
+def complete(
+    api: Api,
+    node: dict[str, str],
+    task: dict[str, Any],
+    sha: str,
+    token: str | None = None,
+    metrics: dict[str, float] | None = None,
+) -> Any:
     """POST /agent/complete_task."""
     return api.client.post(
         "/agent/complete_task",
         headers=node,
-        json={"task_id": task["task_id"], "lease_token": token or task["lease_token"],
-              "result_sha256": sha, "metrics": metrics or {}},
+        json={
+            "task_id": task["task_id"],
+            "lease_token": token or task["lease_token"],
+            "result_sha256": sha,
+            "metrics": metrics or {},
+        },
     )
 
 
-def wait_status(api: Api, who: dict[str, str], job_id: str, status: str, timeout: float = 60) -> Any:
+def wait_status(
+    api: Api, who: dict[str, str], job_id: str, status: str, timeout: float = 60
+) -> Any:
     """Poll a job until it reaches `status`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -48,7 +48,8 @@ def test_oversized_uploads_are_413_and_leave_nothing_behind(api: Api) -> None:
     assert api.client.get("/jobs/", headers=api.alice).json() == []
     assert list((api.settings.blob_dir / "tmp").iterdir()) == []
     r = api.client.post(
-        "/agent/register", content=b'{"name": "' + b"a" * 100_000 + b'"}',
+        "/agent/register",
+        content=b'{"name": "' + b"a" * 100_000 + b'"}',
         headers={**api.alice, "content-type": "application/json"},
     )
     assert r.status_code == 413
@@ -105,6 +106,14 @@ def test_openapi_schema_lists_the_routes(api: Api) -> None:
     r = api.client.get("/schema/openapi.json")
     assert r.status_code == 200
     paths = r.json()["paths"]
-    for p in ("/agent/register", "/agent/heartbeat", "/agent/request_task",
-              "/agent/complete_task", "/agent/fail_task", "/jobs", "/jobs/{job_id}", "/healthz"):
+    for p in (
+        "/agent/register",
+        "/agent/heartbeat",
+        "/agent/request_task",
+        "/agent/complete_task",
+        "/agent/fail_task",
+        "/jobs",
+        "/jobs/{job_id}",
+        "/healthz",
+    ):
         assert p in paths, p

@@ -18,8 +18,11 @@ def _pth(tmp_path: Path, seed: int, name: str = "m.pth") -> bytes:
 
 def _snapshot(api: Api, job_id: str) -> dict:
     body = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
-    return {"job": body["job"], "rounds": body["rounds"],
-            "tasks": [{k: v for k, v in t.items()} for t in body["tasks"]]}
+    return {
+        "job": body["job"],
+        "rounds": body["rounds"],
+        "tasks": [{k: v for k, v in t.items()} for t in body["tasks"]],
+    }
 
 
 def test_completing_a_task_not_held_or_with_a_stale_token_is_409_and_changes_nothing(
@@ -35,9 +38,17 @@ def test_completing_a_task_not_held_or_with_a_stale_token_is_409_and_changes_not
     assert r.status_code == 409 and r.json()["code"] == "stale_lease"
     r = complete(api, mine, task, sha, token="0" * 32)  # wrong fencing token
     assert r.status_code == 409
-    r = api.client.post("/agent/fail_task", headers=other, json={
-        "task_id": task["task_id"], "lease_token": task["lease_token"], "kind": "user_error",
-        "code": "x", "message": "not mine to fail"})
+    r = api.client.post(
+        "/agent/fail_task",
+        headers=other,
+        json={
+            "task_id": task["task_id"],
+            "lease_token": task["lease_token"],
+            "kind": "user_error",
+            "code": "x",
+            "message": "not mine to fail",
+        },
+    )
     assert r.status_code == 409
     assert _snapshot(api, job_id) == before
     # the holder completes; a retry of the same completion is accepted (idempotent)
@@ -68,7 +79,9 @@ def test_reissued_task_fences_the_first_holder(api: Api, tmp_path: Path) -> None
 
 
 def test_pickle_payload_is_refused_with_no_side_effect(api: Api, tmp_path: Path) -> None:
-    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1, "max_attempts": 2}).json()["job"]["id"]
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1, "max_attempts": 2}).json()["job"][
+        "id"
+    ]
     node = register(api, api.alice)
     task = claim(api, node)
     assert task is not None
@@ -81,11 +94,16 @@ def test_pickle_payload_is_refused_with_no_side_effect(api: Api, tmp_path: Path)
     detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
     t = detail["tasks"][0]
     assert t["status"] == "queued" and t["error_code"] == "invalid_weights"
-    assert detail["rounds"][0]["status"] == "running" and detail["rounds"][0]["output_model_sha256"] is None
+    assert (
+        detail["rounds"][0]["status"] == "running"
+        and detail["rounds"][0]["output_model_sha256"] is None
+    )
 
 
 def test_nan_weights_are_refused_and_the_shard_is_reissued(api: Api, tmp_path: Path) -> None:
-    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1, "max_attempts": 2}).json()["job"]["id"]
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1, "max_attempts": 2}).json()["job"][
+        "id"
+    ]
     node = register(api, api.alice)
     task = claim(api, node)
     assert task is not None
@@ -105,6 +123,7 @@ def test_two_rounds_of_fedavg_end_to_end(api: Api, tmp_path: Path) -> None:
     job_id = submit(api, api.alice, {"rounds": 2, "shards": 2}).json()["job"]["id"]
     node = register(api, api.alice)
     rows = {}
+    expected_r0 = torch.empty(0)
     for rnd in range(2):
         results = {}
         for _ in range(2):
@@ -117,15 +136,18 @@ def test_two_rounds_of_fedavg_end_to_end(api: Api, tmp_path: Path) -> None:
                 assert torch.allclose(got["fc.weight"], expected_r0, atol=1e-6)
             sd = state(task["shard"] + 10 * rnd)
             results[task["shard"]] = sd
-            sha = upload(api, task, write_pth(tmp_path / f"{rnd}{task['shard']}.pth", sd).read_bytes())
+            sha = upload(
+                api, task, write_pth(tmp_path / f"{rnd}{task['shard']}.pth", sd).read_bytes()
+            )
             r = complete(api, node, task, sha, metrics={"loss": 1.0 + task["shard"]})
             assert r.status_code == 200, r.text
         if rnd == 0:
             detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
             rows = {t["shard"]: t["rows"] for t in detail["tasks"]}
             w0 = rows[0] / (rows[0] + rows[1])
-            expected_r0 = (results[0]["fc.weight"].double() * w0
-                           + results[1]["fc.weight"].double() * (1 - w0)).float()
+            expected_r0 = (
+                results[0]["fc.weight"].double() * w0 + results[1]["fc.weight"].double() * (1 - w0)
+            ).float()
             deadline_detail = wait_round(api, job_id, 0)
             assert deadline_detail["rounds"][0]["metrics"]["loss"] == 1.0 * w0 + 2.0 * (1 - w0)
     detail = wait_status(api, api.alice, job_id, "succeeded")
@@ -137,7 +159,10 @@ def test_two_rounds_of_fedavg_end_to_end(api: Api, tmp_path: Path) -> None:
     assert set(final) == {"fc.weight", "fc.bias", "bn.num_batches_tracked"}
     r = api.client.get(f"/jobs/{job_id}/model?format=safetensors", headers=api.alice)
     assert r.status_code == 200 and len(r.content) > 0
-    assert api.client.get(f"/jobs/{job_id}/model?format=onnx", headers=api.alice).status_code in (400, 422)
+    assert api.client.get(f"/jobs/{job_id}/model?format=onnx", headers=api.alice).status_code in (
+        400,
+        422,
+    )
 
 
 def wait_round(api: Api, job_id: str, idx: int) -> dict:

@@ -35,8 +35,13 @@ class Client:
             base_url=cluster.url, headers={"Authorization": f"Bearer {cluster.api_key}"}, timeout=30
         )
 
-    def submit(self, train: bytes, config: dict[str, Any], data: tuple[str, bytes] | None = None,
-               requirements: bytes | None = None) -> str:
+    def submit(
+        self,
+        train: bytes,
+        config: dict[str, Any],
+        data: tuple[str, bytes] | None = None,
+        requirements: bytes | None = None,
+    ) -> str:
         import json
 
         files: dict[str, tuple[str, bytes]] = {"train_py": ("train.py", train)}
@@ -53,7 +58,9 @@ class Client:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    def wait(self, job_id: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
+    def wait(
+        self, job_id: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 120
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             body = self.job(job_id)

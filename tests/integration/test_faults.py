@@ -42,7 +42,7 @@ def test_a_failing_script_fails_the_job_with_its_stderr_not_the_node(
     cluster: LocalCluster, client: Client
 ) -> None:
     cluster.add_node("node-1")
-    bad = b"import sys\nprint('about to fail', file=sys.stderr)\nraise ValueError('boom from user code')\n"
+    bad = b"import sys\nprint('failing', file=sys.stderr)\nraise ValueError('boom from user code')"
     job_id = client.submit(bad, {"rounds": 2, "shards": 1, "max_attempts": 2})
     body = client.wait_done(job_id)
     assert body["job"]["status"] == "failed"
@@ -54,8 +54,10 @@ def test_a_failing_script_fails_the_job_with_its_stderr_not_the_node(
     # the node is not blamed: still online, and the next job runs on it
     nodes = client.http.get("/nodes").json()
     assert nodes[0]["status"] == "online" and nodes[0]["tasks_done"] == 0
-    ok = client.submit(b"import torch\ntorch.save({'w': torch.zeros(1)}, 'model.pth')\n",
-                       {"rounds": 1, "shards": 1})
+    ok = client.submit(
+        b"import torch\ntorch.save({'w': torch.zeros(1)}, 'model.pth')\n",
+        {"rounds": 1, "shards": 1},
+    )
     assert client.wait_done(ok)["job"]["status"] == "succeeded"
 
 
@@ -63,11 +65,15 @@ def test_a_script_that_writes_no_model_or_runs_too_long_gets_a_clear_reason(
     cluster: LocalCluster, client: Client
 ) -> None:
     cluster.add_node("node-1")
-    nothing = client.submit(b"print('forgot to save')\n", {"rounds": 1, "shards": 1, "max_attempts": 1})
+    nothing = client.submit(
+        b"print('forgot to save')\n", {"rounds": 1, "shards": 1, "max_attempts": 1}
+    )
     body = client.wait_done(nothing)
     assert body["tasks"][0]["error_code"] == "missing_output"
-    slow = client.submit(b"import time\ntime.sleep(60)\n",
-                         {"rounds": 1, "shards": 1, "max_attempts": 1, "task_timeout_s": 2})
+    slow = client.submit(
+        b"import time\ntime.sleep(60)\n",
+        {"rounds": 1, "shards": 1, "max_attempts": 1, "task_timeout_s": 2},
+    )
     body = client.wait_done(slow, 60)
     assert body["job"]["status"] == "failed" and body["tasks"][0]["error_code"] == "timeout"
 

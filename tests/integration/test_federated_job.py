@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -16,11 +17,17 @@ from tests.integration.conftest import REPO, Client
 DIGITS = REPO / "examples" / "digits"
 
 
-def gridx(cluster: LocalCluster, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def gridx(
+    cluster: LocalCluster, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GRIDX_URL": cluster.url, "GRIDX_API_KEY": cluster.api_key}
     return subprocess.run(
         [sys.executable, "-m", "gridx.coordinator.cli", *args],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -28,11 +35,24 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     cluster.add_node("node-1")
     cluster.add_node("node-2")
     out = gridx(
-        cluster, "job", "submit", str(DIGITS / "train.py"),
-        "--requirements", str(DIGITS / "requirements.txt"),
-        "--data", str(DIGITS / "data" / "train.csv"),
-        "--rounds", "3", "--shards", "2", "--epochs", "2", "--wait", "--json",
-        "--out", str(tmp_path),
+        cluster,
+        "job",
+        "submit",
+        str(DIGITS / "train.py"),
+        "--requirements",
+        str(DIGITS / "requirements.txt"),
+        "--data",
+        str(DIGITS / "data" / "train.csv"),
+        "--rounds",
+        "3",
+        "--shards",
+        "2",
+        "--epochs",
+        "2",
+        "--wait",
+        "--json",
+        "--out",
+        str(tmp_path),
     )
     assert out.returncode == 0, out.stderr + out.stdout
     result = json.loads(out.stdout)
@@ -43,13 +63,15 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     # each round trained on the previous round's global model
     rounds = result["rounds"]
     assert rounds[0]["input_model_sha256"] is None
-    for prev, cur in zip(rounds, rounds[1:], strict=False):
+    for prev, cur in itertools.pairwise(rounds):
         assert cur["input_model_sha256"] == prev["output_model_sha256"]
     model = Path(result["model"])
     state = torch.load(model, weights_only=True)
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     evaluated = subprocess.run(
-        [sys.executable, str(DIGITS / "evaluate.py"), str(model)], capture_output=True, text=True,
+        [sys.executable, str(DIGITS / "evaluate.py"), str(model)],
+        capture_output=True,
+        text=True,
         check=True,
     )
     assert json.loads(evaluated.stdout)["accuracy"] > 0.9
@@ -63,12 +85,22 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     status = gridx(cluster, "job", "status", result["job"]["id"])
     assert status.returncode == 0 and "round 3: done" in status.stdout
     safetensors = tmp_path / "m.safetensors"
-    dl = gridx(cluster, "job", "download", result["job"]["id"], "--format", "safetensors",
-               "--out", str(safetensors))
+    dl = gridx(
+        cluster,
+        "job",
+        "download",
+        result["job"]["id"],
+        "--format",
+        "safetensors",
+        "--out",
+        str(safetensors),
+    )
     assert dl.returncode == 0 and safetensors.stat().st_size > 0
 
 
-def test_a_plain_script_that_only_writes_model_pth_works(cluster: LocalCluster, client: Client) -> None:
+def test_a_plain_script_that_only_writes_model_pth_works(
+    cluster: LocalCluster, client: Client
+) -> None:
     cluster.add_node("node-1")
     train = (REPO / "examples" / "minimal" / "train.py").read_bytes()
     job_id = client.submit(train, {"rounds": 1, "shards": 1})
@@ -78,15 +110,21 @@ def test_a_plain_script_that_only_writes_model_pth_works(cluster: LocalCluster, 
     assert r.status_code == 200
 
 
-def test_cli_errors_are_one_clear_line_and_a_nonzero_exit(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_cli_errors_are_one_clear_line_and_a_nonzero_exit(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
     script = tmp_path / "train.py"
     script.write_text("print(1)\n")
     out = gridx(cluster, "job", "submit", str(script), "--rounds", "0")
     assert out.returncode == 1
     assert "field `rounds`" in out.stderr and "422" in out.stderr
     env_bad = {**os.environ, "GRIDX_URL": cluster.url, "GRIDX_API_KEY": "gxk_wrong"}
-    out = subprocess.run([sys.executable, "-m", "gridx.coordinator.cli", "job", "list"],
-                         capture_output=True, text=True, env=env_bad)
+    out = subprocess.run(
+        [sys.executable, "-m", "gridx.coordinator.cli", "job", "list"],
+        capture_output=True,
+        text=True,
+        env=env_bad,
+    )
     assert out.returncode == 1 and "unknown API key" in out.stderr
     out = gridx(cluster, "job", "status", "j-nope")
     assert out.returncode == 1 and "404" in out.stderr

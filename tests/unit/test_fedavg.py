@@ -8,7 +8,9 @@ from gridx.coordinator.aggregation.weights import WeightsError, load_state
 from tests.weightfiles import state, write_pth, write_safetensors
 
 
-def _run(tmp_path: Path, clients: list[tuple[str, float]], tag: str = "out") -> dict[str, torch.Tensor]:
+def _run(
+    tmp_path: Path, clients: list[tuple[str, float]], tag: str = "out"
+) -> dict[str, torch.Tensor]:
     pth, st = tmp_path / f"{tag}.pth", tmp_path / f"{tag}.safetensors"
     fedavg_files(clients, str(pth), str(st), 10_000_000)
     a, b = load_state(pth, 10_000_000), load_state(st, 10_000_000)
@@ -33,7 +35,9 @@ def test_sample_weighted_average_of_mixed_formats(tmp_path: Path) -> None:
 
 
 def test_same_inputs_give_bit_identical_output(tmp_path: Path) -> None:
-    files = [(str(write_pth(tmp_path / f"{i}.pth", state(i, scale=1e3))), float(i + 1)) for i in range(5)]
+    files = [
+        (str(write_pth(tmp_path / f"{i}.pth", state(i, scale=1e3))), float(i + 1)) for i in range(5)
+    ]
     a = _run(tmp_path, files, "a")
     b = _run(tmp_path, files, "b")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -45,8 +45,13 @@ async def _node(rt: Runtime, name: str) -> NodeRow:
     user, _ = await create_user(rt.db, rt.clock, f"{name}@x.org", False)
     async with rt.db.transaction() as conn:
         await nodes.create(
-            conn, node_id=name, owner_id=user.id, name=name, token_hash=name,
-            capabilities="{}", now=rt.clock.now_ms(),
+            conn,
+            node_id=name,
+            owner_id=user.id,
+            name=name,
+            token_hash=name,
+            capabilities="{}",
+            now=rt.clock.now_ms(),
         )
         row = await nodes.by_token_hash(conn, name)
     assert row is not None
@@ -57,7 +62,8 @@ async def _job(rt: Runtime, shards: int = 2, max_attempts: int = 2, job_id: str 
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         await conn.execute(
-            "INSERT INTO users (email, role, created_at) VALUES (:e, 'user', 0) ON CONFLICT DO NOTHING",
+            "INSERT INTO users (email, role, created_at) VALUES (:e, 'user', 0) "
+            "ON CONFLICT DO NOTHING",
             {"e": "owner@x.org"},
         )
         await conn.execute(
@@ -65,9 +71,17 @@ async def _job(rt: Runtime, shards: int = 2, max_attempts: int = 2, job_id: str 
             "ON CONFLICT DO NOTHING"
         )
         await jobs.create(
-            conn, job_id=job_id, owner_id=1, name=job_id, config="{}", code_sha="c",
-            requirements_sha=None, data_sha=None, data_name=None,
-            shards=[(None, 1)] * shards, now=now,
+            conn,
+            job_id=job_id,
+            owner_id=1,
+            name=job_id,
+            config="{}",
+            code_sha="c",
+            requirements_sha=None,
+            data_sha=None,
+            data_name=None,
+            shards=[(None, 1)] * shards,
+            now=now,
         )
         await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
         await tasks.insert_round(
@@ -102,8 +116,13 @@ async def test_expired_lease_is_reissued_and_the_old_token_is_fenced(rt: Runtime
     assert second.node_id == "b" and second.attempts == 2
     async with rt.db.transaction() as conn:
         stale = await tasks.complete(
-            conn, task_id=first.id, node_id="a", token=first.lease_token or "",
-            result_sha="x", metrics="{}", now=rt.clock.now_ms(),
+            conn,
+            task_id=first.id,
+            node_id="a",
+            token=first.lease_token or "",
+            result_sha="x",
+            metrics="{}",
+            now=rt.clock.now_ms(),
         )
     assert stale is None
     after = await tasks.get(rt.db.reader, first.id)
@@ -149,8 +168,16 @@ async def test_release_refunds_the_attempt_and_user_errors_do_not(rt: Runtime) -
     assert t is not None
     async with rt.db.transaction() as conn:
         back = await tasks.give_up(
-            conn, task_id=t.id, node_id="a", token=t.lease_token or "", outcome="released",
-            error_code="released", error="bye", stderr_tail="", requeue=True, refund=True,
+            conn,
+            task_id=t.id,
+            node_id="a",
+            token=t.lease_token or "",
+            outcome="released",
+            error_code="released",
+            error="bye",
+            stderr_tail="",
+            requeue=True,
+            refund=True,
             now=rt.clock.now_ms(),
         )
     assert back is not None and back.status == "queued" and back.attempts == 0
@@ -158,14 +185,30 @@ async def test_release_refunds_the_attempt_and_user_errors_do_not(rt: Runtime) -
     assert t is not None and t.attempts == 1
     async with rt.db.transaction() as conn:
         back = await tasks.give_up(
-            conn, task_id=t.id, node_id="a", token=t.lease_token or "", outcome="user_error",
-            error_code="nonzero_exit", error="boom", stderr_tail="Traceback", requeue=True,
-            refund=False, now=rt.clock.now_ms(),
+            conn,
+            task_id=t.id,
+            node_id="a",
+            token=t.lease_token or "",
+            outcome="user_error",
+            error_code="nonzero_exit",
+            error="boom",
+            stderr_tail="Traceback",
+            requeue=True,
+            refund=False,
+            now=rt.clock.now_ms(),
         )
         again = await tasks.give_up(
-            conn, task_id=t.id, node_id="a", token=t.lease_token or "", outcome="user_error",
-            error_code="nonzero_exit", error="boom", stderr_tail="", requeue=True,
-            refund=False, now=rt.clock.now_ms(),
+            conn,
+            task_id=t.id,
+            node_id="a",
+            token=t.lease_token or "",
+            outcome="user_error",
+            error_code="nonzero_exit",
+            error="boom",
+            stderr_tail="",
+            requeue=True,
+            refund=False,
+            now=rt.clock.now_ms(),
         )
     assert back is not None and back.attempts == 1 and back.status == "queued"
     assert again is None  # the lease is gone: fenced

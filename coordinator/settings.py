@@ -44,7 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest weights file a node may upload."""
     max_json_bytes: int = 64 * 1024
     """Largest JSON body on every other route."""
-    aggregation_workers: int = 1
+    aggregation_workers: int = 2
     """Processes in the aggregation pool."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (a CDN-hosted dashboard)."""

@@ -64,12 +64,12 @@ ORDER BY round_idx, shard_idx
 """
 REQUEUE_EXPIRED = f"""
 UPDATE tasks SET status = 'queued', node_id = NULL, lease_token = NULL, lease_expires_at = NULL,
-    updated_at = :now
+    result_sha = NULL, updated_at = :now
 WHERE status = 'leased' AND lease_expires_at <= :now AND attempts < max_attempts
 {_RET}
 """
 FAIL_EXPIRED = f"""
-UPDATE tasks SET status = 'failed', lease_expires_at = NULL, updated_at = :now,
+UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL, updated_at = :now,
     error_code = 'lease_expired',
     error = 'the node holding it stopped answering, on each of ' || attempts || ' attempts'
 WHERE status = 'leased' AND lease_expires_at <= :now AND attempts >= max_attempts
@@ -99,21 +99,30 @@ RENEW = """
 UPDATE tasks SET lease_expires_at = :expires
 WHERE node_id = :node_id AND status = 'leased' AND lease_expires_at < :expires
 """
+# A result is first attached by its upload (through the lease's signed URL), then completed:
+# a node can only complete with the file it uploaded under its own lease.
+ATTACH_RESULT = """
+UPDATE tasks SET result_sha = :result_sha, updated_at = :now
+WHERE id = :id AND status = 'leased' AND lease_token = :token
+RETURNING id
+"""
 COMPLETE = f"""
-UPDATE tasks SET status = 'succeeded', result_sha = :result_sha, metrics = :metrics,
-    lease_expires_at = NULL, updated_at = :now
+UPDATE tasks SET status = 'succeeded', metrics = :metrics, lease_expires_at = NULL,
+    updated_at = :now
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
+    AND result_sha = :result_sha
 {_RET}
 """
 REQUEUE = f"""
 UPDATE tasks SET status = 'queued', node_id = NULL, lease_token = NULL, lease_expires_at = NULL,
-    attempts = attempts - :refund, error_code = :error_code, error = :error, updated_at = :now
+    result_sha = NULL, attempts = attempts - :refund, error_code = :error_code, error = :error,
+    updated_at = :now
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
 {_RET}
 """
 FAIL = f"""
-UPDATE tasks SET status = 'failed', lease_expires_at = NULL, error_code = :error_code,
-    error = :error, updated_at = :now
+UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL,
+    error_code = :error_code, error = :error, updated_at = :now
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
 {_RET}
 """
@@ -234,6 +243,15 @@ async def renew_leases(conn: aiosqlite.Connection, expiries: dict[str, int]) -> 
     await conn.executemany(RENEW, [{"node_id": n, "expires": e} for n, e in expiries.items()])
 
 
+async def attach_result(
+    conn: aiosqlite.Connection, *, task_id: str, token: str, result_sha: str, now: int
+) -> bool:
+    """Record the file uploaded under a live lease; False when the lease is gone."""
+    params = {"id": task_id, "token": token, "result_sha": result_sha, "now": now}
+    async with conn.execute(ATTACH_RESULT, params) as cur:
+        return await cur.fetchone() is not None
+
+
 async def complete(
     conn: aiosqlite.Connection,
     *,
@@ -244,7 +262,8 @@ async def complete(
     metrics: str,
     now: int,
 ) -> TaskRow | None:
-    """Mark a leased task succeeded if `node_id`/`token` still hold its lease; else None."""
+    """Mark a leased task succeeded if `node_id`/`token` still hold its lease and `result_sha` is
+    the file uploaded under it; else None."""
     params = {
         "id": task_id,
         "node_id": node_id,

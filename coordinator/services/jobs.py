@@ -46,11 +46,10 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
         stored.append(item)
         return item[0]
 
-    code_sha = adopt(sub.code)
-    req_sha = adopt(sub.requirements) if sub.requirements else None
     data_sha: str | None = None
     shard_list: list[tuple[str | None, int]]
-    if sub.data is not None and (sub.data_name or "").lower().endswith(".csv"):
+    is_csv = sub.data is not None and (sub.data_name or "").lower().endswith(".csv")
+    if is_csv:  # split first: a refused dataset leaves nothing in the store
         parts = [rt.storage.temp_path(".csv") for _ in range(k)]
         try:
             counts = await anyio.to_thread.run_sync(split_csv, sub.data, parts)
@@ -58,6 +57,9 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             for p in parts:
                 p.unlink(missing_ok=True)
             raise
+    code_sha = adopt(sub.code)
+    req_sha = adopt(sub.requirements) if sub.requirements else None
+    if is_csv and sub.data is not None:
         data_sha = adopt(sub.data)
         shard_list = [(adopt(p), n) for p, n in zip(parts, counts, strict=True)]
     elif sub.data is not None:

@@ -22,8 +22,6 @@ from gridx.schemas.agent import (
 from gridx.schemas.nodes import NodeInfo, NodeStatus
 
 _caps_encoder = msgspec.json.Encoder()
-# Node identities never change once created, so a token -> node cache is always correct.
-_node_cache: dict[str, NodeRow] = {}
 _NODE_CACHE_MAX = 100_000
 
 
@@ -66,14 +64,14 @@ async def authenticate(rt: Runtime, authorization: str | None) -> NodeRow:
         Unauthorized: missing or unknown token.
     """
     token_hash = hash_secret(bearer(authorization))
-    node = _node_cache.get(token_hash)
+    node = rt.node_cache.get(token_hash)
     if node is None:
         node = await nodes.by_token_hash(rt.db.reader, token_hash)
         if node is None:
             raise Unauthorized("unknown node token; delete the node's state file to enrol again")
-        if len(_node_cache) >= _NODE_CACHE_MAX:
-            _node_cache.clear()
-        _node_cache[token_hash] = node
+        if len(rt.node_cache) >= _NODE_CACHE_MAX:
+            rt.node_cache.clear()
+        rt.node_cache[token_hash] = node
     return node
 
 

@@ -46,8 +46,13 @@ async def upload_result(
     sha, size, key = await rt.storage.write_stream(
         chunks, rt.settings.max_result_bytes, "the result file"
     )
+    now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
-        await blobs.record(conn, sha, size, key, rt.clock.now_ms())
+        await blobs.record(conn, sha, size, key, now)
+        if not await tasks.attach_result(
+            conn, task_id=task_id, token=token, result_sha=sha, now=now
+        ):
+            raise StaleLease()
     return UploadResponse(sha256=sha, size=size)
 
 
@@ -64,8 +69,11 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     if task.status != "leased":
         raise StaleLease()
     blob = await blobs.get(rt.db.reader, req.result_sha256)
-    if blob is None:
-        raise InvalidInput("no uploaded file has that sha256; upload the weights first")
+    if blob is None or task.result_sha != req.result_sha256:
+        raise InvalidInput(
+            "result_sha256 is not the file uploaded for this task; PUT the weights to the "
+            "task's upload_url first"
+        )
     rnd = await rounds.get(rt.db.reader, task.job_id, task.round_idx)
     expected = rnd.signature if rnd else None
     try:

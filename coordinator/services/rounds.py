@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import aiosqlite
 import msgspec
@@ -172,8 +171,3 @@ async def resume(rt: Runtime) -> int:
     for rnd in pending:
         rt.spawn(aggregate_round(rt, rnd.job_id, rnd.idx), f"aggregate-{rnd.job_id}-{rnd.idx}")
     return len(pending)
-
-
-def model_path(rt: Runtime, storage_key: str) -> Path:
-    """Where a stored model lives."""
-    return rt.storage.path(storage_key)

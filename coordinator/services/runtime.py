@@ -13,6 +13,7 @@ from typing import Any
 
 from gridx.coordinator.clock import Clock
 from gridx.coordinator.db.connection import Database
+from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.local import LocalStorage
 from gridx.coordinator.storage.signing import UrlSigner
@@ -61,6 +62,9 @@ class Runtime:
     pool: Executor
     wakeups: WakeQueue = field(default_factory=WakeQueue)
     heartbeats: dict[str, int] = field(default_factory=dict)
+    """Node id -> time of its latest heartbeat, not yet written (flushed in batches)."""
+    node_cache: dict[str, NodeRow] = field(default_factory=dict)
+    """Token hash -> node. Identities never change once created, so entries never go stale."""
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:

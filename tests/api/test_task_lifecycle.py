@@ -59,6 +59,19 @@ def test_completing_a_task_not_held_or_with_a_stale_token_is_409_and_changes_not
     assert api.client.put(task["upload_url"], content=b"more").status_code == 409
 
 
+def test_a_node_cannot_complete_with_a_file_uploaded_for_another_task(
+    api: Api, tmp_path: Path
+) -> None:
+    submit(api, api.alice)
+    honest, freerider = register(api, api.alice, "honest"), register(api, api.alice, "lazy")
+    t0, t1 = claim(api, honest), claim(api, freerider)
+    assert t0 is not None and t1 is not None
+    sha0 = upload(api, t0, _pth(tmp_path, 1))
+    r = complete(api, freerider, t1, sha0)
+    assert r.status_code == 422 and "upload_url" in r.json()["message"]
+    assert complete(api, honest, t0, sha0).status_code == 200
+
+
 def test_reissued_task_fences_the_first_holder(api: Api, tmp_path: Path) -> None:
     job_id = submit(api, api.alice, {"rounds": 1, "shards": 1}).json()["job"]["id"]
     a, b = register(api, api.alice, "a"), register(api, api.alice, "b")

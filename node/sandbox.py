@@ -35,6 +35,23 @@ def detect() -> str:
     return "none"
 
 
+@functools.cache
+def interpreter_paths(python: str) -> tuple[Path, ...]:
+    """The folders an interpreter needs to run: its prefix (a virtualenv) and its base prefix.
+
+    The sandbox replaces /tmp with an empty tmpfs, so an interpreter that lives under /tmp (a
+    clone in a temp folder) must be shown again, read-only.
+    """
+    out = subprocess.run(
+        [python, "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return tuple(dict.fromkeys(Path(p).resolve() for p in out.stdout.split()))
+
+
 def wrap(
     command: list[str],
     workdir: Path,
@@ -46,7 +63,8 @@ def wrap(
 
     Args:
         hidden: folders the task must not see (the node's state folder, with its token).
-        readonly: folders inside `hidden` to show again read-only (the job's environment).
+        readonly: folders to show again read-only after /tmp and `hidden` are blanked (the
+            interpreter, the job's environment).
 
     bubblewrap: no network (not even the host's loopback), read-only host, private /tmp and
     /dev, new PID/IPC/UTS/user namespaces, uid 65534, every capability dropped, the work folder

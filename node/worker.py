@@ -17,6 +17,7 @@ from gridx.node.client import CoordinatorClient, CoordinatorError, IntegrityErro
 from gridx.node.config import NodeConfig
 from gridx.node.environments import RequirementsError, ensure_env
 from gridx.node.executor import ProcessExecutor, RunResult, RunSpec
+from gridx.node.sandbox import interpreter_paths
 from gridx.node.state import Identity, load_identity, save_identity
 from gridx.schemas.agent import (
     Capabilities,
@@ -227,7 +228,10 @@ class Worker:
             memory_mb=self.config.memory_mb,
             max_output_bytes=task.max_result_bytes,
             hidden=[self.config.state_dir.resolve()],
-            readonly=[(self.config.state_dir / "envs").resolve()] if python != base else [],
+            readonly=[
+                *interpreter_paths(base),
+                *([(self.config.state_dir / "envs").resolve()] if python != base else []),
+            ],
         )
         return await self.executor.run(spec, self.cancel_current)
 

@@ -125,9 +125,9 @@ class LocalCluster:
         raise RuntimeError(f"the coordinator did not start; its log ends with:\n{log}")
 
     def add_node(
-        self, name: str, extra_env: dict[str, str] | None = None
+        self, name: str, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
     ) -> subprocess.Popen[bytes]:
-        """Start a `gridx-node` process with its own state folder."""
+        """Start a `gridx-node` process with its own state folder (kept across restarts)."""
         log = (self.root / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [
@@ -143,6 +143,7 @@ class LocalCluster:
                 name,
                 "--state-dir",
                 str(self.root / name),
+                *args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

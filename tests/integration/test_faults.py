@@ -91,6 +91,19 @@ def test_sigterm_hands_the_running_task_back_without_using_an_attempt(
     assert task["status"] == "queued" and task["attempts"] == 0
     assert task["history"][0]["outcome"] == "released"
     assert body["job"]["status"] == "running"
+    # restarted, the node keeps its identity (no second registration) and takes the task again
+    cluster.add_node("leaving")
+    client.wait(job_id, lambda b: b["tasks"][0]["status"] == "leased")
+    # cancelling the job stops the run at the node's next heartbeat
+    assert client.http.post(f"/jobs/{job_id}/cancel").status_code == 200
+    quick = client.submit(
+        b"import torch\ntorch.save({'w': torch.zeros(1)}, 'model.pth')\n",
+        {"rounds": 1, "shards": 1},
+    )
+    assert client.wait_done(quick, 20)["job"]["status"] == "succeeded"  # long before 30 s
+    nodes = client.http.get("/nodes").json()
+    assert len(nodes) == 1 and nodes[0]["tasks_done"] == 1
+    assert "no longer wants it" in (cluster.root / "leaving.log").read_text()
 
 
 def test_the_sandbox_blocks_the_network_and_hides_the_node_token(

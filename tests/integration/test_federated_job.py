@@ -101,11 +101,12 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
 def test_a_plain_script_that_only_writes_model_pth_works(
     cluster: LocalCluster, client: Client
 ) -> None:
-    cluster.add_node("node-1")
+    node = cluster.add_node("node-1", args=("--once",))
     train = (REPO / "examples" / "minimal" / "train.py").read_bytes()
     job_id = client.submit(train, {"rounds": 1, "shards": 1})
     body = client.wait_done(job_id)
     assert body["job"]["status"] == "succeeded", body
+    assert node.wait(timeout=30) == 0  # --once: one task, then exit
     r = client.http.get(f"/jobs/{job_id}/model")
     assert r.status_code == 200
 

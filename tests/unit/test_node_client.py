@@ -1,0 +1,108 @@
+"""The node's HTTP client against a real aiohttp server (pytest-aiohttp): retries and integrity."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gridx.node.client import CoordinatorClient, CoordinatorError, IntegrityError
+from gridx.schemas.agent import BlobRef, CompleteTaskRequest
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gridx.node.client.backoff", lambda attempt: 0.0)
+
+
+async def test_completion_is_retried_through_server_errors(aiohttp_server: Any) -> None:
+    calls: list[str] = []
+
+    async def complete(request: web.Request) -> web.Response:
+        calls.append(request.headers["Authorization"])
+        if len(calls) < 3:
+            return web.json_response({"code": "unavailable", "message": "busy"}, status=503)
+        return web.json_response({"task_id": "t", "status": "succeeded"})
+
+    app = web.Application()
+    app.router.add_post("/agent/complete_task", complete)
+    server = await aiohttp_server(app)
+    client = CoordinatorClient(str(server.make_url("/")), "gxn_token")
+    try:
+        ack = await client.complete(
+            CompleteTaskRequest(task_id="t", lease_token="l", result_sha256="a" * 64)
+        )
+    finally:
+        await client.close()
+    assert ack.status == "succeeded"
+    assert calls == ["Bearer gxn_token"] * 3
+
+
+async def test_client_errors_are_not_retried_and_409_on_fail_means_gone(
+    aiohttp_server: Any,
+) -> None:
+    hits = {"complete": 0, "fail": 0}
+
+    async def complete(request: web.Request) -> web.Response:
+        hits["complete"] += 1
+        return web.json_response({"code": "stale_lease", "message": "not yours"}, status=409)
+
+    async def fail(request: web.Request) -> web.Response:
+        hits["fail"] += 1
+        return web.json_response({"code": "stale_lease", "message": "not yours"}, status=409)
+
+    app = web.Application()
+    app.router.add_post("/agent/complete_task", complete)
+    app.router.add_post("/agent/fail_task", fail)
+    server = await aiohttp_server(app)
+    client = CoordinatorClient(str(server.make_url("/")), "t")
+    try:
+        with pytest.raises(CoordinatorError) as err:
+            await client.complete(
+                CompleteTaskRequest(task_id="t", lease_token="l", result_sha256="a" * 64)
+            )
+        assert err.value.status == 409 and err.value.code == "stale_lease"
+        from gridx.schemas.agent import FailTaskRequest
+
+        assert (
+            await client.fail(
+                FailTaskRequest(
+                    task_id="t", lease_token="l", kind="user_error", code="x", message="m"
+                )
+            )
+            is None
+        )
+    finally:
+        await client.close()
+    assert hits == {"complete": 1, "fail": 1}
+
+
+async def test_downloads_are_checked_against_their_sha256(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    body = b"print('hello')\n"
+
+    async def blob(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/blobs/x", blob)
+    server = await aiohttp_server(app)
+    client = CoordinatorClient(str(server.make_url("/")), "t")
+    good = BlobRef(
+        url="/blobs/x?exp=1&sig=s",
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        name="train.py",
+    )
+    try:
+        await client.download(good, tmp_path / "ok.py")
+        assert (tmp_path / "ok.py").read_bytes() == body
+        bad = BlobRef(url="/blobs/x", sha256="0" * 64, size=len(body), name="train.py")
+        with pytest.raises(IntegrityError, match="mismatch"):
+            await client.download(bad, tmp_path / "bad.py")
+    finally:
+        await client.close()

@@ -47,9 +47,10 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
         return item[0]
 
     data_sha: str | None = None
-    shard_list: list[tuple[str | None, int]]
-    is_csv = sub.data is not None and (sub.data_name or "").lower().endswith(".csv")
-    if is_csv:  # split first: a refused dataset leaves nothing in the store
+    shard_list: list[tuple[str | None, int]] = [(None, 1)] * k
+    csv_shards: list[tuple[Path, int]] = []
+    if sub.data is not None and (sub.data_name or "").lower().endswith(".csv"):
+        # split first, so a refused dataset leaves nothing in the store
         parts = [rt.storage.temp_path(".csv") for _ in range(k)]
         try:
             counts = await anyio.to_thread.run_sync(split_csv, sub.data, parts)
@@ -57,16 +58,13 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             for p in parts:
                 p.unlink(missing_ok=True)
             raise
+        csv_shards = list(zip(parts, counts, strict=True))
     code_sha = adopt(sub.code)
     req_sha = adopt(sub.requirements) if sub.requirements else None
-    if is_csv and sub.data is not None:
+    if sub.data is not None:
         data_sha = adopt(sub.data)
-        shard_list = [(adopt(p), n) for p, n in zip(parts, counts, strict=True)]
-    elif sub.data is not None:
-        data_sha = adopt(sub.data)
-        shard_list = [(data_sha, 1)] * k  # whole file to every task; equal weights
-    else:
-        shard_list = [(None, 1)] * k
+        # a CSV goes out in row shards; other data whole to every task, with equal weights
+        shard_list = [(adopt(p), n) for p, n in csv_shards] or [(data_sha, 1)] * k
     job_id = "j-" + uuid.uuid4().hex[:12]
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:

@@ -196,7 +196,10 @@ class Worker:
             "GRIDX_SEED": str(task.seed),
             "GRIDX_OUTPUT": str(workdir / "model.pth"),
             "GRIDX_METRICS": str(workdir / "metrics.json"),
+            "GRIDX_STRATEGY": task.strategy,
         }
+        if task.prox_mu is not None:
+            env["GRIDX_PROX_MU"] = repr(task.prox_mu)
         python = base = self.config.python or sys.executable
         try:
             await self.client.download(task.code, workdir / "train.py")

@@ -88,6 +88,9 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     init_model: BlobRef | None
     upload_url: str
     max_result_bytes: int
+    strategy: str = "fedavg"
+    prox_mu: float | None = None
+    """FedProx's mu, for train.py's proximal term (GRIDX_PROX_MU)."""
 
 
 class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

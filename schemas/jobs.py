@@ -9,7 +9,78 @@ import msgspec
 JobStatus = Literal["queued", "running", "aggregating", "succeeded", "failed", "cancelled"]
 RoundStatus = Literal["running", "aggregating", "done", "failed", "cancelled"]
 TaskStatus = Literal["queued", "leased", "succeeded", "failed", "cancelled"]
-Strategy = Literal["fedavg"]
+UnitFloat = Annotated[float, msgspec.Meta(ge=0, lt=1)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class StrategyBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="name"):
+    """Common to every strategy."""
+
+    clip_norm: Positive | None = None
+    """Clip each client's update (its weights minus the round's input model) to this L2 norm
+    before the rule applies; needs an input model, so rounds after the first."""
+
+    @property
+    def name(self) -> str:
+        """The strategy's tag, e.g. "fedavg"."""
+        return str(type(self).__struct_config__.tag)
+
+
+class FedAvg(StrategyBase, tag="fedavg"):
+    """Sample-weighted mean of the clients' weights (McMahan et al. 2017)."""
+
+
+class FedProx(StrategyBase, tag="fedprox"):
+    """FedAvg on the server; `mu` reaches train.py as GRIDX_PROX_MU for its proximal term."""
+
+    mu: Annotated[float, msgspec.Meta(ge=0)] = 0.01
+
+
+class FedAdam(StrategyBase, tag="fedadam"):
+    """Adaptive server optimizer over the averaged update (Reddi et al. 2021)."""
+
+    eta: Positive = 0.01
+    beta1: UnitFloat = 0.9
+    beta2: UnitFloat = 0.99
+    tau: Positive = 1e-3
+
+
+class FedYogi(FedAdam, tag="fedyogi"):
+    """Like FedAdam with Yogi's additive second-moment update."""
+
+
+class FedAdagrad(FedAdam, tag="fedadagrad"):
+    """Like FedAdam with Adagrad's accumulated second moment."""
+
+
+class FedMedian(StrategyBase, tag="fedmedian"):
+    """Coordinate-wise median of the clients' weights (Yin et al. 2018)."""
+
+
+class TrimmedMean(StrategyBase, tag="trimmed_mean"):
+    """Coordinate-wise mean after dropping the `beta` fraction of lowest and highest values."""
+
+    beta: Annotated[float, msgspec.Meta(ge=0, lt=0.5)] = 0.2
+
+
+class Krum(StrategyBase, tag="krum"):
+    """Krum (m = 1) or Multi-Krum (m > 1), tolerating `f` Byzantine clients (Blanchard et al.)."""
+
+    f: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
+    m: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
+
+
+Strategy = FedAvg | FedProx | FedAdam | FedYogi | FedAdagrad | FedMedian | TrimmedMean | Krum
+STRATEGY_NAMES = (
+    "fedavg",
+    "fedprox",
+    "fedadam",
+    "fedyogi",
+    "fedadagrad",
+    "fedmedian",
+    "trimmed_mean",
+    "krum",
+)
 
 
 class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -19,7 +90,7 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rounds: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 2
     epochs: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
-    strategy: Strategy = "fedavg"
+    strategy: Strategy = msgspec.field(default_factory=FedAvg)
     task_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 600
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0

@@ -1,88 +1,43 @@
-"""Federated averaging, streamed one client file at a time.
+"""Sample-weighted means, one tensor at a time, and the rule for non-float tensors.
 
-Memory stays about one model (the float64 accumulator) plus one client, whatever the number of
-clients. Clients are summed in the order given (the caller passes them by shard), in float64, so
-the same inputs give a bit-identical model whatever order they arrived in.
+Clients are summed in the order given (the engine sorts them by shard) into an accumulator of a
+fixed dtype (see `accumulation_dtype`), so the same inputs give a bit-identical result whatever
+order they arrived in. Each client's tensor is read straight from its memory-mapped file.
 
-Non-float tensors (e.g. BatchNorm's `num_batches_tracked`) are averaged the same way and then
-rounded to the nearest integer; booleans become the weighted majority.
+Non-float tensors (e.g. BatchNorm's `num_batches_tracked`) get the same weighted mean, rounded
+to the nearest integer; booleans become the weighted majority. Every strategy uses this rule for
+them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from safetensors.torch import save_file
 
-from gridx.coordinator.aggregation.weights import (
-    StateDict,
-    WeightsError,
-    check_finite,
-    load_state,
-    signature,
-)
+from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
 
 
-def fedavg_files(
-    clients: list[tuple[str, float]],
-    out_pth: str,
-    out_safetensors: str,
-    max_bytes: int,
-) -> str:
-    """Sample-weighted average of client weight files; writes `.pth` and `.safetensors`.
-
-    Args:
-        clients: [(path, sample weight), ...] in a fixed order (by shard).
-        out_pth: where to write the torch state_dict.
-        out_safetensors: where to write the same tensors as safetensors.
-        max_bytes: size cap for each client file.
-
-    Returns:
-        The signature of the averaged model.
-
-    Raises:
-        WeightsError: a client file is unusable or does not match the first one.
-    """
-    if not clients:
-        raise WeightsError("no client updates to aggregate")
-    total = float(sum(w for _, w in clients))
-    if total <= 0:
-        raise WeightsError("sample weights must add up to more than zero")
-    acc: dict[str, torch.Tensor] = {}
-    templates: dict[str, torch.Tensor] = {}
-    expected: str | None = None
-    for path, weight in clients:
-        state = load_state(Path(path), max_bytes)
-        sig = signature(state)
-        if expected is None:
-            expected = sig
-            templates = {k: torch.empty(0, dtype=v.dtype) for k, v in state.items()}
-            acc = {k: torch.zeros(v.shape, dtype=torch.float64) for k, v in state.items()}
-        elif sig != expected:
-            raise WeightsError(f"{Path(path).name}: keys, shapes or dtypes differ from the others")
-        check_finite(state)
-        share = weight / total
-        for key, value in state.items():
-            acc[key].add_(value.to(torch.float64), alpha=share)
-        del state
-    result = _cast_back(acc, templates)
-    torch.save(result, out_pth)
-    save_file({k: v.contiguous() for k, v in result.items()}, out_safetensors)
-    return signature(result)
+def weighted_mean(cs: ClientSet, key: str, indices: list[int] | None = None) -> torch.Tensor:
+    """The sample-weighted mean of `key` over `indices` (default: every client), in key's dtype."""
+    chosen = list(range(cs.n)) if indices is None else indices
+    dtype, shape = cs.specs[key]
+    acc_dtype = accumulation_dtype(dtype) if dtype.is_floating_point else torch.float64
+    total = float(sum(cs.weights[i] for i in chosen))
+    acc = torch.zeros(shape, dtype=acc_dtype)
+    for i in chosen:
+        value = cs.tensor(i, key)
+        acc.add_(value, alpha=cs.weights[i] / total)
+        del value
+        cs.files[i].release(key)
+    return cast_back(acc, dtype)
 
 
-def _cast_back(acc: dict[str, torch.Tensor], templates: dict[str, torch.Tensor]) -> StateDict:
-    out: StateDict = {}
-    for key, total in acc.items():
-        dtype = templates[key].dtype
-        if dtype == torch.bool:
-            out[key] = total >= 0.5
-        elif dtype.is_floating_point:
-            out[key] = total.to(dtype)
-        else:
-            out[key] = torch.round(total).to(dtype)
-    return out
+def cast_back(acc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An accumulator in the tensor's own dtype (rounded for integers, majority for booleans)."""
+    if dtype == torch.bool:
+        return acc >= 0.5
+    if dtype.is_floating_point:
+        return acc if acc.dtype == dtype else acc.to(dtype)
+    return torch.round(acc).to(dtype)
 
 
 def weighted_metrics(items: list[tuple[dict[str, float], float]]) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -9,6 +10,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 from litestar.response import File
 
+from gridx.coordinator.aggregation.engine import check_strategy
 from gridx.coordinator.api.multipart import MultipartReceiver
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import InvalidConfig, InvalidInput
@@ -16,26 +18,39 @@ from gridx.coordinator.services import jobs
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
 
-_config_decoder = msgspec.json.Decoder(JobConfig)
-_FIELD = "at `$."
+_PATH = re.compile(r"at `\$\.?([^`\[]*)")
+_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
+
+
+def _field_of(message: str) -> str | None:
+    """The dotted field a msgspec validation message is about (`strategy.f`)."""
+    path = _PATH.search(message)
+    unknown = _UNKNOWN.search(message)
+    parts = [p for p in (path.group(1) if path else "", unknown.group(1) if unknown else "") if p]
+    return ".".join(parts) or None
 
 
 def decode_config(raw: bytes) -> JobConfig:
     """Decode and validate a job config, naming the offending field.
 
+    `"strategy": "fedmedian"` is short for `"strategy": {"name": "fedmedian"}`.
+
     Raises:
         InvalidConfig: malformed JSON or a field out of bounds (422 with `field`).
     """
     try:
-        return _config_decoder.decode(raw or b"{}")
+        data = msgspec.json.decode(raw or b"{}")
+        if isinstance(data, dict) and isinstance(data.get("strategy"), str):
+            data["strategy"] = {"name": data["strategy"]}
+        config = msgspec.convert(data, JobConfig)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        field = text.split(_FIELD, 1)[1].rstrip("`").split("[")[0] if _FIELD in text else None
-        if field is None and "unknown field" in text.lower():
-            field = text.split("`")[1] if "`" in text else None
-        raise InvalidConfig(f"invalid job config: {text}", field=field) from exc
+        raise InvalidConfig(f"invalid job config: {exc}", field=_field_of(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise InvalidConfig(f"job config is not valid JSON: {exc}", field="config") from exc
+    problem = check_strategy(config.strategy, config.shards)
+    if problem is not None:
+        raise InvalidConfig(f"invalid job config: {problem[1]}", field=problem[0])
+    return config
 
 
 class JobController(Controller):

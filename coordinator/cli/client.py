@@ -41,9 +41,13 @@ class ApiClient:
         return msgspec.json.decode(resp.content, type=kind)
 
     def submit(
-        self, config: JobConfig, train: Path, requirements: Path | None, data: Path | None
+        self,
+        config: JobConfig | dict[str, object],
+        train: Path,
+        requirements: Path | None,
+        data: Path | None,
     ) -> JobDetail:
-        """Upload a job (files are streamed from disk)."""
+        """Upload a job (files are streamed from disk); the coordinator validates `config`."""
         handles = {"train_py": ("train.py", train.open("rb"))}
         if requirements:
             handles["requirements"] = ("requirements.txt", requirements.open("rb"))

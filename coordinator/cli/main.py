@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import click
+import msgspec
 
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.progress import FINISHED, format_metrics, last_failure, watch
-from gridx.schemas.jobs import JobConfig
+from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig
 
 url_option = click.option(
     "--url",
@@ -33,6 +34,29 @@ data_dir_option = click.option(
     show_default=True,
     help="Coordinator data folder [GRIDX_DATA_DIR].",
 )
+
+
+def _strategy(name: str, params: tuple[str, ...]) -> dict[str, object]:
+    """`--strategy krum --param f=1` as the config's strategy object."""
+    out: dict[str, object] = {"name": name}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"{item!r}: value must be a number", param_hint="--param"
+            ) from exc
+    return out
+
+
+def _describe(config: JobConfig) -> str:
+    """`krum(f=1, m=1)`."""
+    s = msgspec.to_builtins(config.strategy)
+    args = ", ".join(f"{k}={v}" for k, v in s.items() if k != "name" and v is not None)
+    return f"{config.strategy.name}({args})"
 
 
 def _when(ms: int) -> str:
@@ -130,6 +154,20 @@ def job() -> None:
 @click.option("--shards", default=2, show_default=True, type=int, help="Tasks per round.")
 @click.option("--epochs", default=1, show_default=True, type=int, help="Local epochs per task.")
 @click.option(
+    "--strategy",
+    default="fedavg",
+    show_default=True,
+    type=click.Choice(STRATEGY_NAMES),
+    help="How updates are merged.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Strategy parameter, repeatable: mu, eta, beta1, beta2, tau, beta, f, m, clip_norm.",
+)
+@click.option(
     "--timeout",
     "task_timeout_s",
     default=600,
@@ -154,6 +192,8 @@ def job_submit(
     train_py: Path,
     requirements: Path | None,
     data: Path | None,
+    strategy: str,
+    params: tuple[str, ...],
     wait: bool,
     out: Path,
     url: str,
@@ -163,7 +203,9 @@ def job_submit(
 ) -> None:
     """Submit TRAIN_PY (+ requirements and data) as a federated job."""
     client = ApiClient(url, api_key)
-    detail = client.submit(JobConfig(**config), train_py, requirements, data)  # type: ignore[arg-type]
+    detail = client.submit(
+        {**config, "strategy": _strategy(strategy, params)}, train_py, requirements, data
+    )
     job_id = detail.job.id
     if not wait:
         click.echo(to_json(detail.job) if as_json else job_id)
@@ -219,7 +261,7 @@ def job_status(job_id: str, url: str, api_key: str, as_json: bool) -> None:
     click.echo(f"{j.id}  {j.name}  [{j.status}]  owner {j.owner}")
     c = d.config
     click.echo(
-        f"config: rounds={c.rounds} shards={c.shards} epochs={c.epochs} strategy={c.strategy} "
+        f"config: rounds={c.rounds} shards={c.shards} epochs={c.epochs} strategy={_describe(c)} "
         f"timeout={c.task_timeout_s}s max_attempts={c.max_attempts} seed={c.seed}"
     )
     for r in d.rounds:

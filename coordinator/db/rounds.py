@@ -28,11 +28,15 @@ class RoundRow(msgspec.Struct, kw_only=True):
     output_sha: str | None
     signature: str | None
     metrics: str | None
+    state_sha: str | None
     started_at: int
     finished_at: int | None
 
 
-_COLS = "job_id, idx, status, input_sha, output_sha, signature, metrics, started_at, finished_at"
+_COLS = (
+    "job_id, idx, status, input_sha, output_sha, signature, metrics, state_sha, started_at, "
+    "finished_at"
+)
 INSERT = """
 INSERT INTO rounds (job_id, idx, status, input_sha, signature, started_at)
 VALUES (:job_id, :idx, 'running', :input_sha, :signature, :now)
@@ -47,7 +51,7 @@ WHERE job_id = :job_id AND idx = :idx AND signature IS NULL
 SIGNATURE = "SELECT signature FROM rounds WHERE job_id = :job_id AND idx = :idx"
 TRANSITION = f"""
 UPDATE rounds SET status = :to, output_sha = coalesce(:output_sha, output_sha),
-    metrics = coalesce(:metrics, metrics),
+    metrics = coalesce(:metrics, metrics), state_sha = coalesce(:state_sha, state_sha),
     finished_at = CASE WHEN :to IN ('done', 'failed', 'cancelled') THEN :now ELSE finished_at END
 WHERE job_id = :job_id AND idx = :idx AND status IN (SELECT value FROM json_each(:from_))
 RETURNING {_COLS}
@@ -101,6 +105,7 @@ async def transition(
     *,
     output_sha: str | None = None,
     metrics: str | None = None,
+    state_sha: str | None = None,
 ) -> RoundRow | None:
     """Move a round to `to` if allowed; None when its status did not allow it."""
     sources = [s for s, targets in TRANSITIONS.items() if to in targets]
@@ -114,6 +119,7 @@ async def transition(
             "now": now,
             "output_sha": output_sha,
             "metrics": metrics,
+            "state_sha": state_sha,
             "from_": msgspec.json.encode(sources).decode(),
         },
         RoundRow,

@@ -14,7 +14,7 @@ from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services.rounds import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import BlobRef, TaskAssignment
-from gridx.schemas.jobs import JobConfig
+from gridx.schemas.jobs import FedProx, JobConfig
 
 
 async def _settle_expired(rt: Runtime, conn: aiosqlite.Connection, now: int) -> int:
@@ -137,4 +137,6 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
             {"lease": task.lease_token or ""},
         ),
         max_result_bytes=rt.settings.max_result_bytes,
+        strategy=config.strategy.name,
+        prox_mu=config.strategy.mu if isinstance(config.strategy, FedProx) else None,
     )

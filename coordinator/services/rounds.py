@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
+from pathlib import Path
 
 import aiosqlite
 import msgspec
 
-from gridx.coordinator.aggregation.fedavg import fedavg_files, weighted_metrics
-from gridx.coordinator.aggregation.weights import WeightsError
+from gridx.coordinator.aggregation.engine import AggregationJob, aggregate
+from gridx.coordinator.aggregation.fedavg import weighted_metrics
+from gridx.coordinator.aggregation.tensorfile import WeightsError
 from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services.runtime import Runtime
@@ -74,32 +78,35 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
         for t in await tasks.for_job(reader, job_id)
         if t.round_idx == round_idx and t.status == "succeeded" and t.result_sha
     ]
-    clients: list[tuple[str, float]] = []
-    for t in sorted(done, key=lambda t: t.shard_idx):
-        blob = await blobs.get(reader, t.result_sha or "")
-        if blob is None:
-            raise RuntimeError(f"result blob of task {t.id} is missing")
-        clients.append((str(rt.storage.path(blob.storage_key)), float(rows[t.shard_idx])))
-    out_pth = rt.storage.temp_path(".pth")
-    out_st = rt.storage.temp_path(".safetensors")
-    loop = asyncio.get_running_loop()
+    rnd = await rounds.get(reader, job_id, round_idx)
+    prev = await rounds.get(reader, job_id, round_idx - 1) if round_idx > 0 else None
+    out_dir = Path(tempfile.mkdtemp(dir=rt.storage.tmp))
     try:
-        sig = await loop.run_in_executor(
-            rt.pool, fedavg_files, clients, str(out_pth), str(out_st), rt.settings.max_result_bytes
+        work = AggregationJob(
+            clients=[
+                (t.shard_idx, await _blob_path(rt, t.result_sha), float(rows[t.shard_idx]))
+                for t in done
+            ],
+            strategy=config.strategy,
+            out_dir=str(out_dir),
+            max_bytes=rt.settings.max_result_bytes,
+            base_model=await _blob_path(rt, rnd.input_sha) if rnd and rnd.input_sha else None,
+            state_in=await _blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
         )
-    except WeightsError as exc:
-        await _abort(rt, job_id, f"aggregation of round {round_idx} refused an update: {exc}")
-        return
-    except Exception as exc:
-        log.exception("aggregation of %s round %s crashed", job_id, round_idx)
-        await _abort(rt, job_id, f"aggregation of round {round_idx} crashed: {exc!r}")
-        return
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(rt.pool, aggregate, work)
+        except WeightsError as exc:
+            await _abort(rt, job_id, f"aggregation of round {round_idx} refused an update: {exc}")
+            return
+        except Exception as exc:
+            log.exception("aggregation of %s round %s crashed", job_id, round_idx)
+            await _abort(rt, job_id, f"aggregation of round {round_idx} crashed: {exc!r}")
+            return
+        pth_sha, pth_size, pth_key = rt.storage.adopt(Path(result.model_pth))
+        st_sha, st_size, st_key = rt.storage.adopt(Path(result.model_safetensors))
+        state = rt.storage.adopt(Path(result.state)) if result.state else None
     finally:
-        for leftover in (out_pth, out_st):
-            if leftover.exists() and leftover.stat().st_size == 0:
-                leftover.unlink()
-    pth_sha, pth_size, pth_key = rt.storage.adopt(out_pth)
-    st_sha, st_size, st_key = rt.storage.adopt(out_st)
+        shutil.rmtree(out_dir, ignore_errors=True)
     metrics = weighted_metrics(
         [
             (
@@ -114,6 +121,8 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
     async with rt.db.transaction() as conn:
         await blobs.record(conn, pth_sha, pth_size, pth_key, now)
         await blobs.record(conn, st_sha, st_size, st_key, now)
+        if state is not None:
+            await blobs.record(conn, *state, now)
         if last:
             moved = await jobs.transition(
                 conn, job_id, "succeeded", now, final_pth_sha=pth_sha, final_st_sha=st_sha
@@ -130,19 +139,31 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
             now,
             output_sha=pth_sha,
             metrics=_json.encode(metrics).decode(),
+            state_sha=state[0] if state else None,
         )
         await events.append(
             conn,
             job_id,
             "round_done",
-            {"round": round_idx, "metrics": metrics, "model": pth_sha},
+            {
+                "round": round_idx,
+                "metrics": metrics,
+                "model": pth_sha,
+                "selected": result.selected,
+                "clipped": result.clipped,
+            },
             now,
         )
         if last:
             await events.append(conn, job_id, "job_succeeded", {"model": pth_sha}, now)
         else:
             await rounds.create(
-                conn, job_id=job_id, idx=round_idx + 1, input_sha=pth_sha, signature=sig, now=now
+                conn,
+                job_id=job_id,
+                idx=round_idx + 1,
+                input_sha=pth_sha,
+                signature=result.signature,
+                now=now,
             )
             await tasks.insert_round(
                 conn,
@@ -154,6 +175,13 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
             )
     if not last:
         rt.wakeups.wake(len(rows))
+
+
+async def _blob_path(rt: Runtime, sha: str | None) -> str:
+    blob = await blobs.get(rt.db.reader, sha or "")
+    if blob is None:
+        raise RuntimeError(f"blob {sha} is missing from storage")
+    return str(rt.storage.path(blob.storage_key))
 
 
 async def _abort(rt: Runtime, job_id: str, error: str) -> None:

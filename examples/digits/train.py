@@ -2,7 +2,8 @@
 
 Reads the Grid-X environment contract (every variable has a default, so `python train.py` works
 by itself): GRIDX_DATA (CSV, 64 pixels + label), GRIDX_INIT_MODEL (the round's global model),
-GRIDX_EPOCHS, GRIDX_SEED, GRIDX_ROUND, GRIDX_SHARD, GRIDX_OUTPUT, GRIDX_METRICS.
+GRIDX_EPOCHS, GRIDX_SEED, GRIDX_ROUND, GRIDX_SHARD, GRIDX_OUTPUT, GRIDX_METRICS, and
+GRIDX_PROX_MU (FedProx: a proximal term keeps local weights near the round's global model).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main() -> None:
     init = os.environ.get("GRIDX_INIT_MODEL")
     if init:
         model.load_state_dict(torch.load(init, weights_only=True))
+    mu = float(os.environ.get("GRIDX_PROX_MU", "0"))
+    anchor = [p.detach().clone() for p in model.parameters()]
     torch.manual_seed(seed * 1_000_003 + rnd * 1009 + shard)  # shuffling differs per task
     x, y = load(data)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -55,6 +58,11 @@ def main() -> None:
             idx = order[i : i + 32]
             opt.zero_grad()
             loss = loss_fn(model(x[idx]), y[idx])
+            if mu > 0:
+                prox = sum(
+                    ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
+                )
+                loss = loss + mu / 2 * prox
             loss.backward()
             opt.step()
     model.eval()

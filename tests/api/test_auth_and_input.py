@@ -60,7 +60,10 @@ def test_invalid_config_is_422_naming_the_field(api: Api) -> None:
         ({"rounds": 0, "shards": 2}, "rounds"),
         ({"rounds": 1, "shards": 0}, "shards"),
         ({"rounds": 1, "epochs": "many"}, "epochs"),
-        ({"rounds": 1, "strategy": "magic"}, "strategy"),
+        ({"rounds": 1, "strategy": "magic"}, "strategy.name"),
+        ({"rounds": 1, "shards": 2, "strategy": {"name": "krum", "f": 1}}, "strategy.f"),
+        ({"rounds": 1, "strategy": {"name": "trimmed_mean", "beta": 0.5}}, "strategy.beta"),
+        ({"rounds": 1, "strategy": {"name": "fedavg", "lr": 1}}, "strategy.lr"),
         ({"rounds": 1, "shards": 50}, "shards"),  # 20 CSV rows cannot make 50 shards
     ]
     for config, field in cases:

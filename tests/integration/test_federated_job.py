@@ -129,3 +129,49 @@ def test_cli_errors_are_one_clear_line_and_a_nonzero_exit(
     assert out.returncode == 1 and "unknown API key" in out.stderr
     out = gridx(cluster, "job", "status", "j-nope")
     assert out.returncode == 1 and "404" in out.stderr
+
+
+def test_robust_and_adaptive_strategies_run_end_to_end(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    cluster.add_node("node-1")
+    cluster.add_node("node-2")
+    common = [
+        "--data",
+        str(DIGITS / "data" / "train.csv"),
+        "--rounds",
+        "2",
+        "--epochs",
+        "2",
+        "--wait",
+        "--json",
+    ]
+    runs = {
+        "fedmedian": ["--strategy", "fedmedian", "--shards", "3"],
+        "fedadam": ["--strategy", "fedadam", "--param", "eta=0.003", "--shards", "2"],
+        "fedprox": ["--strategy", "fedprox", "--param", "mu=0.01", "--shards", "2"],
+    }
+    for name, extra in runs.items():
+        out_dir = tmp_path / name
+        out = gridx(
+            cluster,
+            "job",
+            "submit",
+            str(DIGITS / "train.py"),
+            *common,
+            *extra,
+            "--out",
+            str(out_dir),
+        )
+        assert out.returncode == 0, (name, out.stderr + out.stdout)
+        result = json.loads(out.stdout)
+        assert result["job"]["status"] == "succeeded"
+        evaluated = subprocess.run(
+            [sys.executable, str(DIGITS / "evaluate.py"), result["model"]],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(evaluated.stdout)["accuracy"] > 0.85, name
+        status = gridx(cluster, "job", "status", result["job"]["id"])
+        assert f"strategy={name}(" in status.stdout

@@ -1,60 +1,100 @@
+"""FedAvg through the aggregation engine: weights, formats, non-float tensors, determinism."""
+
+import hashlib
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from gridx.coordinator.aggregation.fedavg import fedavg_files, weighted_metrics
+from gridx.coordinator.aggregation.engine import AggregationJob, aggregate
+from gridx.coordinator.aggregation.fedavg import weighted_metrics
 from gridx.coordinator.aggregation.weights import WeightsError, load_state
+from gridx.schemas.jobs import FedAvg
 from tests.weightfiles import state, write_pth, write_safetensors
 
+CAP = 10_000_000
 
-def _run(
-    tmp_path: Path, clients: list[tuple[str, float]], tag: str = "out"
-) -> dict[str, torch.Tensor]:
-    pth, st = tmp_path / f"{tag}.pth", tmp_path / f"{tag}.safetensors"
-    fedavg_files(clients, str(pth), str(st), 10_000_000)
-    a, b = load_state(pth, 10_000_000), load_state(st, 10_000_000)
-    for k in a:
-        assert torch.equal(a[k], b[k])
+
+def run(tmp_path: Path, clients: list[tuple[int, str, float]], tag: str = "out", **kw) -> dict:
+    out = tmp_path / tag
+    out.mkdir()
+    result = aggregate(
+        AggregationJob(
+            clients=clients,
+            strategy=kw.pop("strategy", FedAvg()),
+            out_dir=str(out),
+            max_bytes=CAP,
+            **kw,
+        )
+    )
+    a = load_state(Path(result.model_pth), CAP)
+    b = load_state(Path(result.model_safetensors), CAP)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
     return a
 
 
 def test_sample_weighted_average_of_mixed_formats(tmp_path: Path) -> None:
     s1, s2 = state(1), state(2)
     clients = [
-        (str(write_pth(tmp_path / "1.pth", s1)), 100.0),
-        (str(write_safetensors(tmp_path / "2.safetensors", s2)), 300.0),
+        (0, str(write_pth(tmp_path / "1.pth", s1)), 100.0),
+        (1, str(write_safetensors(tmp_path / "2.safetensors", s2)), 300.0),
     ]
-    out = _run(tmp_path, clients)
-    expect = (s1["fc.weight"].double() * 0.25 + s2["fc.weight"].double() * 0.75).float()
-    assert torch.equal(out["fc.weight"], expect)
+    out = run(tmp_path, clients)
+    expect = s1["fc.weight"].double() * 0.25 + s2["fc.weight"].double() * 0.75
+    assert torch.allclose(out["fc.weight"].double(), expect, atol=1e-6)
     assert out["fc.weight"].dtype == torch.float32
     # integer counters: weighted mean, rounded (10*0.25 + 20*0.75 = 17.5 -> 18)
     assert out["bn.num_batches_tracked"].dtype == torch.int64
     assert int(out["bn.num_batches_tracked"]) == 18
 
 
-def test_same_inputs_give_bit_identical_output(tmp_path: Path) -> None:
-    files = [
-        (str(write_pth(tmp_path / f"{i}.pth", state(i, scale=1e3))), float(i + 1)) for i in range(5)
+def test_any_arrival_order_gives_a_bit_identical_model(tmp_path: Path) -> None:
+    clients = [
+        (
+            i,
+            str(write_safetensors(tmp_path / f"{i}.safetensors", state(i, scale=1e3))),
+            float(i + 1),
+        )
+        for i in range(6)
     ]
-    a = _run(tmp_path, files, "a")
-    b = _run(tmp_path, files, "b")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    digests = set()
+    for trial in range(4):
+        shuffled = clients[:]
+        random.Random(trial).shuffle(shuffled)
+        out = tmp_path / f"o{trial}"
+        out.mkdir()
+        result = aggregate(
+            AggregationJob(clients=shuffled, strategy=FedAvg(), out_dir=str(out), max_bytes=CAP)
+        )
+        digests.add(hashlib.sha256(Path(result.model_safetensors).read_bytes()).hexdigest())
+    assert len(digests) == 1
+
+
+def test_half_precision_is_accumulated_in_float32(tmp_path: Path) -> None:
+    a = {"w": torch.full((1000,), 1.0, dtype=torch.float16)}
+    b = {"w": torch.full((1000,), 1.0 + 2**-10, dtype=torch.float16)}
+    clients = [
+        (0, str(write_safetensors(tmp_path / "a.st", a)), 1.0),
+        (1, str(write_safetensors(tmp_path / "b.st", b)), 1.0),
+    ]
+    out = run(tmp_path, clients)
+    assert out["w"].dtype == torch.float16
+    assert torch.equal(out["w"], torch.full((1000,), 1.0 + 2**-11, dtype=torch.float32).half())
 
 
 def test_mismatched_client_is_refused(tmp_path: Path) -> None:
     other = state(3)
     other["extra"] = torch.zeros(1)
     clients = [
-        (str(write_pth(tmp_path / "1.pth", state(1))), 1.0),
-        (str(write_pth(tmp_path / "2.pth", other)), 1.0),
+        (0, str(write_pth(tmp_path / "1.pth", state(1))), 1.0),
+        (1, str(write_pth(tmp_path / "2.pth", other)), 1.0),
     ]
     with pytest.raises(WeightsError, match="differ"):
-        _run(tmp_path, clients)
+        run(tmp_path, clients)
     with pytest.raises(WeightsError, match="no client"):
-        _run(tmp_path, [])
+        run(tmp_path, [], tag="empty")
 
 
 def test_weighted_metrics_keep_only_common_keys() -> None:

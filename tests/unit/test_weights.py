@@ -86,3 +86,46 @@ def test_non_tensor_values_and_wrong_shapes_are_refused(tmp_path: Path) -> None:
     expected = validate_file(str(good), CAP, None)
     with pytest.raises(WeightsError, match="differ"):
         validate_file(str(wrong), CAP, expected)
+
+
+def test_hostile_files_are_refused_without_a_memory_spike(tmp_path: Path) -> None:
+    import json as _json
+    import subprocess
+    import sys
+    import textwrap
+
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data/0", b"\0" * 300_000_000)  # 300 MB declared, ~300 KB on disk
+    liar = tmp_path / "liar.safetensors"
+    header = _json.dumps(
+        {"w": {"dtype": "F32", "shape": [100_000_000], "data_offsets": [0, 400_000_000]}}
+    )
+    liar.write_bytes(struct.pack("<Q", len(header)) + header.encode() + b"\0" * 64)
+    huge = tmp_path / "huge.safetensors"
+    huge.write_bytes(struct.pack("<Q", 1 << 50) + b"{}")
+    marker = tmp_path / "pwned"
+    evil = write_pickle_bomb(tmp_path / "evil.pth", marker)
+    probe = textwrap.dedent("""
+        import resource, sys
+        from gridx.coordinator.aggregation.weights import WeightsError, validate_file
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        refused = 0
+        for path in sys.argv[1:]:
+            try:
+                validate_file(path, 100_000_000, None)
+            except WeightsError:
+                refused += 1
+        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(refused, grew)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(bomb), str(liar), str(huge), str(evil)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    refused, grew_kib = map(int, out.stdout.split())
+    assert refused == 4
+    assert grew_kib < 32 * 1024, f"validation grew RSS by {grew_kib} KiB"
+    assert not marker.exists()

@@ -1,0 +1,166 @@
+"""One aggregation, start to finish: the process pool's entry point.
+
+`aggregate()` opens the round's client files (sorted by shard), optionally clips their updates,
+applies the job's strategy tensor by tensor, and streams the result to a safetensors file, then
+writes the same tensors as a torch `.pth` state_dict (what train.py scripts load). Server
+optimizers also write their state file. Memory stays about one model whatever N is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from gridx.coordinator.aggregation import fedopt, robust
+from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
+from gridx.coordinator.aggregation.fedavg import weighted_mean
+from gridx.coordinator.aggregation.tensorfile import (
+    SafetensorsWriter,
+    Spec,
+    TensorFile,
+    WeightsError,
+    signature_of,
+)
+from gridx.schemas.jobs import FedAdam, Krum, Strategy, TrimmedMean
+
+SERVER_OPTIMIZERS = ("fedadam", "fedyogi", "fedadagrad")
+
+
+@dataclass
+class AggregationJob:
+    """Everything one aggregation needs (picklable, for the process pool)."""
+
+    clients: list[tuple[int, str, float]]
+    """(shard, file, sample weight) per client; any order."""
+    strategy: Strategy
+    out_dir: str
+    max_bytes: int
+    base_model: str | None = None
+    """The round's input model (None in round 0)."""
+    state_in: str | None = None
+    """The server optimizer's state from the previous round, if any."""
+
+
+@dataclass
+class AggregationResult:
+    """Where the outputs went and what the rule decided."""
+
+    signature: str
+    model_safetensors: str
+    model_pth: str
+    state: str | None = None
+    selected: list[int] = field(default_factory=list)
+    """Shards Krum kept (empty for other rules)."""
+    clipped: list[int] = field(default_factory=list)
+    """Shards whose update was clipped."""
+
+
+def check_strategy(strategy: Strategy, n: int) -> tuple[str, str] | None:
+    """A (field, message) problem with `strategy` for `n` clients per round, or None."""
+    if isinstance(strategy, Krum):
+        if n <= 2 * strategy.f + 2:
+            return "strategy.f", (
+                f"Krum with f={strategy.f} needs more than 2f+2 = {2 * strategy.f + 2} clients "
+                f"per round, and the job has {n} shards"
+            )
+        if strategy.m > n - strategy.f:
+            return "strategy.m", f"Multi-Krum can keep at most n - f = {n - strategy.f} clients"
+    return None  # trimmed mean's beta < 0.5 always leaves at least one value
+
+
+def aggregate(job: AggregationJob) -> AggregationResult:
+    """Run one aggregation (see the module docstring).
+
+    Raises:
+        WeightsError: a client file is unusable or does not match the others.
+    """
+    ordered = sorted(job.clients, key=lambda c: c[0])
+    shards = [s for s, _, _ in ordered]
+    strategy = job.strategy
+    cs = ClientSet.open(
+        [p for _, p, _ in ordered], [w for _, _, w in ordered], job.max_bytes, job.base_model
+    )
+    out = Path(job.out_dir)
+    result = AggregationResult(
+        signature=signature_of(cs.specs),
+        model_safetensors=str(out / "model.safetensors"),
+        model_pth=str(out / "model.pth"),
+    )
+    try:
+        if strategy.clip_norm is not None:
+            result.clipped = [shards[i] for i in cs.clip(strategy.clip_norm)]
+        writer = SafetensorsWriter(result.model_safetensors, cs.specs)
+        if strategy.name in SERVER_OPTIMIZERS and cs.base is not None:
+            assert isinstance(strategy, FedAdam)
+            result.state = str(out / "state.safetensors")
+            _server_optimizer(cs, strategy, job.state_in, writer, result.state)
+        else:
+            chosen: list[int] | None = None
+            if isinstance(strategy, Krum):
+                chosen = robust.krum_select(robust.gram(cs), strategy.f, strategy.m)
+                result.selected = sorted(shards[i] for i in chosen)
+                chosen = sorted(chosen)
+            for key in cs.names():
+                if strategy.name == "fedmedian":
+                    value = robust.median(cs, key)
+                elif isinstance(strategy, TrimmedMean):
+                    value = robust.trimmed_mean(cs, key, strategy.beta)
+                else:
+                    value = weighted_mean(cs, key, chosen)
+                writer.write(key, value)
+                cs.release(key)
+        writer.close()
+    finally:
+        cs.close()
+    _write_pth(result.model_safetensors, result.model_pth, job.max_bytes)
+    return result
+
+
+def _server_optimizer(
+    cs: ClientSet, s: FedAdam, state_in: str | None, writer: SafetensorsWriter, state_out: str
+) -> None:
+    assert cs.base is not None
+    state_specs: dict[str, Spec] = {"step": (torch.int64, ())}
+    for key in cs.names():
+        if cs.is_float(key):
+            dtype, shape = cs.specs[key]
+            state_specs[f"m/{key}"] = state_specs[f"v/{key}"] = (accumulation_dtype(dtype), shape)
+    prev = TensorFile(state_in, 1 << 62) if state_in else None
+    if prev is not None and prev.signature != signature_of(state_specs):
+        prev.close()
+        raise WeightsError("the optimizer state does not match the model")
+    step = int(prev.get("step")) + 1 if prev is not None else 1
+    # The state file's keys sort as m/* < step < v/*: m is streamed out as it is made, v waits.
+    state = SafetensorsWriter(state_out, state_specs)
+    second_moments: dict[str, torch.Tensor] = {}
+    try:
+        for key in cs.names():
+            avg = weighted_mean(cs, key)
+            if not cs.is_float(key):
+                writer.write(key, avg)
+                continue
+            dtype = cs.specs[key][0]
+            acc = accumulation_dtype(dtype)
+            x = cs.base.get(key).to(acc)
+            m = prev.get(f"m/{key}").clone() if prev else torch.zeros_like(x)
+            v = prev.get(f"v/{key}").clone() if prev else torch.zeros_like(x)
+            new_x, m, second_moments[key] = fedopt.fedopt_step(
+                s.name, x, avg.to(acc), m, v, step, s.eta, s.beta1, s.beta2, s.tau
+            )
+            writer.write(key, new_x.to(dtype))
+            state.write(f"m/{key}", m)
+            cs.release(key)
+    finally:
+        if prev is not None:
+            prev.close()
+    state.write("step", torch.tensor(step, dtype=torch.int64))
+    for key in sorted(second_moments):
+        state.write(f"v/{key}", second_moments.pop(key))
+    state.close()
+
+
+def _write_pth(safetensors_path: str, pth_path: str, max_bytes: int) -> None:
+    with TensorFile(safetensors_path, max_bytes) as tf:
+        torch.save({k: tf.get(k).clone() for k in tf.names()}, pth_path)

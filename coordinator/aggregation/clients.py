@@ -107,21 +107,20 @@ class ClientSet:
         assert self.base is not None
         return torch.lerp(self.base.get(key), value, self.scales[i])
 
-    def block(self, key: str, lo: int, hi: int, dtype: torch.dtype) -> list[torch.Tensor]:
-        """Elements [lo, hi) of `key` from every client, as fresh rows of `dtype`."""
-        rows = []
+    def block(self, key: str, lo: int, hi: int, dtype: torch.dtype) -> torch.Tensor:
+        """Elements [lo, hi) of `key` from every client: a fresh (N, hi - lo) tensor of `dtype`."""
+        out = torch.empty(self.n, hi - lo, dtype=dtype)
         base = self.base.get(key).view(-1)[lo:hi] if self.scales is not None and self.base else None
         for i, f in enumerate(self.files):
-            row = f.get(key).view(-1)[lo:hi].to(dtype, copy=True)
+            out[i].copy_(f.get(key).view(-1)[lo:hi])
             if base is not None and self.scales is not None and self.scales[i] < 1.0:
-                row = torch.lerp(base.to(dtype), row, self.scales[i])
-            rows.append(row)
+                torch.lerp(base.to(dtype), out[i], self.scales[i], out=out[i])
             f.release(key, lo, hi - lo)
-        return rows
+        return out
 
-    def release(self, key: str) -> None:
-        """Drop `key`'s pages from memory in every file."""
+    def release(self) -> None:
+        """Drop every mapped page of every file (called after each tensor is merged)."""
         for f in self.files:
-            f.release(key)
+            f.release_all()
         if self.base is not None:
-            self.base.release(key)
+            self.base.release_all()

@@ -16,13 +16,20 @@ import torch
 from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
 
 
-def weighted_mean(cs: ClientSet, key: str, indices: list[int] | None = None) -> torch.Tensor:
-    """The sample-weighted mean of `key` over `indices` (default: every client), in key's dtype."""
+def weighted_mean(
+    cs: ClientSet, key: str, indices: list[int] | None = None, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The sample-weighted mean of `key` over `indices` (default: every client), in key's dtype.
+
+    Args:
+        out: a float32/float64 tensor of key's shape and accumulation dtype to sum into (reused
+            memory is cheaper than fresh pages); a new one is made when None.
+    """
     chosen = list(range(cs.n)) if indices is None else indices
     dtype, shape = cs.specs[key]
     acc_dtype = accumulation_dtype(dtype) if dtype.is_floating_point else torch.float64
     total = float(sum(cs.weights[i] for i in chosen))
-    acc = torch.zeros(shape, dtype=acc_dtype)
+    acc = torch.zeros(shape, dtype=acc_dtype) if out is None else out.zero_()
     for i in chosen:
         value = cs.tensor(i, key)
         acc.add_(value, alpha=cs.weights[i] / total)

@@ -3,7 +3,7 @@
 Coordinate-wise rules read the clients block by block (N rows of at most `BLOCK_BYTES` together),
 so memory is O(N x block), never N models; order statistics come from a pruned sorting network
 (`networks.py`). Krum's pairwise distances come from a Gram matrix accumulated block by block:
-||a - b||^2 = G_aa + G_bb - 2 G_ab, computed on coordinates centred across clients (distances do
+||a - b||^2 = G_aa + G_bb - 2 G_ab, computed on differences to the first client (distances do
 not change, cancellation does).
 """
 
@@ -15,11 +15,11 @@ from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
 from gridx.coordinator.aggregation.fedavg import cast_back, weighted_mean
 from gridx.coordinator.aggregation.networks import order_statistics
 
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 4 << 20  # N rows of a block stay in cache while the network runs over them
 
 
-def _block_len(cs: ClientSet) -> int:
-    return max(4096, BLOCK_BYTES // (4 * cs.n))
+def _block_len(cs: ClientSet, block_bytes: int = BLOCK_BYTES) -> int:
+    return max(4096, block_bytes // (4 * cs.n))
 
 
 def _coordinatewise(cs: ClientSet, key: str, ranks: tuple[int, ...]) -> torch.Tensor:
@@ -33,13 +33,12 @@ def _coordinatewise(cs: ClientSet, key: str, ranks: tuple[int, ...]) -> torch.Te
     step = _block_len(cs)
     for lo in range(0, numel, step):
         hi = min(numel, lo + step)
-        picked = order_statistics(cs.block(key, lo, hi, acc_dtype), ranks)
+        picked = order_statistics(list(cs.block(key, lo, hi, acc_dtype)), ranks)
         total = picked[0].clone() if len(picked) > 1 else picked[0]
         for extra in picked[1:]:
             total.add_(extra)
         out[lo:hi] = total.div_(len(picked)) if len(picked) > 1 else total
-    if cs.base is not None:
-        cs.base.release(key)
+    cs.release()
     return cast_back(out.view(shape), dtype)
 
 
@@ -67,7 +66,7 @@ def trimmed_mean(cs: ClientSet, key: str, beta: float) -> torch.Tensor:
 def gram(cs: ClientSet) -> torch.Tensor:
     """The N x N Gram matrix of the clients' float coordinates, centred per coordinate."""
     g = torch.zeros(cs.n, cs.n, dtype=torch.float64)
-    step = _block_len(cs)
+    step = _block_len(cs, 8 * BLOCK_BYTES)  # a matmul gains from long rows
     for key in cs.names():
         if not cs.is_float(key):
             continue
@@ -76,11 +75,10 @@ def gram(cs: ClientSet) -> torch.Tensor:
         for d in shape:
             numel *= d
         for lo in range(0, numel, step):
-            x = torch.stack(cs.block(key, lo, min(numel, lo + step), accumulation_dtype(dtype)))
-            x -= x.mean(dim=0, keepdim=True)
+            x = cs.block(key, lo, min(numel, lo + step), accumulation_dtype(dtype))
+            x -= x[0].clone()  # distances are translation-invariant; this avoids cancellation
             g += (x @ x.T).to(torch.float64)
-        if cs.base is not None:
-            cs.base.release(key)
+        cs.release()
     return g
 
 

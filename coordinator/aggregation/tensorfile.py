@@ -25,7 +25,9 @@ import torch
 
 MAX_HEADER = 100 << 20
 MAX_ZIP_ENTRIES = 100_000
-PAGE = mmap.PAGESIZE
+# The kernel maps up to 64 KiB around a faulting page ("fault-around"), so a released range is
+# widened to 64 KiB boundaries, or those neighbour pages would stay resident.
+FAULT_AROUND = 64 * 1024
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -200,9 +202,15 @@ class TensorFile:
         start, end = self._offsets[key]
         lo = start + first * dtype.itemsize
         hi = end if count is None else min(end, lo + count * dtype.itemsize)
-        lo -= lo % PAGE
+        lo -= lo % FAULT_AROUND
+        hi = min(self.size, hi + FAULT_AROUND - 1 - (hi - 1) % FAULT_AROUND)
         if hi > lo:
             self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    def release_all(self) -> None:
+        """Drop every page of the file from this process (also stray fault-around neighbours)."""
+        if self._mm is not None:
+            self._mm.madvise(mmap.MADV_DONTNEED, 0, self.size)
 
     def close(self) -> None:
         """Unmap the file (views still alive keep it mapped until they are freed)."""

@@ -107,16 +107,22 @@ def test_hostile_files_are_refused_without_a_memory_spike(tmp_path: Path) -> Non
     marker = tmp_path / "pwned"
     evil = write_pickle_bomb(tmp_path / "evil.pth", marker)
     probe = textwrap.dedent("""
-        import resource, sys
+        import sys
+        from pathlib import Path
         from gridx.coordinator.aggregation.weights import WeightsError, validate_file
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        def kib(field):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
+        before = kib("VmRSS")
         refused = 0
         for path in sys.argv[1:]:
             try:
                 validate_file(path, 100_000_000, None)
             except WeightsError:
                 refused += 1
-        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        grew = kib("VmHWM") - before
         print(refused, grew)
     """)
     out = subprocess.run(

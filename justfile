@@ -38,6 +38,11 @@ sandbox:
 coordinator *ARGS:
     {{venv}}/bin/gridx coordinator start {{ARGS}}
 
+# Aggregation speed and memory against Flower's rules (installs the bench extra: flwr).
+bench-aggregate *ARGS:
+    {{py}} -m pip install -q -e ".[bench]"
+    {{py}} bench/aggregate.py {{ARGS}}
+
 # Dispatch latency: long-poll vs the seed's 10 s polling.
 bench-dispatch *ARGS:
     {{py}} bench/dispatch.py {{ARGS}}

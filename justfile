@@ -30,6 +30,10 @@ typecheck:
     for p in coordinator node schemas; do ln -sfn ../../../$p build/typecheck/gridx/$p; done
     cd build/typecheck && ../../{{venv}}/bin/mypy --config-file ../../pyproject.toml gridx
 
+# Build the docker executor's image offline (debootstrap + docker import), unless it exists.
+executor-image IMAGE="gridx-executor:latest":
+    docker image inspect {{IMAGE}} >/dev/null 2>&1 || infra/executor/build_offline.sh {{IMAGE}}
+
 # Install the node's sandbox (bubblewrap) on Debian/Ubuntu; needs root.
 sandbox:
     command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap)

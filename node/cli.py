@@ -5,25 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import click
 
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig, load_config
-from gridx.node.sandbox import detect
+from gridx.node.executor import make_executor
 from gridx.node.worker import Worker, capabilities, enrol
 
 
 async def _serve(config: NodeConfig) -> int:
-    caps = capabilities(detect())
+    python = config.python or sys.executable
+    probe = make_executor(config.executor, config.state_dir, python, node_id="")
+    caps = capabilities(probe)
     bootstrap = CoordinatorClient(config.coordinator_url)
     try:
         ident = await enrol(config, bootstrap, caps)
     finally:
         await bootstrap.close()
+    executor = make_executor(config.executor, config.state_dir, python, ident.node_id)
+    executor.cleanup()
     client = CoordinatorClient(config.coordinator_url, ident.node_token)
-    worker = Worker(config, client, ident)
+    worker = Worker(config, client, ident, executor)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
@@ -47,7 +52,11 @@ def cli() -> None:
 @click.option("--owner-email", help="Owner's email, checked against the key [GRIDX_OWNER_EMAIL].")
 @click.option("--name", help="Display name (default: host name).")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Identity and work folder.")
-@click.option("--executor", type=click.Choice(["process"]), help="How tasks run.")
+@click.option(
+    "--executor",
+    type=click.Choice(["auto", "docker", "process"]),
+    help="How tasks run: docker when an engine answers (auto), or a sandboxed process.",
+)
 @click.option("--python", help="Interpreter for train.py (default: this one).")
 @click.option("--memory-mb", type=int, help="Memory cap per task (MiB).")
 @click.option("--cpus", type=int, help="Threads per task (0: all).")

@@ -33,8 +33,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Display name (default: host name)."""
     state_dir: Path = Path.home() / ".gridx-node"
     """Holds the identity file and the work folders (mode 0700)."""
-    executor: str = "process"
-    """How tasks run: `process` (sandboxed subprocess)."""
+    executor: str = "auto"
+    """How tasks run: `auto` (docker when an engine answers), `docker`, or `process`."""
     python: str = ""
     """Interpreter for train.py (default: the one running the node)."""
     memory_mb: int = 4096

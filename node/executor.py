@@ -1,4 +1,6 @@
-"""The `process` executor: train.py in a sandboxed subprocess with rlimits and a timeout."""
+"""Running train.py: the run contract shared by executors, and the `process` executor
+(a sandboxed subprocess with rlimits and a timeout). The `docker` executor is in
+`docker_executor.py`."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
 from gridx.node import sandbox
+from gridx.node.environments import ensure_env
 
 TAIL_BYTES = 8192
 MAX_METRICS_BYTES = 64 * 1024
@@ -25,13 +29,12 @@ class RunSpec:
 
     workdir: Path
     logdir: Path
-    python: str
+    runtime: str
+    """What runs the script: an interpreter path (process) or an image tag (docker)."""
     env: dict[str, str]
     timeout_s: float
     memory_mb: int
     max_output_bytes: int
-    hidden: list[Path] = field(default_factory=list)
-    readonly: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -77,22 +80,108 @@ def read_metrics(path: Path) -> dict[str, float]:
     }
 
 
+class Executor(Protocol):
+    """Something that can run a training script."""
+
+    name: str
+    isolation: str
+
+    async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
+        """The runtime (interpreter or image) with the job's requirements installed."""
+        ...
+
+    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """Run the script in `spec.workdir`; stop early when `cancel` is set."""
+        ...
+
+    def cleanup(self) -> None:
+        """Remove what earlier runs of this node left behind."""
+        ...
+
+
+def make_executor(kind: str, state_dir: Path, python: str, node_id: str) -> Executor:
+    """`auto` (docker when an engine answers, else process), `docker` or `process`.
+
+    Raises:
+        SystemExit: `docker` asked for and no engine answers.
+    """
+    if kind in ("auto", "docker"):
+        from gridx.node.docker_executor import DockerExecutor, docker_available
+
+        if docker_available():
+            return DockerExecutor(node_id=node_id)
+        if kind == "docker":
+            raise SystemExit(
+                "--executor docker: no Docker engine answers (is dockerd running? DOCKER_HOST?)"
+            )
+    return ProcessExecutor(state_dir=state_dir, python=python)
+
+
+def judge(
+    spec: RunSpec, rc: int | None, tail: str, duration: float, oom: bool = False
+) -> RunResult:
+    """Turn a finished run into a result with a reason code (None when weights were written)."""
+    if oom:
+        msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB)"
+        return RunResult("out_of_memory", msg, rc, tail, duration)
+    if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+        msg = f"train.py wrote a file over the output cap of {spec.max_output_bytes} bytes"
+        return RunResult("output_too_large", msg, rc, tail, duration)
+    if rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return RunResult("timeout", "train.py used up its CPU-time limit", rc, tail, duration)
+    if rc != 0:
+        if "MemoryError" in tail or "Cannot allocate memory" in tail or rc == -signal.SIGKILL:
+            msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB) or was killed"
+            return RunResult("out_of_memory", msg, rc, tail, duration)
+        return RunResult("nonzero_exit", f"train.py exited with status {rc}", rc, tail, duration)
+    output = next(
+        (p for p in (spec.workdir / "model.pth", spec.workdir / "model.safetensors") if p.exists()),
+        None,
+    )
+    if output is None:
+        msg = "train.py finished but wrote no model.pth (save to $GRIDX_OUTPUT)"
+        return RunResult("missing_output", msg, rc, tail, duration)
+    if output.stat().st_size > spec.max_output_bytes:
+        msg = f"{output.name} is over the output cap of {spec.max_output_bytes} bytes"
+        return RunResult("output_too_large", msg, rc, tail, duration)
+    metrics = read_metrics(spec.workdir / "metrics.json")
+    return RunResult(None, "ok", rc, tail, duration, output=output, metrics=metrics)
+
+
 class ProcessExecutor:
     """Runs `python train.py` under the host's best isolation, always with rlimits and a timeout."""
 
-    def __init__(self, isolation: str | None = None) -> None:
+    name = "process"
+
+    def __init__(self, state_dir: Path, python: str, isolation: str | None = None) -> None:
+        self.state_dir = state_dir
+        self.python = python
         self.isolation = isolation or sandbox.detect()
+
+    async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
+        """A virtualenv with the requirements (cached by hash), or the node's interpreter."""
+        if requirements is None or sha256 is None:
+            return self.python
+        return await ensure_env(requirements, sha256, self.state_dir / "envs", self.python)
+
+    def cleanup(self) -> None:
+        """Nothing outlives a process run (bubblewrap dies with its parent)."""
 
     async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
         """Run the script; kill it on timeout or when `cancel` is set."""
         spec.logdir.mkdir(parents=True, exist_ok=True)
         out_log, err_log = spec.logdir / "stdout.log", spec.logdir / "stderr.log"
+        # The task must not see the node's state folder (its token) but needs the interpreter,
+        # and the job's virtualenv under state/envs when it has one.
+        readonly = list(sandbox.interpreter_paths(self.python))
+        if spec.runtime != self.python:
+            readonly.append((self.state_dir / "envs").resolve())
         cmd = sandbox.wrap(
-            [spec.python, "-u", "train.py"],
+            [spec.runtime, "-u", "train.py"],
             spec.workdir,
             self.isolation,
-            spec.hidden,
-            spec.readonly,
+            [self.state_dir.resolve()],
+            readonly,
         )
         mem = spec.memory_mb << 20
         cpu_s = int(spec.timeout_s * (os.cpu_count() or 1)) + 10
@@ -142,34 +231,4 @@ class ProcessExecutor:
                 tail,
                 duration,
             )
-        return self._judge(spec, rc, tail, duration)
-
-    def _judge(self, spec: RunSpec, rc: int | None, tail: str, duration: float) -> RunResult:
-        if rc == -signal.SIGXFSZ:
-            msg = f"train.py wrote a file over the output cap of {spec.max_output_bytes} bytes"
-            return RunResult("output_too_large", msg, rc, tail, duration)
-        if rc == -signal.SIGXCPU:
-            return RunResult("timeout", "train.py used up its CPU-time limit", rc, tail, duration)
-        if rc != 0:
-            if "MemoryError" in tail or "Cannot allocate memory" in tail or rc == -signal.SIGKILL:
-                msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB) or was killed"
-                return RunResult("out_of_memory", msg, rc, tail, duration)
-            return RunResult(
-                "nonzero_exit", f"train.py exited with status {rc}", rc, tail, duration
-            )
-        output = next(
-            (
-                p
-                for p in (spec.workdir / "model.pth", spec.workdir / "model.safetensors")
-                if p.exists()
-            ),
-            None,
-        )
-        if output is None:
-            msg = "train.py finished but wrote no model.pth (save to $GRIDX_OUTPUT)"
-            return RunResult("missing_output", msg, rc, tail, duration)
-        if output.stat().st_size > spec.max_output_bytes:
-            msg = f"{output.name} is over the output cap of {spec.max_output_bytes} bytes"
-            return RunResult("output_too_large", msg, rc, tail, duration)
-        metrics = read_metrics(spec.workdir / "metrics.json")
-        return RunResult(None, "ok", rc, tail, duration, output=output, metrics=metrics)
+        return judge(spec, rc, tail, duration)

@@ -9,15 +9,13 @@ import os
 import platform
 import re
 import shutil
-import sys
 from pathlib import Path
 
 from gridx.node import __version__
 from gridx.node.client import CoordinatorClient, CoordinatorError, IntegrityError
 from gridx.node.config import NodeConfig
-from gridx.node.environments import RequirementsError, ensure_env
-from gridx.node.executor import ProcessExecutor, RunResult, RunSpec
-from gridx.node.sandbox import interpreter_paths
+from gridx.node.environments import RequirementsError
+from gridx.node.executor import Executor, RunResult, RunSpec
 from gridx.node.state import Identity, load_identity, save_identity
 from gridx.schemas.agent import (
     Capabilities,
@@ -38,8 +36,8 @@ def safe_filename(name: str, default: str) -> str:
     return base[:100] or default
 
 
-def capabilities(isolation: str) -> Capabilities:
-    """What this machine offers."""
+def capabilities(executor: Executor) -> Capabilities:
+    """What this machine offers, given the executor it runs tasks with."""
     memory_mb = 0
     with contextlib.suppress(OSError, ValueError):
         memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
@@ -47,9 +45,9 @@ def capabilities(isolation: str) -> Capabilities:
         arch=platform.machine(),
         cpus=os.cpu_count() or 1,
         memory_mb=memory_mb,
-        executors=["process"],
-        isolation=isolation,  # type: ignore[arg-type]
-        docker=False,
+        executors=sorted({"process", executor.name}),
+        isolation=executor.isolation,  # type: ignore[arg-type]
+        docker=executor.name == "docker",
         version=__version__,
     )
 
@@ -83,11 +81,13 @@ async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilitie
 class Worker:
     """Runs tasks one at a time until stopped."""
 
-    def __init__(self, config: NodeConfig, client: CoordinatorClient, ident: Identity) -> None:
+    def __init__(
+        self, config: NodeConfig, client: CoordinatorClient, ident: Identity, executor: Executor
+    ) -> None:
         self.config = config
         self.client = client
         self.ident = ident
-        self.executor = ProcessExecutor()
+        self.executor = executor
         self.stop = asyncio.Event()
         self.current: TaskAssignment | None = None
         self.cancel_current = asyncio.Event()
@@ -149,10 +149,14 @@ class Worker:
         return None
 
     async def _heartbeats(self) -> None:
+        caps: Capabilities | None = capabilities(self.executor)  # sent until acknowledged
         while True:
             running = [self.current.task_id] if self.current else []
             try:
-                resp = await self.client.heartbeat(HeartbeatRequest(running=running))
+                resp = await self.client.heartbeat(
+                    HeartbeatRequest(running=running, capabilities=caps)
+                )
+                caps = None
                 self.heartbeat_s = resp.heartbeat_s
                 if self.current and self.current.task_id in resp.cancel:
                     log.info("coordinator says stop %s", self.current.task_id)
@@ -200,7 +204,6 @@ class Worker:
         }
         if task.prox_mu is not None:
             env["GRIDX_PROX_MU"] = repr(task.prox_mu)
-        python = base = self.config.python or sys.executable
         try:
             await self.client.download(task.code, workdir / "train.py")
             if task.data is not None:
@@ -211,13 +214,14 @@ class Worker:
                 init = workdir / "init_model.pth"
                 await self.client.download(task.init_model, init)
                 env["GRIDX_INIT_MODEL"] = str(init)
+            req: Path | None = None
             if task.requirements is not None:
                 req = logdir / "requirements.txt"
                 logdir.mkdir(parents=True, exist_ok=True)
                 await self.client.download(task.requirements, req)
-                python = await ensure_env(
-                    req, task.requirements.sha256, self.config.state_dir / "envs", python
-                )
+            runtime = await self.executor.prepare(
+                req, task.requirements.sha256 if task.requirements else None
+            )
         except RequirementsError as exc:
             return RunResult("requirements_failed", str(exc), None, exc.tail, 0.0)
         except (IntegrityError, CoordinatorError, OSError, TimeoutError) as exc:
@@ -225,16 +229,11 @@ class Worker:
         spec = RunSpec(
             workdir=workdir,
             logdir=logdir,
-            python=python,
+            runtime=runtime,
             env=env,
             timeout_s=task.timeout_s,
             memory_mb=self.config.memory_mb,
             max_output_bytes=task.max_result_bytes,
-            hidden=[self.config.state_dir.resolve()],
-            readonly=[
-                *interpreter_paths(base),
-                *([(self.config.state_dir / "envs").resolve()] if python != base else []),
-            ],
         )
         return await self.executor.run(spec, self.cancel_current)
 

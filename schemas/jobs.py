@@ -94,6 +94,8 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     task_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 600
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
+    require_docker: bool = False
+    """Run only on nodes whose executor is Docker (the strongest isolation)."""
 
 
 class AttemptInfo(msgspec.Struct, kw_only=True):

@@ -49,7 +49,12 @@ def make_user(data_dir: Path, email: str, admin: bool = False) -> str:
 class LocalCluster:
     """Starts and stops a coordinator and nodes under `root` (logs land there too)."""
 
-    def __init__(self, root: Path, coordinator_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        coordinator_env: dict[str, str] | None = None,
+        executor: str = "process",
+    ) -> None:
         self.root = root
         self.data_dir = root / "coordinator"
         self.port = free_port()
@@ -58,6 +63,8 @@ class LocalCluster:
         self.coordinator: subprocess.Popen[bytes] | None = None
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.api_key = ""
+        self.executor = executor
+        """Nodes' default `--executor` (tests pin `process`; the demo lets the node choose)."""
 
     def __enter__(self) -> LocalCluster:
         self.start()
@@ -143,6 +150,7 @@ class LocalCluster:
                 name,
                 "--state-dir",
                 str(self.root / name),
+                *(() if "--executor" in args else ("--executor", self.executor)),
                 *args,
             ],
             stdout=log,

@@ -71,7 +71,7 @@ def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, example: Path
     click.echo(f"Grid-X demo: coordinator + {num_nodes} nodes on 127.0.0.1 (files in {root})")
     started = time.monotonic()
     try:
-        with LocalCluster(root) as cluster:
+        with LocalCluster(root, executor="auto") as cluster:
             click.echo(f"coordinator up at {cluster.url}")
             for i in range(num_nodes):
                 cluster.add_node(f"node-{i + 1}")

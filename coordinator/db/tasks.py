@@ -81,6 +81,7 @@ UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
 WHERE status = 'queued' AND id = (
     SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
     WHERE t.status = 'queued' AND j.status IN ('queued', 'running')
+        AND (:has_docker OR NOT coalesce(json_extract(j.config, '$.require_docker'), 0))
     ORDER BY t.created_at, t.job_id, t.round_idx, t.shard_idx LIMIT 1)
 {_RET}
 """
@@ -228,10 +229,26 @@ async def expire_leases(
 
 
 async def claim(
-    conn: aiosqlite.Connection, *, node_id: str, token: str, now: int, lease_ms: int
+    conn: aiosqlite.Connection,
+    *,
+    node_id: str,
+    token: str,
+    now: int,
+    lease_ms: int,
+    has_docker: bool = False,
 ) -> TaskRow | None:
-    """Lease the oldest queued task of an active job to a node (counts one attempt)."""
-    params = {"node_id": node_id, "token": token, "now": now, "expires": now + lease_ms}
+    """Lease the oldest queued task of an active job this node can run (counts one attempt).
+
+    Args:
+        has_docker: the node runs tasks in Docker (jobs with `require_docker` need it).
+    """
+    params = {
+        "node_id": node_id,
+        "token": token,
+        "now": now,
+        "expires": now + lease_ms,
+        "has_docker": int(has_docker),
+    }
     task = await fetch_one(conn, CLAIM, params, TaskRow)
     if task is not None:
         await conn.execute(START_ATTEMPT, {"task_id": task.id, "node_id": node_id, "now": now})

@@ -13,7 +13,7 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services.rounds import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.agent import BlobRef, TaskAssignment
+from gridx.schemas.agent import BlobRef, Capabilities, TaskAssignment
 from gridx.schemas.jobs import FedProx, JobConfig
 
 
@@ -48,6 +48,7 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
             token=secrets.token_hex(16),
             now=now,
             lease_ms=int(rt.settings.lease_s * 1000),
+            has_docker=msgspec.json.decode(node.capabilities, type=Capabilities).docker,
         )
         if task is not None:
             await jobs.transition(conn, task.job_id, "running", now)  # no-op unless still queued

@@ -79,10 +79,12 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
     """Note the node alive (written in the next batch) and say which of its tasks to stop."""
     rt.heartbeats[node.id] = rt.clock.now_ms()
     if req.capabilities is not None:
+        encoded = _caps_encoder.encode(req.capabilities).decode()
         async with rt.db.transaction() as conn:
-            await nodes.set_capabilities(
-                conn, node.id, _caps_encoder.encode(req.capabilities).decode()
-            )
+            await nodes.set_capabilities(conn, node.id, encoded)
+        for token_hash, cached in list(rt.node_cache.items()):
+            if cached.id == node.id:
+                rt.node_cache[token_hash] = msgspec.structs.replace(cached, capabilities=encoded)
     cancel = await tasks.not_held(rt.db.reader, node.id, list(req.running))
     return HeartbeatResponse(
         cancel=cancel, drain=bool(node.draining), heartbeat_s=rt.settings.heartbeat_s

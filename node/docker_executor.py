@@ -1,0 +1,195 @@
+"""The `docker` executor: train.py in a locked-down container of the executor image.
+
+Training runs with no network, a read-only root, a private /tmp, uid 65534, every capability
+dropped, no-new-privileges, memory / CPU / pids limits, a file-size limit, a wall-clock timeout,
+and only the task's work folder mounted. Never privileged, never the engine's socket. A job's
+requirements.txt is installed in a separate build step (the only step with network), cached as
+an image tagged by the file's hash. Containers carry this node's label and are removed after
+every run, and on the node's next start if it crashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
+from docker.types import Ulimit
+
+from gridx.node.environments import RequirementsError
+from gridx.node.executor import TAIL_BYTES, RunResult, RunSpec, judge
+
+log = logging.getLogger("gridx.node.docker")
+DEFAULT_IMAGE = "gridx-executor:latest"
+WORKDIR = "/work"
+LABEL = "org.gridx.node"
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (DOCKER_HOST or the default socket)."""
+    try:
+        client = docker.from_env(timeout=5)
+        client.ping()
+        client.close()
+    except (DockerException, OSError):
+        return False
+    return True
+
+
+class DockerExecutor:
+    """Runs each task in a fresh, locked-down container."""
+
+    name = "docker"
+    isolation = "docker"
+
+    def __init__(self, node_id: str, image: str | None = None, cpus: float = 0) -> None:
+        self.client = docker.from_env(timeout=60)
+        self.image = image or os.environ.get("GRIDX_EXECUTOR_IMAGE", DEFAULT_IMAGE)
+        self.node_id = node_id
+        self.cpus = cpus or float(os.cpu_count() or 1)
+        try:
+            self.client.images.get(self.image)
+        except ImageNotFound as exc:
+            raise SystemExit(
+                f"executor image {self.image} is missing: build it with "
+                "`infra/executor/build_offline.sh` "
+                "(or `docker build -t gridx-executor infra/executor`)"
+            ) from exc
+
+    def cleanup(self) -> None:
+        """Remove containers an earlier run of this node left (a crash mid-task)."""
+        for c in self.client.containers.list(
+            all=True, filters={"label": f"{LABEL}={self.node_id}"}
+        ):
+            log.info("removing leftover container %s", c.name)
+            c.remove(force=True)
+
+    async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
+        """The executor image, or an image with the job's requirements installed (cached)."""
+        if requirements is None or sha256 is None or not requirements.read_text().strip():
+            return self.image
+        tag = f"{self.image.split(':')[0]}:req-{sha256[:16]}"
+        try:
+            self.client.images.get(tag)
+            return tag
+        except ImageNotFound:
+            pass
+        dockerfile = (
+            f"FROM {self.image}\n"
+            "COPY requirements.txt /tmp/requirements.txt\n"
+            "RUN python3 -m pip install --no-cache-dir --break-system-packages "
+            "--disable-pip-version-check -q -r /tmp/requirements.txt\n"
+        )
+        context = _tar(
+            {"Dockerfile": dockerfile.encode(), "requirements.txt": requirements.read_bytes()}
+        )
+        try:
+            await asyncio.to_thread(
+                self.client.images.build,
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                network_mode="host",
+                rm=True,
+                forcerm=True,
+            )
+        except BuildError as exc:
+            tail = "".join(
+                str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log
+            )
+            raise RequirementsError(
+                "installing requirements.txt in the image failed", tail[-8192:]
+            ) from exc
+        return tag
+
+    def _container_env(self, spec: RunSpec) -> dict[str, str]:
+        host = str(spec.workdir)
+        env = {k: v.replace(host, WORKDIR) for k, v in spec.env.items()}
+        env.update({"HOME": WORKDIR, "PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": "/tmp"})
+        return env
+
+    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """Run the script in a container; kill it on timeout or when `cancel` is set."""
+        spec.logdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(spec.workdir, 0o777)  # the container's uid 65534 writes the model here
+        container: Any = self.client.containers.create(
+            spec.runtime,
+            ["python3", "-u", "train.py"],
+            working_dir=WORKDIR,
+            volumes={str(spec.workdir): {"bind": WORKDIR, "mode": "rw"}},
+            environment=self._container_env(spec),
+            network_mode="none",
+            read_only=True,
+            tmpfs={"/tmp": "rw,noexec,nosuid,size=256m"},
+            user="65534:65534",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=f"{spec.memory_mb}m",
+            memswap_limit=f"{spec.memory_mb}m",
+            pids_limit=256,
+            nano_cpus=int(self.cpus * 1e9),
+            ulimits=[Ulimit(name="fsize", soft=spec.max_output_bytes, hard=spec.max_output_bytes)],
+            labels={LABEL: self.node_id, "org.gridx.task": spec.env.get("GRIDX_TASK_ID", "")},
+            detach=True,
+        )
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(container.start)
+            waiter = asyncio.ensure_future(asyncio.to_thread(container.wait))
+            stopper = asyncio.ensure_future(cancel.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {waiter, stopper}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stopper.cancel()
+                if not waiter.done():
+                    await asyncio.to_thread(_kill, container)
+                    await waiter
+            duration = time.monotonic() - started
+            await asyncio.to_thread(container.reload)
+            state = container.attrs.get("State", {})
+            rc = state.get("ExitCode")
+            stdout = await asyncio.to_thread(container.logs, stdout=True, stderr=False)
+            stderr = await asyncio.to_thread(container.logs, stdout=False, stderr=True)
+        finally:
+            await asyncio.to_thread(_remove, container)
+        (spec.logdir / "stdout.log").write_bytes(stdout)
+        (spec.logdir / "stderr.log").write_bytes(stderr)
+        tail = stderr[-TAIL_BYTES:].decode("utf-8", "replace")
+        if waiter not in done:
+            if cancel.is_set():
+                return RunResult("cancelled", "stopped on request", rc, tail, duration)
+            msg = f"train.py ran past the task timeout of {spec.timeout_s:.0f}s"
+            return RunResult("timeout", msg, rc, tail, duration)
+        return judge(spec, rc, tail, duration, oom=bool(state.get("OOMKilled")))
+
+
+def _kill(container: Any) -> None:
+    with contextlib.suppress(NotFound, DockerException):  # it may have just exited
+        container.kill()
+
+
+def _remove(container: Any) -> None:
+    with contextlib.suppress(NotFound):
+        container.remove(force=True)
+
+
+def _tar(files: dict[str, bytes]) -> io.BytesIO:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf

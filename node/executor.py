@@ -20,6 +20,7 @@ from gridx.node import sandbox
 from gridx.node.environments import ensure_env
 
 TAIL_BYTES = 8192
+LOG_CAP = 8 << 20  # bytes of stdout / stderr kept on the node per run
 MAX_METRICS_BYTES = 64 * 1024
 
 
@@ -55,12 +56,20 @@ class RunResult:
         return self.code is None
 
 
-def _tail(path: Path) -> str:
-    if not path.exists():
-        return ""
-    with path.open("rb") as fh:
-        fh.seek(max(0, path.stat().st_size - TAIL_BYTES))
-        return fh.read().decode("utf-8", "replace")
+async def _drain(stream: asyncio.StreamReader, log: Path) -> str:
+    """Read a child's output to the end: the first LOG_CAP bytes go to `log`, the last TAIL_BYTES
+    come back. A script printing gigabytes fills neither the disk nor the node's memory."""
+    written = 0
+    tail = bytearray()
+    with log.open("wb") as fh:
+        while chunk := await stream.read(1 << 16):
+            if written < LOG_CAP:
+                fh.write(chunk[: LOG_CAP - written])
+                written += len(chunk)
+            tail += chunk
+            if len(tail) > 2 * TAIL_BYTES:
+                del tail[:-TAIL_BYTES]
+    return bytes(tail[-TAIL_BYTES:]).decode("utf-8", "replace")
 
 
 def read_metrics(path: Path) -> dict[str, float]:
@@ -195,31 +204,35 @@ class ProcessExecutor:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
         started = time.monotonic()
-        with out_log.open("wb") as out, err_log.open("wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                *cmd,
-                cwd=spec.workdir,
-                env=spec.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                preexec_fn=limits,
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            cwd=spec.workdir,
+            env=spec.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=limits,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        drains = asyncio.gather(_drain(proc.stdout, out_log), _drain(proc.stderr, err_log))
+        waiter = asyncio.ensure_future(proc.wait())
+        stopper = asyncio.ensure_future(cancel.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, stopper}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
-            waiter = asyncio.ensure_future(proc.wait())
-            stopper = asyncio.ensure_future(cancel.wait())
-            try:
-                done, _ = await asyncio.wait(
-                    {waiter, stopper}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                stopper.cancel()
-                if not waiter.done():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    await waiter
+        finally:
+            stopper.cancel()
+            if not waiter.done():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await waiter
+        try:  # a descendant that escaped the kill could hold the pipes open
+            _, tail = await asyncio.wait_for(drains, 10)
+        except TimeoutError:
+            tail = "(output streams still open 10 s after the run ended; stopped reading)"
         duration = time.monotonic() - started
-        tail = _tail(err_log)
         rc = proc.returncode
         if waiter not in done:
             if cancel.is_set():

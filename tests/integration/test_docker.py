@@ -42,7 +42,7 @@ def test_hostile_script_is_contained(cluster: LocalCluster, client: Client) -> N
     _docker_node(cluster)
     state = cluster.root / "box" / "identity.json"
     probe = textwrap.dedent(f"""
-        import json, os, socket, torch
+        import json, os, socket, sys, time, torch
         r = {{}}
         try:
             socket.create_connection(("127.0.0.1", {cluster.port}), timeout=2).close()
@@ -57,6 +57,22 @@ def test_hostile_script_is_contained(cluster: LocalCluster, client: Client) -> N
             r["root_writable"] = 0.0
         r["uid"] = float(os.getuid())
         r["docker_sock_hidden"] = 0.0 if os.path.exists("/var/run/docker.sock") else 1.0
+        kids = []
+        try:
+            for _ in range(3000):
+                pid = os.fork()
+                if pid == 0:
+                    time.sleep(60)
+                    os._exit(0)
+                kids.append(pid)
+            r["fork_limited"] = 0.0
+        except OSError:
+            r["fork_limited"] = 1.0
+        for pid in kids:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        for _ in range(1024):  # 1 GB of stdout
+            sys.stdout.write("x" * (1 << 20))
         json.dump(r, open(os.environ["GRIDX_METRICS"], "w"))
         torch.save({{"w": torch.zeros(1)}}, os.environ["GRIDX_OUTPUT"])
     """).encode()
@@ -68,7 +84,7 @@ def test_hostile_script_is_contained(cluster: LocalCluster, client: Client) -> N
         "token_hidden": 1.0,
         "root_writable": 0.0,
         "uid": 65534.0,
-        "docker_sock_hidden": 1.0,
+        "docker_sock_hidden": 1.0, "fork_limited": 1.0,
     }
     nodes = client.http.get("/nodes").json()
     assert nodes[0]["capabilities"]["isolation"] == "docker" and nodes[0]["capabilities"]["docker"]
@@ -122,3 +138,20 @@ def test_requirements_are_built_into_a_cached_image_and_docker_jobs_avoid_other_
     assert {nodes[h["node_id"]] for t in body["tasks"] for h in t["history"]} == {"box"}
     tags = [t for img in docker.from_env().images.list() for t in img.tags]
     assert any(":req-" in t for t in tags)
+
+
+def test_a_multi_round_job_on_two_docker_nodes(cluster: LocalCluster, client: Client) -> None:
+    from tests.integration.conftest import REPO
+
+    digits = REPO / "examples" / "digits"
+    _docker_node(cluster, "box-1")
+    _docker_node(cluster, "box-2")
+    job_id = client.submit(
+        (digits / "train.py").read_bytes(),
+        {"rounds": 2, "shards": 2, "epochs": 2, "require_docker": True},
+        data=("train.csv", (digits / "data" / "train.csv").read_bytes()),
+    )
+    body = client.wait_done(job_id, 300)
+    assert body["job"]["status"] == "succeeded", body
+    assert [r["status"] for r in body["rounds"]] == ["done", "done"]
+    assert body["rounds"][-1]["metrics"]["accuracy"] > 0.9

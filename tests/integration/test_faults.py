@@ -113,7 +113,7 @@ def test_the_sandbox_blocks_the_network_and_hides_the_node_token(
     cluster.add_node("node-1")
     state_dir = cluster.root / "node-1"
     probe = textwrap.dedent(f"""
-        import json, os, socket, torch
+        import json, os, socket, sys, torch
         result = {{}}
         try:
             socket.create_connection(("127.0.0.1", {cluster.port}), timeout=2).close()
@@ -130,6 +130,8 @@ def test_the_sandbox_blocks_the_network_and_hides_the_node_token(
             result["host_writable"] = 1.0
         except OSError:
             result["host_writable"] = 0.0
+        for _ in range(1024):  # 1 GB of stdout
+            sys.stdout.write("x" * (1 << 20))
         json.dump(result, open(os.environ["GRIDX_METRICS"], "w"))
         torch.save({{"w": torch.zeros(1)}}, "model.pth")
     """).encode()

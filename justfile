@@ -34,6 +34,10 @@ typecheck:
 executor-image IMAGE="gridx-executor:latest":
     docker image inspect {{IMAGE}} >/dev/null 2>&1 || infra/executor/build_offline.sh {{IMAGE}}
 
+# The node bundle for volunteers: dist/gridx-worker.tar.gz.
+worker-bundle:
+    PYTHON={{py}} infra/bundle/build_bundle.sh
+
 # Install the node's sandbox (bubblewrap) on Debian/Ubuntu; needs root.
 sandbox:
     command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap)

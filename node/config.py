@@ -74,4 +74,6 @@ def load_config(env_file: Path | None, **flags: object) -> NodeConfig:
                 merged[field] = found
                 break
     merged.update({k: v for k, v in flags.items() if v is not None})
-    return msgspec.convert(merged, NodeConfig, strict=False)
+    config = msgspec.convert(merged, NodeConfig, strict=False)
+    # Task folders are handed to sandboxes that run elsewhere: keep every path absolute.
+    return msgspec.structs.replace(config, state_dir=config.state_dir.expanduser().resolve())

@@ -84,7 +84,8 @@ def test_hostile_script_is_contained(cluster: LocalCluster, client: Client) -> N
         "token_hidden": 1.0,
         "root_writable": 0.0,
         "uid": 65534.0,
-        "docker_sock_hidden": 1.0, "fork_limited": 1.0,
+        "docker_sock_hidden": 1.0,
+        "fork_limited": 1.0,
     }
     nodes = client.http.get("/nodes").json()
     assert nodes[0]["capabilities"]["isolation"] == "docker" and nodes[0]["capabilities"]["docker"]

@@ -26,8 +26,15 @@ def test_flags_beat_environment_beat_worker_config(
     monkeypatch.setenv("GRIDX_MEMORY_MB", "512")
     config = load_config(env_file)
     assert config.coordinator_url == "http://env:8080" and config.memory_mb == 512
-    config = load_config(env_file, coordinator_url="http://flag:8080", once=True, name=None)
+    config = load_config(
+        env_file,
+        coordinator_url="http://flag:8080",
+        once=True,
+        name=None,
+        state_dir=Path("relative/state"),
+    )
     assert config.coordinator_url == "http://flag:8080" and config.once is True
+    assert config.state_dir.is_absolute() and config.state_dir.name == "state"
 
 
 def test_file_names_from_the_coordinator_cannot_escape_the_work_folder() -> None:

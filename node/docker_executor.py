@@ -21,7 +21,7 @@ from typing import Any
 
 import docker
 from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
-from docker.types import LogConfig, Ulimit
+from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from gridx.node.environments import RequirementsError
 from gridx.node.executor import TAIL_BYTES, RunResult, RunSpec, judge
@@ -138,6 +138,7 @@ class DockerExecutor:
             ulimits=[Ulimit(name="fsize", soft=spec.max_output_bytes, hard=spec.max_output_bytes)],
             labels={LABEL: self.node_id, "org.gridx.task": spec.env.get("GRIDX_TASK_ID", "")},
             log_config=LogConfig(type="json-file", config={"max-size": "8m", "max-file": "1"}),
+            device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpu else [],
             detach=True,
         )
         started = time.monotonic()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import resource
 import signal
@@ -36,6 +37,8 @@ class RunSpec:
     timeout_s: float
     memory_mb: int
     max_output_bytes: int
+    gpu: bool = False
+    """Pass the node's GPUs through to the script."""
 
 
 @dataclass
@@ -191,6 +194,7 @@ class ProcessExecutor:
             self.isolation,
             [self.state_dir.resolve()],
             readonly,
+            devices=sorted(glob.glob("/dev/nvidia*")) if spec.gpu else [],
         )
         mem = spec.memory_mb << 20
         cpu_s = int(spec.timeout_s * (os.cpu_count() or 1)) + 10

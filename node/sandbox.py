@@ -58,6 +58,7 @@ def wrap(
     isolation: str,
     hidden: list[Path],
     readonly: list[Path] | None = None,
+    devices: list[str] | None = None,
 ) -> list[str]:
     """The command line that runs `command` in `workdir` under `isolation`.
 
@@ -65,6 +66,7 @@ def wrap(
         hidden: folders the task must not see (the node's state folder, with its token).
         readonly: folders to show again read-only after /tmp and `hidden` are blanked (the
             interpreter, the job's environment).
+        devices: device nodes to pass through (the GPUs of a job that asked for one).
 
     bubblewrap: no network (not even the host's loopback), read-only host, private /tmp and
     /dev, new PID/IPC/UTS/user namespaces, uid 65534, every capability dropped, the work folder
@@ -100,6 +102,8 @@ def wrap(
             args += ["--tmpfs", str(folder)]
         for folder in readonly or []:
             args += ["--ro-bind", str(folder), str(folder)]
+        for dev in devices or []:
+            args += ["--dev-bind", dev, dev]
         args += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--"]
         return args + command
     if isolation == "unshare":

@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from gridx.node import __version__
@@ -36,6 +37,17 @@ def safe_filename(name: str, default: str) -> str:
     return base[:100] or default
 
 
+def cuda_gpus() -> int:
+    """How many NVIDIA GPUs `nvidia-smi -L` lists (0 without the driver)."""
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
 def capabilities(executor: Executor) -> Capabilities:
     """What this machine offers, given the executor it runs tasks with."""
     memory_mb = 0
@@ -48,6 +60,7 @@ def capabilities(executor: Executor) -> Capabilities:
         executors=sorted({"process", executor.name}),
         isolation=executor.isolation,  # type: ignore[arg-type]
         docker=executor.name == "docker",
+        gpus=cuda_gpus(),
         version=__version__,
     )
 
@@ -234,6 +247,7 @@ class Worker:
             timeout_s=task.timeout_s,
             memory_mb=self.config.memory_mb,
             max_output_bytes=task.max_result_bytes,
+            gpu=task.gpu,
         )
         return await self.executor.run(spec, self.cancel_current)
 

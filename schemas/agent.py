@@ -24,6 +24,7 @@ class Capabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     executors: Annotated[list[Short], msgspec.Meta(max_length=8)] = []
     isolation: Isolation = "none"
     docker: bool = False
+    gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
     version: Short = ""
 
 
@@ -89,6 +90,8 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     upload_url: str
     max_result_bytes: int
     strategy: str = "fedavg"
+    gpu: bool = False
+    """The job asked for a GPU: the executor must pass the node's GPUs through."""
     prox_mu: float | None = None
     """FedProx's mu, for train.py's proximal term (GRIDX_PROX_MU)."""
 

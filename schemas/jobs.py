@@ -96,6 +96,14 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     require_docker: bool = False
     """Run only on nodes whose executor is Docker (the strongest isolation)."""
+    require_gpu: bool = False
+    """Run only on nodes with a CUDA GPU (passed through to the task)."""
+    arch: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    """Run only on nodes of this CPU architecture (`x86_64`, `aarch64`, ...)."""
+    min_cpus: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 0
+    """Run only on nodes with at least this many cores."""
+    min_memory_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 0
+    """Run only on nodes with at least this much memory."""
 
 
 class AttemptInfo(msgspec.Struct, kw_only=True):

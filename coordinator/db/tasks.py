@@ -6,6 +6,7 @@ import aiosqlite
 import msgspec
 
 from gridx.coordinator.db.connection import fetch_all, fetch_one
+from gridx.schemas.agent import Capabilities
 
 # Allowed task transitions; every UPDATE below is guarded by its `from` set.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -81,7 +82,11 @@ UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
 WHERE status = 'queued' AND id = (
     SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
     WHERE t.status = 'queued' AND j.status IN ('queued', 'running')
-        AND (:has_docker OR NOT coalesce(json_extract(j.config, '$.require_docker'), 0))
+        AND (:docker OR NOT coalesce(json_extract(j.config, '$.require_docker'), 0))
+        AND (:gpus > 0 OR NOT coalesce(json_extract(j.config, '$.require_gpu'), 0))
+        AND coalesce(json_extract(j.config, '$.min_cpus'), 0) <= :cpus
+        AND coalesce(json_extract(j.config, '$.min_memory_mb'), 0) <= :memory_mb
+        AND coalesce(json_extract(j.config, '$.arch'), :arch) = :arch
     ORDER BY t.created_at, t.job_id, t.round_idx, t.shard_idx LIMIT 1)
 {_RET}
 """
@@ -235,19 +240,24 @@ async def claim(
     token: str,
     now: int,
     lease_ms: int,
-    has_docker: bool = False,
+    caps: Capabilities | None = None,
 ) -> TaskRow | None:
     """Lease the oldest queued task of an active job this node can run (counts one attempt).
 
     Args:
-        has_docker: the node runs tasks in Docker (jobs with `require_docker` need it).
+        caps: what the node offers, matched against the jobs' `require_*`, `arch`, `min_*`.
     """
+    c = caps or Capabilities()
     params = {
         "node_id": node_id,
         "token": token,
         "now": now,
         "expires": now + lease_ms,
-        "has_docker": int(has_docker),
+        "docker": int(c.docker),
+        "gpus": c.gpus,
+        "cpus": c.cpus,
+        "memory_mb": c.memory_mb,
+        "arch": c.arch,
     }
     task = await fetch_one(conn, CLAIM, params, TaskRow)
     if task is not None:

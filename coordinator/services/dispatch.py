@@ -48,7 +48,7 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
             token=secrets.token_hex(16),
             now=now,
             lease_ms=int(rt.settings.lease_s * 1000),
-            has_docker=msgspec.json.decode(node.capabilities, type=Capabilities).docker,
+            caps=msgspec.json.decode(node.capabilities, type=Capabilities),
         )
         if task is not None:
             await jobs.transition(conn, task.job_id, "running", now)  # no-op unless still queued
@@ -139,5 +139,6 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         ),
         max_result_bytes=rt.settings.max_result_bytes,
         strategy=config.strategy.name,
+        gpu=config.require_gpu,
         prox_mu=config.strategy.mu if isinstance(config.strategy, FedProx) else None,
     )

@@ -226,3 +226,40 @@ async def test_long_poll_wakes_on_enqueue(rt: Runtime) -> None:
     got = await asyncio.wait_for(waiter, 2)
     assert got is not None and got.shard == 0
     assert len(rt.wakeups) == 0
+
+
+async def test_claims_match_jobs_to_what_the_node_offers(rt: Runtime) -> None:
+    from msgspec import json as mjson
+
+    from gridx.schemas.agent import Capabilities
+
+    wants = {
+        "needs-docker": {"require_docker": True},
+        "needs-gpu": {"require_gpu": True},
+        "needs-arm": {"arch": "aarch64"},
+        "needs-cores": {"min_cpus": 64},
+        "needs-memory": {"min_memory_mb": 1 << 20},
+        "anything": {},
+    }
+    for job_id, config in wants.items():
+        await _job(rt, shards=1, job_id=job_id)
+        async with rt.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE jobs SET config = :c WHERE id = :id",
+                {"c": mjson.encode(config).decode(), "id": job_id},
+            )
+    small = Capabilities(arch="x86_64", cpus=2, memory_mb=4096)
+    big = Capabilities(arch="aarch64", cpus=128, memory_mb=2 << 20, docker=True, gpus=1)
+
+    async def claim_all(caps: Capabilities) -> set[str]:
+        got = set()
+        async with rt.db.transaction() as conn:
+            while t := await tasks.claim(
+                conn, node_id="a", token="t", now=rt.clock.now_ms(), lease_ms=1000, caps=caps
+            ):
+                got.add(t.job_id)
+        return got
+
+    await _node(rt, "a")
+    assert await claim_all(small) == {"anything"}
+    assert await claim_all(big) == set(wants) - {"anything"}

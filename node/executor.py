@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import logging
 import os
 import resource
 import signal
@@ -20,6 +21,7 @@ import msgspec
 from gridx.node import sandbox
 from gridx.node.environments import ensure_env
 
+log = logging.getLogger("gridx.node")
 TAIL_BYTES = 8192
 LOG_CAP = 8 << 20  # bytes of stdout / stderr kept on the node per run
 MAX_METRICS_BYTES = 64 * 1024
@@ -112,17 +114,23 @@ class Executor(Protocol):
 
 
 def make_executor(kind: str, state_dir: Path, python: str, node_id: str) -> Executor:
-    """`auto` (docker when an engine answers, else process), `docker` or `process`.
+    """`auto` (docker when an engine answers and has the executor image, else process),
+    `docker` or `process`.
 
     Raises:
-        SystemExit: `docker` asked for and no engine answers.
+        SystemExit: `docker` asked for and no engine answers, or its image is missing.
     """
     if kind in ("auto", "docker"):
         from gridx.node.docker_executor import DockerExecutor, docker_available
 
         if docker_available():
-            return DockerExecutor(node_id=node_id)
-        if kind == "docker":
+            try:
+                return DockerExecutor(node_id=node_id)
+            except SystemExit as exc:
+                if kind == "docker":
+                    raise
+                log.warning("not using Docker: %s", exc)
+        elif kind == "docker":
             raise SystemExit(
                 "--executor docker: no Docker engine answers (is dockerd running? DOCKER_HOST?)"
             )

@@ -43,3 +43,18 @@ def test_file_names_from_the_coordinator_cannot_escape_the_work_folder() -> None
     assert safe_filename("..", "data") == "data"
     assert safe_filename(".hidden", "data") == "hidden"
     assert safe_filename("we ird;name$.csv", "data") == "we_ird_name_.csv"
+
+
+def test_executor_choice_falls_back_or_refuses_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from gridx.node.executor import ProcessExecutor, make_executor
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    auto = make_executor("auto", tmp_path, sys.executable, node_id="n")
+    assert isinstance(auto, ProcessExecutor)
+    assert isinstance(make_executor("process", tmp_path, sys.executable, "n"), ProcessExecutor)
+    with pytest.raises(SystemExit, match="no Docker engine answers"):
+        make_executor("docker", tmp_path, sys.executable, node_id="n")

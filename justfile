@@ -30,6 +30,16 @@ typecheck:
     for p in coordinator node schemas; do ln -sfn ../../../$p build/typecheck/gridx/$p; done
     cd build/typecheck && ../../{{venv}}/bin/mypy --config-file ../../pyproject.toml gridx
 
+# Build the dashboard (static export in web/out, served by the coordinator at /).
+web:
+    cd web && npm ci --no-audit --no-fund --loglevel=error && npx next build
+
+# A wheel that carries the built dashboard (gridx/coordinator/web_static).
+wheel: web
+    rm -rf coordinator/web_static && cp -r web/out coordinator/web_static
+    {{py}} -m pip wheel -q --no-deps -w dist .
+    rm -rf coordinator/web_static
+
 # Build the docker executor's image offline (debootstrap + docker import), unless it exists.
 executor-image IMAGE="gridx-executor:latest":
     docker image inspect {{IMAGE}} >/dev/null 2>&1 || infra/executor/build_offline.sh {{IMAGE}}

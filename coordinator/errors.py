@@ -9,9 +9,16 @@ class GridXError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        field: str | None = None,
+        errors: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.message = message or (self.__doc__ or "").strip()
         self.field = field
+        self.errors = errors or ([(field, self.message)] if field else [])
         super().__init__(self.message)
 
 

@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Processes in the aggregation pool."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (a CDN-hosted dashboard)."""
+    web_dir: Path | None = None
+    """The dashboard's static build; default: the one packaged, else `web/out` of a checkout."""
 
     @property
     def db_path(self) -> Path:
@@ -82,6 +84,7 @@ _FIELDS = {
     "max_upload_bytes": int,
     "max_result_bytes": int,
     "aggregation_workers": int,
+    "web_dir": Path,
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from gridx.node import status_page
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig, load_config
 from gridx.node.executor import make_executor
@@ -32,9 +33,12 @@ async def _serve(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
+    page = await status_page.serve(worker, config.status_port) if config.status_port else None
     try:
         await worker.run()
     finally:
+        if page is not None:
+            await page.cleanup()
         await client.close()
     return 0
 
@@ -67,6 +71,7 @@ def cli() -> None:
     help="A worker_config.env file (default: ./worker_config.env if present).",
 )
 @click.option("--once", is_flag=True, default=None, help="Run one task, then exit.")
+@click.option("--status-port", type=int, help="Local status page on 127.0.0.1 (0: off).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
     """Register (first time), then take and run tasks until stopped (SIGTERM releases the task)."""

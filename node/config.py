@@ -17,6 +17,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "executor": ("GRIDX_EXECUTOR",),
     "python": ("GRIDX_PYTHON",),
     "memory_mb": ("GRIDX_MEMORY_MB",),
+    "status_port": ("GRIDX_STATUS_PORT",),
 }
 
 
@@ -45,6 +46,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Run one task, then exit (tests, batch use)."""
     poll_wait_s: float = 25.0
     """Long-poll duration asked of the coordinator."""
+    status_port: int = 8765
+    """Port of the owner's status page on 127.0.0.1 (0: no page)."""
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -10,6 +10,8 @@ import platform
 import re
 import shutil
 import subprocess
+import time
+from collections import deque
 from pathlib import Path
 
 from gridx.node import __version__
@@ -106,6 +108,9 @@ class Worker:
         self.cancel_current = asyncio.Event()
         self.heartbeat_s = 1.0  # until the coordinator says otherwise
         self.tasks_run = 0
+        self.draining = False
+        self.started_at = time.time()
+        self.history: deque[dict[str, object]] = deque(maxlen=20)
 
     def request_stop(self) -> None:
         """SIGTERM / SIGINT: stop polling, hand the running task back."""
@@ -126,6 +131,10 @@ class Worker:
         beat = asyncio.create_task(self._heartbeats())
         try:
             while not self.stop.is_set():
+                if self.draining:  # finish nothing new until the owner undrains us
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stop.wait(), self.heartbeat_s)
+                    continue
                 task = await self._poll()
                 if task is None:
                     continue
@@ -171,6 +180,9 @@ class Worker:
                 )
                 caps = None
                 self.heartbeat_s = resp.heartbeat_s
+                if resp.drain != self.draining:
+                    log.info("coordinator says %s", "drain" if resp.drain else "back to work")
+                    self.draining = resp.drain
                 if self.current and self.current.task_id in resp.cancel:
                     log.info("coordinator says stop %s", self.current.task_id)
                     self.cancel_current.set()
@@ -252,6 +264,16 @@ class Worker:
         return await self.executor.run(spec, self.cancel_current)
 
     async def _report(self, task: TaskAssignment, result: RunResult) -> None:
+        self.history.appendleft(
+            {
+                "task": task.task_id,
+                "round": task.round,
+                "shard": task.shard,
+                "result": result.code or "succeeded",
+                "seconds": round(result.duration_s, 2),
+                "finished": time.time(),
+            }
+        )
         if result.code == "cancelled" and not self.stop.is_set():
             log.info("task %s stopped: the coordinator no longer wants it", task.task_id)
             return

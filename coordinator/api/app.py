@@ -8,15 +8,17 @@ import logging
 import multiprocessing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, MediaType, get
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
 
-from gridx.coordinator.api import agent, errors, jobs, misc
+from gridx.coordinator.api import agent, errors, jobs, live, misc
 from gridx.coordinator.api.deps import provide_node, provide_rt, provide_user
 from gridx.coordinator.clock import Clock, SystemClock
 from gridx.coordinator.db.connection import Database
@@ -37,6 +39,38 @@ async def _every(seconds: float, step: Callable[[], Awaitable[object]], name: st
             await step()
         except Exception:
             log.exception("%s failed; retrying in %.1fs", name, seconds)
+
+
+WEB_HINT = """<!doctype html><meta charset="utf-8"><title>Grid-X</title>
+<p>The Grid-X API is running. The dashboard is not built: run <code>just web</code> in the
+repository (or set GRIDX_WEB_DIR to a built <code>web/out</code>). The API is described at
+<a href="/schema/swagger">/schema/swagger</a>.</p>"""
+
+
+def find_web_dir(settings: Settings) -> Path | None:
+    """Where the dashboard's static build is, if anywhere."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (settings.web_dir, here / "web_static", here.parent / "web" / "out"):
+        if candidate is not None and (candidate / "index.html").exists():
+            return candidate
+    return None
+
+
+def dashboard_handlers(settings: Settings) -> list[Any]:
+    """The static dashboard at `/`, or a page that says how to build it."""
+    web = find_web_dir(settings)
+    if web is None:
+
+        @get("/", include_in_schema=False, media_type=MediaType.HTML)
+        async def hint() -> str:
+            return WEB_HINT
+
+        return [hint]
+    return [
+        create_static_files_router(
+            path="/", directories=[web], html_mode=True, include_in_schema=False, name="dashboard"
+        )
+    ]
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -98,6 +132,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             misc.me,
             misc.list_nodes,
             misc.download_blob,
+            live.overview,
+            live.contributors,
+            live.drain,
+            live.overview_events,
+            live.job_events,
+            *dashboard_handlers(settings),
         ],
         dependencies={
             "rt": Provide(provide_rt, sync_to_thread=False),

@@ -9,7 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from gridx.coordinator.errors import GridXError
-from gridx.schemas.errors import ErrorBody
+from gridx.schemas.errors import ErrorBody, FieldError
 
 log = logging.getLogger("gridx.coordinator.api")
 
@@ -30,7 +30,12 @@ _FIELD = re.compile(r"at `\$\.?([^`]*)`")
 
 def gridx_error(_: Request, exc: GridXError) -> Response[ErrorBody]:
     """A domain error: its own status, code and message."""
-    body = ErrorBody(code=exc.code, message=exc.message, field=exc.field)
+    body = ErrorBody(
+        code=exc.code,
+        message=exc.message,
+        field=exc.field,
+        errors=[FieldError(field=f, message=m) for f, m in exc.errors],
+    )
     return Response(body, status_code=exc.status_code)
 
 

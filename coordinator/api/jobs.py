@@ -79,14 +79,26 @@ class JobController(Controller):
         )
         await form.receive(request.headers.get("content-type"), request.stream())
         try:
-            config = decode_config(
-                bytes(form.parts["config"].value) if "config" in form.parts else b""
-            )
+            problems: list[InvalidInput] = []
+            config = None
+            try:
+                raw = bytes(form.parts["config"].value) if "config" in form.parts else b""
+                config = decode_config(raw)
+            except InvalidConfig as exc:
+                problems.append(exc)
             code = form.parts.get("train_py")
             if code is None or code.path is None or code.size == 0:
-                raise InvalidInput(
-                    "train_py is required: the training script to run", field="train_py"
+                problems.append(
+                    InvalidInput(
+                        "train_py is required: the training script to run", field="train_py"
+                    )
                 )
+            if problems:  # report every invalid field at once
+                first = problems[0]
+                raise type(first)(
+                    first.message, field=first.field, errors=[e for p in problems for e in p.errors]
+                )
+            assert config is not None and code is not None and code.path is not None
             req = form.parts.get("requirements")
             data = form.parts.get("data")
             submission = jobs.Submission(

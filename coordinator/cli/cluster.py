@@ -151,6 +151,7 @@ class LocalCluster:
                 "--state-dir",
                 str(self.root / name),
                 *(() if "--executor" in args else ("--executor", self.executor)),
+                *(() if "--status-port" in args else ("--status-port", "0")),
                 *args,
             ],
             stdout=log,

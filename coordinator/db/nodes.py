@@ -39,6 +39,7 @@ ORDER BY n.created_at
 """
 TOUCH = "UPDATE nodes SET last_seen = :now WHERE id = :id AND last_seen < :now"
 SET_CAPABILITIES = "UPDATE nodes SET capabilities = :capabilities WHERE id = :id"
+SET_DRAINING = "UPDATE nodes SET draining = :draining WHERE id = :id"
 CREDIT = """
 UPDATE nodes SET tasks_done = tasks_done + 1, compute_ms = compute_ms + :compute_ms WHERE id = :id
 """
@@ -88,6 +89,11 @@ async def touch_many(conn: aiosqlite.Connection, seen: dict[str, int]) -> None:
 async def set_capabilities(conn: aiosqlite.Connection, node_id: str, capabilities: str) -> None:
     """Replace a node's advertised capabilities."""
     await conn.execute(SET_CAPABILITIES, {"id": node_id, "capabilities": capabilities})
+
+
+async def set_draining(conn: aiosqlite.Connection, node_id: str, draining: bool) -> None:
+    """Mark a node draining (finish the current task, take no more) or not."""
+    await conn.execute(SET_DRAINING, {"id": node_id, "draining": int(draining)})
 
 
 async def credit(conn: aiosqlite.Connection, node_id: str, compute_ms: int) -> None:

@@ -38,7 +38,12 @@ async def expire_leases(rt: Runtime) -> int:
 
 
 async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
-    """Try once to lease the next ready task to `node` (expired leases are settled first)."""
+    """Try once to lease the next ready task to `node` (expired leases are settled first).
+
+    A draining node gets nothing.
+    """
+    if node.draining:
+        return None
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         requeued = await _settle_expired(rt, conn, now)

@@ -9,7 +9,7 @@ import msgspec
 from gridx.coordinator.db import events, nodes, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.users import UserRow
-from gridx.coordinator.errors import Forbidden, Unauthorized
+from gridx.coordinator.errors import Forbidden, NotFound, Unauthorized
 from gridx.coordinator.services.auth import bearer, hash_secret, new_secret
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
@@ -128,6 +128,24 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
         tasks_done=row.tasks_done,
         created_at=row.created_at,
     )
+
+
+async def set_draining(rt: Runtime, user: UserRow, node_id: str, draining: bool) -> NodeInfo:
+    """Drain a node (it finishes its task and takes no more) or put it back to work.
+
+    Raises:
+        NotFound: no such node, or not the caller's (admins may drain any).
+    """
+    owner = None if user.role == "admin" else user.id
+    row = next((r for r in await nodes.list_nodes(rt.db.reader, owner) if r.id == node_id), None)
+    if row is None:
+        raise NotFound(f"no node {node_id!r}")
+    async with rt.db.transaction() as conn:
+        await nodes.set_draining(conn, node_id, draining)
+    for token_hash, cached in list(rt.node_cache.items()):
+        if cached.id == node_id:
+            rt.node_cache[token_hash] = msgspec.structs.replace(cached, draining=int(draining))
+    return node_info(rt, msgspec.structs.replace(row, draining=int(draining)))
 
 
 async def list_nodes(rt: Runtime, user: UserRow) -> list[NodeInfo]:

@@ -72,6 +72,9 @@ def test_invalid_config_is_422_naming_the_field(api: Api) -> None:
         assert r.json()["field"] == field, (config, r.json())
     r = submit(api, api.alice, files={"data": ("d.csv", CSV.encode())})
     assert r.status_code == 422 and r.json()["field"] == "train_py"
+    r = submit(api, api.alice, {"rounds": 0}, files={"data": ("d.csv", CSV.encode())})
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["errors"]} == {"rounds", "train_py"}
     r = submit(api, api.alice, files={"train_py": ("t.py", TRAIN), "evil": ("x", b"1")})
     assert r.status_code == 422 and r.json()["field"] == "evil"
     r = api.client.post("/jobs/", headers=api.alice, json={"rounds": 1})

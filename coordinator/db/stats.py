@@ -1,0 +1,69 @@
+"""Counts for the dashboard: the fleet, the queue, throughput, and who gave how much compute."""
+
+from __future__ import annotations
+
+import aiosqlite
+import msgspec
+
+from gridx.coordinator.db.connection import fetch_all
+
+
+class StatusCount(msgspec.Struct, kw_only=True):
+    """How many rows have one status."""
+
+    status: str
+    n: int
+
+
+class ContributorRow(msgspec.Struct, kw_only=True):
+    """One owner's contribution."""
+
+    owner: str
+    nodes: int
+    tasks_done: int
+    compute_ms: int
+
+
+JOBS_BY_STATUS = """
+SELECT status, count(*) AS n FROM jobs
+WHERE (:owner_id IS NULL OR owner_id = :owner_id) GROUP BY status
+"""
+TASKS_BY_STATUS = """
+SELECT t.status, count(*) AS n FROM tasks t JOIN jobs j ON j.id = t.job_id
+WHERE (:owner_id IS NULL OR j.owner_id = :owner_id) GROUP BY t.status
+"""
+FINISHED_SINCE = """
+SELECT count(*) FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN jobs j ON j.id = t.job_id
+WHERE a.outcome = 'succeeded' AND a.finished_at >= :since
+    AND (:owner_id IS NULL OR j.owner_id = :owner_id)
+"""
+CONTRIBUTORS = """
+SELECT u.email AS owner, count(n.id) AS nodes, coalesce(sum(n.tasks_done), 0) AS tasks_done,
+    coalesce(sum(n.compute_ms), 0) AS compute_ms
+FROM users u JOIN nodes n ON n.owner_id = u.id
+GROUP BY u.id ORDER BY compute_ms DESC, tasks_done DESC, u.email
+"""
+
+
+async def jobs_by_status(conn: aiosqlite.Connection, owner_id: int | None) -> dict[str, int]:
+    """Job counts per status (one owner's, or everyone's when None)."""
+    rows = await fetch_all(conn, JOBS_BY_STATUS, {"owner_id": owner_id}, StatusCount)
+    return {r.status: r.n for r in rows}
+
+
+async def tasks_by_status(conn: aiosqlite.Connection, owner_id: int | None) -> dict[str, int]:
+    """Task counts per status."""
+    rows = await fetch_all(conn, TASKS_BY_STATUS, {"owner_id": owner_id}, StatusCount)
+    return {r.status: r.n for r in rows}
+
+
+async def tasks_finished_since(conn: aiosqlite.Connection, since: int, owner_id: int | None) -> int:
+    """Tasks that succeeded since `since` (epoch ms)."""
+    async with conn.execute(FINISHED_SINCE, {"since": since, "owner_id": owner_id}) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def contributors(conn: aiosqlite.Connection) -> list[ContributorRow]:
+    """Per owner: nodes, tasks done and compute time given, biggest first."""
+    return await fetch_all(conn, CONTRIBUTORS, {}, ContributorRow)

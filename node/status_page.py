@@ -1,0 +1,105 @@
+"""A small local page for the machine's owner: who this node is, how it isolates, what it runs.
+
+Served by aiohttp on 127.0.0.1 only (`--status-port`, 0 turns it off): `/` is HTML that
+refreshes itself, `/status.json` the same facts for scripts. It never shows the node's token.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gridx.node.worker import Worker
+
+log = logging.getLogger("gridx.node.status")
+
+
+def status(worker: Worker) -> dict[str, Any]:
+    """The node's state as plain data."""
+    current = worker.current
+    return {
+        "node_id": worker.ident.node_id,
+        "name": worker.config.name,
+        "coordinator": worker.config.coordinator_url,
+        "executor": worker.executor.name,
+        "isolation": worker.executor.isolation,
+        "draining": worker.draining,
+        "uptime_s": round(time.time() - worker.started_at),
+        "tasks_run": worker.tasks_run,
+        "current_task": None
+        if current is None
+        else {
+            "task": current.task_id,
+            "job": current.job_id,
+            "round": current.round,
+            "shard": current.shard,
+        },
+        "recent": list(worker.history),
+    }
+
+
+def _page(s: dict[str, Any]) -> str:
+    e = html.escape
+    current = s["current_task"]
+    doing = (
+        f"running <b>{e(current['task'])}</b> "
+        f"(round {current['round'] + 1}, shard {current['shard']})"
+        if current
+        else ("draining: taking no new tasks" if s["draining"] else "idle, waiting for work")
+    )
+    warn = (
+        '<p class="warn">No isolation: tasks run as this user with network access. '
+        "Install Docker or bubblewrap.</p>"
+        if s["isolation"] == "none"
+        else ""
+    )
+    rows = (
+        "".join(
+            f"<tr><td>{e(str(r['task']))}</td><td>{r['round']}</td><td>{r['shard']}</td>"
+            f"<td>{e(str(r['result']))}</td><td>{r['seconds']} s</td></tr>"
+            for r in s["recent"]
+        )
+        or '<tr><td colspan="5">no tasks yet</td></tr>'
+    )
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="3"><title>Grid-X node {e(s["node_id"])}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:.3rem;
+text-align:left}}.warn{{background:#fee;padding:.5rem;border-radius:.3rem}}</style></head><body>
+<h1>Grid-X node</h1>{warn}
+<p><b>{e(s["node_id"])}</b> ({e(s["name"] or "")}) lends this machine to
+<code>{e(s["coordinator"])}</code>.</p>
+<p>Executor: <b>{e(s["executor"])}</b>, isolation: <b>{e(s["isolation"])}</b>.
+Up {s["uptime_s"]} s, {s["tasks_run"]} task(s) run.</p>
+<p>Now: {doing}.</p>
+<h2>Recent tasks</h2><table><thead><tr><th>task</th><th>round</th><th>shard</th><th>result</th>
+<th>time</th></tr></thead><tbody>{rows}</tbody></table></body></html>"""
+
+
+async def serve(worker: Worker, port: int) -> web.AppRunner | None:
+    """Start the page on 127.0.0.1:`port`; None (and a log line) when the port is taken."""
+    app = web.Application()
+
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(text=_page(status(worker)), content_type="text/html")
+
+    async def as_json(_: web.Request) -> web.Response:
+        return web.json_response(status(worker))
+
+    app.router.add_get("/", index)
+    app.router.add_get("/status.json", as_json)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    except OSError as exc:
+        log.warning("status page not started on 127.0.0.1:%d: %s", port, exc)
+        await runner.cleanup()
+        return None
+    log.info("status page on http://127.0.0.1:%d/", port)
+    return runner

@@ -1,0 +1,27 @@
+"""Dashboard summaries."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Overview(msgspec.Struct, kw_only=True):
+    """The fleet and the queue at a glance (the caller's jobs; every job for an admin)."""
+
+    nodes_online: int
+    nodes_offline: int
+    jobs_by_status: dict[str, int]
+    tasks_running: int
+    tasks_queued: int
+    tasks_per_minute: int
+
+
+class Contributor(msgspec.Struct, kw_only=True):
+    """One owner's gift of compute. Credit, BOINC-style: 100 per CPU-hour given, counted by the
+    coordinator from each completed task's run time (never from the node's own claim)."""
+
+    owner: str
+    nodes: int
+    tasks_done: int
+    compute_s: float
+    credit: float

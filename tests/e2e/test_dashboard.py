@@ -1,0 +1,199 @@
+"""The dashboard in a real Chromium against a real coordinator and two real nodes.
+
+Needs the static build (`just web`) and Debian's Chromium; CI provides both, so there these
+tests fail rather than skip when something is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from gridx.coordinator.cli.cluster import LocalCluster, free_port, make_user
+from tests.integration.conftest import FAST, REPO
+
+WEB_OUT = REPO / "web" / "out"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+READY = (WEB_OUT / "index.html").exists() and Path(CHROMIUM).exists()
+if not READY and os.environ.get("CI"):
+    raise RuntimeError("CI must build the dashboard (just web) and install chromium (see .ci/run)")
+pytestmark = pytest.mark.skipif(not READY, reason="dashboard not built or no chromium here")
+DIGITS = REPO / "examples" / "digits"
+
+
+@pytest.fixture(scope="module")
+def static_origin() -> Iterator[tuple[str, Path]]:
+    """The same static build on a second origin, as a CDN would serve it."""
+    port = free_port()
+    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"gridx-cdn-{port}"
+    shutil.copytree(WEB_OUT, root)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}", root
+    server.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, static_origin) -> Iterator[LocalCluster]:
+    """A coordinator whose CORS allow-list names the second origin, and two nodes."""
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("e2e") / "cluster",
+        coordinator_env={**FAST, "GRIDX_CORS_ORIGINS": static_origin[0]},
+    )
+    cluster.start()
+    cluster.add_node("node-1")
+    cluster.add_node("node-2")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, base: str, key: str) -> None:
+    page.goto(f"{base}/")
+    page.wait_for_url("**/signin/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector("[data-testid=nodes-online]")
+
+
+def test_submit_watch_and_download_a_federated_job(
+    site: LocalCluster, browser, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    sign_in(page, site.url, site.api_key)
+    page.wait_for_function(
+        "document.querySelector('[data-testid=nodes-online] .n').textContent === '2'"
+    )
+    shot(page, "overview")
+
+    # a bad submission: no train.py and zero rounds -> both fields say what is wrong
+    page.goto(f"{site.url}/submit/")
+    page.get_by_label("Rounds").fill("0")
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_selector("#rounds-error")
+    assert ">= 1" in page.locator("#rounds-error").inner_text()
+    assert "train_py is required" in page.locator("#train_py-error").inner_text()
+    shot(page, "submit-errors")
+
+    # the digits example through the form, 3 rounds
+    page.get_by_label("train.py (required)").set_input_files(str(DIGITS / "train.py"))
+    page.get_by_label("requirements.txt").set_input_files(str(DIGITS / "requirements.txt"))
+    page.get_by_label("Data (a .csv is split into shards by rows)").set_input_files(
+        str(DIGITS / "data" / "train.csv")
+    )
+    page.get_by_label("Name").fill("digits-e2e")
+    page.get_by_label("Rounds").fill("3")
+    page.get_by_label("Local epochs").fill("2")
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_url("**/job/?id=*")
+    loads = []
+    page.on("load", lambda _: loads.append(1))
+    points = page.locator("[data-series=accuracy] circle")
+    for r in (1, 2, 3):  # the timeline and the curve move by themselves, one round at a time
+        page.wait_for_selector(f"[data-round='{r}'][data-status=done]", timeout=180_000)
+        page.wait_for_function(
+            f"document.querySelectorAll('[data-series=accuracy] circle').length >= {r}"
+        )
+        assert points.count() == r
+        shot(page, f"job-round-{r}")
+    page.wait_for_selector("h1 .badge.succeeded", timeout=60_000)
+    assert loads == []  # no reload happened
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download final_model.pth").click()
+    saved = tmp_path / "final_model.pth"
+    info.value.save_as(saved)
+    state = torch.load(saved, weights_only=True)
+    assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    shot(page, "job-done")
+
+    for path, name in (
+        ("/job-list/", "jobs"),
+        ("/fleet/", "nodes"),
+        ("/contributors/", "contributors"),
+    ):
+        page.goto(f"{site.url}{path}")
+        page.wait_for_selector("table")
+        shot(page, name)
+    page.goto(f"{site.url}/job-list/")
+    page.wait_for_selector("[data-job]")
+    assert "digits-e2e" in page.locator("table").inner_text()
+    job_id = page.locator("[data-job]").first.get_attribute("data-job")
+
+    # another user sees none of it
+    bob = make_user(site.data_dir, "bob@example.org")
+    other = browser.new_page()
+    sign_in(other, site.url, bob)
+    other.goto(f"{site.url}/job-list/")
+    other.wait_for_selector(".empty")
+    assert "No jobs yet" in other.locator(".empty").inner_text()
+    other.goto(f"{site.url}/job/?id={job_id}")
+    other.wait_for_selector(".error")
+    assert "no job" in other.locator(".error").inner_text()
+    shot(other, "other-user")
+    # sign-out forgets the key
+    other.get_by_role("button", name="Sign out").click()
+    other.wait_for_url("**/signin/")
+    assert other.evaluate("localStorage.getItem('gridx.apiKey')") is None
+
+
+def test_static_build_on_another_origin_needs_cors(
+    site: LocalCluster, browser, static_origin, tmp_path_factory
+) -> None:
+    origin, root = static_origin
+    (root / "config.json").write_text(f'{{"apiBase": "{site.url}"}}')
+    page = browser.new_page()
+    sign_in(page, origin, site.api_key)  # allowed: the coordinator lists this origin
+    assert page.url.startswith(origin)
+    # the same files on an origin the coordinator does not list: the browser refuses the API
+    port = free_port()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        refused = browser.new_page()
+        refused.goto(f"http://127.0.0.1:{port}/")
+        refused.wait_for_url("**/signin/")
+        refused.get_by_label("API key").fill(site.api_key)
+        refused.get_by_role("button", name="Sign in").click()
+        refused.wait_for_selector(".error")
+        assert "cannot reach the coordinator" in refused.locator(".error").inner_text()
+        shot(refused, "cors-refused")
+    finally:
+        server.shutdown()

@@ -1,0 +1,35 @@
+"""The owner's local status page on a real node."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from gridx.coordinator.cli.cluster import LocalCluster, free_port
+from tests.integration.conftest import Client
+
+
+def test_node_serves_its_status_on_loopback(cluster: LocalCluster, client: Client) -> None:
+    port = free_port()
+    cluster.add_node("pi", args=("--status-port", str(port)))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            status = httpx.get(f"{url}/status.json", timeout=1).json()
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "status page never came up"
+            time.sleep(0.2)
+    assert status["node_id"].startswith("n-") and status["executor"] == "process"
+    assert status["current_task"] is None and status["recent"] == []
+    job_id = client.submit(
+        b"import torch\ntorch.save({'w': torch.zeros(1)}, 'model.pth')\n",
+        {"rounds": 1, "shards": 1},
+    )
+    assert client.wait_done(job_id)["job"]["status"] == "succeeded"
+    status = httpx.get(f"{url}/status.json").json()
+    assert status["tasks_run"] == 1 and status["recent"][0]["result"] == "succeeded"
+    page = httpx.get(f"{url}/").text
+    assert status["node_id"] in page and "succeeded" in page and "gxn_" not in page

@@ -1,0 +1,87 @@
+"use client";
+
+import { useEffect, useState } from "react";
+
+import { Empty, ErrorNote, Status } from "@/components/Shell";
+import { ApiError, getJson, postJson } from "@/lib/api";
+import { ago, bytes } from "@/lib/format";
+import type { NodeInfo } from "@/lib/types";
+
+export default function Fleet() {
+  const [nodes, setNodes] = useState<NodeInfo[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const load = () =>
+    getJson<NodeInfo[]>("/nodes")
+      .then(setNodes)
+      .catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)));
+  useEffect(() => {
+    load();
+    const t = setInterval(load, 3000);
+    return () => clearInterval(t);
+  }, []);
+  return (
+    <>
+      <h1>Nodes</h1>
+      <ErrorNote error={error} />
+      {nodes && nodes.length === 0 && (
+        <Empty>
+          No nodes yet. On a machine to lend: <code>gridx-node start --coordinator URL --enrolment-key KEY</code>
+        </Empty>
+      )}
+      {nodes && nodes.length > 0 && (
+        <div className="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th>Node</th>
+                <th>Owner</th>
+                <th>Machine</th>
+                <th>Executor / isolation</th>
+                <th>Status</th>
+                <th>Last seen</th>
+                <th>Tasks done</th>
+                <th />
+              </tr>
+            </thead>
+            <tbody>
+              {nodes.map((n) => (
+                <tr key={n.id} data-node={n.name}>
+                  <td>
+                    {n.name}
+                    <div className="muted">{n.id}</div>
+                  </td>
+                  <td>{n.owner}</td>
+                  <td>
+                    {n.capabilities.arch || "?"}, {n.capabilities.cpus} cores, {bytes(n.capabilities.memory_mb * 1048576)}
+                    {n.capabilities.gpus ? `, ${n.capabilities.gpus} GPU` : ""}
+                  </td>
+                  <td>
+                    {n.capabilities.docker ? "docker" : "process"} / {n.capabilities.isolation}
+                  </td>
+                  <td>
+                    <Status value={n.status} />
+                  </td>
+                  <td>{ago(n.last_seen)}</td>
+                  <td>{n.tasks_done}</td>
+                  <td>
+                    <button
+                      type="button"
+                      className="secondary"
+                      onClick={() =>
+                        postJson(`/nodes/${n.id}/drain`, { drain: n.status !== "draining" })
+                          .then(load)
+                          .catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)))
+                      }
+                    >
+                      {n.status === "draining" ? "Undrain" : "Drain"}
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}

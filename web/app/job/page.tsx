@@ -1,0 +1,146 @@
+"use client";
+
+import { useSearchParams } from "next/navigation";
+import { Suspense, useEffect, useState } from "react";
+
+import { LineChart } from "@/components/LineChart";
+import { ErrorNote, Status } from "@/components/Shell";
+import { ApiError, download, getJson, live, postJson } from "@/lib/api";
+import { ago, duration } from "@/lib/format";
+import type { JobDetail } from "@/lib/types";
+
+const FINISHED = ["succeeded", "failed", "cancelled"];
+
+export default function JobPage() {
+  return (
+    <Suspense fallback={<p className="muted">Loading...</p>}>
+      <Job />
+    </Suspense>
+  );
+}
+
+function Job() {
+  const id = useSearchParams().get("id") ?? "";
+  const [d, setD] = useState<JobDetail | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [mode, setMode] = useState("connecting");
+  useEffect(() => {
+    if (!id) return;
+    getJson<JobDetail>(`/jobs/${id}`)
+      .then(setD)
+      .catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)));
+    return live<JobDetail>(`/jobs/${id}/events`, `/jobs/${id}`, setD, setMode);
+  }, [id]);
+  if (error) return <ErrorNote error={error} />;
+  if (!d) return <p className="muted">Loading...</p>;
+  const j = d.job;
+  const done = d.rounds.filter((r) => r.status === "done" && r.metrics);
+  const series = (key: string, color: string) => ({
+    name: key,
+    color,
+    points: done.filter((r) => r.metrics && key in r.metrics).map((r) => ({ x: r.index + 1, y: r.metrics![key] })),
+  });
+  const failed = d.tasks.flatMap((t) =>
+    t.history.filter((h) => h.error).map((h) => ({ task: t, attempt: h })),
+  );
+  const act = (fn: () => Promise<unknown>) => fn().catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)));
+  return (
+    <>
+      <h1>
+        {j.name} <Status value={j.status} />
+      </h1>
+      <p className="muted" aria-live="polite">
+        {j.id} · owner {j.owner} · submitted {ago(j.created_at)} ·{" "}
+        {FINISHED.includes(j.status) ? "finished" : mode === "live" ? "updating live" : "updating every 2 s"}
+      </p>
+      {j.error && <p className="error">{j.error}</p>}
+      <div className="actions">
+        {j.status === "succeeded" && (
+          <>
+            <button type="button" onClick={() => act(() => download(`/jobs/${j.id}/model?format=pth`, "final_model.pth"))}>
+              Download final_model.pth
+            </button>
+            <button
+              type="button"
+              className="secondary"
+              onClick={() => act(() => download(`/jobs/${j.id}/model?format=safetensors`, "final_model.safetensors"))}
+            >
+              Download .safetensors
+            </button>
+          </>
+        )}
+        {!FINISHED.includes(j.status) && (
+          <button type="button" className="secondary" onClick={() => act(() => postJson(`/jobs/${j.id}/cancel`, {}))}>
+            Cancel job
+          </button>
+        )}
+      </div>
+      <h2>Rounds</h2>
+      <ol className="timeline" aria-label="Round timeline">
+        {Array.from({ length: j.rounds }, (_, i) => {
+          const r = d.rounds.find((x) => x.index === i);
+          const status = r?.status ?? "pending";
+          return (
+            <li key={i} className={status} data-round={i + 1} data-status={status}>
+              Round {i + 1}: {status}
+              {r?.finished_at ? ` · ${duration((r.finished_at - r.started_at) / 1000)}` : ""}
+            </li>
+          );
+        })}
+      </ol>
+      <div className="charts">
+        <LineChart title="Accuracy" yLabel="acc" series={[series("accuracy", "#1a7f37")]} />
+        <LineChart title="Loss" yLabel="loss" series={[series("loss", "#c4221f")]} />
+      </div>
+      <h2>Tasks</h2>
+      <div className="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th>Round</th>
+              <th>Shard</th>
+              <th>Status</th>
+              <th>Node</th>
+              <th>Attempt</th>
+              <th>Rows</th>
+              <th>Metrics</th>
+            </tr>
+          </thead>
+          <tbody>
+            {d.tasks.map((t) => (
+              <tr key={t.id}>
+                <td>{t.round + 1}</td>
+                <td>{t.shard}</td>
+                <td>
+                  <Status value={t.status} />
+                </td>
+                <td>{t.node_id ?? "-"}</td>
+                <td>
+                  {t.attempts}/{t.max_attempts}
+                </td>
+                <td>{t.rows}</td>
+                <td>{t.metrics ? Object.entries(t.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ") : "-"}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {failed.length > 0 && (
+        <>
+          <h2>Failed attempts</h2>
+          {failed.map(({ task, attempt }) => (
+            <details key={`${task.id}-${attempt.attempt}`}>
+              <summary>
+                round {task.round + 1}, shard {task.shard}, attempt {attempt.attempt} on {attempt.node_id}: [
+                {attempt.error_code}] {attempt.error}
+              </summary>
+              {attempt.stderr_tail && <pre>{attempt.stderr_tail}</pre>}
+            </details>
+          ))}
+        </>
+      )}
+      <h2>Configuration</h2>
+      <pre>{JSON.stringify(d.config, null, 2)}</pre>
+    </>
+  );
+}

@@ -1,0 +1,64 @@
+// A small SVG line chart: one series of (x, y) points with labelled axes. Plain SVG keeps the
+// static build small and works without JavaScript-heavy chart libraries.
+
+export interface Series {
+  name: string;
+  color: string;
+  points: { x: number; y: number }[];
+}
+
+export function LineChart({ title, series, yLabel }: { title: string; series: Series[]; yLabel: string }) {
+  const w = 420;
+  const h = 200;
+  const pad = { l: 44, r: 12, t: 12, b: 30 };
+  const all = series.flatMap((s) => s.points);
+  if (all.length === 0) {
+    return <p className="empty">{title}: no finished round yet.</p>;
+  }
+  const xmax = Math.max(...all.map((p) => p.x), 1);
+  const ymin = Math.min(...all.map((p) => p.y));
+  const ymax = Math.max(...all.map((p) => p.y));
+  const span = ymax - ymin || Math.abs(ymax) || 1;
+  const lo = ymin - span * 0.1;
+  const hi = ymax + span * 0.1;
+  const sx = (x: number) => pad.l + ((x - 1) / Math.max(xmax - 1, 1)) * (w - pad.l - pad.r);
+  const sy = (y: number) => pad.t + (1 - (y - lo) / (hi - lo)) * (h - pad.t - pad.b);
+  const ticks = [lo, (lo + hi) / 2, hi];
+  return (
+    <figure className="chart">
+      <figcaption>{title}</figcaption>
+      <svg viewBox={`0 0 ${w} ${h}`} role="img" aria-label={`${title} (${yLabel}) by round`}>
+        <line x1={pad.l} y1={h - pad.b} x2={w - pad.r} y2={h - pad.b} className="axis" />
+        <line x1={pad.l} y1={pad.t} x2={pad.l} y2={h - pad.b} className="axis" />
+        {ticks.map((t) => (
+          <text key={t} x={pad.l - 6} y={sy(t) + 4} textAnchor="end" className="tick">
+            {t.toFixed(3)}
+          </text>
+        ))}
+        {Array.from({ length: xmax }, (_, i) => i + 1).map((x) => (
+          <text key={x} x={sx(x)} y={h - pad.b + 16} textAnchor="middle" className="tick">
+            {x}
+          </text>
+        ))}
+        <text x={w / 2} y={h - 2} textAnchor="middle" className="tick">
+          round
+        </text>
+        {series.map((s) => (
+          <g key={s.name} data-series={s.name}>
+            <polyline
+              fill="none"
+              stroke={s.color}
+              strokeWidth={2}
+              points={s.points.map((p) => `${sx(p.x)},${sy(p.y)}`).join(" ")}
+            />
+            {s.points.map((p) => (
+              <circle key={p.x} cx={sx(p.x)} cy={sy(p.y)} r={3.5} fill={s.color} className="point">
+                <title>{`round ${p.x}: ${p.y.toFixed(4)}`}</title>
+              </circle>
+            ))}
+          </g>
+        ))}
+      </svg>
+    </figure>
+  );
+}

@@ -1,0 +1,74 @@
+"use client";
+
+import Link from "next/link";
+import { usePathname, useRouter } from "next/navigation";
+import { useEffect, useState, type ReactNode } from "react";
+
+import { getKey, setKey } from "@/lib/api";
+
+const LINKS = [
+  ["/", "Overview"],
+  ["/job-list/", "Jobs"],
+  ["/submit/", "Submit"],
+  ["/fleet/", "Nodes"],
+  ["/contributors/", "Contributors"],
+] as const;
+
+/** Navigation, and a guard: pages other than sign-in need an API key in this browser. */
+export function Shell({ children }: { children: ReactNode }) {
+  const path = usePathname();
+  const router = useRouter();
+  const [key, setLocalKey] = useState<string | null | undefined>(undefined);
+  useEffect(() => setLocalKey(getKey()), [path]);
+  const signingIn = path.startsWith("/signin");
+  useEffect(() => {
+    // read storage, not state: right after sign-in the state still holds the old value
+    if (!getKey() && !signingIn) router.replace("/signin/");
+  }, [key, signingIn, router]);
+  return (
+    <>
+      <header className="top">
+        <Link href="/" className="brand">
+          Grid-X
+        </Link>
+        {key && (
+          <nav aria-label="Main">
+            {LINKS.map(([href, label]) => (
+              <Link key={href} href={href} aria-current={path === href ? "page" : undefined}>
+                {label}
+              </Link>
+            ))}
+            <button
+              type="button"
+              className="link"
+              onClick={() => {
+                setKey(null);
+                setLocalKey(null);
+                router.replace("/signin/");
+              }}
+            >
+              Sign out
+            </button>
+          </nav>
+        )}
+      </header>
+      <main>{key || signingIn ? children : null}</main>
+    </>
+  );
+}
+
+export function Status({ value }: { value: string }) {
+  return <span className={`badge ${value}`}>{value}</span>;
+}
+
+export function Empty({ children }: { children: ReactNode }) {
+  return <p className="empty">{children}</p>;
+}
+
+export function ErrorNote({ error }: { error: string | null }) {
+  return error ? (
+    <p className="error" role="alert">
+      {error}
+    </p>
+  ) : null;
+}

@@ -1,0 +1,99 @@
+// The coordinator's JSON, as the dashboard reads it (see schemas/ in the repository).
+
+export interface AttemptInfo {
+  attempt: number;
+  node_id: string;
+  started_at: number;
+  finished_at: number | null;
+  outcome: string | null;
+  error_code: string | null;
+  error: string | null;
+  stderr_tail: string | null;
+}
+
+export interface TaskInfo {
+  id: string;
+  round: number;
+  shard: number;
+  status: string;
+  node_id: string | null;
+  attempts: number;
+  max_attempts: number;
+  rows: number;
+  metrics: Record<string, number> | null;
+  error_code: string | null;
+  error: string | null;
+  history: AttemptInfo[];
+}
+
+export interface RoundInfo {
+  index: number;
+  status: string;
+  metrics: Record<string, number> | null;
+  started_at: number;
+  finished_at: number | null;
+}
+
+export interface JobSummary {
+  id: string;
+  name: string;
+  owner: string;
+  status: string;
+  current_round: number;
+  rounds: number;
+  shards: number;
+  tasks_done: number;
+  tasks_total: number;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface JobDetail {
+  job: JobSummary;
+  config: Record<string, unknown> & { strategy: Record<string, unknown> };
+  final_model_sha256: string | null;
+  rounds: RoundInfo[];
+  tasks: TaskInfo[];
+}
+
+export interface NodeInfo {
+  id: string;
+  name: string;
+  owner: string;
+  status: string;
+  capabilities: {
+    arch: string;
+    cpus: number;
+    memory_mb: number;
+    executors: string[];
+    isolation: string;
+    docker: boolean;
+    gpus: number;
+  };
+  last_seen: number;
+  tasks_done: number;
+}
+
+export interface Overview {
+  nodes_online: number;
+  nodes_offline: number;
+  jobs_by_status: Record<string, number>;
+  tasks_running: number;
+  tasks_queued: number;
+  tasks_per_minute: number;
+}
+
+export interface Contributor {
+  owner: string;
+  nodes: number;
+  tasks_done: number;
+  compute_s: number;
+  credit: number;
+}
+
+export interface UserInfo {
+  id: number;
+  email: string;
+  role: string;
+}

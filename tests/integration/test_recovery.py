@@ -1,0 +1,57 @@
+"""Crashes change nothing: the same seeded job gives a bit-identical model with and without them."""
+
+from __future__ import annotations
+
+from gridx.coordinator.cli.cluster import LocalCluster
+from tests.integration.conftest import REPO, Client
+
+DIGITS = REPO / "examples" / "digits"
+CONFIG = {"rounds": 3, "shards": 2, "epochs": 1, "seed": 7}
+
+
+def _submit(client: Client) -> str:
+    return client.submit(
+        (DIGITS / "train.py").read_bytes(),
+        CONFIG,
+        data=("train.csv", (DIGITS / "data" / "train.csv").read_bytes()),
+    )
+
+
+def _in_round(client: Client, job_id: str, r: int) -> None:
+    client.wait(
+        job_id,
+        lambda b: any(t["round"] == r and t["status"] == "leased" for t in b["tasks"]),
+        120,
+    )
+
+
+def test_node_and_coordinator_crashes_leave_the_model_bit_identical(
+    cluster: LocalCluster, client: Client
+) -> None:
+    cluster.add_node("node-1")
+    cluster.add_node("node-2")
+    clean = client.wait_done(_submit(client), 180)
+    assert clean["job"]["status"] == "succeeded", clean
+    reference = clean["final_safetensors_sha256"]
+    assert reference
+
+    # the coordinator is SIGKILLed in the middle of round 2 and started again
+    job_id = _submit(client)
+    _in_round(client, job_id, 1)
+    cluster.kill_coordinator()
+    cluster.start_coordinator()
+    crashed = client.wait_done(job_id, 240)
+    assert crashed["job"]["status"] == "succeeded", crashed
+    assert crashed["final_safetensors_sha256"] == reference
+
+    # a node is SIGKILLed mid-task; its lease expires and another node redoes the shard
+    job_id = _submit(client)
+    body = client.wait(job_id, lambda b: any(t["status"] == "leased" for t in b["tasks"]), 120)
+    victim_id = next(t["node_id"] for t in body["tasks"] if t["status"] == "leased")
+    names = {n["id"]: n["name"] for n in client.http.get("/nodes").json()}
+    cluster.kill_node(names[victim_id])
+    cluster.add_node("node-3")
+    lost = client.wait_done(job_id, 240)
+    assert lost["job"]["status"] == "succeeded", lost
+    assert any(h["outcome"] == "lease_expired" for t in lost["tasks"] for h in t["history"])
+    assert lost["final_safetensors_sha256"] == reference

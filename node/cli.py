@@ -21,14 +21,14 @@ async def _serve(config: NodeConfig) -> int:
     python = config.python or sys.executable
     probe = make_executor(config.executor, config.state_dir, python, node_id="")
     caps = capabilities(probe)
-    bootstrap = CoordinatorClient(config.coordinator_url)
+    bootstrap = CoordinatorClient(config.coordinator_url, ca_file=config.ca_file)
     try:
         ident = await enrol(config, bootstrap, caps)
     finally:
         await bootstrap.close()
     executor = make_executor(config.executor, config.state_dir, python, ident.node_id)
     executor.cleanup()
-    client = CoordinatorClient(config.coordinator_url, ident.node_token)
+    client = CoordinatorClient(config.coordinator_url, ident.node_token, config.ca_file)
     worker = Worker(config, client, ident, executor)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -72,6 +72,7 @@ def cli() -> None:
 )
 @click.option("--once", is_flag=True, default=None, help="Run one task, then exit.")
 @click.option("--status-port", type=int, help="Local status page on 127.0.0.1 (0: off).")
+@click.option("--ca-file", help="CA bundle to trust for an https coordinator [GRIDX_CA_FILE].")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
     """Register (first time), then take and run tasks until stopped (SIGTERM releases the task)."""

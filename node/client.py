@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -73,11 +74,14 @@ async def retrying(call: Callable[[], Awaitable[T]], what: str, tries: int = 6) 
 class CoordinatorClient:
     """Typed calls to the coordinator's `/agent/*` routes."""
 
-    def __init__(self, base_url: str, token: str = "") -> None:
+    def __init__(self, base_url: str, token: str = "", ca_file: str = "") -> None:
+        """`ca_file`: trust this CA for an https coordinator (default: the system's trust)."""
         self.base_url = base_url.rstrip("/") + "/"
         self.token = token
+        tls = ssl.create_default_context(cafile=ca_file or None)
         self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60),
+            connector=aiohttp.TCPConnector(ssl=tls),
         )
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "python": ("GRIDX_PYTHON",),
     "memory_mb": ("GRIDX_MEMORY_MB",),
     "status_port": ("GRIDX_STATUS_PORT",),
+    "ca_file": ("GRIDX_CA_FILE", "CA_FILE"),
 }
 
 
@@ -48,6 +49,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Long-poll duration asked of the coordinator."""
     status_port: int = 8765
     """Port of the owner's status page on 127.0.0.1 (0: no page)."""
+    ca_file: str = ""
+    """CA bundle to trust for an https coordinator (default: the system's trust store)."""
 
 
 def read_env_file(path: Path) -> dict[str, str]:

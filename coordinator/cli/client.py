@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,10 +24,12 @@ class ApiClient:
 
     def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
+        ca_file = os.environ.get("GRIDX_CA_FILE")  # trust this CA for an https coordinator
         self.http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=httpx.Timeout(timeout, connect=10),
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
         )
 
     def _call(self, method: str, path: str, kind: type[T], **kwargs: object) -> T:

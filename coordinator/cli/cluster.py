@@ -54,11 +54,15 @@ class LocalCluster:
         root: Path,
         coordinator_env: dict[str, str] | None = None,
         executor: str = "process",
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """`tls`: (certificate, key, CA) to serve HTTPS, nodes and clients trusting that CA."""
         self.root = root
         self.data_dir = root / "coordinator"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify: str | bool = str(tls[2]) if tls else True
         self.coordinator_env = coordinator_env or {}
         self.coordinator: subprocess.Popen[bytes] | None = None
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
@@ -105,6 +109,11 @@ class LocalCluster:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *(
+                    ("--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1]))
+                    if self.tls
+                    else ()
+                ),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -123,7 +132,10 @@ class LocalCluster:
             if self.coordinator is not None and self.coordinator.poll() is not None:
                 break
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
@@ -152,6 +164,7 @@ class LocalCluster:
                 str(self.root / name),
                 *(() if "--executor" in args else ("--executor", self.executor)),
                 *(() if "--status-port" in args else ("--status-port", "0")),
+                *(("--ca-file", str(self.tls[2])) if self.tls and "--ca-file" not in args else ()),
                 *args,
             ],
             stdout=log,

@@ -80,10 +80,30 @@ def coordinator() -> None:
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to bind.")
 @click.option("--public-url", default=None, help="Base URL nodes use for signed links.")
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--tls-cert",
+    envvar="GRIDX_TLS_CERT",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Serve HTTPS with this certificate (PEM) [GRIDX_TLS_CERT].",
+)
+@click.option(
+    "--tls-key",
+    envvar="GRIDX_TLS_KEY",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The certificate's private key (PEM) [GRIDX_TLS_KEY].",
+)
 def coordinator_start(
-    data_dir: Path, host: str, port: int, public_url: str | None, log_level: str
+    data_dir: Path,
+    host: str,
+    port: int,
+    public_url: str | None,
+    log_level: str,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
-    """Serve the API (SQLite + local storage in DATA_DIR)."""
+    """Serve the API (SQLite + local storage in DATA_DIR), over HTTPS when given a certificate."""
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
     import uvicorn
 
     from gridx.coordinator.api.app import create_app
@@ -93,9 +113,16 @@ def coordinator_start(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = settings_from_env(data_dir=data_dir, host=host, port=port, public_url=public_url)
-    click.echo(f"Grid-X coordinator on http://{host}:{port} (data in {data_dir})", err=True)
+    scheme = "https" if tls_cert else "http"
+    click.echo(f"Grid-X coordinator on {scheme}://{host}:{port} (data in {data_dir})", err=True)
     uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=log_level, timeout_keep_alive=30
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_keep_alive=30,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )
 
 

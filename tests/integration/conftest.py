@@ -32,7 +32,10 @@ class Client:
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.http = httpx.Client(
-            base_url=cluster.url, headers={"Authorization": f"Bearer {cluster.api_key}"}, timeout=30
+            base_url=cluster.url,
+            headers={"Authorization": f"Bearer {cluster.api_key}"},
+            timeout=30,
+            verify=cluster.verify,
         )
 
     def submit(

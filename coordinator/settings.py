@@ -48,6 +48,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Processes in the aggregation pool."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (a CDN-hosted dashboard)."""
+    register_per_minute: int = 60
+    """Node registrations accepted per client address and minute."""
+    auth_failures_per_minute: int = 30
+    """Failed API-key checks tolerated per client address and minute before answering 429."""
     web_dir: Path | None = None
     """The dashboard's static build; default: the one packaged, else `web/out` of a checkout."""
 
@@ -85,6 +89,8 @@ _FIELDS = {
     "max_result_bytes": int,
     "aggregation_workers": int,
     "web_dir": Path,
+    "register_per_minute": int,
+    "auth_failures_per_minute": int,
 }
 
 

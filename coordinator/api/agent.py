@@ -8,8 +8,10 @@ from litestar import Controller, Request, Response, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from gridx.coordinator.api.deps import client_address
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.errors import RateLimited
 from gridx.coordinator.services import dispatch, nodes, results
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
@@ -32,8 +34,12 @@ class AgentController(Controller):
     tags = ["agent"]
 
     @post("/register", status_code=201)
-    async def register(self, data: RegisterRequest, rt: Runtime, user: UserRow) -> RegisterResponse:
+    async def register(
+        self, request: Request, data: RegisterRequest, rt: Runtime, user: UserRow
+    ) -> RegisterResponse:
         """Enrol a node; authenticated with the owner's API key. The token is shown once."""
+        if not rt.allow(f"register:{client_address(request)}", rt.settings.register_per_minute):
+            raise RateLimited("too many node registrations from this address; wait a minute")
         return await nodes.register(rt, user, data)
 
     @post("/heartbeat", status_code=200)

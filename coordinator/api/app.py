@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -17,6 +18,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridx.coordinator.api import agent, errors, jobs, live, misc
 from gridx.coordinator.api.deps import provide_node, provide_rt, provide_user
@@ -24,6 +26,7 @@ from gridx.coordinator.clock import Clock, SystemClock
 from gridx.coordinator.db.connection import Database
 from gridx.coordinator.errors import GridXError
 from gridx.coordinator.services import dispatch, nodes, rounds
+from gridx.coordinator.services.metrics import Metrics
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.local import LocalStorage
@@ -73,6 +76,33 @@ def dashboard_handlers(settings: Settings) -> list[Any]:
     ]
 
 
+def request_timer(app: ASGIApp) -> ASGIApp:
+    """Count each HTTP request and its latency for /metrics."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await app(scope, receive, capture)
+        finally:
+            rt = getattr(scope["litestar_app"].state, "rt", None)
+            if rt is not None and rt.counters is not None:
+                method = str(scope.get("method", "GET"))
+                rt.counters.observe_request(method, status, time.perf_counter() - started)
+
+    return middleware
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     """Build the coordinator app for `settings` (tests pass their own, and a manual clock)."""
 
@@ -92,6 +122,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             clock=clock or SystemClock(),
             pool=pool,
         )
+        rt.counters = Metrics()
         app.state.rt = rt
         loops = [
             asyncio.create_task(
@@ -129,6 +160,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             agent.AgentController,
             jobs.JobController,
             misc.healthz,
+            misc.prometheus,
             misc.me,
             misc.list_nodes,
             misc.download_blob,
@@ -145,6 +177,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             "node": Provide(provide_node),
         },
         lifespan=[lifespan],
+        middleware=[request_timer],
         exception_handlers=handlers,
         cors_config=cors,
         request_max_body_size=settings.max_json_bytes,

@@ -8,7 +8,7 @@ from litestar.response import File
 from gridx.coordinator.db import blobs
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import NotFound
-from gridx.coordinator.services import nodes
+from gridx.coordinator.services import metrics, nodes
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.nodes import NodeInfo, UserInfo
 
@@ -17,6 +17,12 @@ from gridx.schemas.nodes import NodeInfo, UserInfo
 async def healthz() -> dict[str, str]:
     """Liveness: answers without touching the database."""
     return {"status": "ok"}
+
+
+@get("/metrics", tags=["health"], media_type="text/plain; version=0.0.4")
+async def prometheus(rt: Runtime) -> str:
+    """Prometheus metrics: tasks, jobs and nodes by state, expired leases, merge time, requests."""
+    return await metrics.render(rt, rt.counters)
 
 
 @get("/me", tags=["users"])

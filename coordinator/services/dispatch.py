@@ -20,6 +20,8 @@ from gridx.schemas.jobs import FedProx, JobConfig
 async def _settle_expired(rt: Runtime, conn: aiosqlite.Connection, now: int) -> int:
     """Expire overdue leases inside the caller's transaction; returns how many were requeued."""
     requeued, exhausted = await tasks.expire_leases(conn, now)
+    if rt.counters is not None:
+        rt.counters.leases_expired += len(requeued) + len(exhausted)
     for task in requeued:
         await events.append(
             conn, task.job_id, "task_requeued", {"task": task.id, "reason": "lease_expired"}, now

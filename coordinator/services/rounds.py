@@ -102,6 +102,9 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
             log.exception("aggregation of %s round %s crashed", job_id, round_idx)
             await _abort(rt, job_id, f"aggregation of round {round_idx} crashed: {exc!r}")
             return
+        if rt.counters is not None:
+            rt.counters.aggregations += 1
+            rt.counters.aggregation_seconds += result.merge_s + result.write_s
         pth_sha, pth_size, pth_key = rt.storage.adopt(Path(result.model_pth))
         st_sha, st_size, st_key = rt.storage.adopt(Path(result.model_safetensors))
         state = rt.storage.adopt(Path(result.state)) if result.state else None

@@ -64,8 +64,24 @@ class Runtime:
     heartbeats: dict[str, int] = field(default_factory=dict)
     """Node id -> time of its latest heartbeat, not yet written (flushed in batches)."""
     node_cache: dict[str, NodeRow] = field(default_factory=dict)
+    counters: Any = None
+    """The process's Prometheus counters (`services.metrics.Metrics`), set by the app."""
+    limits: dict[str, list[int]] = field(default_factory=dict)
+    """Rate-limit windows: key -> request times (epoch ms) in the last minute."""
     """Token hash -> node. Identities never change once created, so entries never go stale."""
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def allow(self, key: str, per_minute: int) -> bool:
+        """A sliding one-minute window: True while `key` has made fewer than `per_minute` calls."""
+        now = self.clock.now_ms()
+        recent = [t for t in self.limits.get(key, []) if now - t < 60_000]
+        allowed = len(recent) < per_minute
+        if allowed:
+            recent.append(now)
+        self.limits[key] = recent
+        if len(self.limits) > 100_000:  # forget idle keys
+            self.limits = {k: v for k, v in self.limits.items() if v and now - v[-1] < 60_000}
+        return allowed
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Run a coroutine in the background, keeping a reference and logging its failure."""

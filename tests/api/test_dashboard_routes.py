@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import msgspec
+
 from tests.api.helpers import claim, complete, register, submit, upload, wait_status
 from tests.conftest import Api
 from tests.weightfiles import state, write_pth
@@ -73,3 +75,39 @@ def test_job_stream_sends_the_detail_and_ends_when_the_job_is_done(api: Api, tmp
     events = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
     assert events[-1]["job"]["status"] == "succeeded"
     assert api.client.get(f"/jobs/{job_id}/events", headers=api.bob).status_code == 404
+
+
+def test_metrics_are_exposed_for_prometheus(api: Api) -> None:
+    submit(api, api.alice)
+    api.client.get("/healthz")
+    text = api.client.get("/metrics").text
+    assert 'gridx_tasks{state="queued"} 2' in text
+    assert 'gridx_jobs{status="queued"} 1' in text
+    assert "gridx_leases_expired_total 0" in text
+    assert 'gridx_http_requests_total{method="GET",code="2xx"}' in text
+    assert "gxk_" not in text
+
+
+def test_registrations_and_failed_sign_ins_are_rate_limited(api: Api) -> None:
+    api.client.app.state.rt.settings = msgspec.structs.replace(
+        api.settings, register_per_minute=3, auth_failures_per_minute=5
+    )
+    codes = [
+        api.client.post("/agent/register", json={"name": f"n{i}"}, headers=api.alice).status_code
+        for i in range(4)
+    ]
+    assert codes == [201, 201, 201, 429]
+    r = api.client.post("/agent/register", json={"name": "x"}, headers=api.alice)
+    assert r.json()["code"] == "rate_limited"
+    api.clock.advance(61)
+    assert (
+        api.client.post("/agent/register", json={"name": "later"}, headers=api.alice).status_code
+        == 201
+    )
+    wrong = [
+        api.client.get("/me", headers={"Authorization": "Bearer gxk_guess"}).status_code
+        for _ in range(6)
+    ]
+    assert wrong == [401] * 5 + [429]
+    api.clock.advance(61)
+    assert api.client.get("/me", headers=api.alice).status_code == 200

@@ -123,3 +123,21 @@ def test_openapi_schema_lists_the_routes(api: Api) -> None:
         "/healthz",
     ):
         assert p in paths, p
+
+
+def test_path_traversal_in_file_names_and_blob_keys_reaches_nothing(api: Api) -> None:
+    hostile = "../../../../etc/passwd.csv"
+    r = submit(
+        api,
+        api.alice,
+        files={"train_py": ("../../train.py", TRAIN), "data": (hostile, CSV.encode())},
+    )
+    assert r.status_code == 201
+    store = api.settings.blob_dir.resolve()
+    for path in api.settings.data_dir.rglob("*"):
+        assert path.resolve().is_relative_to(api.settings.data_dir.resolve())
+    assert not (store.parent / "etc").exists()
+    for key in ("../../gridx.db", "..%2F..%2Fgridx.db", "%2e%2e/signing.key"):
+        r = api.client.get(f"/blobs/{key}?exp=99999999999999&sig=00")
+        assert r.status_code in (403, 404), key
+        assert b"SQLite" not in r.content

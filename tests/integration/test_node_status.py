@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -33,3 +34,7 @@ def test_node_serves_its_status_on_loopback(cluster: LocalCluster, client: Clien
     assert status["tasks_run"] == 1 and status["recent"][0]["result"] == "succeeded"
     page = httpx.get(f"{url}/").text
     assert status["node_id"] in page and "succeeded" in page and "gxn_" not in page
+    # no secret ever reaches a log: not the API key, not the node's token
+    token = json.loads((cluster.root / "pi" / "identity.json").read_text())["node_token"]
+    logs = "".join(p.read_text(errors="replace") for p in cluster.root.glob("*.log"))
+    assert logs and cluster.api_key not in logs and token not in logs

@@ -39,8 +39,9 @@ class UrlSigner:
         Raises:
             Forbidden: the signature is wrong or has expired.
         """
-        good = hmac.compare_digest(self._mac(method, resource, expires_ms), sig)
-        if not good:
+        # compare bytes: compare_digest refuses non-ASCII str, and a hostile URL may carry any
+        expected = self._mac(method, resource, expires_ms).encode()
+        if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogateescape")):
             raise Forbidden("invalid signature on this link")
         if now_ms > expires_ms:
             raise Forbidden("this link has expired; ask for the task again")

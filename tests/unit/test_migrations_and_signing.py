@@ -67,3 +67,5 @@ def test_signed_urls_expire_and_resist_tampering() -> None:
         signer.verify("GET", "abc", 9999, sig, now_ms=0)  # a stretched expiry
     with pytest.raises(Forbidden, match="invalid"):
         UrlSigner(b"other").verify("GET", "abc", 1000, sig, now_ms=0)
+    with pytest.raises(Forbidden, match="invalid"):  # found by schemathesis: was a 500
+        signer.verify("GET", "ab\u00e9c", 1000, "\U000f3f14\u00b1", now_ms=0)

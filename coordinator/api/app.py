@@ -155,20 +155,24 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         HTTPException: errors.http_error,
         Exception: errors.unexpected_error,
     }
+    routes: list[Any] = [
+        agent.AgentController,
+        jobs.JobController,
+        misc.healthz,
+        misc.prometheus,
+        misc.me,
+        misc.list_nodes,
+        misc.download_blob,
+        live.overview,
+        live.contributors,
+        live.drain,
+        live.overview_events,
+        live.job_events,
+    ]
+    errors.document_errors(routes)
     return Litestar(
         route_handlers=[
-            agent.AgentController,
-            jobs.JobController,
-            misc.healthz,
-            misc.prometheus,
-            misc.me,
-            misc.list_nodes,
-            misc.download_blob,
-            live.overview,
-            live.contributors,
-            live.drain,
-            live.overview_events,
-            live.job_events,
+            *routes,
             *dashboard_handlers(settings),
         ],
         dependencies={

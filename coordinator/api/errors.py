@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 
 from gridx.coordinator.errors import GridXError
 from gridx.schemas.errors import ErrorBody, FieldError
@@ -26,6 +29,37 @@ _CODES = {
     429: "rate_limited",
 }
 _FIELD = re.compile(r"at `\$\.?([^`]*)`")
+
+
+ERROR_RESPONSES = {
+    status: ResponseSpec(ErrorBody, description=description)
+    for status, description in (
+        (400, "malformed request (e.g. not JSON)"),
+        (401, "missing or unknown key or token"),
+        (403, "not allowed, or a bad / expired signed link"),
+        (404, "no such thing, or not yours"),
+        (405, "method not allowed"),
+        (409, "conflict: a stale lease, or a finished job"),
+        (413, "body or file over its limit"),
+        (422, "invalid input; `errors` names every invalid field"),
+        (429, "rate limited; retry after a minute"),
+        (500, "internal error"),
+    )
+}
+
+
+def document_errors(handlers: list[Any]) -> None:
+    """Declare the error body in the OpenAPI schema of every route (controllers included)."""
+    for handler in handlers:
+        found = (
+            [v for v in vars(handler).values() if isinstance(v, HTTPRouteHandler)]
+            if isinstance(handler, type)
+            else [handler]
+            if isinstance(handler, HTTPRouteHandler)
+            else []
+        )
+        for route in found:
+            route.responses = {**ERROR_RESPONSES, **(route.responses or {})}
 
 
 def gridx_error(_: Request, exc: GridXError) -> Response[ErrorBody]:

@@ -1,4 +1,5 @@
-"""Schemathesis against the coordinator's own OpenAPI schema: no input makes the server fail."""
+"""Schemathesis against the coordinator's own OpenAPI schema: no input makes the server fail,
+and every answer (errors included) matches the schema, status codes included."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import tempfile
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from gridx.coordinator.api.app import create_app
 from gridx.coordinator.clock import SystemClock
@@ -40,5 +42,8 @@ schema = schemathesis.openapi.from_asgi("/schema/openapi.json", APP).exclude(
 
 @schema.parametrize()
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_input_makes_the_server_fail(case) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, checks=[not_a_server_error])
+def test_no_input_makes_the_server_fail_or_leave_its_schema(case) -> None:
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {KEY}"},
+        checks=[not_a_server_error, response_schema_conformance, status_code_conformance],
+    )

@@ -47,9 +47,8 @@ async def _open(path: Path) -> aiosqlite.Connection:
 
 async def migrate(conn: aiosqlite.Connection) -> int:
     """Apply migrations newer than `PRAGMA user_version`; returns the resulting version."""
-    async with conn.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    version = int(row[0]) if row else 0
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    version = int(rows[0][0]) if rows else 0
     for number, sql in migrations():
         if number <= version:
             continue
@@ -97,26 +96,34 @@ class Database:
             await self.writer.execute("COMMIT")
 
 
+async def rows_of(
+    conn: aiosqlite.Connection, sql: str, params: dict[str, object]
+) -> list[sqlite3.Row]:
+    """Run `sql` and read all its rows in one step on the connection's thread.
+
+    Never hold a cursor open across an await: coroutines share the read connection, and a
+    statement left un-finished keeps its read transaction (and so an old snapshot) open for
+    every query that follows on that connection.
+    """
+    return list(await conn.execute_fetchall(sql, params))
+
+
 async def fetch_one(
     conn: aiosqlite.Connection, sql: str, params: dict[str, object], kind: type[T]
 ) -> T | None:
     """Run `sql` and convert its first row (if any) to `kind`."""
-    async with conn.execute(sql, params) as cur:
-        row = await cur.fetchone()
-    return None if row is None else msgspec.convert(dict(row), kind)
+    rows = await rows_of(conn, sql, params)
+    return msgspec.convert(dict(rows[0]), kind) if rows else None
 
 
 async def fetch_all(
     conn: aiosqlite.Connection, sql: str, params: dict[str, object], kind: type[T]
 ) -> list[T]:
     """Run `sql` and convert every row to `kind`."""
-    async with conn.execute(sql, params) as cur:
-        rows = await cur.fetchall()
-    return [msgspec.convert(dict(r), kind) for r in rows]
+    return [msgspec.convert(dict(r), kind) for r in await rows_of(conn, sql, params)]
 
 
 async def fetch_value(conn: aiosqlite.Connection, sql: str, params: dict[str, object]) -> object:
     """Run `sql` and return the first column of its first row (None if no row)."""
-    async with conn.execute(sql, params) as cur:
-        row = await cur.fetchone()
-    return None if row is None else row[0]
+    rows = await rows_of(conn, sql, params)
+    return rows[0][0] if rows else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_one
+from gridx.coordinator.db.connection import fetch_all, fetch_one, rows_of
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "failed", "cancelled"}),
@@ -153,7 +153,8 @@ async def transition(
 ) -> bool:
     """Move a job to `to` if its current status allows it; False when it did not."""
     sources = [s for s, targets in TRANSITIONS.items() if to in targets]
-    async with conn.execute(
+    rows = await rows_of(
+        conn,
         TRANSITION,
         {
             "id": job_id,
@@ -165,5 +166,5 @@ async def transition(
             "final_st": final_st_sha,
             "from_": msgspec.json.encode(sources).decode(),
         },
-    ) as cur:
-        return await cur.fetchone() is not None
+    )
+    return bool(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all
+from gridx.coordinator.db.connection import fetch_all, fetch_value
 
 
 class StatusCount(msgspec.Struct, kw_only=True):
@@ -59,9 +59,8 @@ async def tasks_by_status(conn: aiosqlite.Connection, owner_id: int | None) -> d
 
 async def tasks_finished_since(conn: aiosqlite.Connection, since: int, owner_id: int | None) -> int:
     """Tasks that succeeded since `since` (epoch ms)."""
-    async with conn.execute(FINISHED_SINCE, {"since": since, "owner_id": owner_id}) as cur:
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    value = await fetch_value(conn, FINISHED_SINCE, {"since": since, "owner_id": owner_id})
+    return int(value or 0)  # type: ignore[call-overload]
 
 
 async def contributors(conn: aiosqlite.Connection) -> list[ContributorRow]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_one
+from gridx.coordinator.db.connection import fetch_all, fetch_one, fetch_value, rows_of
 from gridx.schemas.agent import Capabilities
 
 # Allowed task transitions; every UPDATE below is guarded by its `from` set.
@@ -275,8 +275,7 @@ async def attach_result(
 ) -> bool:
     """Record the file uploaded under a live lease; False when the lease is gone."""
     params = {"id": task_id, "token": token, "result_sha": result_sha, "now": now}
-    async with conn.execute(ATTACH_RESULT, params) as cur:
-        return await cur.fetchone() is not None
+    return bool(await rows_of(conn, ATTACH_RESULT, params))
 
 
 async def complete(
@@ -357,9 +356,8 @@ async def cancel_job(conn: aiosqlite.Connection, job_id: str, now: int) -> list[
 
 async def round_pending(conn: aiosqlite.Connection, job_id: str, round_idx: int) -> int:
     """How many tasks of a round have not succeeded yet."""
-    async with conn.execute(ROUND_PENDING, {"job_id": job_id, "round_idx": round_idx}) as cur:
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    value = await fetch_value(conn, ROUND_PENDING, {"job_id": job_id, "round_idx": round_idx})
+    return int(value or 0)  # type: ignore[call-overload]
 
 
 async def not_held(conn: aiosqlite.Connection, node_id: str, task_ids: list[str]) -> list[str]:
@@ -367,6 +365,4 @@ async def not_held(conn: aiosqlite.Connection, node_id: str, task_ids: list[str]
     if not task_ids:
         return []
     ids = msgspec.json.encode(task_ids).decode()
-    async with conn.execute(NOT_HELD, {"ids": ids, "node_id": node_id}) as cur:
-        rows = await cur.fetchall()
-    return [str(r[0]) for r in rows]
+    return [str(r[0]) for r in await rows_of(conn, NOT_HELD, {"ids": ids, "node_id": node_id})]

@@ -1,0 +1,258 @@
+"""Load: many simulated nodes against one real coordinator process on SQLite (127.0.0.1 only).
+
+Every simulated node registers, then heartbeats every 5 s (jittered); `--workers` of them also
+long-poll for tasks and complete each at once with a tiny weight file (uploaded through the
+signed URL, validated by the coordinator like any other). A feeder keeps jobs queued. Bounded in
+count and time; stops by itself.
+
+Prints heartbeat p50/p99, claim p50/p99 (request_task calls that returned a task), dispatch
+latency (task created -> leased, from the coordinator's own records), tasks completed per second,
+errors, and the coordinator's CPU and RSS. Last line: one JSON object.
+
+    python bench/load.py [--nodes 2000] [--seconds 60] [--workers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from gridx.coordinator.cli.cluster import LocalCluster
+
+HEARTBEAT_S = 5.0
+TRAIN = b"print('simulated')\n"
+
+
+def tiny_weights() -> bytes:
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + struct.pack("<2f", 1.0, 2.0)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds used, RSS in MiB) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = (
+        next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        / 1024
+    )
+    return cpu, rss
+
+
+class Load:
+    def __init__(self, url: str, key: str, deadline: float) -> None:
+        self.url, self.key, self.deadline = url, key, deadline
+        self.heartbeats: list[float] = []
+        self.claims: list[float] = []
+        self.completed = 0
+        self.errors: dict[str, int] = {}
+        self.weights = tiny_weights()
+        self.jobs: list[str] = []
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+    async def register(self, s: aiohttp.ClientSession, i: int, sem: asyncio.Semaphore) -> str:
+        async with (
+            sem,
+            s.post(
+                f"{self.url}/agent/register",
+                json={"name": f"sim-{i}"},
+                headers={"Authorization": f"Bearer {self.key}"},
+            ) as r,
+        ):
+            if r.status != 201:
+                raise RuntimeError(f"register: {r.status} {await r.text()}")
+            return str((await r.json())["node_token"])
+
+    async def heartbeat_loop(self, s: aiohttp.ClientSession, token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        await asyncio.sleep(random.uniform(0, HEARTBEAT_S))
+        while time.monotonic() < self.deadline:
+            t = time.perf_counter()
+            try:
+                async with s.post(f"{self.url}/agent/heartbeat", json={}, headers=headers) as r:
+                    await r.read()
+                    if r.status != 200:
+                        self.error(f"heartbeat {r.status}")
+                    else:
+                        self.heartbeats.append((time.perf_counter() - t) * 1000)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.error(f"heartbeat {type(exc).__name__}")
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def worker_loop(self, s: aiohttp.ClientSession, token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        while time.monotonic() < self.deadline:
+            wait = max(0.0, min(5.0, self.deadline - time.monotonic()))
+            t = time.perf_counter()
+            try:
+                async with s.post(
+                    f"{self.url}/agent/request_task", params={"wait_s": str(wait)}, headers=headers
+                ) as r:
+                    if r.status == 204:
+                        continue
+                    if r.status != 200:
+                        self.error(f"request_task {r.status}")
+                        continue
+                    task = await r.json()
+                self.claims.append((time.perf_counter() - t) * 1000)
+                async with s.put(self.url + task["upload_url"], data=self.weights) as r:
+                    sha = (await r.json())["sha256"]
+                body = {
+                    "task_id": task["task_id"],
+                    "lease_token": task["lease_token"],
+                    "result_sha256": sha,
+                }
+                async with s.post(
+                    f"{self.url}/agent/complete_task", json=body, headers=headers
+                ) as r:
+                    if r.status == 200:
+                        await r.read()
+                        self.completed += 1
+                    else:
+                        code = (await r.json()).get("code", "") if r.status < 500 else ""
+                        self.error(f"complete {r.status} {code}".strip())
+            except (aiohttp.ClientError, TimeoutError, KeyError) as exc:
+                self.error(f"worker {type(exc).__name__}")
+
+    async def feeder(self, s: aiohttp.ClientSession, shards: int) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        while time.monotonic() < self.deadline:
+            async with s.get(f"{self.url}/stats/overview", headers=headers) as r:
+                queued = (await r.json())["tasks_queued"]
+            if queued < shards:
+                form = aiohttp.FormData()
+                form.add_field("train_py", TRAIN, filename="train.py")
+                form.add_field("config", json.dumps({"rounds": 1, "shards": shards}))
+                async with s.post(f"{self.url}/jobs/", data=form, headers=headers) as r:
+                    if r.status == 201:
+                        self.jobs.append((await r.json())["job"]["id"])
+                    else:
+                        self.error(f"submit {r.status}")
+            await asyncio.sleep(0.5)
+
+    async def dispatch_latencies(self, s: aiohttp.ClientSession) -> list[float]:
+        out: list[float] = []
+        headers = {"Authorization": f"Bearer {self.key}"}
+        for job_id in self.jobs[:20]:
+            async with s.get(f"{self.url}/jobs/{job_id}", headers=headers) as r:
+                detail = await r.json()
+            created = detail["job"]["created_at"]
+            out += [
+                float(t["history"][0]["started_at"] - created)
+                for t in detail["tasks"]
+                if t["history"]
+            ]
+        return out
+
+
+async def run(args: argparse.Namespace, cluster: LocalCluster) -> dict[str, float]:
+    assert cluster.coordinator is not None
+    pid = cluster.coordinator.pid
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
+        load = Load(cluster.url, cluster.api_key, deadline=0)
+        sem = asyncio.Semaphore(64)
+        t = time.monotonic()
+        tokens = await asyncio.gather(*(load.register(s, i, sem) for i in range(args.nodes)))
+        print(f"registered {args.nodes} nodes in {time.monotonic() - t:.1f}s", flush=True)
+        cpu0, _ = proc_stats(pid)
+        start = time.monotonic()
+        load.deadline = start + args.seconds
+        tasks = [asyncio.create_task(load.heartbeat_loop(s, tok)) for tok in tokens]
+        tasks += [asyncio.create_task(load.worker_loop(s, tok)) for tok in tokens[: args.workers]]
+        tasks.append(asyncio.create_task(load.feeder(s, args.shards)))
+        rss_peak = 0.0
+        while time.monotonic() < load.deadline:
+            await asyncio.sleep(5)
+            _, rss = proc_stats(pid)
+            rss_peak = max(rss_peak, rss)
+            print(
+                f"  t={time.monotonic() - start:4.0f}s heartbeats={len(load.heartbeats)} "
+                f"completed={load.completed} errors={sum(load.errors.values())} "
+                f"coordinator RSS {rss:.0f} MiB",
+                flush=True,
+            )
+        await asyncio.gather(*tasks, return_exceptions=True)
+        elapsed = time.monotonic() - start
+        cpu1, rss = proc_stats(pid)
+        dispatch = await load.dispatch_latencies(s)
+    return {
+        "nodes": args.nodes,
+        "heartbeat_p50_ms": round(pct(load.heartbeats, 50), 2),
+        "heartbeat_p99_ms": round(pct(load.heartbeats, 99), 2),
+        "claim_p50_ms": round(pct(load.claims, 50), 2),
+        "claim_p99_ms": round(pct(load.claims, 99), 2),
+        "dispatch_p50_ms": round(pct(dispatch, 50), 2),
+        "tasks_per_s": round(load.completed / elapsed, 1),
+        "heartbeats_per_s": round(len(load.heartbeats) / elapsed, 1),
+        "errors": sum(load.errors.values()),
+        "error_kinds": load.errors,
+        "coordinator_cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
+        "coordinator_rss_mb": round(max(rss_peak, rss), 1),
+        "mean_heartbeat_ms": round(statistics.fmean(load.heartbeats), 2) if load.heartbeats else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=100, help="nodes that also take tasks")
+    parser.add_argument("--shards", type=int, default=500, help="tasks per feeder job")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="gridx-bench-load-"))
+    env = {
+        "GRIDX_REGISTER_PER_MINUTE": str(10 * args.nodes + 100),
+        "GRIDX_LEASE_S": "60",
+        "GRIDX_HEARTBEAT_S": str(HEARTBEAT_S),
+    }
+    with LocalCluster(root, coordinator_env=env) as cluster:
+        result = asyncio.run(run(args, cluster))
+    print(
+        f"nodes {result['nodes']}: heartbeat p50 {result['heartbeat_p50_ms']} ms, "
+        f"p99 {result['heartbeat_p99_ms']} ms ({result['heartbeats_per_s']}/s); "
+        f"claim p50 {result['claim_p50_ms']} ms, p99 {result['claim_p99_ms']} ms; "
+        f"dispatch p50 {result['dispatch_p50_ms']} ms; {result['tasks_per_s']} tasks/s; "
+        f"errors {result['errors']} {result['error_kinds']}; coordinator "
+        f"{result['coordinator_cpu_percent']}% CPU, {result['coordinator_rss_mb']} MiB"
+    )
+    keys = (
+        "nodes",
+        "heartbeat_p50_ms",
+        "heartbeat_p99_ms",
+        "claim_p99_ms",
+        "dispatch_p50_ms",
+        "tasks_per_s",
+        "errors",
+        "coordinator_rss_mb",
+    )
+    print(json.dumps({k: result[k] for k in keys}))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+import aiohttp
+
 from gridx.node import __version__
 from gridx.node.client import CoordinatorClient, CoordinatorError, IntegrityError
 from gridx.node.config import NodeConfig
@@ -200,7 +202,11 @@ class Worker:
         workdir.mkdir(parents=True)
         try:
             result = await self._prepare_and_run(task, workdir, logdir)
-            await self._report(task, result)
+            try:
+                await self._report(task, result)
+            except (aiohttp.ClientError, OSError, TimeoutError, CoordinatorError) as exc:
+                # retries are spent: the lease will expire and the shard be reissued; carry on
+                log.warning("could not report task %s (%s); it will be reissued", task.task_id, exc)
         finally:
             self.current = None
             shutil.rmtree(root, ignore_errors=True)

@@ -24,7 +24,7 @@ from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from gridx.node.environments import RequirementsError
-from gridx.node.executor import TAIL_BYTES, RunResult, RunSpec, judge
+from gridx.node.executor import TAIL_BYTES, RunResult, RunSpec, judge, stopped, wait_or_stop
 
 log = logging.getLogger("gridx.node.docker")
 DEFAULT_IMAGE = "gridx-executor:latest"
@@ -144,17 +144,12 @@ class DockerExecutor:
         started = time.monotonic()
         try:
             await asyncio.to_thread(container.start)
-            waiter = asyncio.ensure_future(asyncio.to_thread(container.wait))
-            stopper = asyncio.ensure_future(cancel.wait())
-            try:
-                done, _ = await asyncio.wait(
-                    {waiter, stopper}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                stopper.cancel()
-                if not waiter.done():
-                    await asyncio.to_thread(_kill, container)
-                    await waiter
+            ended = await wait_or_stop(
+                asyncio.to_thread(container.wait),
+                cancel,
+                spec.timeout_s,
+                lambda: asyncio.to_thread(_kill, container),
+            )
             duration = time.monotonic() - started
             await asyncio.to_thread(container.reload)
             state = container.attrs.get("State", {})
@@ -166,11 +161,8 @@ class DockerExecutor:
         (spec.logdir / "stdout.log").write_bytes(stdout)
         (spec.logdir / "stderr.log").write_bytes(stderr)
         tail = stderr[-TAIL_BYTES:].decode("utf-8", "replace")
-        if waiter not in done:
-            if cancel.is_set():
-                return RunResult("cancelled", "stopped on request", rc, tail, duration)
-            msg = f"train.py ran past the task timeout of {spec.timeout_s:.0f}s"
-            return RunResult("timeout", msg, rc, tail, duration)
+        if not ended:
+            return stopped(spec, cancel, rc, tail, duration)
         return judge(spec, rc, tail, duration, oom=bool(state.get("OOMKilled")))
 
 

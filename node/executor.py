@@ -12,6 +12,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -137,6 +138,41 @@ def make_executor(kind: str, state_dir: Path, python: str, node_id: str) -> Exec
     return ProcessExecutor(state_dir=state_dir, python=python)
 
 
+async def wait_or_stop(
+    finished: Awaitable[object],
+    cancel: asyncio.Event,
+    timeout_s: float,
+    kill: Callable[[], Awaitable[None]],
+) -> bool:
+    """Wait for a run to end; `kill` it at the timeout or when `cancel` is set.
+
+    Returns:
+        True when the run ended by itself.
+    """
+    waiter = asyncio.ensure_future(finished)
+    stopper = asyncio.ensure_future(cancel.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {waiter, stopper}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopper.cancel()
+        if not waiter.done():
+            await kill()
+            await waiter
+    return waiter in done
+
+
+def stopped(
+    spec: RunSpec, cancel: asyncio.Event, rc: int | None, tail: str, duration: float
+) -> RunResult:
+    """The result of a run that was killed: cancelled on request, or past its timeout."""
+    if cancel.is_set():
+        return RunResult("cancelled", "stopped on request", rc, tail, duration)
+    msg = f"train.py ran past the task timeout of {spec.timeout_s:.0f}s"
+    return RunResult("timeout", msg, rc, tail, duration)
+
+
 def judge(
     spec: RunSpec, rc: int | None, tail: str, duration: float, oom: bool = False
 ) -> RunResult:
@@ -228,32 +264,18 @@ class ProcessExecutor:
         )
         assert proc.stdout is not None and proc.stderr is not None
         drains = asyncio.gather(_drain(proc.stdout, out_log), _drain(proc.stderr, err_log))
-        waiter = asyncio.ensure_future(proc.wait())
-        stopper = asyncio.ensure_future(cancel.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stopper.cancel()
-            if not waiter.done():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await waiter
+
+        async def kill() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        ended = await wait_or_stop(proc.wait(), cancel, spec.timeout_s, kill)
         try:  # a descendant that escaped the kill could hold the pipes open
             _, tail = await asyncio.wait_for(drains, 10)
         except TimeoutError:
             tail = "(output streams still open 10 s after the run ended; stopped reading)"
         duration = time.monotonic() - started
         rc = proc.returncode
-        if waiter not in done:
-            if cancel.is_set():
-                return RunResult("cancelled", "stopped on request", rc, tail, duration)
-            return RunResult(
-                "timeout",
-                f"train.py ran past the task timeout of {spec.timeout_s:.0f}s",
-                rc,
-                tail,
-                duration,
-            )
+        if not ended:
+            return stopped(spec, cancel, rc, tail, duration)
         return judge(spec, rc, tail, duration)

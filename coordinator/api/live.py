@@ -8,7 +8,8 @@ them. Clients fall back to polling the plain routes if a stream drops.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 from litestar import get, post
@@ -20,6 +21,7 @@ from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.nodes import NodeInfo
 from gridx.schemas.stats import Contributor, Overview
 
+T = TypeVar("T")
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -49,7 +51,10 @@ async def drain(rt: Runtime, user: UserRow, node_id: str, data: DrainRequest) ->
     return await nodes.set_draining(rt, user, node_id, data.drain)
 
 
-async def _changes(produce, stop_when=None) -> AsyncIterator[ServerSentEventMessage]:  # type: ignore[no-untyped-def]
+async def _changes(
+    produce: Callable[[], Awaitable[T]], stop_when: Callable[[T], bool] | None = None
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Send `produce()` whenever it changes (and a keep-alive comment when it does not)."""
     last = b""
     quiet = 0.0
     while True:

@@ -34,33 +34,7 @@ GB = 1e9
 
 def resnet_like_shapes(params: int) -> list[tuple[int, ...]]:
     """25 conv kernels (c_out, c_in, 3, 3) and 25 channel vectors, about `params` in all."""
-    widths = [
-        64,
-        64,
-        64,
-        128,
-        128,
-        128,
-        128,
-        256,
-        256,
-        256,
-        256,
-        256,
-        256,
-        512,
-        512,
-        512,
-        512,
-        512,
-        512,
-        512,
-        512,
-        512,
-        512,
-        512,
-        512,
-    ]
+    widths = [64] * 3 + [128] * 4 + [256] * 6 + [512] * 12  # ResNet-34-like stages
     base = sum(w * w * 9 + w for w in widths)
     scale = (params / base) ** 0.5
     shapes: list[tuple[int, ...]] = []

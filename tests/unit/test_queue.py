@@ -12,6 +12,7 @@ from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.db import jobs, nodes, rounds, tasks
 from gridx.coordinator.db.connection import Database
 from gridx.coordinator.db.nodes import NodeRow
+from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.auth import create_user
 from gridx.coordinator.services.nodes import flush_heartbeats
@@ -161,55 +162,34 @@ async def test_heartbeats_are_batched_and_renew_leases(rt: Runtime) -> None:
     assert await flush_heartbeats(rt) == 0  # nothing buffered, nothing written
 
 
+async def _give_up(rt: Runtime, t: TaskRow, outcome: str, refund: bool) -> TaskRow | None:
+    async with rt.db.transaction() as conn:
+        return await tasks.give_up(
+            conn,
+            task_id=t.id,
+            node_id="a",
+            token=t.lease_token or "",
+            outcome=outcome,
+            error_code=outcome,
+            error="bye",
+            stderr_tail="",
+            requeue=True,
+            refund=refund,
+            now=rt.clock.now_ms(),
+        )
+
+
 async def test_release_refunds_the_attempt_and_user_errors_do_not(rt: Runtime) -> None:
     a = await _node(rt, "a")
     await _job(rt, shards=1, max_attempts=2)
     t = await dispatch.claim(rt, a)
     assert t is not None
-    async with rt.db.transaction() as conn:
-        back = await tasks.give_up(
-            conn,
-            task_id=t.id,
-            node_id="a",
-            token=t.lease_token or "",
-            outcome="released",
-            error_code="released",
-            error="bye",
-            stderr_tail="",
-            requeue=True,
-            refund=True,
-            now=rt.clock.now_ms(),
-        )
+    back = await _give_up(rt, t, "released", refund=True)
     assert back is not None and back.status == "queued" and back.attempts == 0
     t = await dispatch.claim(rt, a)
     assert t is not None and t.attempts == 1
-    async with rt.db.transaction() as conn:
-        back = await tasks.give_up(
-            conn,
-            task_id=t.id,
-            node_id="a",
-            token=t.lease_token or "",
-            outcome="user_error",
-            error_code="nonzero_exit",
-            error="boom",
-            stderr_tail="Traceback",
-            requeue=True,
-            refund=False,
-            now=rt.clock.now_ms(),
-        )
-        again = await tasks.give_up(
-            conn,
-            task_id=t.id,
-            node_id="a",
-            token=t.lease_token or "",
-            outcome="user_error",
-            error_code="nonzero_exit",
-            error="boom",
-            stderr_tail="",
-            requeue=True,
-            refund=False,
-            now=rt.clock.now_ms(),
-        )
+    back = await _give_up(rt, t, "user_error", refund=False)
+    again = await _give_up(rt, t, "user_error", refund=False)
     assert back is not None and back.attempts == 1 and back.status == "queued"
     assert again is None  # the lease is gone: fenced
 

@@ -46,6 +46,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest JSON body on every other route."""
     aggregation_workers: int = 2
     """Processes in the aggregation pool."""
+    aggregation_lease_s: float = 10.0
+    """A replica merging a round renews its claim this often x3; another takes over after it."""
+    database_url: str = ""
+    """`postgresql://...` to share one database between replicas; empty: SQLite in data_dir."""
+    storage_url: str = ""
+    """`s3://bucket/prefix` for S3-compatible object storage; empty: local disk in data_dir."""
+    s3_endpoint: str = ""
+    """The S3 endpoint (MinIO, SeaweedFS, Supabase's `.../storage/v1/s3`); empty: AWS."""
+    s3_region: str = "us-east-1"
+    """The S3 region to sign for."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (a CDN-hosted dashboard)."""
     register_per_minute: int = 60
@@ -59,6 +69,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def db_path(self) -> Path:
         """The SQLite database file."""
         return self.data_dir / "gridx.db"
+
+    @property
+    def db_url(self) -> str:
+        """The database to open: `database_url`, else the SQLite file in `data_dir`."""
+        return self.database_url or f"sqlite:///{self.db_path}"
 
     @property
     def blob_dir(self) -> Path:
@@ -88,6 +103,11 @@ _FIELDS = {
     "max_upload_bytes": int,
     "max_result_bytes": int,
     "aggregation_workers": int,
+    "aggregation_lease_s": float,
+    "database_url": str,
+    "storage_url": str,
+    "s3_endpoint": str,
+    "s3_region": str,
     "web_dir": Path,
     "register_per_minute": int,
     "auth_failures_per_minute": int,

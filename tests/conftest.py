@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import itertools
+import os
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +15,10 @@ from litestar.testing import TestClient
 
 from gridx.coordinator.api.app import create_app
 from gridx.coordinator.clock import ManualClock
-from gridx.coordinator.db.connection import Database
+from gridx.coordinator.db.connection import connect
 from gridx.coordinator.services.auth import create_user
 from gridx.coordinator.settings import Settings
+from tests.servers import PostgresServer, S3Server
 
 
 @dataclass
@@ -34,7 +38,7 @@ def auth(key: str) -> dict[str, str]:
 
 
 async def _users(path: Path, clock: ManualClock) -> tuple[str, str]:
-    db = await Database.open(path)
+    db = await connect(f"sqlite:///{path}")
     try:
         a = (await create_user(db, clock, "alice@example.org", False))[1]
         b = (await create_user(db, clock, "bob@example.org", False))[1]
@@ -61,3 +65,42 @@ def api(settings: Settings) -> Iterator[Api]:
     a, b = asyncio.run(_users(settings.db_path, clock))
     with TestClient(create_app(settings, clock)) as client:
         yield Api(client, clock, settings, auth(a), auth(b))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL for the whole session (started on first use)."""
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="gridx-pg-")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A private S3 server (SeaweedFS) for the whole session, its keys in the environment."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
+    """Makes fresh, empty databases of one engine (the contract suites run on both)."""
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        return server.new_database
+    counter = itertools.count()
+    return lambda: f"sqlite:///{tmp_path}/db{next(counter)}.db"

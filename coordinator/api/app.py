@@ -23,13 +23,13 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from gridx.coordinator.api import agent, errors, jobs, live, misc
 from gridx.coordinator.api.deps import provide_node, provide_rt, provide_user
 from gridx.coordinator.clock import Clock, SystemClock
-from gridx.coordinator.db.connection import Database
+from gridx.coordinator.db.connection import connect
 from gridx.coordinator.errors import GridXError
 from gridx.coordinator.services import dispatch, nodes, rounds
 from gridx.coordinator.services.metrics import Metrics
-from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.services.runtime import TASKS_CHANNEL, Runtime
 from gridx.coordinator.settings import Settings
-from gridx.coordinator.storage.local import LocalStorage
+from gridx.coordinator.storage.base import open_storage
 from gridx.coordinator.storage.signing import UrlSigner
 
 log = logging.getLogger("gridx.coordinator")
@@ -109,21 +109,24 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = await Database.open(settings.db_path)
+        db = await connect(settings.db_url)
         pool = ProcessPoolExecutor(
             max_workers=settings.aggregation_workers,
             mp_context=multiprocessing.get_context("spawn"),
         )
+        signer = UrlSigner(settings.signing_key(), settings.public_url)
+        the_clock = clock or SystemClock()
         rt = Runtime(
             settings=settings,
             db=db,
-            storage=LocalStorage(settings.blob_dir),
-            signer=UrlSigner(settings.signing_key(), settings.public_url),
-            clock=clock or SystemClock(),
+            storage=await open_storage(settings, signer, the_clock),
+            signer=signer,
+            clock=the_clock,
             pool=pool,
         )
         rt.counters = Metrics()
         app.state.rt = rt
+        await db.listen(TASKS_CHANNEL, rt.on_notification)
         loops = [
             asyncio.create_task(
                 _every(
@@ -135,10 +138,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             asyncio.create_task(
                 _every(settings.reaper_s, lambda: dispatch.expire_leases(rt), "lease reaper")
             ),
+            asyncio.create_task(
+                _every(settings.reaper_s, lambda: rounds.adopt_orphans(rt), "aggregation sweeper")
+            ),
         ]
-        resumed = await rounds.resume(rt)
-        if resumed:
-            log.info("resumed aggregation of %d round(s)", resumed)
+        adopted = await rounds.adopt_orphans(rt)
+        if adopted:
+            log.info("picked up the aggregation of %d round(s)", adopted)
         try:
             yield
         finally:
@@ -147,6 +153,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             await asyncio.gather(*loops, *rt.background, return_exceptions=True)
             await nodes.flush_heartbeats(rt)
             pool.shutdown(wait=True, cancel_futures=True)
+            await rt.storage.close()
             await db.close()
 
     cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None

@@ -44,4 +44,4 @@ async def download_blob(rt: Runtime, sha256: str, exp: int, sig: str) -> File:
     blob = await blobs.get(rt.db.reader, sha256)
     if blob is None:
         raise NotFound("no such blob")
-    return File(path=rt.storage.path(blob.storage_key), filename=sha256)
+    return File(path=await rt.storage.local_path(blob.storage_key), filename=sha256)

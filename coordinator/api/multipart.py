@@ -9,7 +9,7 @@ from pathlib import Path
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from gridx.coordinator.errors import InvalidInput, TooLarge
-from gridx.coordinator.storage.local import LocalStorage
+from gridx.coordinator.storage.base import Storage
 
 
 @dataclass
@@ -40,7 +40,7 @@ class MultipartReceiver:
         limits: per-field byte caps; a field not named here is refused.
     """
 
-    def __init__(self, storage: LocalStorage, limits: dict[str, int]) -> None:
+    def __init__(self, storage: Storage, limits: dict[str, int]) -> None:
         self.storage = storage
         self.limits = limits
         self.parts: dict[str, FormPart] = {}

@@ -101,7 +101,11 @@ def coordinator_start(
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
-    """Serve the API (SQLite + local storage in DATA_DIR), over HTTPS when given a certificate."""
+    """Serve the API, over HTTPS when given a certificate.
+
+    Metadata goes to SQLite and blobs to disk in DATA_DIR unless GRIDX_DATABASE_URL
+    (postgresql://...) and GRIDX_STORAGE_URL (s3://bucket) name shared ones (for replicas).
+    """
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     import uvicorn
@@ -114,7 +118,12 @@ def coordinator_start(
     )
     settings = settings_from_env(data_dir=data_dir, host=host, port=port, public_url=public_url)
     scheme = "https" if tls_cert else "http"
-    click.echo(f"Grid-X coordinator on {scheme}://{host}:{port} (data in {data_dir})", err=True)
+    where = settings.database_url.split("@")[-1] if settings.database_url else "SQLite"
+    click.echo(
+        f"Grid-X coordinator on {scheme}://{host}:{port} (data in {data_dir}; metadata: {where}; "
+        f"blobs: {settings.storage_url or 'local disk'})",
+        err=True,
+    )
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -140,12 +149,13 @@ def user() -> None:
 def user_create(email: str, admin: bool, data_dir: Path, as_json: bool) -> None:
     """Create a user and print its API key (shown once)."""
     from gridx.coordinator.clock import SystemClock
-    from gridx.coordinator.db.connection import Database
+    from gridx.coordinator.db.connection import connect
     from gridx.coordinator.errors import GridXError
     from gridx.coordinator.services.auth import create_user
+    from gridx.coordinator.settings import settings_from_env
 
     async def go() -> tuple[str, str]:
-        db = await Database.open(data_dir / "gridx.db")
+        db = await connect(settings_from_env(data_dir=data_dir).db_url)
         try:
             row, key = await create_user(db, SystemClock(), email, admin)
         finally:

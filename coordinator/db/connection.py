@@ -1,129 +1,167 @@
-"""SQLite connections: one writer (WAL, BEGIN IMMEDIATE through `transaction()`), one reader."""
+"""The database contract every table module is written against, and the migrations list.
+
+Table modules hold portable SQL with `:name` parameters and call `Conn.fetch/execute`; an engine
+(`db/sqlite.py`, `db/postgres.py`) runs it. `connect(url)` picks the engine:
+`sqlite:///path` (the embedded default) or `postgresql://...`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import re
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-import aiosqlite
 import msgspec
 
 T = TypeVar("T")
-
-_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=10000",
-    "PRAGMA foreign_keys=ON",
-)
+Dialect = Literal["sqlite", "postgresql"]
+Params = dict[str, object]
+Row = Any
+"""A result row: `dict(row)` gives its columns by name, `row[0]` its first column."""
 
 
-def migrations() -> list[tuple[int, str]]:
-    """The numbered migration scripts, in order: [(number, sql), ...]."""
-    folder = resources.files("gridx.coordinator.db").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
-    found.sort()
-    numbers = [n for n, _ in found]
-    if numbers != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migrations must be numbered 1..N without gaps, found {numbers}")
-    return found
+class UniqueViolation(Exception):
+    """An insert hit a UNIQUE constraint (both engines raise this one)."""
 
 
-async def _open(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)  # autocommit; BEGIN explicitly
-    conn.row_factory = sqlite3.Row
-    for pragma in _PRAGMAS:
-        await conn.execute(pragma)
-    return conn
+class Conn(Protocol):
+    """A connection (or a transaction on one) that runs the table modules' SQL."""
+
+    @property
+    def dialect(self) -> Dialect:
+        """Which engine: queries that differ pick their spelling by it."""
+        ...
+
+    async def execute(self, sql: str, params: Params | None = None) -> None:
+        """Run one statement."""
+        ...
+
+    async def executemany(self, sql: str, params: Sequence[Params]) -> None:
+        """Run one statement once per parameter set."""
+        ...
+
+    async def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
+        """Run one statement and read all its rows (never leaves a cursor open)."""
+        ...
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
-    """Apply migrations newer than `PRAGMA user_version`; returns the resulting version."""
-    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
-    version = int(rows[0][0]) if rows else 0
-    for number, sql in migrations():
-        if number <= version:
-            continue
-        await conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;")
-        version = number
-    return version
+class Database(Protocol):
+    """One engine: a reader for queries, write transactions, and cross-process wake-ups."""
 
+    @property
+    def dialect(self) -> Dialect:
+        """Which engine."""
+        ...
 
-class Database:
-    """The coordinator's database: a single writer connection and a reader connection.
+    @property
+    def reader(self) -> Conn:
+        """Runs queries outside transactions."""
+        ...
 
-    SQLite allows one writer at a time; funnelling every write through one connection and an
-    asyncio lock keeps transactions from interleaving and avoids `SQLITE_BUSY` storms.
-    """
+    def transaction(self) -> AbstractAsyncContextManager[Conn]:
+        """A write transaction, committed on success and rolled back on error."""
+        ...
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
-        self.writer = writer
-        self.reader = reader
-        self._write_lock = asyncio.Lock()
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every process listening on `channel` (a no-op with one process)."""
+        ...
 
-    @classmethod
-    async def open(cls, path: Path) -> Database:
-        """Open (creating and migrating if needed) the database at `path`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _open(path)
-        await migrate(writer)
-        reader = await _open(path)
-        return cls(writer, reader)
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Call `callback(payload)` for each notification other processes send on `channel`."""
+        ...
 
     async def close(self) -> None:
-        """Close both connections."""
-        await self.reader.close()
-        await self.writer.close()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction (`BEGIN IMMEDIATE`), committed on success, rolled back on error."""
-        async with self._write_lock:
-            await self.writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.writer
-            except BaseException:
-                await self.writer.execute("ROLLBACK")
-                raise
-            await self.writer.execute("COMMIT")
+        """Release every connection."""
+        ...
 
 
-async def rows_of(
-    conn: aiosqlite.Connection, sql: str, params: dict[str, object]
-) -> list[sqlite3.Row]:
-    """Run `sql` and read all its rows in one step on the connection's thread.
+def migrations(dialect: Dialect = "sqlite") -> list[tuple[int, str]]:
+    """The numbered migration scripts for one engine, in order: [(number, sql), ...].
 
-    Never hold a cursor open across an await: coroutines share the read connection, and a
-    statement left un-finished keeps its read transaction (and so an old snapshot) open for
-    every query that follows on that connection.
+    `NNNN_name.sql` is written for both engines (SQLite's spelling; `postgres_ddl` adapts it);
+    an optional `NNNN_name.<dialect>.sql` holds statements only that engine runs after it.
     """
-    return list(await conn.execute_fetchall(sql, params))
+    folder = resources.files("gridx.coordinator.db").joinpath("migrations")
+    common: dict[int, str] = {}
+    extra: dict[int, str] = {}
+    for entry in folder.iterdir():
+        name = entry.name
+        if not name.endswith(".sql"):
+            continue
+        number = int(name.split("_", 1)[0])
+        parts = name.removesuffix(".sql").split(".")
+        if len(parts) == 1:
+            common[number] = entry.read_text()
+        elif parts[1] == dialect:
+            extra[number] = entry.read_text()
+    numbers = sorted(common)
+    if numbers != list(range(1, len(numbers) + 1)) or not set(extra) <= set(common):
+        raise RuntimeError(f"migrations must be numbered 1..N without gaps, found {numbers}")
+    out = []
+    for n in numbers:
+        sql = common[n] if dialect == "sqlite" else postgres_ddl(common[n])
+        out.append((n, sql + "\n" + extra.get(n, "")))
+    return out
 
 
-async def fetch_one(
-    conn: aiosqlite.Connection, sql: str, params: dict[str, object], kind: type[T]
-) -> T | None:
+def postgres_ddl(sql: str) -> str:
+    """SQLite's DDL spelled for PostgreSQL: 64-bit integers, identity keys."""
+    sql = re.sub(
+        r"INTEGER PRIMARY KEY( AUTOINCREMENT)?",
+        "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+        sql,
+    )
+    return re.sub(r"\bINTEGER\b", "BIGINT", sql)
+
+
+async def connect(url: str) -> Database:
+    """Open (creating and migrating as needed) the database a URL names.
+
+    `sqlite:///relative/or/absolute/path.db` or `postgresql://user:pass@host:port/dbname`.
+    """
+    if url.startswith("sqlite:///"):
+        from gridx.coordinator.db.sqlite import SqliteDatabase
+
+        return await SqliteDatabase.open(Path(url.removeprefix("sqlite:///")))
+    if url.startswith(("postgresql://", "postgres://")):
+        from gridx.coordinator.db.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(url)
+    raise ValueError(f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://...")
+
+
+def sources_of(transitions: dict[str, frozenset[str]]) -> dict[str, str]:
+    """For each target status, the SQL list of statuses allowed to move to it: `'a', 'b'`.
+
+    Built from the transition tables (constants), never from input, so it is safe to inline.
+    """
+    targets = {t for ts in transitions.values() for t in ts}
+    return {
+        to: ", ".join(f"'{s}'" for s in sorted(s for s, ts in transitions.items() if to in ts))
+        for to in targets
+    }
+
+
+async def rows_of(conn: Conn, sql: str, params: Params) -> list[Row]:
+    """Run `sql` and read all its rows."""
+    return await conn.fetch(sql, params)
+
+
+async def fetch_one(conn: Conn, sql: str, params: Params, kind: type[T]) -> T | None:
     """Run `sql` and convert its first row (if any) to `kind`."""
-    rows = await rows_of(conn, sql, params)
+    rows = await conn.fetch(sql, params)
     return msgspec.convert(dict(rows[0]), kind) if rows else None
 
 
-async def fetch_all(
-    conn: aiosqlite.Connection, sql: str, params: dict[str, object], kind: type[T]
-) -> list[T]:
+async def fetch_all(conn: Conn, sql: str, params: Params, kind: type[T]) -> list[T]:
     """Run `sql` and convert every row to `kind`."""
-    return [msgspec.convert(dict(r), kind) for r in await rows_of(conn, sql, params)]
+    return [msgspec.convert(dict(r), kind) for r in await conn.fetch(sql, params)]
 
 
-async def fetch_value(conn: aiosqlite.Connection, sql: str, params: dict[str, object]) -> object:
+async def fetch_value(conn: Conn, sql: str, params: Params) -> object:
     """Run `sql` and return the first column of its first row (None if no row)."""
-    rows = await rows_of(conn, sql, params)
+    rows = await conn.fetch(sql, params)
     return rows[0][0] if rows else None

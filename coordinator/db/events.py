@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all
+from gridx.coordinator.db.connection import Conn, fetch_all
 
 
 class EventRow(msgspec.Struct, kw_only=True):
@@ -26,13 +25,13 @@ _enc = msgspec.json.Encoder()
 
 
 async def append(
-    conn: aiosqlite.Connection, job_id: str | None, kind: str, data: dict[str, object], at: int
+    conn: Conn, job_id: str | None, kind: str, data: dict[str, object], at: int
 ) -> None:
     """Append one event."""
     payload = _enc.encode(data).decode()
     await conn.execute(INSERT, {"job_id": job_id, "kind": kind, "data": payload, "at": at})
 
 
-async def for_job(conn: aiosqlite.Connection, job_id: str, after: int = 0) -> list[EventRow]:
+async def for_job(conn: Conn, job_id: str, after: int = 0) -> list[EventRow]:
     """A job's events after a given id, oldest first."""
     return await fetch_all(conn, FOR_JOB, {"job_id": job_id, "after": after}, EventRow)

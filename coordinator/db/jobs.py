@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_one, rows_of
+from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, rows_of, sources_of
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "failed", "cancelled"}),
@@ -40,6 +39,16 @@ class JobRow(msgspec.Struct, kw_only=True):
     tasks_total: int
 
 
+class Placement(msgspec.Struct, kw_only=True, frozen=True):
+    """Which nodes may run a job's tasks (copied from its config into columns claims filter on)."""
+
+    require_docker: bool = False
+    require_gpu: bool = False
+    min_cpus: int = 0
+    min_memory_mb: int = 0
+    arch: str | None = None
+
+
 class ShardRow(msgspec.Struct, kw_only=True):
     """One slice of a job's data; `rows` is the sample weight."""
 
@@ -58,9 +67,9 @@ FROM jobs j JOIN users u ON u.id = j.owner_id
 """
 INSERT = """
 INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
-    data_name, created_at, updated_at)
+    data_name, require_docker, require_gpu, min_cpus, min_memory_mb, arch, created_at, updated_at)
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
-    :data_name, :now, :now)
+    :data_name, :require_docker, :require_gpu, :min_cpus, :min_memory_mb, :arch, :now, :now)
 """
 INSERT_SHARD = (
     "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
@@ -70,18 +79,21 @@ GET = _SELECT + " WHERE j.id = :id"
 OF_OWNER = _SELECT + " WHERE j.owner_id = :owner_id ORDER BY j.created_at DESC, j.id"
 ALL = _SELECT + " ORDER BY j.created_at DESC, j.id"
 BY_STATUS = _SELECT + " WHERE j.status = :status ORDER BY j.created_at"
-TRANSITION = """
+TRANSITION = {
+    to: f"""
 UPDATE jobs SET status = :to, updated_at = :now, error = coalesce(:error, error),
     current_round = coalesce(:round, current_round),
     final_pth_sha = coalesce(:final_pth, final_pth_sha),
     final_st_sha = coalesce(:final_st, final_st_sha)
-WHERE id = :id AND status IN (SELECT value FROM json_each(:from_))
+WHERE id = :id AND status IN ({sources})
 RETURNING id
 """
+    for to, sources in sources_of(TRANSITIONS).items()
+}
 
 
 async def create(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     job_id: str,
     owner_id: int,
@@ -92,6 +104,7 @@ async def create(
     data_sha: str | None,
     data_name: str | None,
     shards: list[tuple[str | None, int]],
+    placement: Placement,
     now: int,
 ) -> None:
     """Insert a queued job and its shards [(blob sha or None, rows), ...]."""
@@ -106,6 +119,11 @@ async def create(
             "requirements_sha": requirements_sha,
             "data_sha": data_sha,
             "data_name": data_name,
+            "require_docker": int(placement.require_docker),
+            "require_gpu": int(placement.require_gpu),
+            "min_cpus": placement.min_cpus,
+            "min_memory_mb": placement.min_memory_mb,
+            "arch": placement.arch,
             "now": now,
         },
     )
@@ -118,30 +136,30 @@ async def create(
     )
 
 
-async def get(conn: aiosqlite.Connection, job_id: str) -> JobRow | None:
+async def get(conn: Conn, job_id: str) -> JobRow | None:
     """A job by id."""
     return await fetch_one(conn, GET, {"id": job_id}, JobRow)
 
 
-async def list_jobs(conn: aiosqlite.Connection, owner_id: int | None) -> list[JobRow]:
+async def list_jobs(conn: Conn, owner_id: int | None) -> list[JobRow]:
     """An owner's jobs (all jobs when None), newest first."""
     if owner_id is None:
         return await fetch_all(conn, ALL, {}, JobRow)
     return await fetch_all(conn, OF_OWNER, {"owner_id": owner_id}, JobRow)
 
 
-async def with_status(conn: aiosqlite.Connection, status: str) -> list[JobRow]:
+async def with_status(conn: Conn, status: str) -> list[JobRow]:
     """Jobs in one status, oldest first."""
     return await fetch_all(conn, BY_STATUS, {"status": status}, JobRow)
 
 
-async def shards(conn: aiosqlite.Connection, job_id: str) -> list[ShardRow]:
+async def shards(conn: Conn, job_id: str) -> list[ShardRow]:
     """A job's shards in order."""
     return await fetch_all(conn, SHARDS, {"job_id": job_id}, ShardRow)
 
 
 async def transition(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: str,
     to: str,
     now: int,
@@ -152,10 +170,9 @@ async def transition(
     final_st_sha: str | None = None,
 ) -> bool:
     """Move a job to `to` if its current status allows it; False when it did not."""
-    sources = [s for s, targets in TRANSITIONS.items() if to in targets]
     rows = await rows_of(
         conn,
-        TRANSITION,
+        TRANSITION[to],
         {
             "id": job_id,
             "to": to,
@@ -164,7 +181,6 @@ async def transition(
             "round": current_round,
             "final_pth": final_pth_sha,
             "final_st": final_st_sha,
-            "from_": msgspec.json.encode(sources).decode(),
         },
     )
     return bool(rows)

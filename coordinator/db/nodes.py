@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_one
+from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one
 
 
 class NodeRow(msgspec.Struct, kw_only=True):
@@ -46,7 +45,7 @@ UPDATE nodes SET tasks_done = tasks_done + 1, compute_ms = compute_ms + :compute
 
 
 async def create(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     node_id: str,
     owner_id: int,
@@ -69,33 +68,33 @@ async def create(
     )
 
 
-async def by_token_hash(conn: aiosqlite.Connection, token_hash: str) -> NodeRow | None:
+async def by_token_hash(conn: Conn, token_hash: str) -> NodeRow | None:
     """The node a token belongs to, if any."""
     return await fetch_one(conn, BY_TOKEN_HASH, {"token_hash": token_hash}, NodeRow)
 
 
-async def list_nodes(conn: aiosqlite.Connection, owner_id: int | None) -> list[NodeRow]:
+async def list_nodes(conn: Conn, owner_id: int | None) -> list[NodeRow]:
     """Nodes of one owner, or all nodes when `owner_id` is None."""
     if owner_id is None:
         return await fetch_all(conn, ALL, {}, NodeRow)
     return await fetch_all(conn, OF_OWNER, {"owner_id": owner_id}, NodeRow)
 
 
-async def touch_many(conn: aiosqlite.Connection, seen: dict[str, int]) -> None:
+async def touch_many(conn: Conn, seen: dict[str, int]) -> None:
     """Record the latest heartbeat time of many nodes in one statement batch."""
-    await conn.executemany(TOUCH, [{"id": k, "now": v} for k, v in seen.items()])
+    await conn.executemany(TOUCH, [{"id": k, "now": v} for k, v in sorted(seen.items())])
 
 
-async def set_capabilities(conn: aiosqlite.Connection, node_id: str, capabilities: str) -> None:
+async def set_capabilities(conn: Conn, node_id: str, capabilities: str) -> None:
     """Replace a node's advertised capabilities."""
     await conn.execute(SET_CAPABILITIES, {"id": node_id, "capabilities": capabilities})
 
 
-async def set_draining(conn: aiosqlite.Connection, node_id: str, draining: bool) -> None:
+async def set_draining(conn: Conn, node_id: str, draining: bool) -> None:
     """Mark a node draining (finish the current task, take no more) or not."""
     await conn.execute(SET_DRAINING, {"id": node_id, "draining": int(draining)})
 
 
-async def credit(conn: aiosqlite.Connection, node_id: str, compute_ms: int) -> None:
+async def credit(conn: Conn, node_id: str, compute_ms: int) -> None:
     """Count one finished task (and its compute time) for a node."""
     await conn.execute(CREDIT, {"id": node_id, "compute_ms": compute_ms})

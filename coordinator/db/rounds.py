@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import cast
 
-import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_one, fetch_value
+from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, fetch_value, sources_of
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "running": frozenset({"aggregating", "failed", "cancelled"}),
@@ -31,11 +30,13 @@ class RoundRow(msgspec.Struct, kw_only=True):
     state_sha: str | None
     started_at: int
     finished_at: int | None
+    aggregator: str | None
+    aggregator_expires_at: int | None
 
 
 _COLS = (
     "job_id, idx, status, input_sha, output_sha, signature, metrics, state_sha, started_at, "
-    "finished_at"
+    "finished_at, aggregator, aggregator_expires_at"
 )
 INSERT = """
 INSERT INTO rounds (job_id, idx, status, input_sha, signature, started_at)
@@ -43,23 +44,46 @@ VALUES (:job_id, :idx, 'running', :input_sha, :signature, :now)
 """
 GET = f"SELECT {_COLS} FROM rounds WHERE job_id = :job_id AND idx = :idx"
 FOR_JOB = f"SELECT {_COLS} FROM rounds WHERE job_id = :job_id ORDER BY idx"
-WITH_STATUS = f"SELECT {_COLS} FROM rounds WHERE status = :status ORDER BY started_at"
+# Taking a row lock serializes the last completions of a round on PostgreSQL (READ COMMITTED):
+# whichever commits second then sees the other's success and starts the aggregation.
+LOCK = "UPDATE rounds SET status = status WHERE job_id = :job_id AND idx = :idx"
+# The aggregation lease: one coordinator replica merges a round; another takes it over only
+# after the holder stopped renewing it (killed mid-merge).
+TAKE_AGGREGATION = f"""
+UPDATE rounds SET aggregator = :me, aggregator_expires_at = :expires
+WHERE job_id = :job_id AND idx = :idx AND status = 'aggregating'
+    AND (aggregator IS NULL OR aggregator = :me OR aggregator_expires_at <= :now)
+RETURNING {_COLS}
+"""
+HOLD_AGGREGATION = """
+UPDATE rounds SET aggregator_expires_at = :expires
+WHERE job_id = :job_id AND idx = :idx AND status = 'aggregating' AND aggregator = :me
+RETURNING idx
+"""
+ORPHANED = f"""
+SELECT {_COLS} FROM rounds WHERE status = 'aggregating'
+    AND (aggregator IS NULL OR aggregator_expires_at <= :now)
+ORDER BY started_at
+"""
 CLAIM_SIGNATURE = """
 UPDATE rounds SET signature = :signature
 WHERE job_id = :job_id AND idx = :idx AND signature IS NULL
 """
 SIGNATURE = "SELECT signature FROM rounds WHERE job_id = :job_id AND idx = :idx"
-TRANSITION = f"""
+TRANSITION = {
+    to: f"""
 UPDATE rounds SET status = :to, output_sha = coalesce(:output_sha, output_sha),
     metrics = coalesce(:metrics, metrics), state_sha = coalesce(:state_sha, state_sha),
-    finished_at = CASE WHEN :to IN ('done', 'failed', 'cancelled') THEN :now ELSE finished_at END
-WHERE job_id = :job_id AND idx = :idx AND status IN (SELECT value FROM json_each(:from_))
+    finished_at = {":now" if to in ("done", "failed", "cancelled") else "finished_at"}
+WHERE job_id = :job_id AND idx = :idx AND status IN ({sources})
 RETURNING {_COLS}
 """
+    for to, sources in sources_of(TRANSITIONS).items()
+}
 
 
 async def create(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     job_id: str,
     idx: int,
@@ -72,24 +96,17 @@ async def create(
     await conn.execute(INSERT, {**params, "now": now})
 
 
-async def get(conn: aiosqlite.Connection, job_id: str, idx: int) -> RoundRow | None:
+async def get(conn: Conn, job_id: str, idx: int) -> RoundRow | None:
     """One round."""
     return await fetch_one(conn, GET, {"job_id": job_id, "idx": idx}, RoundRow)
 
 
-async def for_job(conn: aiosqlite.Connection, job_id: str) -> list[RoundRow]:
+async def for_job(conn: Conn, job_id: str) -> list[RoundRow]:
     """A job's rounds in order."""
     return await fetch_all(conn, FOR_JOB, {"job_id": job_id}, RoundRow)
 
 
-async def with_status(conn: aiosqlite.Connection, status: str) -> list[RoundRow]:
-    """Rounds in one status (e.g. 'aggregating' ones to resume after a restart)."""
-    return await fetch_all(conn, WITH_STATUS, {"status": status}, RoundRow)
-
-
-async def claim_signature(
-    conn: aiosqlite.Connection, job_id: str, idx: int, signature: str
-) -> str | None:
+async def claim_signature(conn: Conn, job_id: str, idx: int, signature: str) -> str | None:
     """Set the round's expected weight signature unless one is set; returns the one in force."""
     params = {"job_id": job_id, "idx": idx, "signature": signature}
     await conn.execute(CLAIM_SIGNATURE, params)
@@ -97,7 +114,7 @@ async def claim_signature(
 
 
 async def transition(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: str,
     idx: int,
     to: str,
@@ -108,10 +125,9 @@ async def transition(
     state_sha: str | None = None,
 ) -> RoundRow | None:
     """Move a round to `to` if allowed; None when its status did not allow it."""
-    sources = [s for s, targets in TRANSITIONS.items() if to in targets]
     return await fetch_one(
         conn,
-        TRANSITION,
+        TRANSITION[to],
         {
             "job_id": job_id,
             "idx": idx,
@@ -120,7 +136,32 @@ async def transition(
             "output_sha": output_sha,
             "metrics": metrics,
             "state_sha": state_sha,
-            "from_": msgspec.json.encode(sources).decode(),
         },
         RoundRow,
     )
+
+
+async def lock(conn: Conn, job_id: str, idx: int) -> None:
+    """Lock a round's row until the transaction ends."""
+    await conn.execute(LOCK, {"job_id": job_id, "idx": idx})
+
+
+async def take_aggregation(
+    conn: Conn, job_id: str, idx: int, me: str, now: int, lease_ms: int
+) -> RoundRow | None:
+    """Become the round's aggregator unless a live lease belongs to someone else."""
+    params = {"job_id": job_id, "idx": idx, "me": me, "now": now, "expires": now + lease_ms}
+    return await fetch_one(conn, TAKE_AGGREGATION, params, RoundRow)
+
+
+async def hold_aggregation(
+    conn: Conn, job_id: str, idx: int, me: str, now: int, lease_ms: int
+) -> bool:
+    """Renew (and lock) `me`'s aggregation lease; False when `me` no longer holds it."""
+    params = {"job_id": job_id, "idx": idx, "me": me, "expires": now + lease_ms}
+    return bool(await conn.fetch(HOLD_AGGREGATION, params))
+
+
+async def orphaned(conn: Conn, now: int) -> list[RoundRow]:
+    """Rounds waiting to be merged whose aggregation nobody holds (or whose holder vanished)."""
+    return await fetch_all(conn, ORPHANED, {"now": now}, RoundRow)

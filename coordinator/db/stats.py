@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_value
+from gridx.coordinator.db.connection import Conn, fetch_all, fetch_value
 
 
 class StatusCount(msgspec.Struct, kw_only=True):
@@ -38,31 +37,32 @@ WHERE a.outcome = 'succeeded' AND a.finished_at >= :since
     AND (:owner_id IS NULL OR j.owner_id = :owner_id)
 """
 CONTRIBUTORS = """
-SELECT u.email AS owner, count(n.id) AS nodes, coalesce(sum(n.tasks_done), 0) AS tasks_done,
-    coalesce(sum(n.compute_ms), 0) AS compute_ms
+SELECT u.email AS owner, count(n.id) AS nodes,
+    CAST(coalesce(sum(n.tasks_done), 0) AS BIGINT) AS tasks_done,
+    CAST(coalesce(sum(n.compute_ms), 0) AS BIGINT) AS compute_ms
 FROM users u JOIN nodes n ON n.owner_id = u.id
-GROUP BY u.id ORDER BY compute_ms DESC, tasks_done DESC, u.email
+GROUP BY u.id, u.email ORDER BY compute_ms DESC, tasks_done DESC, u.email
 """
 
 
-async def jobs_by_status(conn: aiosqlite.Connection, owner_id: int | None) -> dict[str, int]:
+async def jobs_by_status(conn: Conn, owner_id: int | None) -> dict[str, int]:
     """Job counts per status (one owner's, or everyone's when None)."""
     rows = await fetch_all(conn, JOBS_BY_STATUS, {"owner_id": owner_id}, StatusCount)
     return {r.status: r.n for r in rows}
 
 
-async def tasks_by_status(conn: aiosqlite.Connection, owner_id: int | None) -> dict[str, int]:
+async def tasks_by_status(conn: Conn, owner_id: int | None) -> dict[str, int]:
     """Task counts per status."""
     rows = await fetch_all(conn, TASKS_BY_STATUS, {"owner_id": owner_id}, StatusCount)
     return {r.status: r.n for r in rows}
 
 
-async def tasks_finished_since(conn: aiosqlite.Connection, since: int, owner_id: int | None) -> int:
+async def tasks_finished_since(conn: Conn, since: int, owner_id: int | None) -> int:
     """Tasks that succeeded since `since` (epoch ms)."""
     value = await fetch_value(conn, FINISHED_SINCE, {"since": since, "owner_id": owner_id})
     return int(value or 0)  # type: ignore[call-overload]
 
 
-async def contributors(conn: aiosqlite.Connection) -> list[ContributorRow]:
+async def contributors(conn: Conn) -> list[ContributorRow]:
     """Per owner: nodes, tasks done and compute time given, biggest first."""
     return await fetch_all(conn, CONTRIBUTORS, {}, ContributorRow)

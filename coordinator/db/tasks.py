@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_one, fetch_value, rows_of
+from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, fetch_value, rows_of
 from gridx.schemas.agent import Capabilities
 
 # Allowed task transitions; every UPDATE below is guarded by its `from` set.
@@ -76,20 +75,25 @@ UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL, 
 WHERE status = 'leased' AND lease_expires_at <= :now AND attempts >= max_attempts
 {_RET}
 """
-CLAIM = f"""
+# The oldest queued task of an active job whose placement this node meets. On PostgreSQL,
+# replicas claiming at once skip each other's locked candidates instead of queueing on them.
+_CLAIM = f"""
 UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
     lease_expires_at = :expires, attempts = attempts + 1, updated_at = :now
 WHERE status = 'queued' AND id = (
     SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
     WHERE t.status = 'queued' AND j.status IN ('queued', 'running')
-        AND (:docker OR NOT coalesce(json_extract(j.config, '$.require_docker'), 0))
-        AND (:gpus > 0 OR NOT coalesce(json_extract(j.config, '$.require_gpu'), 0))
-        AND coalesce(json_extract(j.config, '$.min_cpus'), 0) <= :cpus
-        AND coalesce(json_extract(j.config, '$.min_memory_mb'), 0) <= :memory_mb
-        AND coalesce(json_extract(j.config, '$.arch'), :arch) = :arch
-    ORDER BY t.created_at, t.job_id, t.round_idx, t.shard_idx LIMIT 1)
+        AND (j.require_docker = 0 OR :docker = 1)
+        AND (j.require_gpu = 0 OR :gpus > 0)
+        AND j.min_cpus <= :cpus AND j.min_memory_mb <= :memory_mb
+        AND (j.arch IS NULL OR j.arch = :arch)
+    ORDER BY t.created_at, t.job_id, t.round_idx, t.shard_idx LIMIT 1 {{lock}})
 {_RET}
 """
+CLAIM = {
+    "sqlite": _CLAIM.format(lock=""),
+    "postgresql": _CLAIM.format(lock="FOR UPDATE OF t SKIP LOCKED"),
+}
 # Attempt rows are numbered on their own: a released (refunded) try still keeps its row.
 START_ATTEMPT = """
 INSERT INTO attempts (task_id, attempt, node_id, started_at)
@@ -141,10 +145,7 @@ ROUND_PENDING = """
 SELECT count(*) FROM tasks WHERE job_id = :job_id AND round_idx = :round_idx
 AND status != 'succeeded'
 """
-NOT_HELD = """
-SELECT value FROM json_each(:ids) WHERE value NOT IN (
-    SELECT id FROM tasks WHERE node_id = :node_id AND status = 'leased')
-"""
+HELD = "SELECT id FROM tasks WHERE node_id = :node_id AND status = 'leased'"
 ATTEMPTS_FOR_JOB = """
 SELECT a.task_id, a.attempt, a.node_id, a.started_at, a.finished_at, a.outcome, a.error_code,
     a.error, a.stderr_tail
@@ -154,7 +155,7 @@ ORDER BY a.task_id, a.attempt
 
 
 async def insert_round(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     job_id: str,
     round_idx: int,
@@ -181,23 +182,23 @@ async def insert_round(
     return ids
 
 
-async def get(conn: aiosqlite.Connection, task_id: str) -> TaskRow | None:
+async def get(conn: Conn, task_id: str) -> TaskRow | None:
     """A task by id."""
     return await fetch_one(conn, GET, {"id": task_id}, TaskRow)
 
 
-async def for_job(conn: aiosqlite.Connection, job_id: str) -> list[TaskRow]:
+async def for_job(conn: Conn, job_id: str) -> list[TaskRow]:
     """A job's tasks, by round then shard."""
     return await fetch_all(conn, FOR_JOB, {"job_id": job_id}, TaskRow)
 
 
-async def attempts_for_job(conn: aiosqlite.Connection, job_id: str) -> list[AttemptRow]:
+async def attempts_for_job(conn: Conn, job_id: str) -> list[AttemptRow]:
     """Every attempt at every task of a job."""
     return await fetch_all(conn, ATTEMPTS_FOR_JOB, {"job_id": job_id}, AttemptRow)
 
 
 async def _finish_attempt(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     task: TaskRow,
     now: int,
     outcome: str,
@@ -218,9 +219,7 @@ async def _finish_attempt(
     )
 
 
-async def expire_leases(
-    conn: aiosqlite.Connection, now: int
-) -> tuple[list[TaskRow], list[TaskRow]]:
+async def expire_leases(conn: Conn, now: int) -> tuple[list[TaskRow], list[TaskRow]]:
     """Return expired leases to the queue; fail tasks that used up their attempts.
 
     Returns:
@@ -234,7 +233,7 @@ async def expire_leases(
 
 
 async def claim(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     node_id: str,
     token: str,
@@ -259,27 +258,27 @@ async def claim(
         "memory_mb": c.memory_mb,
         "arch": c.arch,
     }
-    task = await fetch_one(conn, CLAIM, params, TaskRow)
+    task = await fetch_one(conn, CLAIM[conn.dialect], params, TaskRow)
     if task is not None:
         await conn.execute(START_ATTEMPT, {"task_id": task.id, "node_id": node_id, "now": now})
     return task
 
 
-async def renew_leases(conn: aiosqlite.Connection, expiries: dict[str, int]) -> None:
+async def renew_leases(conn: Conn, expiries: dict[str, int]) -> None:
     """Push the lease expiry of every task held by each node (batched heartbeats)."""
-    await conn.executemany(RENEW, [{"node_id": n, "expires": e} for n, e in expiries.items()])
+    await conn.executemany(
+        RENEW, [{"node_id": n, "expires": e} for n, e in sorted(expiries.items())]
+    )
 
 
-async def attach_result(
-    conn: aiosqlite.Connection, *, task_id: str, token: str, result_sha: str, now: int
-) -> bool:
+async def attach_result(conn: Conn, *, task_id: str, token: str, result_sha: str, now: int) -> bool:
     """Record the file uploaded under a live lease; False when the lease is gone."""
     params = {"id": task_id, "token": token, "result_sha": result_sha, "now": now}
     return bool(await rows_of(conn, ATTACH_RESULT, params))
 
 
 async def complete(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     task_id: str,
     node_id: str,
@@ -305,7 +304,7 @@ async def complete(
 
 
 async def give_up(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     task_id: str,
     node_id: str,
@@ -345,7 +344,7 @@ async def give_up(
     return task
 
 
-async def cancel_job(conn: aiosqlite.Connection, job_id: str, now: int) -> list[TaskRow]:
+async def cancel_job(conn: Conn, job_id: str, now: int) -> list[TaskRow]:
     """Cancel every unfinished task of a job."""
     tasks = await fetch_all(conn, CANCEL_JOB, {"job_id": job_id, "now": now}, TaskRow)
     for task in tasks:
@@ -354,15 +353,15 @@ async def cancel_job(conn: aiosqlite.Connection, job_id: str, now: int) -> list[
     return tasks
 
 
-async def round_pending(conn: aiosqlite.Connection, job_id: str, round_idx: int) -> int:
+async def round_pending(conn: Conn, job_id: str, round_idx: int) -> int:
     """How many tasks of a round have not succeeded yet."""
     value = await fetch_value(conn, ROUND_PENDING, {"job_id": job_id, "round_idx": round_idx})
     return int(value or 0)  # type: ignore[call-overload]
 
 
-async def not_held(conn: aiosqlite.Connection, node_id: str, task_ids: list[str]) -> list[str]:
+async def not_held(conn: Conn, node_id: str, task_ids: list[str]) -> list[str]:
     """Which of `task_ids` a node believes it runs but no longer holds (to be stopped)."""
     if not task_ids:
         return []
-    ids = msgspec.json.encode(task_ids).decode()
-    return [str(r[0]) for r in await rows_of(conn, NOT_HELD, {"ids": ids, "node_id": node_id})]
+    held = {str(r[0]) for r in await rows_of(conn, HELD, {"node_id": node_id})}
+    return [t for t in task_ids if t not in held]

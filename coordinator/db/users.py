@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-import aiosqlite
 import msgspec
 
-from gridx.coordinator.db.connection import fetch_all, fetch_one
+from gridx.coordinator.db.connection import Conn, UniqueViolation, fetch_all, fetch_one
 from gridx.coordinator.errors import Conflict
 
 
@@ -35,33 +32,33 @@ BY_EMAIL = "SELECT id, email, role, created_at FROM users WHERE email = :email"
 ALL = "SELECT id, email, role, created_at FROM users ORDER BY id"
 
 
-async def create(conn: aiosqlite.Connection, email: str, role: str, now: int) -> UserRow:
+async def create(conn: Conn, email: str, role: str, now: int) -> UserRow:
     """Insert a user; a taken email is a Conflict."""
     try:
         user = await fetch_one(
             conn, INSERT_USER, {"email": email, "role": role, "now": now}, UserRow
         )
-    except sqlite3.IntegrityError as exc:
+    except UniqueViolation as exc:
         raise Conflict(f"a user with email {email!r} already exists") from exc
     assert user is not None
     return user
 
 
-async def add_key(conn: aiosqlite.Connection, user_id: int, key_hash: str, now: int) -> None:
+async def add_key(conn: Conn, user_id: int, key_hash: str, now: int) -> None:
     """Attach an API key (its hash) to a user."""
     await conn.execute(INSERT_KEY, {"user_id": user_id, "key_hash": key_hash, "now": now})
 
 
-async def by_key_hash(conn: aiosqlite.Connection, key_hash: str) -> UserRow | None:
+async def by_key_hash(conn: Conn, key_hash: str) -> UserRow | None:
     """The user owning an API key, if any."""
     return await fetch_one(conn, BY_KEY_HASH, {"key_hash": key_hash}, UserRow)
 
 
-async def by_email(conn: aiosqlite.Connection, email: str) -> UserRow | None:
+async def by_email(conn: Conn, email: str) -> UserRow | None:
     """A user by email."""
     return await fetch_one(conn, BY_EMAIL, {"email": email}, UserRow)
 
 
-async def list_all(conn: aiosqlite.Connection) -> list[UserRow]:
+async def list_all(conn: Conn) -> list[UserRow]:
     """Every user."""
     return await fetch_all(conn, ALL, {}, UserRow)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-import aiosqlite
 import msgspec
 
 from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services.rounds import fail_job, task_failure_message
@@ -17,7 +17,7 @@ from gridx.schemas.agent import BlobRef, Capabilities, TaskAssignment
 from gridx.schemas.jobs import FedProx, JobConfig
 
 
-async def _settle_expired(rt: Runtime, conn: aiosqlite.Connection, now: int) -> int:
+async def _settle_expired(rt: Runtime, conn: Conn, now: int) -> int:
     """Expire overdue leases inside the caller's transaction; returns how many were requeued."""
     requeued, exhausted = await tasks.expire_leases(conn, now)
     if rt.counters is not None:
@@ -35,7 +35,7 @@ async def expire_leases(rt: Runtime) -> int:
     """One reaper pass: requeue overdue leases and wake claimers for them."""
     async with rt.db.transaction() as conn:
         requeued = await _settle_expired(rt, conn, rt.clock.now_ms())
-    rt.wakeups.wake(requeued)
+    rt.wake(requeued)
     return requeued
 
 
@@ -66,7 +66,7 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
                 {"task": task.id, "node": node.id, "attempt": task.attempts},
                 now,
             )
-    rt.wakeups.wake(requeued)
+    rt.wake(requeued)
     return task
 
 
@@ -107,7 +107,7 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
     if job is None or rnd is None:
         raise RuntimeError(f"task {task.id} lost its job or round")
     config = msgspec.json.decode(job.config, type=JobConfig)
-    expires = rt.clock.now_ms() + rt.settings.signed_url_s * 1000
+    ttl = rt.settings.signed_url_s
 
     async def ref(sha: str | None, name: str) -> BlobRef | None:
         if sha is None:
@@ -115,7 +115,7 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         blob = await blobs.get(reader, sha)
         if blob is None:
             raise RuntimeError(f"blob {sha} is missing")
-        url = rt.signer.sign("GET", f"/blobs/{sha}", sha, expires)
+        url = await rt.storage.download_url(sha, blob.storage_key, ttl)
         return BlobRef(url=url, sha256=sha, size=blob.size, name=name)
 
     code = await ref(job.code_sha, "train.py")
@@ -137,13 +137,7 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         requirements=await ref(job.requirements_sha, "requirements.txt"),
         data=await ref(shard_sha, job.data_name or "data"),
         init_model=await ref(rnd.input_sha, "init_model.pth"),
-        upload_url=rt.signer.sign(
-            "PUT",
-            f"/agent/results/{task.id}",
-            f"{task.id}:{task.lease_token}",
-            expires,
-            {"lease": task.lease_token or ""},
-        ),
+        upload_url=await rt.storage.upload_url(task.id, task.lease_token or "", ttl),
         max_result_bytes=rt.settings.max_result_bytes,
         strategy=config.strategy.name,
         gpu=config.require_gpu,

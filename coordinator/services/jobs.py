@@ -41,8 +41,8 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
     k = config.shards
     stored: list[tuple[str, int, str]] = []  # (sha, size, key) of every blob to record
 
-    def adopt(path: Path) -> str:
-        item = rt.storage.adopt(path)
+    async def adopt(path: Path) -> str:
+        item = await rt.storage.adopt(path)
         stored.append(item)
         return item[0]
 
@@ -59,12 +59,12 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
                 p.unlink(missing_ok=True)
             raise
         csv_shards = list(zip(parts, counts, strict=True))
-    code_sha = adopt(sub.code)
-    req_sha = adopt(sub.requirements) if sub.requirements else None
+    code_sha = await adopt(sub.code)
+    req_sha = await adopt(sub.requirements) if sub.requirements else None
     if sub.data is not None:
-        data_sha = adopt(sub.data)
+        data_sha = await adopt(sub.data)
         # a CSV goes out in row shards; other data whole to every task, with equal weights
-        shard_list = [(adopt(p), n) for p, n in csv_shards] or [(data_sha, 1)] * k
+        shard_list = [(await adopt(p), n) for p, n in csv_shards] or [(data_sha, 1)] * k
     job_id = "j-" + uuid.uuid4().hex[:12]
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
@@ -81,6 +81,13 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             data_sha=data_sha,
             data_name=sub.data_name,
             shards=shard_list,
+            placement=jobs.Placement(
+                require_docker=config.require_docker,
+                require_gpu=config.require_gpu,
+                min_cpus=config.min_cpus,
+                min_memory_mb=config.min_memory_mb,
+                arch=config.arch,
+            ),
             now=now,
         )
         await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
@@ -93,7 +100,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             now=now,
         )
         await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
-    rt.wakeups.wake(k)
+    rt.wake(k)
     return await detail(rt, user, job_id)
 
 
@@ -222,4 +229,4 @@ async def model_file(rt: Runtime, user: UserRow, job_id: str, fmt: str) -> Path:
     blob = await blobs.get(rt.db.reader, sha)
     if blob is None:
         raise NotFound("the model file is missing from storage")
-    return rt.storage.path(blob.storage_key)
+    return await rt.storage.local_path(blob.storage_key)

@@ -101,9 +101,14 @@ async def flush_heartbeats(rt: Runtime) -> int:
         return 0
     seen, rt.heartbeats = rt.heartbeats, {}
     lease_ms = int(rt.settings.lease_s * 1000)
-    async with rt.db.transaction() as conn:
-        await nodes.touch_many(conn, seen)
-        await tasks.renew_leases(conn, {n: t + lease_ms for n, t in seen.items()})
+    try:
+        async with rt.db.transaction() as conn:
+            await nodes.touch_many(conn, seen)
+            await tasks.renew_leases(conn, {n: t + lease_ms for n, t in seen.items()})
+    except BaseException:  # keep them for the next flush
+        for node_id, at in seen.items():
+            rt.heartbeats[node_id] = max(at, rt.heartbeats.get(node_id, 0))
+        raise
     return len(seen)
 
 

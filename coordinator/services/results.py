@@ -13,8 +13,8 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.services.rounds import (
-    aggregate_round,
     fail_job,
+    start_aggregation,
     start_aggregation_if_done,
     task_failure_message,
 )
@@ -68,6 +68,8 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         return TaskAck(task_id=task.id, status=task.status)  # a retried completion
     if task.status != "leased":
         raise StaleLease()
+    if task.result_sha is None:  # put straight to object storage: verify and attach it now
+        task = await _receive(rt, task, req.result_sha256)
     blob = await blobs.get(rt.db.reader, req.result_sha256)
     if blob is None or task.result_sha != req.result_sha256:
         raise InvalidInput(
@@ -80,7 +82,7 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         sig = await asyncio.get_running_loop().run_in_executor(
             rt.pool,
             validate_file,
-            str(rt.storage.path(blob.storage_key)),
+            str(await rt.storage.local_path(blob.storage_key)),
             rt.settings.max_result_bytes,
             expected,
         )
@@ -119,8 +121,23 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         await _give_up(rt, node, task, "user_error", "invalid_weights", msg, "")
         raise InvalidWeights(f"weights refused: {msg}")
     if aggregate:
-        rt.spawn(aggregate_round(rt, task.job_id, task.round_idx), f"aggregate-{task.id}")
+        start_aggregation(rt, task.job_id, task.round_idx)
     return TaskAck(task_id=done.id, status=done.status)
+
+
+async def _receive(rt: Runtime, task: TaskRow, sha256: str) -> TaskRow:
+    token = task.lease_token or ""
+    got = await rt.storage.receive_upload(task.id, token, sha256, rt.settings.max_result_bytes)
+    if got is None:
+        return task
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        await blobs.record(conn, *got, now)
+        if not await tasks.attach_result(
+            conn, task_id=task.id, token=token, result_sha=got[0], now=now
+        ):
+            raise StaleLease()
+    return msgspec.structs.replace(task, result_sha=got[0])
 
 
 async def fail_task(rt: Runtime, node: NodeRow, req: FailTaskRequest) -> TaskAck:
@@ -173,5 +190,5 @@ async def _give_up(
         if after.status == "failed":
             await fail_job(conn, task.job_id, task_failure_message(after), now)
     if after.status == "queued":
-        rt.wakeups.wake(1)
+        rt.wake(1)
     return TaskAck(task_id=after.id, status=after.status)

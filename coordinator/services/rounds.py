@@ -8,13 +8,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import aiosqlite
 import msgspec
 
 from gridx.coordinator.aggregation.engine import AggregationJob, aggregate
 from gridx.coordinator.aggregation.fedavg import weighted_metrics
 from gridx.coordinator.aggregation.tensorfile import WeightsError
 from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import JobConfig
@@ -23,7 +23,7 @@ log = logging.getLogger("gridx.coordinator.rounds")
 _json = msgspec.json.Encoder()
 
 
-async def fail_job(conn: aiosqlite.Connection, job_id: str, error: str, now: int) -> bool:
+async def fail_job(conn: Conn, job_id: str, error: str, now: int) -> bool:
     """Fail a job inside the caller's transaction: its open tasks are cancelled, its round failed.
 
     Returns:
@@ -47,12 +47,13 @@ def task_failure_message(task: TaskRow) -> str:
     )
 
 
-async def start_aggregation_if_done(conn: aiosqlite.Connection, task: TaskRow, now: int) -> bool:
+async def start_aggregation_if_done(conn: Conn, task: TaskRow, now: int) -> bool:
     """After a task succeeded (same transaction): if its round is complete, mark it aggregating.
 
     Returns:
         True when the caller must start aggregating this round.
     """
+    await rounds.lock(conn, task.job_id, task.round_idx)
     if await tasks.round_pending(conn, task.job_id, task.round_idx) > 0:
         return False
     if await rounds.transition(conn, task.job_id, task.round_idx, "aggregating", now) is None:
@@ -62,11 +63,54 @@ async def start_aggregation_if_done(conn: aiosqlite.Connection, task: TaskRow, n
     return True
 
 
-async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
-    """Average a finished round's updates and start the next round (or finish the job).
+def start_aggregation(rt: Runtime, job_id: str, round_idx: int) -> None:
+    """Merge a round in the background unless this process is already merging it."""
+    if (job_id, round_idx) in rt.aggregating:
+        return
+    rt.aggregating.add((job_id, round_idx))
 
-    Safe to run again after a crash: it only acts while the round is still 'aggregating'.
+    async def run() -> None:
+        try:
+            await aggregate_round(rt, job_id, round_idx)
+        finally:
+            rt.aggregating.discard((job_id, round_idx))
+
+    rt.spawn(run(), f"aggregate-{job_id}-{round_idx}")
+
+
+async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
+    """Merge a finished round if this replica wins its aggregation lease, keeping it renewed.
+
+    Safe to run again after a crash, and on several replicas at once: it only acts while the
+    round is 'aggregating' and this replica holds the lease; the commit re-checks the lease.
     """
+    lease_ms = int(rt.settings.aggregation_lease_s * 1000)
+    async with rt.db.transaction() as conn:
+        taken = await rounds.take_aggregation(
+            conn, job_id, round_idx, rt.replica, rt.clock.now_ms(), lease_ms
+        )
+    if taken is None:
+        return
+    log.info("aggregating %s round %d on %s", job_id, round_idx, rt.replica)
+    renewer = asyncio.create_task(_renew(rt, job_id, round_idx, lease_ms))
+    try:
+        await _merge(rt, job_id, round_idx, lease_ms)
+    finally:
+        renewer.cancel()
+
+
+async def _renew(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> None:
+    while True:
+        await asyncio.sleep(lease_ms / 3000)
+        async with rt.db.transaction() as conn:
+            held = await rounds.hold_aggregation(
+                conn, job_id, round_idx, rt.replica, rt.clock.now_ms(), lease_ms
+            )
+        if not held:
+            return
+
+
+async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> None:
     reader = rt.db.reader
     job = await jobs.get(reader, job_id)
     if job is None:
@@ -105,9 +149,9 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
         if rt.counters is not None:
             rt.counters.aggregations += 1
             rt.counters.aggregation_seconds += result.merge_s + result.write_s
-        pth_sha, pth_size, pth_key = rt.storage.adopt(Path(result.model_pth))
-        st_sha, st_size, st_key = rt.storage.adopt(Path(result.model_safetensors))
-        state = rt.storage.adopt(Path(result.state)) if result.state else None
+        pth_sha, pth_size, pth_key = await rt.storage.adopt(Path(result.model_pth))
+        st_sha, st_size, st_key = await rt.storage.adopt(Path(result.model_safetensors))
+        state = await rt.storage.adopt(Path(result.state)) if result.state else None
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     metrics = weighted_metrics(
@@ -122,6 +166,9 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
     last = round_idx + 1 >= config.rounds
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
+        if not await rounds.hold_aggregation(conn, job_id, round_idx, rt.replica, now, lease_ms):
+            log.warning("lost the aggregation lease of %s round %d", job_id, round_idx)
+            return
         await blobs.record(conn, pth_sha, pth_size, pth_key, now)
         await blobs.record(conn, st_sha, st_size, st_key, now)
         if state is not None:
@@ -177,14 +224,14 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
                 now=now,
             )
     if not last:
-        rt.wakeups.wake(len(rows))
+        rt.wake(len(rows))
 
 
 async def _blob_path(rt: Runtime, sha: str | None) -> str:
     blob = await blobs.get(rt.db.reader, sha or "")
     if blob is None:
         raise RuntimeError(f"blob {sha} is missing from storage")
-    return str(rt.storage.path(blob.storage_key))
+    return str(await rt.storage.local_path(blob.storage_key))
 
 
 async def _abort(rt: Runtime, job_id: str, error: str) -> None:
@@ -192,13 +239,14 @@ async def _abort(rt: Runtime, job_id: str, error: str) -> None:
         await fail_job(conn, job_id, error, rt.clock.now_ms())
 
 
-async def resume(rt: Runtime) -> int:
-    """Restart aggregation of rounds left 'aggregating' by a previous process.
+async def adopt_orphans(rt: Runtime) -> int:
+    """Merge rounds left 'aggregating' with no live aggregator (a replica or a previous process
+    died mid-merge, its lease ran out).
 
     Returns:
-        How many rounds were resumed.
+        How many rounds were picked up.
     """
-    pending = await rounds.with_status(rt.db.reader, "aggregating")
-    for rnd in pending:
-        rt.spawn(aggregate_round(rt, rnd.job_id, rnd.idx), f"aggregate-{rnd.job_id}-{rnd.idx}")
-    return len(pending)
+    orphans = await rounds.orphaned(rt.db.reader, rt.clock.now_ms())
+    for rnd in orphans:
+        start_aggregation(rt, rnd.job_id, rnd.idx)
+    return len(orphans)

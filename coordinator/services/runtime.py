@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections import deque
 from collections.abc import Coroutine
 from concurrent.futures import Executor
@@ -15,10 +17,13 @@ from gridx.coordinator.clock import Clock
 from gridx.coordinator.db.connection import Database
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.settings import Settings
-from gridx.coordinator.storage.local import LocalStorage
+from gridx.coordinator.storage.base import Storage
 from gridx.coordinator.storage.signing import UrlSigner
 
 log = logging.getLogger("gridx.coordinator")
+
+TASKS_CHANNEL = "gridx_tasks"
+"""Replicas tell each other about newly ready tasks here: payload `<replica id> <count>`."""
 
 
 class WakeQueue:
@@ -56,10 +61,13 @@ class Runtime:
 
     settings: Settings
     db: Database
-    storage: LocalStorage
+    storage: Storage
     signer: UrlSigner
+    """Signs the coordinator's own blob and result links (local storage)."""
     clock: Clock
     pool: Executor
+    replica: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    """This process's name among coordinator replicas (aggregation leases carry it)."""
     wakeups: WakeQueue = field(default_factory=WakeQueue)
     heartbeats: dict[str, int] = field(default_factory=dict)
     """Node id -> time of its latest heartbeat, not yet written (flushed in batches)."""
@@ -68,8 +76,23 @@ class Runtime:
     """The process's Prometheus counters (`services.metrics.Metrics`), set by the app."""
     limits: dict[str, list[int]] = field(default_factory=dict)
     """Rate-limit windows: key -> request times (epoch ms) in the last minute."""
-    """Token hash -> node. Identities never change once created, so entries never go stale."""
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    aggregating: set[tuple[str, int]] = field(default_factory=set)
+    """(job id, round) merges running in this process."""
+
+    def wake(self, n: int) -> None:
+        """`n` tasks became ready: wake local claimers, and tell the other replicas."""
+        if n <= 0:
+            return
+        self.wakeups.wake(n)
+        if self.db.dialect != "sqlite":
+            self.spawn(self.db.notify(TASKS_CHANNEL, f"{self.replica} {n}"), "notify")
+
+    def on_notification(self, payload: str) -> None:
+        """Another replica made tasks ready: wake as many local claimers."""
+        sender, _, count = payload.partition(" ")
+        if sender != self.replica and count.isdigit():
+            self.wakeups.wake(int(count))
 
     def allow(self, key: str, per_minute: int) -> bool:
         """A sliding one-minute window: True while `key` has made fewer than `per_minute` calls."""

@@ -9,23 +9,65 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 
+from gridx.coordinator.clock import Clock
 from gridx.coordinator.errors import TooLarge
+from gridx.coordinator.storage.base import Stored
+from gridx.coordinator.storage.signing import UrlSigner
 
 CHUNK = 1 << 20
 
 
-class LocalStorage:
-    """Blobs as files under one root. Writes go to a temp file first, then an atomic rename."""
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-    def __init__(self, root: Path) -> None:
+
+async def spool(tmp: Path, chunks: AsyncIterator[bytes], limit: int, what: str) -> str:
+    """Write a stream to `tmp`, hashing as it arrives; returns its sha256.
+
+    Raises:
+        TooLarge: the stream exceeded `limit` (the file is removed).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async with await anyio.open_file(tmp, "wb") as fh:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"{what} is larger than the limit of {limit} bytes")
+                digest.update(chunk)
+                await fh.write(chunk)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
+
+
+def blob_key(sha256: str) -> str:
+    """The storage key of a blob (a relative path derived only from its hash)."""
+    return f"{sha256[:2]}/{sha256}"
+
+
+class LocalStorage:
+    """Blobs as files under one root. Writes go to a temp file first, then an atomic rename.
+
+    Nodes fetch and upload through the coordinator's signed `/blobs/...` and
+    `/agent/results/...` routes.
+    """
+
+    def __init__(self, root: Path, signer: UrlSigner, clock: Clock) -> None:
         self.root = root
+        self.signer = signer
+        self.clock = clock
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
-
-    def key_for(self, sha256: str) -> str:
-        """The storage key of a blob (a relative path derived only from its hash)."""
-        return f"{sha256[:2]}/{sha256}"
 
     def path(self, key: str) -> Path:
         """The file behind a storage key."""
@@ -37,49 +79,45 @@ class LocalStorage:
         os.close(fd)
         return Path(name)
 
-    def adopt(self, tmp_path: Path) -> tuple[str, int, str]:
-        """Move a finished temp file into the store by its content hash.
-
-        Returns:
-            (sha256, size, storage key).
-        """
-        digest = hashlib.sha256()
-        with tmp_path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-        sha = digest.hexdigest()
-        key = self.key_for(sha)
+    def _place(self, tmp_path: Path, sha: str) -> Stored:
+        key = blob_key(sha)
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         size = tmp_path.stat().st_size
         os.replace(tmp_path, target)
         return sha, size, key
 
-    async def write_stream(
-        self, chunks: AsyncIterator[bytes], limit: int, what: str
-    ) -> tuple[str, int, str]:
-        """Stream bytes into the store, hashing as they arrive; refuse past `limit` bytes.
+    async def adopt(self, tmp_path: Path) -> Stored:
+        """Move a finished temp file into the store by its content hash."""
+        sha = await anyio.to_thread.run_sync(file_sha256, tmp_path)
+        return self._place(tmp_path, sha)
 
-        Raises:
-            TooLarge: the stream exceeded `limit` (nothing is kept).
-        """
+    async def write_stream(self, chunks: AsyncIterator[bytes], limit: int, what: str) -> Stored:
+        """Stream bytes into the store; refuse past `limit` bytes (nothing is kept)."""
         tmp = self.temp_path()
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            async with await anyio.open_file(tmp, "wb") as fh:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > limit:
-                        raise TooLarge(f"{what} is larger than the limit of {limit} bytes")
-                    digest.update(chunk)
-                    await fh.write(chunk)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        sha = digest.hexdigest()
-        key = self.key_for(sha)
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-        return sha, size, key
+        return self._place(tmp, await spool(tmp, chunks, limit, what))
+
+    async def local_path(self, key: str) -> Path:
+        """The file itself."""
+        return self.path(key)
+
+    async def download_url(self, sha256: str, key: str, ttl_s: int) -> str:
+        """A signed link to `/blobs/<sha256>`."""
+        expires = self.clock.now_ms() + ttl_s * 1000
+        return self.signer.sign("GET", f"/blobs/{sha256}", sha256, expires)
+
+    async def upload_url(self, task_id: str, lease: str, ttl_s: int) -> str:
+        """A signed link to `/agent/results/<task>` for this lease."""
+        expires = self.clock.now_ms() + ttl_s * 1000
+        return self.signer.sign(
+            "PUT", f"/agent/results/{task_id}", f"{task_id}:{lease}", expires, {"lease": lease}
+        )
+
+    async def receive_upload(
+        self, task_id: str, lease: str, sha256: str, limit: int
+    ) -> Stored | None:
+        """Results come through the coordinator's route and are attached there: nothing here."""
+        return None
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from gridx.coordinator.api.app import create_app
 from gridx.coordinator.clock import SystemClock
-from gridx.coordinator.db.connection import Database
+from gridx.coordinator.db.connection import connect
 from gridx.coordinator.services.auth import create_user
 from gridx.coordinator.settings import Settings
 
@@ -26,7 +26,7 @@ SETTINGS = Settings(data_dir=DATA, max_upload_bytes=100_000)
 
 
 async def _key() -> str:
-    db = await Database.open(SETTINGS.db_path)
+    db = await connect(SETTINGS.db_url)
     try:
         return (await create_user(db, SystemClock(), "fuzz@example.org", False))[1]
     finally:

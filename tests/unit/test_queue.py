@@ -1,8 +1,8 @@
-"""The task queue against a real SQLite file, driven by a manual clock (no sleeps)."""
+"""The task queue against a real SQLite file and a real PostgreSQL, driven by a manual clock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,7 +10,7 @@ import pytest
 
 from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.db import jobs, nodes, rounds, tasks
-from gridx.coordinator.db.connection import Database
+from gridx.coordinator.db.connection import connect
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services import dispatch
@@ -25,16 +25,17 @@ LEASE_S = 30.0
 
 
 @pytest.fixture
-async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
-    settings = Settings(data_dir=tmp_path, lease_s=LEASE_S)
-    db = await Database.open(settings.db_path)
+async def rt(tmp_path: Path, new_database: Callable[[], str]) -> AsyncIterator[Runtime]:
+    settings = Settings(data_dir=tmp_path, lease_s=LEASE_S, database_url=new_database())
+    db = await connect(settings.db_url)
     pool = ThreadPoolExecutor(1)
+    clock = ManualClock()
     runtime = Runtime(
         settings=settings,
         db=db,
-        storage=LocalStorage(settings.blob_dir),
+        storage=LocalStorage(settings.blob_dir, UrlSigner(b"k"), clock),
         signer=UrlSigner(b"k"),
-        clock=ManualClock(),
+        clock=clock,
         pool=pool,
     )
     yield runtime
@@ -59,7 +60,13 @@ async def _node(rt: Runtime, name: str) -> NodeRow:
     return row
 
 
-async def _job(rt: Runtime, shards: int = 2, max_attempts: int = 2, job_id: str = "j1") -> None:
+async def _job(
+    rt: Runtime,
+    shards: int = 2,
+    max_attempts: int = 2,
+    job_id: str = "j1",
+    placement: jobs.Placement | None = None,
+) -> None:
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         await conn.execute(
@@ -82,6 +89,7 @@ async def _job(rt: Runtime, shards: int = 2, max_attempts: int = 2, job_id: str 
             data_sha=None,
             data_name=None,
             shards=[(None, 1)] * shards,
+            placement=placement or jobs.Placement(),
             now=now,
         )
         await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
@@ -209,25 +217,18 @@ async def test_long_poll_wakes_on_enqueue(rt: Runtime) -> None:
 
 
 async def test_claims_match_jobs_to_what_the_node_offers(rt: Runtime) -> None:
-    from msgspec import json as mjson
-
     from gridx.schemas.agent import Capabilities
 
     wants = {
-        "needs-docker": {"require_docker": True},
-        "needs-gpu": {"require_gpu": True},
-        "needs-arm": {"arch": "aarch64"},
-        "needs-cores": {"min_cpus": 64},
-        "needs-memory": {"min_memory_mb": 1 << 20},
-        "anything": {},
+        "needs-docker": jobs.Placement(require_docker=True),
+        "needs-gpu": jobs.Placement(require_gpu=True),
+        "needs-arm": jobs.Placement(arch="aarch64"),
+        "needs-cores": jobs.Placement(min_cpus=64),
+        "needs-memory": jobs.Placement(min_memory_mb=1 << 20),
+        "anything": jobs.Placement(),
     }
-    for job_id, config in wants.items():
-        await _job(rt, shards=1, job_id=job_id)
-        async with rt.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE jobs SET config = :c WHERE id = :id",
-                {"c": mjson.encode(config).decode(), "id": job_id},
-            )
+    for job_id, placement in wants.items():
+        await _job(rt, shards=1, job_id=job_id, placement=placement)
     small = Capabilities(arch="x86_64", cpus=2, memory_mb=4096)
     big = Capabilities(arch="aarch64", cpus=128, memory_mb=2 << 20, docker=True, gpus=1)
 

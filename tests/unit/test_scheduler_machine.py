@@ -3,23 +3,29 @@ the clock moves; jobs get cancelled. Whatever the interleaving:
   - never two live leases on one task: only the newest lease token can finish a task;
   - a finished task never changes;
   - every task ends (a healthy node draining the queue finishes or fails each one).
-Runs against a real SQLite file with a manual clock (no sleeps).
+Runs against a real SQLite file and a real PostgreSQL, with a manual clock (no sleeps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.db import jobs, nodes, rounds, tasks
-from gridx.coordinator.db.connection import Database
+from gridx.coordinator.db.connection import connect
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.nodes import flush_heartbeats
 from gridx.coordinator.services.runtime import Runtime
@@ -33,8 +39,9 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 class Scheduler(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, new_database: Callable[[], str]) -> None:
         super().__init__()
+        self.new_database = new_database
         self.loop = asyncio.new_event_loop()
         self.dir = tempfile.mkdtemp(prefix="gridx-sm-")
         self.pool = ThreadPoolExecutor(1)
@@ -48,14 +55,15 @@ class Scheduler(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     async def _setup(self) -> Runtime:
-        settings_ = Settings(data_dir=Path(self.dir), lease_s=10)
-        db = await Database.open(settings_.db_path)
+        settings_ = Settings(data_dir=Path(self.dir), lease_s=10, database_url=self.new_database())
+        db = await connect(settings_.db_url)
+        clock = ManualClock()
         rt = Runtime(
             settings=settings_,
             db=db,
-            storage=LocalStorage(settings_.blob_dir),
+            storage=LocalStorage(settings_.blob_dir, UrlSigner(b"k"), clock),
             signer=UrlSigner(b"k"),
-            clock=ManualClock(),
+            clock=clock,
             pool=self.pool,
         )
         now = rt.clock.now_ms()
@@ -80,6 +88,7 @@ class Scheduler(RuleBasedStateMachine):
                 data_sha=None,
                 data_name=None,
                 shards=[(None, 1)] * SHARDS,
+                placement=jobs.Placement(),
                 now=now,
             )
             await rounds.create(conn, job_id="j", idx=0, input_sha=None, signature=None, now=now)
@@ -203,5 +212,8 @@ class Scheduler(RuleBasedStateMachine):
         self.loop.close()
 
 
-Scheduler.TestCase.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
-TestScheduler = Scheduler.TestCase
+def test_scheduler_invariants_hold_under_any_interleaving(new_database: Callable[[], str]) -> None:
+    run_state_machine_as_test(
+        lambda: Scheduler(new_database),
+        settings=settings(max_examples=25, stateful_step_count=30, deadline=None),
+    )

@@ -1,0 +1,83 @@
+"""The storage contract: content-addressed blobs, signed links for nodes, a local spool folder.
+
+`LocalStorage` (the embedded default) keeps blobs on disk and links to the coordinator's own
+routes; `S3Storage` keeps them in a bucket and hands nodes presigned S3 URLs, so their bytes
+never pass through a coordinator replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gridx.coordinator.clock import Clock
+    from gridx.coordinator.settings import Settings
+    from gridx.coordinator.storage.signing import UrlSigner
+
+Stored = tuple[str, int, str]
+"""(sha256, size, storage key) of a stored blob."""
+
+
+class Storage(Protocol):
+    """Where job inputs, node results and models live."""
+
+    tmp: Path
+    """A local folder for spooling (uploads being received, aggregation outputs)."""
+
+    def temp_path(self, suffix: str = "") -> Path:
+        """A fresh file in `tmp`."""
+        ...
+
+    async def adopt(self, tmp_path: Path) -> Stored:
+        """Store a finished temp file under its content hash (the temp file is consumed)."""
+        ...
+
+    async def write_stream(self, chunks: AsyncIterator[bytes], limit: int, what: str) -> Stored:
+        """Store a byte stream, refusing it past `limit` bytes (`TooLarge`, nothing kept)."""
+        ...
+
+    async def local_path(self, key: str) -> Path:
+        """A local file holding the blob (S3: a verified cached copy), for reading or serving."""
+        ...
+
+    async def download_url(self, sha256: str, key: str, ttl_s: int) -> str:
+        """A link a node GETs the blob from for the next `ttl_s` seconds."""
+        ...
+
+    async def upload_url(self, task_id: str, lease: str, ttl_s: int) -> str:
+        """A link the node holding `lease` PUTs the task's result to for `ttl_s` seconds."""
+        ...
+
+    async def receive_upload(
+        self, task_id: str, lease: str, sha256: str, limit: int
+    ) -> Stored | None:
+        """Take in a result PUT straight to storage through `upload_url`, checking its size and
+        that its bytes hash to `sha256`; None when nothing was put there.
+
+        Raises:
+            TooLarge: over `limit` (the object is deleted).
+            InvalidInput: the bytes do not hash to `sha256` (the object is deleted).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release clients."""
+        ...
+
+
+async def open_storage(settings: Settings, signer: UrlSigner, clock: Clock) -> Storage:
+    """The store `settings.storage_url` names: an S3 bucket, else local disk in `data_dir`."""
+    if not settings.storage_url:
+        from gridx.coordinator.storage.local import LocalStorage
+
+        return LocalStorage(settings.blob_dir, signer, clock)
+    from gridx.coordinator.storage.s3 import S3Storage
+
+    return await S3Storage.open(
+        settings.storage_url,
+        settings.data_dir / "s3-cache",
+        endpoint=settings.s3_endpoint,
+        region=settings.s3_region,
+    )

@@ -1,0 +1,201 @@
+"""What replicas need from the database, on both engines: concurrent transactions (PostgreSQL
+runs them truly in parallel) never lease a task twice, start a round's aggregation exactly once,
+hand the aggregation lease to one holder at a time; and wake-ups cross processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from gridx.coordinator.clock import ManualClock
+from gridx.coordinator.db import jobs, nodes, rounds, tasks
+from gridx.coordinator.db.connection import connect
+from gridx.coordinator.services import dispatch
+from gridx.coordinator.services.rounds import start_aggregation_if_done
+from gridx.coordinator.services.runtime import TASKS_CHANNEL, Runtime
+from gridx.coordinator.settings import Settings
+from gridx.coordinator.storage.local import LocalStorage
+from gridx.coordinator.storage.signing import UrlSigner
+from tests.servers import PostgresServer
+
+
+async def _runtime(url: str, data: Path, clock: ManualClock, replica: str) -> Runtime:
+    settings = Settings(data_dir=data, database_url=url)
+    db = await connect(url)
+    rt = Runtime(
+        settings=settings,
+        db=db,
+        storage=LocalStorage(settings.blob_dir, UrlSigner(b"k"), clock),
+        signer=UrlSigner(b"k"),
+        clock=clock,
+        pool=ThreadPoolExecutor(1),
+        replica=replica,
+    )
+    await db.listen(TASKS_CHANNEL, rt.on_notification)
+    return rt
+
+
+@contextlib.asynccontextmanager
+async def _replicas(url: str, data: Path) -> AsyncIterator[list[Runtime]]:
+    clock = ManualClock()
+    a = await _runtime(url, data / "a", clock, "replica-a")
+    b = await _runtime(url, data / "b", clock, "replica-b")
+    try:
+        yield [a, b]
+    finally:
+        for rt in (a, b):
+            await rt.db.close()
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, new_database: Callable[[], str]) -> AsyncIterator[list[Runtime]]:
+    """Two replicas on one database (on SQLite: two connections to one file)."""
+    async with _replicas(new_database(), tmp_path) as rts:
+        yield rts
+
+
+async def _job(rt: Runtime, job_id: str, shards: int, node_count: int = 0) -> None:
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO users (email, role, created_at) VALUES ('o@x', 'user', 0) "
+            "ON CONFLICT DO NOTHING"
+        )
+        await conn.execute(
+            "INSERT INTO blobs (sha256, size, storage_key, created_at) VALUES ('c', 1, 'c', 0) "
+            "ON CONFLICT DO NOTHING"
+        )
+        owner = (await conn.fetch("SELECT id FROM users WHERE email = 'o@x'"))[0][0]
+        await jobs.create(
+            conn,
+            job_id=job_id,
+            owner_id=owner,
+            name=job_id,
+            config="{}",
+            code_sha="c",
+            requirements_sha=None,
+            data_sha=None,
+            data_name=None,
+            shards=[(None, 1)] * shards,
+            placement=jobs.Placement(),
+            now=now,
+        )
+        await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
+        await tasks.insert_round(
+            conn, job_id=job_id, round_idx=0, num_shards=shards, max_attempts=3, now=now
+        )
+        for i in range(node_count or shards * 3):
+            await nodes.create(
+                conn,
+                node_id=f"{job_id}-n{i}",
+                owner_id=owner,
+                name=f"n{i}",
+                token_hash=f"{job_id}-n{i}",
+                capabilities="{}",
+                now=now,
+            )
+
+
+async def test_concurrent_claims_on_two_replicas_never_lease_a_task_twice(
+    pair: list[Runtime],
+) -> None:
+    await _job(pair[0], "j", shards=10)
+    claimers = [await nodes.by_token_hash(pair[0].db.reader, f"j-n{i}") for i in range(30)]
+    got = await asyncio.gather(
+        *(dispatch.claim(pair[i % 2], node) for i, node in enumerate(claimers) if node)
+    )
+    leased = [t.id for t in got if t is not None]
+    assert len(leased) == len(set(leased)) == 10
+    rows = await tasks.for_job(pair[1].db.reader, "j")
+    assert all(t.status == "leased" and t.attempts == 1 for t in rows)
+
+
+async def test_the_last_completions_of_a_round_start_its_aggregation_exactly_once(
+    pair: list[Runtime],
+) -> None:
+    for attempt in range(5):
+        job_id = f"j{attempt}"
+        await _job(pair[0], job_id, shards=4)
+        held = []
+        for i in range(4):
+            node = await nodes.by_token_hash(pair[0].db.reader, f"{job_id}-n{i}")
+            assert node is not None
+            task = await dispatch.claim(pair[0], node)
+            assert task is not None
+            held.append(task)
+
+        async def finish(rt: Runtime, task: tasks.TaskRow) -> bool:
+            now = rt.clock.now_ms()
+            async with rt.db.transaction() as conn:
+                token = task.lease_token or ""
+                await tasks.attach_result(
+                    conn, task_id=task.id, token=token, result_sha="c", now=now
+                )
+                done = await tasks.complete(
+                    conn,
+                    task_id=task.id,
+                    node_id=task.node_id or "",
+                    token=token,
+                    result_sha="c",
+                    metrics="{}",
+                    now=now,
+                )
+                assert done is not None
+                return await start_aggregation_if_done(conn, done, now)
+
+        started = await asyncio.gather(*(finish(pair[i % 2], t) for i, t in enumerate(held)))
+        assert sum(started) == 1, started
+        rnd = await rounds.get(pair[1].db.reader, job_id, 0)
+        assert rnd is not None and rnd.status == "aggregating"
+
+
+async def test_the_aggregation_lease_has_one_holder_and_passes_on_when_it_lapses(
+    pair: list[Runtime],
+) -> None:
+    a, b = pair
+    await _job(a, "j", shards=1)
+    async with a.db.transaction() as conn:
+        await rounds.transition(conn, "j", 0, "aggregating", a.clock.now_ms())
+
+    async def take(rt: Runtime) -> bool:
+        async with rt.db.transaction() as conn:
+            got = await rounds.take_aggregation(conn, "j", 0, rt.replica, rt.clock.now_ms(), 10_000)
+        return got is not None
+
+    async def hold(rt: Runtime) -> bool:
+        async with rt.db.transaction() as conn:
+            return await rounds.hold_aggregation(
+                conn, "j", 0, rt.replica, rt.clock.now_ms(), 10_000
+            )
+
+    assert [await take(a), await take(b)] == [True, False]
+    assert [r.idx for r in await rounds.orphaned(b.db.reader, b.clock.now_ms())] == []
+    a.clock.advance(5)  # type: ignore[attr-defined]
+    assert await hold(a) and not await take(b)  # renewed in time: still a's
+    a.clock.advance(11)  # type: ignore[attr-defined]  # a stopped renewing (killed)
+    assert [r.idx for r in await rounds.orphaned(b.db.reader, b.clock.now_ms())] == [0]
+    assert await take(b)
+    assert not await hold(a), "the old holder must not commit a merge after losing the lease"
+    assert await hold(b)
+
+
+async def test_a_task_made_ready_on_one_replica_wakes_a_long_poll_on_another(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    # PostgreSQL only: with SQLite one process owns the file, so there is no other replica.
+    async with _replicas(pg_server.new_database(), tmp_path) as (a, b):
+        await _job(a, "seed", shards=0, node_count=1)  # users, blobs and a node only
+        node = await nodes.by_token_hash(b.db.reader, "seed-n0")
+        assert node is not None
+        poll = asyncio.create_task(dispatch.request_task(b, node, 20))
+        await asyncio.sleep(0.3)  # b's claim found nothing and is parked
+        assert not poll.done()
+        await _job(a, "j", shards=1)
+        a.wake(1)  # what submit() does after enqueueing
+        got = await asyncio.wait_for(poll, 5)
+        assert got is not None and got.job_id == "j"

@@ -1,4 +1,4 @@
-"""Load: many simulated nodes against one real coordinator process on SQLite (127.0.0.1 only).
+"""Load: many simulated nodes against real coordinator processes (127.0.0.1 only).
 
 Every simulated node registers, then heartbeats every 5 s (jittered); `--workers` of them also
 long-poll for tasks and complete each at once with a tiny weight file (uploaded through the
@@ -7,15 +7,22 @@ count and time; stops by itself.
 
 Prints heartbeat p50/p99, claim p50/p99 (request_task calls that returned a task), dispatch
 latency (task created -> leased, from the coordinator's own records), tasks completed per second,
-errors, and the coordinator's CPU and RSS. Last line: one JSON object.
+errors, and the coordinators' CPU and RSS. Last line: one JSON object.
+
+By default one coordinator on SQLite and local disk. `--database postgresql` runs against a
+private PostgreSQL and S3 server (SeaweedFS) started for the run, with `--replicas` coordinator
+processes sharing them; nodes are spread over the replicas round-robin.
 
     python bench/load.py [--nodes 2000] [--seconds 60] [--workers 100]
+    python bench/load.py --database postgresql --replicas 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import random
@@ -28,6 +35,7 @@ from pathlib import Path
 import aiohttp
 
 from gridx.coordinator.cli.cluster import LocalCluster
+from gridx.coordinator.cli.servers import PostgresServer, S3Server
 
 HEARTBEAT_S = 5.0
 TRAIN = b"print('simulated')\n"
@@ -62,13 +70,15 @@ def proc_stats(pid: int) -> tuple[float, float]:
 
 
 class Load:
-    def __init__(self, url: str, key: str, deadline: float) -> None:
-        self.url, self.key, self.deadline = url, key, deadline
+    def __init__(self, urls: list[str], key: str, deadline: float) -> None:
+        self.urls, self.key, self.deadline = urls, key, deadline
+        self.url = urls[0]
         self.heartbeats: list[float] = []
         self.claims: list[float] = []
         self.completed = 0
         self.errors: dict[str, int] = {}
         self.weights = tiny_weights()
+        self.sha = hashlib.sha256(self.weights).hexdigest()
         self.jobs: list[str] = []
 
     def error(self, what: str) -> None:
@@ -87,13 +97,13 @@ class Load:
                 raise RuntimeError(f"register: {r.status} {await r.text()}")
             return str((await r.json())["node_token"])
 
-    async def heartbeat_loop(self, s: aiohttp.ClientSession, token: str) -> None:
+    async def heartbeat_loop(self, s: aiohttp.ClientSession, token: str, url: str) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         await asyncio.sleep(random.uniform(0, HEARTBEAT_S))
         while time.monotonic() < self.deadline:
             t = time.perf_counter()
             try:
-                async with s.post(f"{self.url}/agent/heartbeat", json={}, headers=headers) as r:
+                async with s.post(f"{url}/agent/heartbeat", json={}, headers=headers) as r:
                     await r.read()
                     if r.status != 200:
                         self.error(f"heartbeat {r.status}")
@@ -103,14 +113,14 @@ class Load:
                 self.error(f"heartbeat {type(exc).__name__}")
             await asyncio.sleep(HEARTBEAT_S)
 
-    async def worker_loop(self, s: aiohttp.ClientSession, token: str) -> None:
+    async def worker_loop(self, s: aiohttp.ClientSession, token: str, url: str) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         while time.monotonic() < self.deadline:
             wait = max(0.0, min(5.0, self.deadline - time.monotonic()))
             t = time.perf_counter()
             try:
                 async with s.post(
-                    f"{self.url}/agent/request_task", params={"wait_s": str(wait)}, headers=headers
+                    f"{url}/agent/request_task", params={"wait_s": str(wait)}, headers=headers
                 ) as r:
                     if r.status == 204:
                         continue
@@ -119,16 +129,20 @@ class Load:
                         continue
                     task = await r.json()
                 self.claims.append((time.perf_counter() - t) * 1000)
-                async with s.put(self.url + task["upload_url"], data=self.weights) as r:
-                    sha = (await r.json())["sha256"]
+                upload = task["upload_url"]  # the coordinator's route, or presigned S3
+                async with s.put(
+                    upload if "://" in upload else url + upload, data=self.weights
+                ) as r:
+                    await r.read()
+                    if r.status >= 300:
+                        self.error(f"upload {r.status}")
+                        continue
                 body = {
                     "task_id": task["task_id"],
                     "lease_token": task["lease_token"],
-                    "result_sha256": sha,
+                    "result_sha256": self.sha,
                 }
-                async with s.post(
-                    f"{self.url}/agent/complete_task", json=body, headers=headers
-                ) as r:
+                async with s.post(f"{url}/agent/complete_task", json=body, headers=headers) as r:
                     if r.status == 200:
                         await r.read()
                         self.completed += 1
@@ -169,27 +183,39 @@ class Load:
         return out
 
 
+def fleet_stats(pids: list[int]) -> tuple[float, float]:
+    """(CPU seconds, RSS MiB) summed over the coordinator replicas."""
+    stats = [proc_stats(p) for p in pids]
+    return sum(c for c, _ in stats), sum(r for _, r in stats)
+
+
 async def run(args: argparse.Namespace, cluster: LocalCluster) -> dict[str, float]:
-    assert cluster.coordinator is not None
-    pid = cluster.coordinator.pid
+    pids = [p.pid for p in cluster.replicas if p is not None]
+    urls = cluster.urls
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
-        load = Load(cluster.url, cluster.api_key, deadline=0)
+        load = Load(urls, cluster.api_key, deadline=0)
         sem = asyncio.Semaphore(64)
         t = time.monotonic()
         tokens = await asyncio.gather(*(load.register(s, i, sem) for i in range(args.nodes)))
         print(f"registered {args.nodes} nodes in {time.monotonic() - t:.1f}s", flush=True)
-        cpu0, _ = proc_stats(pid)
+        cpu0, _ = fleet_stats(pids)
         start = time.monotonic()
         load.deadline = start + args.seconds
-        tasks = [asyncio.create_task(load.heartbeat_loop(s, tok)) for tok in tokens]
-        tasks += [asyncio.create_task(load.worker_loop(s, tok)) for tok in tokens[: args.workers]]
+        tasks = [
+            asyncio.create_task(load.heartbeat_loop(s, tok, urls[i % len(urls)]))
+            for i, tok in enumerate(tokens)
+        ]
+        tasks += [
+            asyncio.create_task(load.worker_loop(s, tok, urls[i % len(urls)]))
+            for i, tok in enumerate(tokens[: args.workers])
+        ]
         tasks.append(asyncio.create_task(load.feeder(s, args.shards)))
         rss_peak = 0.0
         while time.monotonic() < load.deadline:
             await asyncio.sleep(5)
-            _, rss = proc_stats(pid)
+            _, rss = fleet_stats(pids)
             rss_peak = max(rss_peak, rss)
             print(
                 f"  t={time.monotonic() - start:4.0f}s heartbeats={len(load.heartbeats)} "
@@ -199,10 +225,12 @@ async def run(args: argparse.Namespace, cluster: LocalCluster) -> dict[str, floa
             )
         await asyncio.gather(*tasks, return_exceptions=True)
         elapsed = time.monotonic() - start
-        cpu1, rss = proc_stats(pid)
+        cpu1, rss = fleet_stats(pids)
         dispatch = await load.dispatch_latencies(s)
     return {
         "nodes": args.nodes,
+        "database": args.database,
+        "replicas": args.replicas,
         "heartbeat_p50_ms": round(pct(load.heartbeats, 50), 2),
         "heartbeat_p99_ms": round(pct(load.heartbeats, 99), 2),
         "claim_p50_ms": round(pct(load.claims, 50), 2),
@@ -224,17 +252,38 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--workers", type=int, default=100, help="nodes that also take tasks")
     parser.add_argument("--shards", type=int, default=500, help="tasks per feeder job")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--replicas", type=int, default=1, help="coordinators (PostgreSQL only)")
     args = parser.parse_args()
+    if args.replicas > 1 and args.database == "sqlite":
+        parser.error("--replicas > 1 needs --database postgresql (a SQLite file has one owner)")
     root = Path(tempfile.mkdtemp(prefix="gridx-bench-load-"))
     env = {
         "GRIDX_REGISTER_PER_MINUTE": str(10 * args.nodes + 100),
         "GRIDX_LEASE_S": "60",
         "GRIDX_HEARTBEAT_S": str(HEARTBEAT_S),
     }
-    with LocalCluster(root, coordinator_env=env) as cluster:
+    with contextlib.ExitStack() as stack:
+        if args.database == "postgresql":
+            pg = PostgresServer(Path(tempfile.mkdtemp(prefix="gridx-bench-pg-")))
+            s3 = S3Server(root / "s3")
+            pg.start()
+            stack.callback(pg.stop)
+            s3.start()
+            stack.callback(s3.stop)
+            os.environ.update(s3.env())
+            env |= {
+                "GRIDX_DATABASE_URL": pg.new_database(),
+                "GRIDX_STORAGE_URL": s3.new_bucket_url(),
+                "GRIDX_S3_ENDPOINT": s3.endpoint,
+            }
+        cluster = stack.enter_context(
+            LocalCluster(root, coordinator_env=env, replicas=args.replicas)
+        )
         result = asyncio.run(run(args, cluster))
     print(
-        f"nodes {result['nodes']}: heartbeat p50 {result['heartbeat_p50_ms']} ms, "
+        f"{result['database']} x{result['replicas']}, nodes {result['nodes']}: "
+        f"heartbeat p50 {result['heartbeat_p50_ms']} ms, "
         f"p99 {result['heartbeat_p99_ms']} ms ({result['heartbeats_per_s']}/s); "
         f"claim p50 {result['claim_p50_ms']} ms, p99 {result['claim_p99_ms']} ms; "
         f"dispatch p50 {result['dispatch_p50_ms']} ms; {result['tasks_per_s']} tasks/s; "
@@ -243,6 +292,8 @@ def main() -> None:
     )
     keys = (
         "nodes",
+        "database",
+        "replicas",
         "heartbeat_p50_ms",
         "heartbeat_p99_ms",
         "claim_p99_ms",

@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Processes in the aggregation pool."""
     aggregation_lease_s: float = 10.0
     """A replica merging a round renews its claim this often x3; another takes over after it."""
+    replica_id: str = ""
+    """This replica's name in aggregation leases and logs; empty: `<hostname>:<pid>`."""
     database_url: str = ""
     """`postgresql://...` to share one database between replicas; empty: SQLite in data_dir."""
     storage_url: str = ""
@@ -62,6 +64,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Node registrations accepted per client address and minute."""
     auth_failures_per_minute: int = 30
     """Failed API-key checks tolerated per client address and minute before answering 429."""
+    shared_signing_key: str = ""
+    """Hex HMAC key for signed links, the same on every replica (`GRIDX_SIGNING_KEY`); empty:
+    a key generated once in `data_dir`."""
     web_dir: Path | None = None
     """The dashboard's static build; default: the one packaged, else `web/out` of a checkout."""
 
@@ -81,7 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.data_dir / "blobs"
 
     def signing_key(self) -> bytes:
-        """The HMAC key for signed URLs, created once per data dir (mode 0600)."""
+        """The HMAC key for signed URLs: the shared one, else one created per data dir (0600)."""
+        if self.shared_signing_key:
+            return bytes.fromhex(self.shared_signing_key)
         path = self.data_dir / "signing.key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +111,7 @@ _FIELDS = {
     "max_result_bytes": int,
     "aggregation_workers": int,
     "aggregation_lease_s": float,
+    "replica_id": str,
     "database_url": str,
     "storage_url": str,
     "s3_endpoint": str,
@@ -121,6 +129,8 @@ def settings_from_env(**overrides: object) -> Settings:
         raw = os.environ.get(f"GRIDX_{name.upper()}")
         if raw:
             values[name] = kind(raw)
+    if os.environ.get("GRIDX_SIGNING_KEY"):
+        values["shared_signing_key"] = os.environ["GRIDX_SIGNING_KEY"]
     origins = os.environ.get("GRIDX_CORS_ORIGINS", "")
     if origins:
         values["cors_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from litestar import Controller, Request, Response, post, put
@@ -25,6 +26,12 @@ from gridx.schemas.agent import (
     TaskAssignment,
     UploadResponse,
 )
+
+
+async def _hang_up(request: Request) -> None:
+    """Resolves when the client disconnects (the body, if any, is read and dropped)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class AgentController(Controller):
@@ -56,12 +63,17 @@ class AgentController(Controller):
     )
     async def request_task(
         self,
+        request: Request,
         rt: Runtime,
         node: NodeRow,
         wait_s: Annotated[float, Parameter(ge=0, le=60)] = 25.0,
     ) -> Response[TaskAssignment | None]:
         """Long-poll for a task: answers as soon as one is leased, or 204 after `wait_s`."""
-        task = await dispatch.request_task(rt, node, wait_s)
+        gone = asyncio.ensure_future(_hang_up(request))
+        try:
+            task = await dispatch.request_task(rt, node, wait_s, gone)
+        finally:
+            gone.cancel()
         if task is None:
             return Response(None, status_code=204)
         return Response(task)

@@ -124,6 +124,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             clock=the_clock,
             pool=pool,
         )
+        if settings.replica_id:
+            rt.replica = settings.replica_id
         rt.counters = Metrics()
         app.state.rt = rt
         await db.listen(TASKS_CHANNEL, rt.on_notification)

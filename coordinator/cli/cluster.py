@@ -27,7 +27,9 @@ def free_port() -> int:
         return port
 
 
-def make_user(data_dir: Path, email: str, admin: bool = False) -> str:
+def make_user(
+    data_dir: Path, email: str, admin: bool = False, env: dict[str, str] | None = None
+) -> str:
     """Create a user with `gridx user create` (the admin's own path); returns the API key."""
     cmd = [
         sys.executable,
@@ -40,14 +42,20 @@ def make_user(data_dir: Path, email: str, admin: bool = False) -> str:
         "--data-dir",
         str(data_dir),
     ]
-    out = subprocess.run(cmd + (["--admin"] if admin else []), capture_output=True, text=True)
+    out = subprocess.run(
+        cmd + (["--admin"] if admin else []), capture_output=True, text=True, env=env
+    )
     if out.returncode != 0:
         raise RuntimeError(f"could not create {email}: {out.stderr.strip()}")
     return str(json.loads(out.stdout)["api_key"])
 
 
 class LocalCluster:
-    """Starts and stops a coordinator and nodes under `root` (logs land there too)."""
+    """Starts and stops coordinator replicas and nodes under `root` (logs land there too).
+
+    With `replicas` > 1, `coordinator_env` must name a shared database and bucket
+    (`GRIDX_DATABASE_URL`, `GRIDX_STORAGE_URL`); each replica gets its own port and data dir.
+    """
 
     def __init__(
         self,
@@ -55,16 +63,20 @@ class LocalCluster:
         coordinator_env: dict[str, str] | None = None,
         executor: str = "process",
         tls: tuple[Path, Path, Path] | None = None,
+        replicas: int = 1,
     ) -> None:
         """`tls`: (certificate, key, CA) to serve HTTPS, nodes and clients trusting that CA."""
         self.root = root
         self.data_dir = root / "coordinator"
-        self.port = free_port()
+        self.ports = [free_port() for _ in range(replicas)]
+        self.port = self.ports[0]
         self.tls = tls
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        scheme = "https" if tls else "http"
+        self.urls = [f"{scheme}://127.0.0.1:{p}" for p in self.ports]
+        self.url = self.urls[0]
         self.verify: str | bool = str(tls[2]) if tls else True
         self.coordinator_env = coordinator_env or {}
-        self.coordinator: subprocess.Popen[bytes] | None = None
+        self.replicas: list[subprocess.Popen[bytes] | None] = [None] * replicas
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.api_key = ""
         self.executor = executor
@@ -90,13 +102,24 @@ class LocalCluster:
         """Create the admin user (first time) and start the coordinator; wait until it answers."""
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.api_key:
-            self.api_key = make_user(self.data_dir, email, admin=True)
-        self.start_coordinator()
+            env = self._env(self.coordinator_env)
+            self.api_key = make_user(self.data_dir, email, admin=True, env=env)
+        for i in range(len(self.replicas)):
+            self.start_coordinator(i)
 
-    def start_coordinator(self) -> None:
-        """(Re)start the coordinator process on the same port and data dir."""
-        log = (self.root / "coordinator.log").open("ab")
-        self.coordinator = subprocess.Popen(
+    @property
+    def coordinator(self) -> subprocess.Popen[bytes] | None:
+        """The first replica's process."""
+        return self.replicas[0]
+
+    def _log(self, i: int) -> Path:
+        return self.root / ("coordinator.log" if i == 0 else f"coordinator-{i}.log")
+
+    def start_coordinator(self, i: int = 0) -> None:
+        """(Re)start replica `i` on its port and data dir."""
+        log = self._log(i).open("ab")
+        data_dir = self.data_dir if i == 0 else self.root / f"coordinator-{i}"
+        self.replicas[i] = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -104,9 +127,9 @@ class LocalCluster:
                 "coordinator",
                 "start",
                 "--data-dir",
-                str(self.data_dir),
+                str(data_dir),
                 "--port",
-                str(self.port),
+                str(self.ports[i]),
                 "--log-level",
                 "warning",
                 *(
@@ -117,36 +140,39 @@ class LocalCluster:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self._env(self.coordinator_env),
+            env=self._env({**self.coordinator_env, "GRIDX_REPLICA_ID": f"replica-{i}"}),
         )
-        self.wait_healthy()
+        self.wait_healthy(i)
 
-    def wait_healthy(self, timeout: float = 60.0) -> None:
-        """Block until `/healthz` answers.
+    def wait_healthy(self, i: int = 0, timeout: float = 60.0) -> None:
+        """Block until replica `i` answers `/healthz`.
 
         Raises:
             RuntimeError: the coordinator died or never answered (its log is quoted).
         """
         deadline = time.monotonic() + timeout
+        proc = self.replicas[i]
         while time.monotonic() < deadline:
-            if self.coordinator is not None and self.coordinator.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 break
             try:
-                if (
-                    httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code
-                    == 200
-                ):
+                url = f"{self.urls[i]}/healthz"
+                if httpx.get(url, timeout=1, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        log = (self.root / "coordinator.log").read_text(errors="replace")[-3000:]
+        log = self._log(i).read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the coordinator did not start; its log ends with:\n{log}")
 
     def add_node(
-        self, name: str, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+        self,
+        name: str,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        replica: int = 0,
     ) -> subprocess.Popen[bytes]:
-        """Start a `gridx-node` process with its own state folder (kept across restarts)."""
+        """Start a `gridx-node` process (talking to one replica) with its own state folder."""
         log = (self.root / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [
@@ -155,7 +181,7 @@ class LocalCluster:
                 "gridx.node",
                 "start",
                 "--coordinator",
-                self.url,
+                self.urls[replica],
                 "--enrolment-key",
                 self.api_key,
                 "--name",
@@ -180,12 +206,13 @@ class LocalCluster:
         proc.kill()
         proc.wait()
 
-    def kill_coordinator(self) -> None:
-        """SIGKILL the coordinator."""
-        if self.coordinator is not None:
-            self.coordinator.kill()
-            self.coordinator.wait()
-            self.coordinator = None
+    def kill_coordinator(self, i: int = 0) -> None:
+        """SIGKILL replica `i`."""
+        proc = self.replicas[i]
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            self.replicas[i] = None
 
     def stop(self) -> None:
         """SIGTERM everything (nodes first), then SIGKILL what did not exit in time."""
@@ -200,11 +227,13 @@ class LocalCluster:
                 p.kill()
                 p.wait()
         self.nodes.clear()
-        if self.coordinator is not None and self.coordinator.poll() is None:
-            self.coordinator.send_signal(signal.SIGTERM)
+        running = [p for p in self.replicas if p is not None and p.poll() is None]
+        for p in running:
+            p.send_signal(signal.SIGTERM)
+        for p in running:
             try:
-                self.coordinator.wait(timeout=15)
+                p.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.coordinator.kill()
-                self.coordinator.wait()
-        self.coordinator = None
+                p.kill()
+                p.wait()
+        self.replicas = [None] * len(self.replicas)

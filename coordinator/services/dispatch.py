@@ -70,11 +70,14 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
     return task
 
 
-async def request_task(rt: Runtime, node: NodeRow, wait_s: float) -> TaskAssignment | None:
+async def request_task(
+    rt: Runtime, node: NodeRow, wait_s: float, gone: asyncio.Future[None] | None = None
+) -> TaskAssignment | None:
     """Long-poll: lease a task now, or wait (woken on enqueue/requeue) up to `wait_s`.
 
     A node is registered as a waiter *before* each claim attempt, so a task enqueued between an
-    empty claim and the wait is never missed.
+    empty claim and the wait is never missed. `gone` resolves when the node hangs up: the poll
+    ends at once, so no task is leased to a connection nobody reads (and shutdown is prompt).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_s, rt.settings.long_poll_s)
@@ -88,8 +91,12 @@ async def request_task(rt: Runtime, node: NodeRow, wait_s: float) -> TaskAssignm
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            done, _ = await asyncio.wait({fut}, timeout=remaining)
-            woken = bool(done)
+            done, _ = await asyncio.wait(
+                {fut} if gone is None else {fut, gone},
+                timeout=remaining,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            woken = fut in done
             if not woken:
                 return None
         finally:

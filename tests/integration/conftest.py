@@ -72,6 +72,12 @@ class Client:
             time.sleep(0.1)
         raise AssertionError(f"timed out; last state: {body['job']} {body['tasks']}")
 
+    def wait_for_nodes(self, n: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.http.get("/nodes").json()) < n:
+            assert time.monotonic() < deadline, "nodes did not register"
+            time.sleep(0.1)
+
     def wait_done(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
         return self.wait(
             job_id, lambda b: b["job"]["status"] in ("succeeded", "failed", "cancelled"), timeout

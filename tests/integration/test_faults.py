@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import textwrap
+import time
 
 from gridx.coordinator.cli.cluster import LocalCluster
 from gridx.node.sandbox import detect
@@ -36,6 +37,21 @@ def test_a_node_killed_mid_task_loses_its_lease_and_the_task_is_reissued(
     history = task["history"]
     assert history[0]["node_id"] == doomed_id and history[0]["outcome"] == "lease_expired"
     assert history[1]["node_id"] != doomed_id and history[1]["outcome"] == "succeeded"
+
+
+def test_a_node_that_hangs_up_mid_long_poll_is_never_leased_a_task(
+    cluster: LocalCluster, client: Client
+) -> None:
+    cluster.add_node("idle")
+    client.wait_for_nodes(1)
+    time.sleep(1.0)  # its long-poll is parked on the coordinator
+    cluster.kill_node("idle")  # the socket closes mid-poll
+    job_id = client.submit(SLOW, {"rounds": 1, "shards": 1})
+    time.sleep(1.5)
+    task = client.job(job_id)["tasks"][0]
+    assert task["status"] == "queued" and task["history"] == [], task
+    cluster.add_node("live")
+    assert client.wait_done(job_id, 90)["job"]["status"] == "succeeded"
 
 
 def test_a_failing_script_fails_the_job_with_its_stderr_not_the_node(

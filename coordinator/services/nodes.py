@@ -77,7 +77,7 @@ async def authenticate(rt: Runtime, authorization: str | None) -> NodeRow:
 
 async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> HeartbeatResponse:
     """Note the node alive (written in the next batch) and say which of its tasks to stop."""
-    rt.heartbeats[node.id] = rt.clock.now_ms()
+    note_heartbeat(rt, node.id, req.running)
     if req.capabilities is not None:
         encoded = _caps_encoder.encode(req.capabilities).decode()
         async with rt.db.transaction() as conn:
@@ -91,8 +91,15 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
     )
 
 
+def note_heartbeat(rt: Runtime, node_id: str, running: list[str]) -> None:
+    """Buffer a heartbeat: the node is alive, and the leases of the tasks it runs are renewed."""
+    rt.heartbeats[node_id] = (rt.clock.now_ms(), tuple(running))
+
+
 async def flush_heartbeats(rt: Runtime) -> int:
-    """Write every buffered heartbeat, and renew the leases of those nodes, in one transaction.
+    """Write every buffered heartbeat, and renew the leases of the tasks those nodes said they
+    run, in one transaction. A task its node no longer runs (its result could not be reported,
+    say) is not renewed: its lease runs out and the shard is reissued.
 
     Returns:
         How many nodes were written.
@@ -103,11 +110,13 @@ async def flush_heartbeats(rt: Runtime) -> int:
     lease_ms = int(rt.settings.lease_s * 1000)
     try:
         async with rt.db.transaction() as conn:
-            await nodes.touch_many(conn, seen)
-            await tasks.renew_leases(conn, {n: t + lease_ms for n, t in seen.items()})
-    except BaseException:  # keep them for the next flush
-        for node_id, at in seen.items():
-            rt.heartbeats[node_id] = max(at, rt.heartbeats.get(node_id, 0))
+            await nodes.touch_many(conn, {n: at for n, (at, _) in seen.items()})
+            await tasks.renew_leases(
+                conn, [(n, t, at + lease_ms) for n, (at, run) in seen.items() for t in run]
+            )
+    except BaseException:  # keep them for the next flush (newer heartbeats win)
+        for node_id, beat in seen.items():
+            rt.heartbeats[node_id] = max(beat, rt.heartbeats.get(node_id, (0, ())))
         raise
     return len(seen)
 
@@ -115,7 +124,7 @@ async def flush_heartbeats(rt: Runtime) -> int:
 def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
     """The public view of a node, with its status derived from when it was last heard."""
     now = rt.clock.now_ms()
-    last_seen = max(row.last_seen, rt.heartbeats.get(row.id, 0))
+    last_seen = max(row.last_seen, rt.heartbeats.get(row.id, (0, ()))[0])
     status: NodeStatus
     if row.draining:
         status = "draining"

@@ -69,8 +69,9 @@ class Runtime:
     replica: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     """This process's name among coordinator replicas (aggregation leases carry it)."""
     wakeups: WakeQueue = field(default_factory=WakeQueue)
-    heartbeats: dict[str, int] = field(default_factory=dict)
-    """Node id -> time of its latest heartbeat, not yet written (flushed in batches)."""
+    heartbeats: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    """Node id -> (time of its latest heartbeat, the tasks it said it runs), not yet written
+    (flushed in batches)."""
     node_cache: dict[str, NodeRow] = field(default_factory=dict)
     counters: Any = None
     """The process's Prometheus counters (`services.metrics.Metrics`), set by the app."""

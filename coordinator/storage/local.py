@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -12,11 +13,12 @@ import anyio
 import anyio.to_thread
 
 from gridx.coordinator.clock import Clock
-from gridx.coordinator.errors import TooLarge
+from gridx.coordinator.errors import StorageFull, TooLarge
 from gridx.coordinator.storage.base import Stored
 from gridx.coordinator.storage.signing import UrlSigner
 
 CHUNK = 1 << 20
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def file_sha256(path: Path) -> str:
@@ -44,6 +46,13 @@ async def spool(tmp: Path, chunks: AsyncIterator[bytes], limit: int, what: str) 
                     raise TooLarge(f"{what} is larger than the limit of {limit} bytes")
                 digest.update(chunk)
                 await fh.write(chunk)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in _FULL:
+            raise StorageFull(
+                f"the coordinator is out of disk space; {what} was not kept, send it again later"
+            ) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import textwrap
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from gridx.coordinator.cli.cluster import LocalCluster
 from gridx.node.sandbox import detect
-from tests.integration.conftest import Client
+from tests.integration.conftest import FAST, Client
 
 SLOW = textwrap.dedent("""
     import os, time, torch
@@ -52,6 +58,47 @@ def test_a_node_that_hangs_up_mid_long_poll_is_never_leased_a_task(
     assert task["status"] == "queued" and task["history"] == [], task
     cluster.add_node("live")
     assert client.wait_done(job_id, 90)["job"]["status"] == "succeeded"
+
+
+BIG_RESULT = b"""
+import os, torch
+torch.save({"w": torch.ones(1_000_000)}, os.environ["GRIDX_OUTPUT"])  # 4 MB
+"""
+
+
+def _until(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_full_disk_refuses_the_upload_cleanly_and_the_task_is_reissued(
+    tmp_path: Path,
+) -> None:
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("mounting a small tmpfs for the blob store needs root (CI runs as root)")
+    root = tmp_path / "cluster"
+    blobs = root / "coordinator" / "blobs"
+    blobs.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(blobs)], check=True)
+    cluster = LocalCluster(root, coordinator_env=FAST)
+    try:
+        cluster.start()
+        client = Client(cluster)
+        cluster.add_node("node")
+        job_id = client.submit(BIG_RESULT, {"rounds": 1, "shards": 1, "max_attempts": 3})
+        log = root / "node.log"
+        _until(lambda: "result not accepted: 507 storage_full" in log.read_text(), 90, "a 507")
+        assert [p.name for p in (blobs / "tmp").iterdir()] == []  # nothing half-written kept
+        subprocess.run(["mount", "-o", "remount,size=64m", str(blobs)], check=True)
+        body = client.wait_done(job_id, 90)
+        assert body["job"]["status"] == "succeeded", body
+        history = body["tasks"][0]["history"]
+        assert [h["outcome"] for h in history] == ["lease_expired", "succeeded"]
+    finally:
+        cluster.stop()
+        subprocess.run(["umount", "-l", str(blobs)], check=False)
 
 
 def test_a_failing_script_fails_the_job_with_its_stderr_not_the_node(

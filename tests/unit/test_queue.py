@@ -15,7 +15,7 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.auth import create_user
-from gridx.coordinator.services.nodes import flush_heartbeats
+from gridx.coordinator.services.nodes import flush_heartbeats, note_heartbeat
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.local import LocalStorage
@@ -154,19 +154,25 @@ async def test_attempts_are_capped_and_the_job_fails_with_the_reason(rt: Runtime
     assert job.error is not None and "2 attempt(s)" in job.error
 
 
-async def test_heartbeats_are_batched_and_renew_leases(rt: Runtime) -> None:
+async def test_heartbeats_are_batched_and_renew_the_leases_of_running_tasks(
+    rt: Runtime,
+) -> None:
     a = await _node(rt, "a")
-    await _job(rt, shards=1)
-    task = await dispatch.claim(rt, a)
-    assert task is not None
-    for _ in range(3):  # three heartbeats, one flush, one transaction
+    await _job(rt, shards=2)
+    task, dropped = await dispatch.claim(rt, a), await dispatch.claim(rt, a)
+    assert task is not None and dropped is not None
+    for _ in range(3):  # heartbeats naming only `task`, each flushed in one transaction
         rt.clock.advance(LEASE_S / 2)  # type: ignore[attr-defined]
-        rt.heartbeats[a.id] = rt.clock.now_ms()
+        note_heartbeat(rt, a.id, [task.id])
         assert await flush_heartbeats(rt) == 1
-    assert await dispatch.expire_leases(rt) == 0
     held = await tasks.get(rt.db.reader, task.id)
     assert held is not None and held.status == "leased"
     assert held.lease_expires_at == rt.clock.now_ms() + int(LEASE_S * 1000)
+    # the task the node stopped naming (it could not report it) expired and is queued again
+    assert (await tasks.get(rt.db.reader, dropped.id)).status == "leased"  # type: ignore[union-attr]
+    assert await dispatch.expire_leases(rt) == 1
+    again = await tasks.get(rt.db.reader, dropped.id)
+    assert again is not None and again.status == "queued"
     assert await flush_heartbeats(rt) == 0  # nothing buffered, nothing written
 
 

@@ -27,7 +27,7 @@ from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.db import jobs, nodes, rounds, tasks
 from gridx.coordinator.db.connection import connect
 from gridx.coordinator.services import dispatch
-from gridx.coordinator.services.nodes import flush_heartbeats
+from gridx.coordinator.services.nodes import flush_heartbeats, note_heartbeat
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.local import LocalStorage
@@ -112,7 +112,12 @@ class Scheduler(RuleBasedStateMachine):
     @rule(node=st.sampled_from(NODES))
     def heartbeat(self, node: str) -> None:
         if node in self.alive:
-            self.rt.heartbeats[node] = self.rt.clock.now_ms()
+            held = [
+                t.id
+                for t in self.run(tasks.for_job(self.rt.db.reader, "j"))
+                if t.status == "leased" and t.node_id == node
+            ]
+            note_heartbeat(self.rt, node, held)  # a live node names what it runs
             self.run(flush_heartbeats(self.rt))
 
     @rule(seconds=st.sampled_from([1, 4, 11, 30]))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +102,86 @@ def test_a_full_disk_refuses_the_upload_cleanly_and_the_task_is_reissued(
     finally:
         cluster.stop()
         subprocess.run(["umount", "-l", str(blobs)], check=False)
+
+
+class CuttingProxy:
+    """A TCP proxy to the coordinator that cuts the first `cuts` result uploads after 1 MB of
+    body (aiohttp itself retries a PUT once on a dropped keep-alive connection; two cuts reach
+    the node's own backoff)."""
+
+    def __init__(self, target_port: int, cuts: int = 2) -> None:
+        self.target_port = target_port
+        self.cuts = cuts
+        self.uploads = 0
+        self.cut = 0
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        started = threading.Event()
+        threading.Thread(target=self._serve, args=(started,), daemon=True).start()
+        started.wait(10)
+
+    def _serve(self, started: threading.Event) -> None:
+        async def main() -> None:
+            server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            started.set()
+            await asyncio.Event().wait()
+
+        self.loop.run_until_complete(main())
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        def close() -> None:
+            for w in (writer, up_w):
+                w.transport.abort()
+
+        async def upstream() -> None:  # node -> coordinator, watching for result uploads
+            cutting, sent = False, 0
+            try:
+                while data := await reader.read(65536):
+                    if b"PUT /agent/results" in data:
+                        self.uploads += 1
+                        if self.cut < self.cuts:
+                            self.cut, cutting = self.cut + 1, True
+                    up_w.write(data)
+                    await up_w.drain()
+                    sent += len(data) if cutting else 0
+                    if sent >= 1 << 20:
+                        break  # the network goes away in the middle of the body
+            finally:
+                close()
+
+        async def downstream() -> None:
+            try:
+                while data := await up_r.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                close()
+
+        await asyncio.gather(upstream(), downstream(), return_exceptions=True)
+
+
+def test_a_connection_cut_mid_upload_is_retried_and_nothing_is_duplicated(
+    cluster: LocalCluster, client: Client
+) -> None:
+    proxy = CuttingProxy(cluster.port)
+    cluster.add_node("node", args=("--coordinator", f"http://127.0.0.1:{proxy.port}"))
+    job_id = client.submit(BIG_RESULT, {"rounds": 1, "shards": 1})
+    body = client.wait_done(job_id, 120)
+    assert body["job"]["status"] == "succeeded", body
+    assert proxy.cut == 2 and proxy.uploads >= 3  # cut twice, then retried through
+    history = body["tasks"][0]["history"]
+    assert [h["outcome"] for h in history] == ["succeeded"]  # no reissue, one attempt
+    assert "upload failed" in (cluster.root / "node.log").read_text()
+    store = cluster.data_dir / "blobs"
+    assert list((store / "tmp").iterdir()) == []  # the cut upload left nothing behind
+    kept = {p.name for p in store.rglob("*") if p.is_file() and p.parent.name != "tmp"}
+    with sqlite3.connect(cluster.data_dir / "gridx.db") as db:
+        recorded = {r[0] for r in db.execute("SELECT sha256 FROM blobs")}
+        results = [r[0] for r in db.execute("SELECT result_sha FROM tasks")]
+    assert kept == recorded and results[0] in recorded  # every file is a known blob, once
 
 
 def test_a_failing_script_fails_the_job_with_its_stderr_not_the_node(

@@ -93,6 +93,10 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     strategy: Strategy = msgspec.field(default_factory=FedAvg)
     task_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 600
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
+    """Tries of the user's code per shard and round (its failures: errors, bad weights)."""
+    max_node_losses: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    """Times a shard may be lost with its node (the lease ran out, the node reported its own
+    failure) before the job fails; counted apart from `max_attempts`."""
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     require_docker: bool = False
     """Run only on nodes whose executor is Docker (the strongest isolation)."""
@@ -129,6 +133,8 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     node_id: str | None
     attempts: int
     max_attempts: int
+    losses: int = 0
+    max_losses: int = 5
     rows: int
     metrics: dict[str, float] | None
     error_code: str | None

@@ -37,8 +37,8 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def _users(path: Path, clock: ManualClock) -> tuple[str, str]:
-    db = await connect(f"sqlite:///{path}")
+async def _users(url: str, clock: ManualClock) -> tuple[str, str]:
+    db = await connect(url)
     try:
         a = (await create_user(db, clock, "alice@example.org", False))[1]
         b = (await create_user(db, clock, "bob@example.org", False))[1]
@@ -48,10 +48,12 @@ async def _users(path: Path, clock: ManualClock) -> tuple[str, str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Small limits so size checks are cheap to hit."""
+def settings(tmp_path: Path, new_database: Callable[[], str]) -> Settings:
+    """Small limits so size checks are cheap to hit; once per database engine."""
+    url = new_database()
     return Settings(
         data_dir=tmp_path / "data",
+        database_url="" if url.startswith("sqlite") else url,  # SQLite: the data dir's own
         max_upload_bytes=200_000,
         max_code_bytes=10_000,
         max_result_bytes=1_000_000,
@@ -60,9 +62,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[Api]:
-    """The real app (real SQLite file, real process pool) behind Litestar's test client."""
+    """The real app (real database, real process pool) behind Litestar's test client."""
     clock = ManualClock()
-    a, b = asyncio.run(_users(settings.db_path, clock))
+    a, b = asyncio.run(_users(settings.db_url, clock))
     with TestClient(create_app(settings, clock)) as client:
         yield Api(client, clock, settings, auth(a), auth(b))
 

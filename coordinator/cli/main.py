@@ -307,7 +307,8 @@ def job_status(job_id: str, url: str, api_key: str, as_json: bool) -> None:
         err = f"  [{t.error_code}] {t.error}" if t.error else ""
         click.echo(
             f"    r{t.round} s{t.shard}: {t.status:<9} node={t.node_id or '-'} "
-            f"attempts={t.attempts}/{t.max_attempts} rows={t.rows}{err}"
+            f"attempts={t.attempts}/{t.max_attempts} losses={t.losses}/{t.max_losses} "
+            f"rows={t.rows}{err}"
         )
     if j.status == "failed":
         click.echo(f"error: {j.error}\n{last_failure(d)}")

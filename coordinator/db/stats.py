@@ -25,16 +25,16 @@ class ContributorRow(msgspec.Struct, kw_only=True):
 
 JOBS_BY_STATUS = """
 SELECT status, count(*) AS n FROM jobs
-WHERE (:owner_id IS NULL OR owner_id = :owner_id) GROUP BY status
+WHERE (CAST(:owner_id AS BIGINT) IS NULL OR owner_id = :owner_id) GROUP BY status
 """
 TASKS_BY_STATUS = """
 SELECT t.status, count(*) AS n FROM tasks t JOIN jobs j ON j.id = t.job_id
-WHERE (:owner_id IS NULL OR j.owner_id = :owner_id) GROUP BY t.status
+WHERE (CAST(:owner_id AS BIGINT) IS NULL OR j.owner_id = :owner_id) GROUP BY t.status
 """
 FINISHED_SINCE = """
 SELECT count(*) FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN jobs j ON j.id = t.job_id
 WHERE a.outcome = 'succeeded' AND a.finished_at >= :since
-    AND (:owner_id IS NULL OR j.owner_id = :owner_id)
+    AND (CAST(:owner_id AS BIGINT) IS NULL OR j.owner_id = :owner_id)
 """
 CONTRIBUTORS = """
 SELECT u.email AS owner, count(n.id) AS nodes,

@@ -30,6 +30,8 @@ class TaskRow(msgspec.Struct, kw_only=True):
     lease_expires_at: int | None
     attempts: int
     max_attempts: int
+    losses: int
+    max_losses: int
     result_sha: str | None
     metrics: str | None
     error_code: str | None
@@ -51,28 +53,32 @@ class AttemptRow(msgspec.Struct, kw_only=True):
 
 
 _RET = """RETURNING id, job_id, round_idx, shard_idx, status, node_id, lease_token,
-lease_expires_at, attempts, max_attempts, result_sha, metrics, error_code, error"""
+lease_expires_at, attempts, max_attempts, losses, max_losses, result_sha, metrics, error_code,
+error"""
 
 INSERT = """
-INSERT INTO tasks (id, job_id, round_idx, shard_idx, status, max_attempts, created_at, updated_at)
-VALUES (:id, :job_id, :round_idx, :shard_idx, 'queued', :max_attempts, :now, :now)
+INSERT INTO tasks (id, job_id, round_idx, shard_idx, status, max_attempts, max_losses,
+    created_at, updated_at)
+VALUES (:id, :job_id, :round_idx, :shard_idx, 'queued', :max_attempts, :max_losses, :now, :now)
 """
 GET = f"SELECT {_RET.removeprefix('RETURNING ')} FROM tasks WHERE id = :id"
 FOR_JOB = f"""
 SELECT {_RET.removeprefix("RETURNING ")} FROM tasks WHERE job_id = :job_id
 ORDER BY round_idx, shard_idx
 """
+# A lease that ran out is the node's loss, not a try of the user's code: the attempt is given
+# back and counted as a loss instead, under the task's own cap.
 REQUEUE_EXPIRED = f"""
 UPDATE tasks SET status = 'queued', node_id = NULL, lease_token = NULL, lease_expires_at = NULL,
-    result_sha = NULL, updated_at = :now
-WHERE status = 'leased' AND lease_expires_at <= :now AND attempts < max_attempts
+    result_sha = NULL, attempts = attempts - 1, losses = losses + 1, updated_at = :now
+WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 < max_losses
 {_RET}
 """
 FAIL_EXPIRED = f"""
 UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL, updated_at = :now,
-    error_code = 'lease_expired',
-    error = 'the node holding it stopped answering, on each of ' || attempts || ' attempts'
-WHERE status = 'leased' AND lease_expires_at <= :now AND attempts >= max_attempts
+    losses = losses + 1, error_code = 'lease_expired',
+    error = 'the nodes holding it stopped answering, ' || (losses + 1) || ' times'
+WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 >= max_losses
 {_RET}
 """
 # The oldest queued task of an active job whose placement this node meets. On PostgreSQL,
@@ -125,14 +131,14 @@ WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :t
 """
 REQUEUE = f"""
 UPDATE tasks SET status = 'queued', node_id = NULL, lease_token = NULL, lease_expires_at = NULL,
-    result_sha = NULL, attempts = attempts - :refund, error_code = :error_code, error = :error,
-    updated_at = :now
+    result_sha = NULL, attempts = attempts - :refund, losses = losses + :lost,
+    error_code = :error_code, error = :error, updated_at = :now
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
 {_RET}
 """
 FAIL = f"""
 UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL,
-    error_code = :error_code, error = :error, updated_at = :now
+    losses = losses + :lost, error_code = :error_code, error = :error, updated_at = :now
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
 {_RET}
 """
@@ -161,6 +167,7 @@ async def insert_round(
     round_idx: int,
     num_shards: int,
     max_attempts: int,
+    max_losses: int,
     now: int,
 ) -> list[str]:
     """Enqueue one task per shard for a round; returns their ids."""
@@ -174,6 +181,7 @@ async def insert_round(
                 "round_idx": round_idx,
                 "shard_idx": s,
                 "max_attempts": max_attempts,
+                "max_losses": max_losses,
                 "now": now,
             }
             for s, tid in enumerate(ids)
@@ -316,11 +324,13 @@ async def give_up(
     requeue: bool,
     refund: bool,
     now: int,
+    lost: bool = False,
 ) -> TaskRow | None:
     """End the current attempt of a leased task: back to the queue, or failed for good.
 
     Args:
-        refund: give the attempt back (the task was released, nobody failed).
+        refund: give the attempt back (released, or the node's own failure).
+        lost: count a node loss (the node failed, not the user's code).
 
     Returns:
         The task after the change, or None if the lease is not held (fencing).
@@ -332,12 +342,11 @@ async def give_up(
         "error_code": error_code,
         "error": error,
         "now": now,
-        "refund": int(refund),
+        "lost": int(lost),
     }
     if requeue:
-        task = await fetch_one(conn, REQUEUE, params, TaskRow)
+        task = await fetch_one(conn, REQUEUE, {**params, "refund": int(refund)}, TaskRow)
     else:
-        params.pop("refund")
         task = await fetch_one(conn, FAIL, params, TaskRow)
     if task is not None:
         await _finish_attempt(conn, task, now, outcome, error_code, error, stderr_tail)

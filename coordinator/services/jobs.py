@@ -97,6 +97,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             round_idx=0,
             num_shards=k,
             max_attempts=config.max_attempts,
+            max_losses=config.max_node_losses,
             now=now,
         )
         await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
@@ -181,6 +182,8 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
                 node_id=t.node_id,
                 attempts=t.attempts,
                 max_attempts=t.max_attempts,
+                losses=t.losses,
+                max_losses=t.max_losses,
                 rows=rows.get(t.shard_idx, 0),
                 metrics=msgspec.json.decode(t.metrics, type=metrics_type) if t.metrics else None,
                 error_code=t.error_code,

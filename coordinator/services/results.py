@@ -162,7 +162,13 @@ async def _give_up(
     stderr_tail: str,
 ) -> TaskAck:
     released = kind == "released"
-    requeue = released or task.attempts < task.max_attempts
+    lost = kind == "node_error"  # the node's trouble, not the user's code: a loss, not a try
+    if released:
+        requeue = True
+    elif lost:
+        requeue = task.losses + 1 < task.max_losses
+    else:
+        requeue = task.attempts < task.max_attempts
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         after = await tasks.give_up(
@@ -175,7 +181,8 @@ async def _give_up(
             error=message,
             stderr_tail=stderr_tail[-16_384:],
             requeue=requeue,
-            refund=released,
+            refund=released or lost,
+            lost=lost,
             now=now,
         )
         if after is None:

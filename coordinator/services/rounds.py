@@ -41,9 +41,13 @@ async def fail_job(conn: Conn, job_id: str, error: str, now: int) -> bool:
 
 def task_failure_message(task: TaskRow) -> str:
     """Why a job failed because one of its tasks did."""
+    if task.error_code == "lease_expired" or task.losses >= task.max_losses:
+        tries = f"{task.losses} node loss(es)"
+    else:
+        tries = f"{task.attempts} attempt(s)"
     return (
-        f"round {task.round_idx}, shard {task.shard_idx} failed after {task.attempts} "
-        f"attempt(s): [{task.error_code}] {task.error}"
+        f"round {task.round_idx}, shard {task.shard_idx} failed after {tries}: "
+        f"[{task.error_code}] {task.error}"
     )
 
 
@@ -221,6 +225,7 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
                 round_idx=round_idx + 1,
                 num_shards=len(rows),
                 max_attempts=config.max_attempts,
+                max_losses=config.max_node_losses,
                 now=now,
             )
     if not last:

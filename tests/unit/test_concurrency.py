@@ -87,7 +87,13 @@ async def _job(rt: Runtime, job_id: str, shards: int, node_count: int = 0) -> No
         )
         await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
         await tasks.insert_round(
-            conn, job_id=job_id, round_idx=0, num_shards=shards, max_attempts=3, now=now
+            conn,
+            job_id=job_id,
+            round_idx=0,
+            num_shards=shards,
+            max_attempts=3,
+            max_losses=3,
+            now=now,
         )
         for i in range(node_count or shards * 3):
             await nodes.create(

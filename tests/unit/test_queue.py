@@ -66,6 +66,7 @@ async def _job(
     max_attempts: int = 2,
     job_id: str = "j1",
     placement: jobs.Placement | None = None,
+    max_losses: int = 5,
 ) -> None:
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
@@ -94,7 +95,13 @@ async def _job(
         )
         await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
         await tasks.insert_round(
-            conn, job_id=job_id, round_idx=0, num_shards=shards, max_attempts=max_attempts, now=now
+            conn,
+            job_id=job_id,
+            round_idx=0,
+            num_shards=shards,
+            max_attempts=max_attempts,
+            max_losses=max_losses,
+            now=now,
         )
 
 
@@ -122,7 +129,7 @@ async def test_expired_lease_is_reissued_and_the_old_token_is_fenced(rt: Runtime
     rt.clock.advance(2)  # type: ignore[attr-defined]
     second = await dispatch.claim(rt, b)
     assert second is not None and second.id == first.id
-    assert second.node_id == "b" and second.attempts == 2
+    assert second.node_id == "b" and second.attempts == 1 and second.losses == 1
     async with rt.db.transaction() as conn:
         stale = await tasks.complete(
             conn,
@@ -140,18 +147,50 @@ async def test_expired_lease_is_reissued_and_the_old_token_is_fenced(rt: Runtime
     assert [(h.node_id, h.outcome) for h in history] == [("a", "lease_expired"), ("b", None)]
 
 
-async def test_attempts_are_capped_and_the_job_fails_with_the_reason(rt: Runtime) -> None:
+async def test_node_losses_have_their_own_cap_and_the_job_fails_with_the_reason(
+    rt: Runtime,
+) -> None:
     a = await _node(rt, "a")
-    await _job(rt, shards=1, max_attempts=2)
-    for _ in range(2):
+    await _job(rt, shards=1, max_attempts=1, max_losses=3)  # one try of the user's code
+    for _ in range(3):  # three nodes vanish with it: none of that is the code's fault
         assert await dispatch.claim(rt, a) is not None
         rt.clock.advance(LEASE_S + 1)  # type: ignore[attr-defined]
     assert await dispatch.expire_leases(rt) == 0
     task = (await tasks.for_job(rt.db.reader, "j1"))[0]
     assert task.status == "failed" and task.error_code == "lease_expired"
+    assert (task.losses, task.attempts) == (3, 1)
     job = await jobs.get(rt.db.reader, "j1")
     assert job is not None and job.status == "failed"
-    assert job.error is not None and "2 attempt(s)" in job.error
+    assert job.error is not None and "3 node loss(es)" in job.error
+
+
+async def test_a_lost_node_does_not_use_up_the_tries_of_the_users_code(rt: Runtime) -> None:
+    a = await _node(rt, "a")
+    await _job(rt, shards=1, max_attempts=1, max_losses=5)
+    assert await dispatch.claim(rt, a) is not None
+    rt.clock.advance(LEASE_S + 1)  # type: ignore[attr-defined]  # the node vanished
+    t = await dispatch.claim(rt, a)
+    assert t is not None and (t.attempts, t.losses) == (1, 1)  # still the first real try
+    async with rt.db.transaction() as conn:  # the node reports its own trouble: a loss too
+        back = await tasks.give_up(
+            conn,
+            task_id=t.id,
+            node_id="a",
+            token=t.lease_token or "",
+            outcome="node_error",
+            error_code="download_failed",
+            error="disk",
+            stderr_tail="",
+            requeue=True,
+            refund=True,
+            lost=True,
+            now=rt.clock.now_ms(),
+        )
+    assert back is not None and (back.status, back.attempts, back.losses) == ("queued", 0, 2)
+    t = await dispatch.claim(rt, a)
+    assert t is not None
+    done = await _give_up(rt, t, "user_error", refund=False)  # the code itself failed once
+    assert done is not None and (done.attempts, done.losses) == (1, 2)
 
 
 async def test_heartbeats_are_batched_and_renew_the_leases_of_running_tasks(

@@ -93,7 +93,13 @@ class Scheduler(RuleBasedStateMachine):
             )
             await rounds.create(conn, job_id="j", idx=0, input_sha=None, signature=None, now=now)
             await tasks.insert_round(
-                conn, job_id="j", round_idx=0, num_shards=SHARDS, max_attempts=3, now=now
+                conn,
+                job_id="j",
+                round_idx=0,
+                num_shards=SHARDS,
+                max_attempts=3,
+                max_losses=3,
+                now=now,
             )
         return rt
 

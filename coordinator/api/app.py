@@ -195,5 +195,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         cors_config=cors,
         request_max_body_size=settings.max_json_bytes,
         openapi_config=OpenAPIConfig(title="Grid-X coordinator", version="0.1.0"),
+        logging_config=None,  # the process configures logging (`gridx.coordinator.logs`)
         debug=False,
     )

@@ -64,6 +64,7 @@ class LocalCluster:
         executor: str = "process",
         tls: tuple[Path, Path, Path] | None = None,
         replicas: int = 1,
+        log_level: str = "warning",
     ) -> None:
         """`tls`: (certificate, key, CA) to serve HTTPS, nodes and clients trusting that CA."""
         self.root = root
@@ -77,6 +78,7 @@ class LocalCluster:
         self.verify: str | bool = str(tls[2]) if tls else True
         self.coordinator_env = coordinator_env or {}
         self.replicas: list[subprocess.Popen[bytes] | None] = [None] * replicas
+        self.log_level = log_level
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.api_key = ""
         self.executor = executor
@@ -131,7 +133,7 @@ class LocalCluster:
                 "--port",
                 str(self.ports[i]),
                 "--log-level",
-                "warning",
+                self.log_level,
                 *(
                     ("--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1]))
                     if self.tls

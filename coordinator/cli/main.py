@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import sys
 from pathlib import Path
 
@@ -81,6 +80,14 @@ def coordinator() -> None:
 @click.option("--public-url", default=None, help="Base URL nodes use for signed links.")
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
+    "--log-format",
+    envvar="GRIDX_LOG_FORMAT",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object per line with job/task/node ids [GRIDX_LOG_FORMAT].",
+)
+@click.option(
     "--tls-cert",
     envvar="GRIDX_TLS_CERT",
     type=click.Path(exists=True, dir_okay=False),
@@ -98,6 +105,7 @@ def coordinator_start(
     port: int,
     public_url: str | None,
     log_level: str,
+    log_format: str,
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
@@ -111,11 +119,10 @@ def coordinator_start(
     import uvicorn
 
     from gridx.coordinator.api.app import create_app
+    from gridx.coordinator.logs import configure
     from gridx.coordinator.settings import settings_from_env
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure(log_level, log_format)
     settings = settings_from_env(data_dir=data_dir, host=host, port=port, public_url=public_url)
     scheme = "https" if tls_cert else "http"
     where = settings.database_url.split("@")[-1] if settings.database_url else "SQLite"
@@ -129,6 +136,7 @@ def coordinator_start(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's records go through the formatter configured above
         timeout_keep_alive=30,
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 
 import msgspec
@@ -11,10 +12,13 @@ from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
+from gridx.coordinator.logs import ids
 from gridx.coordinator.services.rounds import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import BlobRef, Capabilities, TaskAssignment
 from gridx.schemas.jobs import FedProx, JobConfig
+
+log = logging.getLogger("gridx.coordinator.dispatch")
 
 
 async def _settle_expired(rt: Runtime, conn: Conn, now: int) -> int:
@@ -22,6 +26,11 @@ async def _settle_expired(rt: Runtime, conn: Conn, now: int) -> int:
     requeued, exhausted = await tasks.expire_leases(conn, now)
     if rt.counters is not None:
         rt.counters.leases_expired += len(requeued) + len(exhausted)
+    for task in requeued + exhausted:
+        log.info(
+            "lease expired: the node stopped answering",
+            extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=task.node_id),
+        )
     for task in requeued:
         await events.append(
             conn, task.job_id, "task_requeued", {"task": task.id, "reason": "lease_expired"}, now
@@ -67,6 +76,12 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
                 now,
             )
     rt.wake(requeued)
+    if task is not None:
+        log.info(
+            "task leased (attempt %d)",
+            task.attempts,
+            extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
+        )
     return task
 
 

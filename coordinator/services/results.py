@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -12,6 +13,7 @@ from gridx.coordinator.db import blobs, events, nodes, rounds, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
+from gridx.coordinator.logs import ids
 from gridx.coordinator.services.rounds import (
     fail_job,
     start_aggregation,
@@ -22,6 +24,7 @@ from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import CompleteTaskRequest, FailTaskRequest, TaskAck, UploadResponse
 
 _json = msgspec.json.Encoder()
+log = logging.getLogger("gridx.coordinator.results")
 
 
 async def _held(rt: Runtime, node: NodeRow, task_id: str, token: str) -> TaskRow:
@@ -120,6 +123,11 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         msg = "keys, shapes or dtypes differ from the other updates of this round"
         await _give_up(rt, node, task, "user_error", "invalid_weights", msg, "")
         raise InvalidWeights(f"weights refused: {msg}")
+    log.info(
+        "task succeeded in %.1fs",
+        req.duration_s,
+        extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
+    )
     if aggregate:
         start_aggregation(rt, task.job_id, task.round_idx)
     return TaskAck(task_id=done.id, status=done.status)
@@ -196,6 +204,14 @@ async def _give_up(
         )
         if after.status == "failed":
             await fail_job(conn, task.job_id, task_failure_message(after), now)
+    log.info(
+        "task %s: %s [%s] %s",
+        "requeued" if after.status == "queued" else after.status,
+        kind,
+        code,
+        message[:200],
+        extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
+    )
     if after.status == "queued":
         rt.wake(1)
     return TaskAck(task_id=after.id, status=after.status)

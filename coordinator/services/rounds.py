@@ -16,6 +16,7 @@ from gridx.coordinator.aggregation.tensorfile import WeightsError
 from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import TaskRow
+from gridx.coordinator.logs import ids
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import JobConfig
 
@@ -31,6 +32,7 @@ async def fail_job(conn: Conn, job_id: str, error: str, now: int) -> bool:
     """
     if not await jobs.transition(conn, job_id, "failed", now, error=error):
         return False
+    log.info("job failed: %s", error, extra=ids(job=job_id))
     await tasks.cancel_job(conn, job_id, now)
     for rnd in await rounds.for_job(conn, job_id):
         if rnd.status in ("running", "aggregating"):
@@ -95,7 +97,7 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
         )
     if taken is None:
         return
-    log.info("aggregating %s round %d on %s", job_id, round_idx, rt.replica)
+    log.info("aggregating", extra=ids(job=job_id, round=round_idx, replica=rt.replica))
     renewer = asyncio.create_task(_renew(rt, job_id, round_idx, lease_ms))
     try:
         await _merge(rt, job_id, round_idx, lease_ms)
@@ -147,7 +149,7 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
             await _abort(rt, job_id, f"aggregation of round {round_idx} refused an update: {exc}")
             return
         except Exception as exc:
-            log.exception("aggregation of %s round %s crashed", job_id, round_idx)
+            log.exception("aggregation crashed", extra=ids(job=job_id, round=round_idx))
             await _abort(rt, job_id, f"aggregation of round {round_idx} crashed: {exc!r}")
             return
         if rt.counters is not None:
@@ -171,7 +173,10 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         if not await rounds.hold_aggregation(conn, job_id, round_idx, rt.replica, now, lease_ms):
-            log.warning("lost the aggregation lease of %s round %d", job_id, round_idx)
+            log.warning(
+                "lost the aggregation lease",
+                extra=ids(job=job_id, round=round_idx, replica=rt.replica),
+            )
             return
         await blobs.record(conn, pth_sha, pth_size, pth_key, now)
         await blobs.record(conn, st_sha, st_size, st_key, now)
@@ -228,6 +233,12 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
                 max_losses=config.max_node_losses,
                 now=now,
             )
+    log.info(
+        "round done%s %s",
+        ", job succeeded" if last else "",
+        metrics,
+        extra=ids(job=job_id, round=round_idx, replica=rt.replica),
+    )
     if not last:
         rt.wake(len(rows))
 

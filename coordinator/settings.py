@@ -46,6 +46,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest JSON body on every other route."""
     aggregation_workers: int = 2
     """Processes in the aggregation pool."""
+    min_reputation: float = 0.5
+    """Nodes whose reputation ((agreed + 1) / (agreed + disagreed + 1), from replicated jobs)
+    falls below this get no more tasks."""
     aggregation_lease_s: float = 10.0
     """A replica merging a round renews its claim this often x3; another takes over after it."""
     replica_id: str = ""
@@ -111,6 +114,7 @@ _FIELDS = {
     "max_result_bytes": int,
     "aggregation_workers": int,
     "aggregation_lease_s": float,
+    "min_reputation": float,
     "replica_id": str,
     "database_url": str,
     "storage_url": str,

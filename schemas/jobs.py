@@ -97,6 +97,12 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_node_losses: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     """Times a shard may be lost with its node (the lease ran out, the node reported its own
     failure) before the job fails; counted apart from `max_attempts`."""
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    """Train each shard on this many nodes of different owners and accept the update a majority
+    of them agree on (redundant computing); disagreeing nodes lose reputation."""
+    replica_tolerance: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1e-3
+    """Copies agree when their relative L2 distance ||a - b|| / max(||a||, ||b||) is at most
+    this (0: bit-identical)."""
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     require_docker: bool = False
     """Run only on nodes whose executor is Docker (the strongest isolation)."""
@@ -135,6 +141,10 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     max_attempts: int
     losses: int = 0
     max_losses: int = 5
+    copy: int = 0
+    """Which copy of its shard (replicated jobs)."""
+    verdict: str | None = None
+    """Replicated jobs: `agreed` or `disagreed` with the majority of its shard's copies."""
     rows: int
     metrics: dict[str, float] | None
     error_code: str | None

@@ -22,6 +22,11 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     last_seen: int
     tasks_done: int
     created_at: int
+    reputation: float = 1.0
+    """(agreed + 1) / (agreed + disagreed + 1) over replicated shards; below the coordinator's
+    `min_reputation` the node gets no tasks."""
+    agreed: int = 0
+    disagreed: int = 0
 
 
 class UserInfo(msgspec.Struct, kw_only=True):

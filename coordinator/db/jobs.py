@@ -67,9 +67,11 @@ FROM jobs j JOIN users u ON u.id = j.owner_id
 """
 INSERT = """
 INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
-    data_name, require_docker, require_gpu, min_cpus, min_memory_mb, arch, created_at, updated_at)
+    data_name, require_docker, require_gpu, min_cpus, min_memory_mb, arch, replicas, shard_count,
+    created_at, updated_at)
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
-    :data_name, :require_docker, :require_gpu, :min_cpus, :min_memory_mb, :arch, :now, :now)
+    :data_name, :require_docker, :require_gpu, :min_cpus, :min_memory_mb, :arch, :replicas,
+    :shard_count, :now, :now)
 """
 INSERT_SHARD = (
     "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
@@ -106,8 +108,10 @@ async def create(
     shards: list[tuple[str | None, int]],
     placement: Placement,
     now: int,
+    replicas: int = 1,
 ) -> None:
-    """Insert a queued job and its shards [(blob sha or None, rows), ...]."""
+    """Insert a queued job and its shards [(blob sha or None, rows), ...], each trained in
+    `replicas` copies."""
     await conn.execute(
         INSERT,
         {
@@ -124,6 +128,8 @@ async def create(
             "min_cpus": placement.min_cpus,
             "min_memory_mb": placement.min_memory_mb,
             "arch": placement.arch,
+            "replicas": replicas,
+            "shard_count": len(shards),
             "now": now,
         },
     )

@@ -20,10 +20,18 @@ class NodeRow(msgspec.Struct, kw_only=True):
     tasks_done: int
     compute_ms: int
     created_at: int
+    agreed: int = 0
+    disagreed: int = 0
+
+    @property
+    def reputation(self) -> float:
+        """(agreed + 1) / (agreed + disagreed + 1): 1 for a new node, falling with each
+        disagreement with the majority of a replicated shard."""
+        return (self.agreed + 1) / (self.agreed + self.disagreed + 1)
 
 
 _COLUMNS = """n.id, n.owner_id, u.email AS owner_email, n.name, n.capabilities, n.draining,
-n.last_seen, n.tasks_done, n.compute_ms, n.created_at"""
+n.last_seen, n.tasks_done, n.compute_ms, n.created_at, n.agreed, n.disagreed"""
 INSERT = """
 INSERT INTO nodes (id, owner_id, name, token_hash, capabilities, last_seen, created_at)
 VALUES (:id, :owner_id, :name, :token_hash, :capabilities, :now, :now)
@@ -39,6 +47,9 @@ ORDER BY n.created_at
 TOUCH = "UPDATE nodes SET last_seen = :now WHERE id = :id AND last_seen < :now"
 SET_CAPABILITIES = "UPDATE nodes SET capabilities = :capabilities WHERE id = :id"
 SET_DRAINING = "UPDATE nodes SET draining = :draining WHERE id = :id"
+VOTES = """
+UPDATE nodes SET agreed = agreed + :agreed, disagreed = disagreed + :disagreed WHERE id = :id
+"""
 CREDIT = """
 UPDATE nodes SET tasks_done = tasks_done + 1, compute_ms = compute_ms + :compute_ms WHERE id = :id
 """
@@ -98,3 +109,9 @@ async def set_draining(conn: Conn, node_id: str, draining: bool) -> None:
 async def credit(conn: Conn, node_id: str, compute_ms: int) -> None:
     """Count one finished task (and its compute time) for a node."""
     await conn.execute(CREDIT, {"id": node_id, "compute_ms": compute_ms})
+
+
+async def count_votes(conn: Conn, votes: list[tuple[str, bool]]) -> None:
+    """Count each node's agreement (True) or disagreement with a replicated shard's majority."""
+    rows = [{"id": n, "agreed": int(ok), "disagreed": int(not ok)} for n, ok in sorted(votes)]
+    await conn.executemany(VOTES, rows)

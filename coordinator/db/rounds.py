@@ -74,7 +74,8 @@ TRANSITION = {
     to: f"""
 UPDATE rounds SET status = :to, output_sha = coalesce(:output_sha, output_sha),
     metrics = coalesce(:metrics, metrics), state_sha = coalesce(:state_sha, state_sha),
-    finished_at = {":now" if to in ("done", "failed", "cancelled") else "finished_at"}
+    finished_at = {":now" if to in ("done", "failed", "cancelled") else "finished_at"},
+    aggregator = {"NULL" if to == "running" else "aggregator"}
 WHERE job_id = :job_id AND idx = :idx AND status IN ({sources})
 RETURNING {_COLS}
 """

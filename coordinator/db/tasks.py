@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, fetch_value, rows_of
+from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, fetch_value, rows_of
 from gridx.schemas.agent import Capabilities
 
 # Allowed task transitions; every UPDATE below is guarded by its `from` set.
@@ -36,6 +36,7 @@ class TaskRow(msgspec.Struct, kw_only=True):
     metrics: str | None
     error_code: str | None
     error: str | None
+    verdict: str | None = None
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
@@ -54,7 +55,7 @@ class AttemptRow(msgspec.Struct, kw_only=True):
 
 _RET = """RETURNING id, job_id, round_idx, shard_idx, status, node_id, lease_token,
 lease_expires_at, attempts, max_attempts, losses, max_losses, result_sha, metrics, error_code,
-error"""
+error, verdict"""
 
 INSERT = """
 INSERT INTO tasks (id, job_id, round_idx, shard_idx, status, max_attempts, max_losses,
@@ -81,7 +82,9 @@ UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL, 
 WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 >= max_losses
 {_RET}
 """
-# The oldest queued task of an active job whose placement this node meets. On PostgreSQL,
+# The oldest queued task of an active job whose placement this node meets, that is not a copy of
+# a shard whose other copy this node's owner holds or did, for a node whose reputation (agreed
+# + 1) / (agreed + disagreed + 1) is at least :min_reputation. On PostgreSQL,
 # replicas claiming at once skip each other's locked candidates instead of queueing on them.
 _CLAIM = f"""
 UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
@@ -93,6 +96,16 @@ WHERE status = 'queued' AND id = (
         AND (j.require_gpu = 0 OR :gpus > 0)
         AND j.min_cpus <= :cpus AND j.min_memory_mb <= :memory_mb
         AND (j.arch IS NULL OR j.arch = :arch)
+        AND (j.replicas = 1 OR NOT EXISTS (
+            SELECT 1 FROM tasks o JOIN nodes n ON n.id = o.node_id
+            WHERE o.job_id = t.job_id AND o.round_idx = t.round_idx
+                AND o.shard_idx != t.shard_idx
+                AND o.shard_idx % j.shard_count = t.shard_idx % j.shard_count
+                AND n.owner_id = :owner_id))
+        AND EXISTS (
+            SELECT 1 FROM nodes me WHERE me.id = :node_id
+                AND me.agreed + 1 >= CAST(:min_reputation AS DOUBLE PRECISION)
+                    * (me.agreed + me.disagreed + 1))
     ORDER BY t.created_at, t.job_id, t.round_idx, t.shard_idx LIMIT 1 {{lock}})
 {_RET}
 """
@@ -169,9 +182,11 @@ async def insert_round(
     max_attempts: int,
     max_losses: int,
     now: int,
+    slots: list[int] | None = None,
 ) -> list[str]:
-    """Enqueue one task per shard for a round; returns their ids."""
-    ids = [f"{job_id}-r{round_idx}-s{s}" for s in range(num_shards)]
+    """Enqueue a round's tasks, one per slot (default: slots 0..num_shards-1); returns ids."""
+    chosen = list(range(num_shards)) if slots is None else slots
+    ids = [f"{job_id}-r{round_idx}-s{s}" for s in chosen]
     await conn.executemany(
         INSERT,
         [
@@ -184,7 +199,7 @@ async def insert_round(
                 "max_losses": max_losses,
                 "now": now,
             }
-            for s, tid in enumerate(ids)
+            for s, tid in zip(chosen, ids, strict=True)
         ],
     )
     return ids
@@ -248,11 +263,15 @@ async def claim(
     now: int,
     lease_ms: int,
     caps: Capabilities | None = None,
+    owner_id: int = 0,
+    min_reputation: float = 0.0,
 ) -> TaskRow | None:
     """Lease the oldest queued task of an active job this node can run (counts one attempt).
 
     Args:
         caps: what the node offers, matched against the jobs' `require_*`, `arch`, `min_*`.
+        owner_id: the node's owner (never two copies of one shard to one owner).
+        min_reputation: a node below it gets nothing.
     """
     c = caps or Capabilities()
     params = {
@@ -265,6 +284,8 @@ async def claim(
         "cpus": c.cpus,
         "memory_mb": c.memory_mb,
         "arch": c.arch,
+        "owner_id": owner_id,
+        "min_reputation": min_reputation,
     }
     task = await fetch_one(conn, CLAIM[conn.dialect], params, TaskRow)
     if task is not None:
@@ -374,3 +395,12 @@ async def not_held(conn: Conn, node_id: str, task_ids: list[str]) -> list[str]:
         return []
     held = {str(r[0]) for r in await rows_of(conn, HELD, {"node_id": node_id})}
     return [t for t in task_ids if t not in held]
+
+
+SET_VERDICT = "UPDATE tasks SET verdict = :verdict WHERE id = :id AND verdict IS NULL"
+
+
+async def set_verdicts(conn: Conn, verdicts: dict[str, str]) -> None:
+    """Record, once, whether each copy agreed with its shard's majority (task id -> verdict)."""
+    rows: list[Params] = [{"id": t, "verdict": v} for t, v in sorted(verdicts.items())]
+    await conn.executemany(SET_VERDICT, rows)

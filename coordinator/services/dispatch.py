@@ -65,6 +65,8 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
             now=now,
             lease_ms=int(rt.settings.lease_s * 1000),
             caps=msgspec.json.decode(node.capabilities, type=Capabilities),
+            owner_id=node.owner_id,
+            min_reputation=rt.settings.min_reputation,
         )
         if task is not None:
             await jobs.transition(conn, task.job_id, "running", now)  # no-op unless still queued
@@ -142,13 +144,14 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
 
     code = await ref(job.code_sha, "train.py")
     assert code is not None
-    shard_sha = shards[task.shard_idx].blob_sha
+    shard = task.shard_idx % len(shards)  # a replicated job's copies share their shard
+    shard_sha = shards[shard].blob_sha
     return TaskAssignment(
         task_id=task.id,
         job_id=task.job_id,
         round=task.round_idx,
         rounds=config.rounds,
-        shard=task.shard_idx,
+        shard=shard,
         num_shards=len(shards),
         epochs=config.epochs,
         seed=config.seed,

@@ -81,6 +81,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             data_sha=data_sha,
             data_name=sub.data_name,
             shards=shard_list,
+            replicas=config.replicas,
             placement=jobs.Placement(
                 require_docker=config.require_docker,
                 require_gpu=config.require_gpu,
@@ -95,13 +96,13 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             conn,
             job_id=job_id,
             round_idx=0,
-            num_shards=k,
+            num_shards=k * config.replicas,
             max_attempts=config.max_attempts,
             max_losses=config.max_node_losses,
             now=now,
         )
         await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
-    rt.wake(k)
+    rt.wake(k * config.replicas)
     return await detail(rt, user, job_id)
 
 
@@ -147,6 +148,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
     row = await visible_job(rt, user, job_id)
     reader = rt.db.reader
     rows = {s.idx: s.rows for s in await jobs.shards(reader, job_id)}
+    n = max(1, len(rows))  # task slot -> shard (replicated jobs have several copies per shard)
     history: dict[str, list[AttemptInfo]] = {}
     for a in await tasks.attempts_for_job(reader, job_id):
         history.setdefault(a.task_id, []).append(
@@ -177,14 +179,16 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
             TaskInfo(
                 id=t.id,
                 round=t.round_idx,
-                shard=t.shard_idx,
+                shard=t.shard_idx % n,
+                copy=t.shard_idx // n,
+                verdict=t.verdict,
                 status=t.status,  # type: ignore[arg-type]
                 node_id=t.node_id,
                 attempts=t.attempts,
                 max_attempts=t.max_attempts,
                 losses=t.losses,
                 max_losses=t.max_losses,
-                rows=rows.get(t.shard_idx, 0),
+                rows=rows.get(t.shard_idx % n, 0),
                 metrics=msgspec.json.decode(t.metrics, type=metrics_type) if t.metrics else None,
                 error_code=t.error_code,
                 error=t.error,

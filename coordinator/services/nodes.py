@@ -141,6 +141,9 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
         last_seen=last_seen,
         tasks_done=row.tasks_done,
         created_at=row.created_at,
+        reputation=round(row.reputation, 4),
+        agreed=row.agreed,
+        disagreed=row.disagreed,
     )
 
 

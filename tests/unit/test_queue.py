@@ -289,3 +289,44 @@ async def test_claims_match_jobs_to_what_the_node_offers(rt: Runtime) -> None:
     await _node(rt, "a")
     assert await claim_all(small) == {"anything"}
     assert await claim_all(big) == set(wants) - {"anything"}
+
+
+async def test_copies_of_a_shard_go_to_different_owners(rt: Runtime) -> None:
+    a1, a2, b = await _node(rt, "a1"), await _node(rt, "a2"), await _node(rt, "b")
+    async with rt.db.transaction() as conn:  # a2 belongs to a1's owner
+        await conn.execute(
+            "UPDATE nodes SET owner_id = (SELECT owner_id FROM nodes WHERE id = 'a1') "
+            "WHERE id = 'a2'"
+        )
+    a2 = await nodes.by_token_hash(rt.db.reader, "a2")  # type: ignore[assignment]
+    assert a2.owner_id == a1.owner_id
+    await _job(rt, shards=1)
+    async with rt.db.transaction() as conn:  # slot 1 is shard 0's second copy
+        await conn.execute("UPDATE jobs SET replicas = 2, shard_count = 1")
+        await tasks.insert_round(
+            conn,
+            job_id="j1",
+            round_idx=0,
+            num_shards=1,
+            max_attempts=2,
+            max_losses=5,
+            now=rt.clock.now_ms(),
+            slots=[1],
+        )
+    first = await dispatch.claim(rt, a1)
+    assert first is not None and first.shard_idx == 0
+    assert await dispatch.claim(rt, a2) is None  # same owner: never the other copy
+    second = await dispatch.claim(rt, b)
+    assert second is not None and second.shard_idx == 1
+
+
+async def test_a_node_below_the_reputation_threshold_gets_nothing(rt: Runtime) -> None:
+    a, b = await _node(rt, "a"), await _node(rt, "b")
+    await _job(rt, shards=2)
+    async with rt.db.transaction() as conn:
+        await nodes.count_votes(conn, [("a", True), ("b", False), ("b", False)])
+    assert await dispatch.claim(rt, b) is None  # (0 + 1) / (0 + 2 + 1) < 0.5
+    got = await dispatch.claim(rt, a)  # (1 + 1) / (1 + 0 + 1) = 1
+    assert got is not None
+    listed = {n.id: n for n in await nodes.list_nodes(rt.db.reader, None)}
+    assert listed["b"].reputation == pytest.approx(1 / 3) and listed["a"].reputation == 1.0

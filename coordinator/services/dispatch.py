@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from typing import Any
 
 import msgspec
 
@@ -98,6 +99,7 @@ async def request_task(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_s, rt.settings.long_poll_s)
+    hops: int | None = None  # set when a wake-up brought us here
     while True:
         fut = rt.wakeups.waiter()
         woken = False
@@ -105,21 +107,25 @@ async def request_task(
             task = await claim(rt, node)
             if task is not None:
                 return await assignment(rt, task)
+            if hops is not None:  # woken for a task this node cannot take: hand it on
+                if hops + 1 < len(rt.wakeups):
+                    rt.wakeups.wake(1, hops + 1)
+                hops = None
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
+            watched: set[asyncio.Future[Any]] = {fut} if gone is None else {fut, gone}
             done, _ = await asyncio.wait(
-                {fut} if gone is None else {fut, gone},
-                timeout=remaining,
-                return_when=asyncio.FIRST_COMPLETED,
+                watched, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
             woken = fut in done
             if not woken:
                 return None
+            hops = fut.result()
         finally:
             rt.wakeups.discard(fut)
-            if fut.done() and not woken:
-                rt.wakeups.wake(1)  # we were woken but did not use it: pass it on
+            if fut.done() and not woken and not fut.cancelled():
+                rt.wakeups.wake(1, fut.result())  # woken but did not use it: pass it on
 
 
 async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:

@@ -27,28 +27,33 @@ TASKS_CHANNEL = "gridx_tasks"
 
 
 class WakeQueue:
-    """Long-polling claimers wait here; each newly ready task wakes exactly one of them (FIFO)."""
+    """Long-polling claimers wait here; each newly ready task wakes exactly one of them (FIFO).
+
+    A wake-up carries how many claimers it already went through: one that cannot take the task
+    (wrong capabilities, an owner that holds another copy, a low reputation) hands it to the
+    next, at most once around the queue.
+    """
 
     def __init__(self) -> None:
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[int]] = deque()
 
-    def waiter(self) -> asyncio.Future[None]:
-        """Join the queue; the future resolves when a task may be ready."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def waiter(self) -> asyncio.Future[int]:
+        """Join the queue; the future resolves (to its hop count) when a task may be ready."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         return fut
 
-    def discard(self, fut: asyncio.Future[None]) -> None:
+    def discard(self, fut: asyncio.Future[int]) -> None:
         """Leave the queue."""
         with contextlib.suppress(ValueError):
             self._waiters.remove(fut)
 
-    def wake(self, n: int) -> None:
+    def wake(self, n: int, hops: int = 0) -> None:
         """Wake the `n` longest-waiting claimers."""
         while n > 0 and self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(hops)
                 n -= 1
 
     def __len__(self) -> int:

@@ -330,3 +330,21 @@ async def test_a_node_below_the_reputation_threshold_gets_nothing(rt: Runtime) -
     assert got is not None
     listed = {n.id: n for n in await nodes.list_nodes(rt.db.reader, None)}
     assert listed["b"].reputation == pytest.approx(1 / 3) and listed["a"].reputation == 1.0
+
+
+async def test_a_wake_up_a_node_cannot_use_is_handed_to_the_next_claimer(rt: Runtime) -> None:
+    import asyncio
+
+    banned, good = await _node(rt, "banned"), await _node(rt, "good")
+    async with rt.db.transaction() as conn:
+        await nodes.count_votes(conn, [("banned", False), ("banned", False)])
+    first = asyncio.create_task(dispatch.request_task(rt, banned, wait_s=10))
+    await asyncio.sleep(0.05)  # the banned node waits longest: it is woken first
+    second = asyncio.create_task(dispatch.request_task(rt, good, wait_s=10))
+    await asyncio.sleep(0.05)
+    await _job(rt, shards=1)
+    rt.wake(1)
+    got = await asyncio.wait_for(second, 2)  # not after its 10 s poll ran out
+    assert got is not None and got.shard == 0
+    assert not first.done()  # still parked, and no spin: the hand-off stopped
+    first.cancel()

@@ -220,7 +220,34 @@ def job() -> None:
     type=int,
     help="Seconds a task may run.",
 )
-@click.option("--max-attempts", default=3, show_default=True, type=int)
+@click.option(
+    "--max-attempts",
+    default=3,
+    show_default=True,
+    type=int,
+    help="Tries of your code per shard and round.",
+)
+@click.option(
+    "--max-node-losses",
+    default=5,
+    show_default=True,
+    type=int,
+    help="Times a shard may be lost with its node before the job fails.",
+)
+@click.option(
+    "--replicas",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Train each shard on this many nodes of different owners; keep what a majority agrees on.",
+)
+@click.option(
+    "--replica-tolerance",
+    default=1e-3,
+    show_default=True,
+    type=float,
+    help="Largest relative L2 distance at which two copies agree.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--wait", is_flag=True, help="Follow the job and download the model when done.")
 @click.option(

@@ -19,6 +19,10 @@ export interface TaskInfo {
   node_id: string | null;
   attempts: number;
   max_attempts: number;
+  losses: number;
+  max_losses: number;
+  copy: number;
+  verdict: "agreed" | "disagreed" | null;
   rows: number;
   metrics: Record<string, number> | null;
   error_code: string | null;
@@ -73,6 +77,8 @@ export interface NodeInfo {
   };
   last_seen: number;
   tasks_done: number;
+  reputation: number;
+  disagreed: number;
 }
 
 export interface Overview {

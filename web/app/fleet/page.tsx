@@ -40,6 +40,7 @@ export default function Fleet() {
                 <th>Status</th>
                 <th>Last seen</th>
                 <th>Tasks done</th>
+                <th title="(agreed + 1) / (agreed + disagreed + 1) over replicated shards">Reputation</th>
                 <th />
               </tr>
             </thead>
@@ -63,6 +64,7 @@ export default function Fleet() {
                   </td>
                   <td>{ago(n.last_seen)}</td>
                   <td>{n.tasks_done}</td>
+                  <td>{n.reputation.toFixed(2)}{n.disagreed > 0 ? ` (${n.disagreed} disagreed)` : ""}</td>
                   <td>
                     <button
                       type="button"

@@ -110,13 +110,18 @@ function Job() {
             {d.tasks.map((t) => (
               <tr key={t.id}>
                 <td>{t.round + 1}</td>
-                <td>{t.shard}</td>
+                <td>
+                  {t.shard}
+                  {t.copy > 0 ? ` (copy ${t.copy + 1})` : ""}
+                </td>
                 <td>
                   <Status value={t.status} />
+                  {t.verdict ? <> <Status value={t.verdict} /></> : null}
                 </td>
                 <td>{t.node_id ?? "-"}</td>
-                <td>
+                <td title="tries of the code / nodes lost with it">
                   {t.attempts}/{t.max_attempts}
+                  {t.losses > 0 ? `, lost ${t.losses}/${t.max_losses}` : ""}
                 </td>
                 <td>{t.rows}</td>
                 <td>{t.metrics ? Object.entries(t.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ") : "-"}</td>

@@ -50,6 +50,7 @@ export default function Submit() {
             rounds: num("rounds"),
             shards: num("shards"),
             epochs: num("epochs"),
+            replicas: num("replicas"),
             strategy: { name: strategy, ...params },
           };
           const body = new FormData();
@@ -111,6 +112,11 @@ export default function Submit() {
           Local epochs
           <input name="epochs" type="number" defaultValue={5} aria-describedby="epochs-error" />
           {fieldError("epochs")}
+        </label>
+        <label>
+          Replicas (nodes per shard, of different owners)
+          <input name="replicas" type="number" defaultValue={1} aria-describedby="replicas-error" />
+          {fieldError("replicas")}
         </label>
         <label>
           Strategy

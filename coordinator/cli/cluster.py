@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -75,7 +76,9 @@ class LocalCluster:
         scheme = "https" if tls else "http"
         self.urls = [f"{scheme}://127.0.0.1:{p}" for p in self.ports]
         self.url = self.urls[0]
-        self.verify: str | bool = str(tls[2]) if tls else True
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(tls[2])) if tls else True
+        )
         self.coordinator_env = coordinator_env or {}
         self.replicas: list[subprocess.Popen[bytes] | None] = [None] * replicas
         self.log_level = log_level

@@ -110,6 +110,9 @@ class LocalStorage:
         """The file itself."""
         return self.path(key)
 
+    def evict(self, key: str) -> None:
+        """The file is the blob: it stays."""
+
     async def download_url(self, sha256: str, key: str, ttl_s: int) -> str:
         """A signed link to `/blobs/<sha256>`."""
         expires = self.clock.now_ms() + ttl_s * 1000

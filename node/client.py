@@ -53,11 +53,12 @@ def backoff(attempt: int, base: float = 0.25, cap: float = 10.0) -> float:
 
 
 async def retrying(call: Callable[[], Awaitable[T]], what: str, tries: int = 6) -> T:
-    """Retry an idempotent call on connection trouble and 5xx answers."""
+    """Retry an idempotent call on connection trouble (including a response cut short, as when
+    the coordinator restarts mid-download) and 5xx answers."""
     for attempt in range(tries):
         try:
             return await call()
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             problem: Exception = exc
         except CoordinatorError as exc:
             if exc.status < 500:

@@ -167,7 +167,7 @@ class Worker:
             if exc.status == 401:
                 raise SystemExit(f"the coordinator refused this node's token: {exc}") from exc
             log.warning("request_task failed: %s", exc)
-        except (OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("coordinator unreachable (%s); retrying", exc)
         await asyncio.sleep(1.0)
         return None
@@ -255,7 +255,13 @@ class Worker:
             )
         except RequirementsError as exc:
             return RunResult("requirements_failed", str(exc), None, exc.tail, 0.0)
-        except (IntegrityError, CoordinatorError, OSError, TimeoutError) as exc:
+        except (
+            IntegrityError,
+            CoordinatorError,
+            aiohttp.ClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             return RunResult("download_failed", str(exc), None, "", 0.0)
         spec = RunSpec(
             workdir=workdir,

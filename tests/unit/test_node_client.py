@@ -106,3 +106,30 @@ async def test_downloads_are_checked_against_their_sha256(
             await client.download(bad, tmp_path / "bad.py")
     finally:
         await client.close()
+
+
+async def test_a_download_cut_short_is_retried(aiohttp_server: Any, tmp_path: Path) -> None:
+    data = b"shard bytes " * 1000
+    hits = {"n": 0}
+
+    async def blob(request: web.Request) -> web.StreamResponse:
+        hits["n"] += 1
+        resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        await resp.prepare(request)
+        if hits["n"] == 1:  # the coordinator dies mid-response: half the body, then EOF
+            await resp.write(data[: len(data) // 2])
+            request.transport.close()  # type: ignore[union-attr]
+            return resp
+        await resp.write(data)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/blobs/x", blob)
+    server = await aiohttp_server(app)
+    client = CoordinatorClient(str(server.make_url("/")), "gxn_token")
+    ref = BlobRef(url="/blobs/x", sha256=hashlib.sha256(data).hexdigest(), size=len(data), name="d")
+    try:
+        await client.download(ref, tmp_path / "d")
+    finally:
+        await client.close()
+    assert hits["n"] == 2 and (tmp_path / "d").read_bytes() == data

@@ -36,6 +36,11 @@ SELECT count(*) FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN jobs j ON 
 WHERE a.outcome = 'succeeded' AND a.finished_at >= :since
     AND (CAST(:owner_id AS BIGINT) IS NULL OR j.owner_id = :owner_id)
 """
+NODES_ONLINE = """
+SELECT count(*) AS total,
+    coalesce(sum(CASE WHEN draining = 0 AND last_seen >= :since THEN 1 ELSE 0 END), 0) AS online
+FROM nodes WHERE (CAST(:owner_id AS BIGINT) IS NULL OR owner_id = :owner_id)
+"""
 CONTRIBUTORS = """
 SELECT u.email AS owner, count(n.id) AS nodes,
     CAST(coalesce(sum(n.tasks_done), 0) AS BIGINT) AS tasks_done,
@@ -66,3 +71,9 @@ async def tasks_finished_since(conn: Conn, since: int, owner_id: int | None) -> 
 async def contributors(conn: Conn) -> list[ContributorRow]:
     """Per owner: nodes, tasks done and compute time given, biggest first."""
     return await fetch_all(conn, CONTRIBUTORS, {}, ContributorRow)
+
+
+async def nodes_online(conn: Conn, since: int, owner_id: int | None) -> tuple[int, int]:
+    """(nodes heard from since `since` and not draining, all nodes), counted in the database."""
+    row = (await conn.fetch(NODES_ONLINE, {"since": since, "owner_id": owner_id}))[0]
+    return int(row[1]), int(row[0])

@@ -5,9 +5,9 @@ from __future__ import annotations
 from litestar import get
 from litestar.response import File
 
-from gridx.coordinator.db import blobs
+from gridx.coordinator.db import blobs, tasks
 from gridx.coordinator.db.users import UserRow
-from gridx.coordinator.errors import NotFound
+from gridx.coordinator.errors import Forbidden, NotFound
 from gridx.coordinator.services import metrics, nodes
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.nodes import NodeInfo, UserInfo
@@ -38,9 +38,15 @@ async def list_nodes(rt: Runtime, user: UserRow) -> list[NodeInfo]:
 
 
 @get("/blobs/{sha256:str}", tags=["agent"])
-async def download_blob(rt: Runtime, sha256: str, exp: int, sig: str) -> File:
-    """Download a task input through a signed, short-lived URL."""
-    rt.signer.verify("GET", sha256, exp, sig, rt.clock.now_ms())
+async def download_blob(
+    rt: Runtime, sha256: str, exp: int, sig: str, task: str, lease: str
+) -> File:
+    """Download a task input through the signed link its lease came with (valid until `exp`,
+    and only while that lease lasts)."""
+    rt.signer.verify("GET", f"{sha256}:{task}:{lease}", exp, sig, rt.clock.now_ms())
+    held = await tasks.get(rt.db.reader, task)
+    if held is None or held.status != "leased" or held.lease_token != lease:
+        raise Forbidden("the lease this link was issued for has ended; ask for the task again")
     blob = await blobs.get(rt.db.reader, sha256)
     if blob is None:
         raise NotFound("no such blob")

@@ -145,7 +145,9 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         blob = await blobs.get(reader, sha)
         if blob is None:
             raise RuntimeError(f"blob {sha} is missing")
-        url = await rt.storage.download_url(sha, blob.storage_key, ttl)
+        url = await rt.storage.download_url(
+            sha, blob.storage_key, ttl, task.id, task.lease_token or ""
+        )
         return BlobRef(url=url, sha256=sha, size=blob.size, name=name)
 
     code = await ref(job.code_sha, "train.py")

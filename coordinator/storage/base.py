@@ -47,8 +47,11 @@ class Storage(Protocol):
         local disk: nothing, the file is the blob)."""
         ...
 
-    async def download_url(self, sha256: str, key: str, ttl_s: int) -> str:
-        """A link a node GETs the blob from for the next `ttl_s` seconds."""
+    async def download_url(
+        self, sha256: str, key: str, ttl_s: int, task_id: str, lease: str
+    ) -> str:
+        """A link the node holding `lease` on `task_id` GETs the blob from for `ttl_s` seconds
+        (local disk: only while that lease lasts; S3: until it expires)."""
         ...
 
     async def upload_url(self, task_id: str, lease: str, ttl_s: int) -> str:

@@ -113,10 +113,14 @@ class LocalStorage:
     def evict(self, key: str) -> None:
         """The file is the blob: it stays."""
 
-    async def download_url(self, sha256: str, key: str, ttl_s: int) -> str:
-        """A signed link to `/blobs/<sha256>`."""
+    async def download_url(
+        self, sha256: str, key: str, ttl_s: int, task_id: str, lease: str
+    ) -> str:
+        """A signed link to `/blobs/<sha256>`, valid while the lease lasts (the route checks)."""
         expires = self.clock.now_ms() + ttl_s * 1000
-        return self.signer.sign("GET", f"/blobs/{sha256}", sha256, expires)
+        resource = f"{sha256}:{task_id}:{lease}"
+        params = {"task": task_id, "lease": lease}
+        return self.signer.sign("GET", f"/blobs/{sha256}", resource, expires, params)
 
     async def upload_url(self, task_id: str, lease: str, ttl_s: int) -> str:
         """A signed link to `/agent/results/<task>` for this lease."""

@@ -233,8 +233,10 @@ class S3Storage:
         )
         return url
 
-    async def download_url(self, sha256: str, key: str, ttl_s: int) -> str:
-        """A presigned GET of the blob."""
+    async def download_url(
+        self, sha256: str, key: str, ttl_s: int, task_id: str, lease: str
+    ) -> str:
+        """A presigned GET of the blob (S3 checks only its expiry, not the lease)."""
         return await self._presign("get_object", key, ttl_s)
 
     async def upload_url(self, task_id: str, lease: str, ttl_s: int) -> str:

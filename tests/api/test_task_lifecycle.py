@@ -80,7 +80,11 @@ def test_reissued_task_fences_the_first_holder(api: Api, tmp_path: Path) -> None
     api.clock.advance(api.settings.lease_s + 1)
     second = claim(api, b)
     assert second is not None and second["task_id"] == first["task_id"]
-    # the zombie cannot even upload through its old link, nor complete
+    # the zombie cannot even download or upload through its old links (not yet expired), nor
+    # complete; the new holder's links work
+    r = api.client.get(first["code"]["url"])
+    assert r.status_code == 403 and "lease" in r.json()["message"]
+    assert api.client.get(second["code"]["url"]).status_code == 200
     r = api.client.put(first["upload_url"], content=_pth(tmp_path, 1))
     assert r.status_code == 409
     sha = upload(api, second, _pth(tmp_path, 2))

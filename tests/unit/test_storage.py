@@ -71,12 +71,15 @@ async def test_a_stream_over_its_limit_is_refused_and_nothing_is_kept(store: Sto
 async def test_download_links_grant_exactly_that_blob(store: Storage) -> None:
     data = b"weights" * 1000
     sha, _, key = await store.adopt(_temp(store, data))
-    url = await store.download_url(sha, key, 60)
-    if isinstance(store, LocalStorage):  # served by the coordinator's /blobs route
+    url = await store.download_url(sha, key, 60, "t1", "lease1")
+    if isinstance(store, LocalStorage):  # the coordinator's /blobs route, bound to the lease
         path, _, query = url.partition("?")
         params = dict(p.split("=") for p in query.split("&"))
-        assert path == f"/blobs/{sha}"
-        store.signer.verify("GET", sha, int(params["exp"]), params["sig"], store.clock.now_ms())
+        assert path == f"/blobs/{sha}" and (params["task"], params["lease"]) == ("t1", "lease1")
+        resource = f"{sha}:t1:lease1"
+        store.signer.verify(
+            "GET", resource, int(params["exp"]), params["sig"], store.clock.now_ms()
+        )
         return
     async with httpx.AsyncClient() as http:  # presigned: straight from the bucket
         got = await http.get(url)

@@ -11,7 +11,7 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Forbidden, NotFound, Unauthorized
 from gridx.coordinator.services.auth import bearer, hash_secret, new_secret
-from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.services.runtime import NODE_CACHE_MS, Runtime
 from gridx.schemas.agent import (
     Capabilities,
     HeartbeatRequest,
@@ -64,14 +64,16 @@ async def authenticate(rt: Runtime, authorization: str | None) -> NodeRow:
         Unauthorized: missing or unknown token.
     """
     token_hash = hash_secret(bearer(authorization))
-    node = rt.node_cache.get(token_hash)
+    now = rt.clock.now_ms()
+    cached = rt.node_cache.get(token_hash)
+    if cached is not None and now - cached[1] < NODE_CACHE_MS:
+        return cached[0]
+    node = await nodes.by_token_hash(rt.db.reader, token_hash)
     if node is None:
-        node = await nodes.by_token_hash(rt.db.reader, token_hash)
-        if node is None:
-            raise Unauthorized("unknown node token; delete the node's state file to enrol again")
-        if len(rt.node_cache) >= _NODE_CACHE_MAX:
-            rt.node_cache.clear()
-        rt.node_cache[token_hash] = node
+        raise Unauthorized("unknown node token; delete the node's state file to enrol again")
+    if len(rt.node_cache) >= _NODE_CACHE_MAX:
+        rt.node_cache.clear()
+    rt.node_cache[token_hash] = (node, now)
     return node
 
 
@@ -82,9 +84,10 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
         encoded = _caps_encoder.encode(req.capabilities).decode()
         async with rt.db.transaction() as conn:
             await nodes.set_capabilities(conn, node.id, encoded)
-        for token_hash, cached in list(rt.node_cache.items()):
+        for token_hash, (cached, at) in list(rt.node_cache.items()):
             if cached.id == node.id:
-                rt.node_cache[token_hash] = msgspec.structs.replace(cached, capabilities=encoded)
+                fresh = msgspec.structs.replace(cached, capabilities=encoded)
+                rt.node_cache[token_hash] = (fresh, at)
     cancel = await tasks.not_held(rt.db.reader, node.id, list(req.running))
     return HeartbeatResponse(
         cancel=cancel, drain=bool(node.draining), heartbeat_s=rt.settings.heartbeat_s
@@ -159,9 +162,12 @@ async def set_draining(rt: Runtime, user: UserRow, node_id: str, draining: bool)
         raise NotFound(f"no node {node_id!r}")
     async with rt.db.transaction() as conn:
         await nodes.set_draining(conn, node_id, draining)
-    for token_hash, cached in list(rt.node_cache.items()):
+    for token_hash, (cached, at) in list(rt.node_cache.items()):
         if cached.id == node_id:
-            rt.node_cache[token_hash] = msgspec.structs.replace(cached, draining=int(draining))
+            rt.node_cache[token_hash] = (
+                msgspec.structs.replace(cached, draining=int(draining)),
+                at,
+            )
     return node_info(rt, msgspec.structs.replace(row, draining=int(draining)))
 
 

@@ -22,6 +22,7 @@ from gridx.coordinator.storage.signing import UrlSigner
 
 log = logging.getLogger("gridx.coordinator")
 
+NODE_CACHE_MS = 5_000
 TASKS_CHANNEL = "gridx_tasks"
 """Replicas tell each other about newly ready tasks here: payload `<replica id> <count>`."""
 
@@ -77,7 +78,9 @@ class Runtime:
     heartbeats: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
     """Node id -> (time of its latest heartbeat, the tasks it said it runs), not yet written
     (flushed in batches)."""
-    node_cache: dict[str, NodeRow] = field(default_factory=dict)
+    node_cache: dict[str, tuple[NodeRow, int]] = field(default_factory=dict)
+    """Token hash -> (node, when it was read). Re-read after `NODE_CACHE_MS`, so a change made
+    through another replica (a drain) reaches this one within that time."""
     counters: Any = None
     """The process's Prometheus counters (`services.metrics.Metrics`), set by the app."""
     limits: dict[str, list[int]] = field(default_factory=dict)

@@ -205,3 +205,33 @@ async def test_a_task_made_ready_on_one_replica_wakes_a_long_poll_on_another(
         a.wake(1)  # what submit() does after enqueueing
         got = await asyncio.wait_for(poll, 5)
         assert got is not None and got.job_id == "j"
+
+
+async def test_a_drain_set_through_one_replica_reaches_the_other_within_seconds(
+    pair: list[Runtime],
+) -> None:
+    from gridx.coordinator.db import users
+    from gridx.coordinator.services.auth import hash_secret
+    from gridx.coordinator.services.nodes import authenticate, set_draining
+    from gridx.coordinator.services.runtime import NODE_CACHE_MS
+
+    a, b = pair
+    await _job(a, "j", shards=1, node_count=0)
+    owner = await users.by_email(a.db.reader, "o@x")
+    assert owner is not None
+    async with a.db.transaction() as conn:
+        await nodes.create(
+            conn,
+            node_id="pi",
+            owner_id=owner.id,
+            name="pi",
+            token_hash=hash_secret("gxn_pi"),
+            capabilities="{}",
+            now=a.clock.now_ms(),
+        )
+    assert not (await authenticate(b, "Bearer gxn_pi")).draining  # b caches the node
+    await set_draining(a, owner, "pi", True)  # the owner's request lands on replica a
+    assert (await authenticate(a, "Bearer gxn_pi")).draining
+    a.clock.advance(NODE_CACHE_MS / 1000 + 1)  # type: ignore[attr-defined]  # shared clock
+    assert (await authenticate(b, "Bearer gxn_pi")).draining
+    assert await dispatch.claim(b, await authenticate(b, "Bearer gxn_pi")) is None

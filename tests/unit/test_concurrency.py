@@ -7,44 +7,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from gridx.coordinator.cli.servers import PostgresServer
 from gridx.coordinator.clock import ManualClock
-from gridx.coordinator.db import jobs, nodes, rounds, tasks
-from gridx.coordinator.db.connection import connect
+from gridx.coordinator.db import nodes, rounds, tasks
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.rounds import start_aggregation_if_done
-from gridx.coordinator.services.runtime import TASKS_CHANNEL, Runtime
-from gridx.coordinator.settings import Settings
-from gridx.coordinator.storage.local import LocalStorage
-from gridx.coordinator.storage.signing import UrlSigner
-
-
-async def _runtime(url: str, data: Path, clock: ManualClock, replica: str) -> Runtime:
-    settings = Settings(data_dir=data, database_url=url)
-    db = await connect(url)
-    rt = Runtime(
-        settings=settings,
-        db=db,
-        storage=LocalStorage(settings.blob_dir, UrlSigner(b"k"), clock),
-        signer=UrlSigner(b"k"),
-        clock=clock,
-        pool=ThreadPoolExecutor(1),
-        replica=replica,
-    )
-    await db.listen(TASKS_CHANNEL, rt.on_notification)
-    return rt
+from gridx.coordinator.services.runtime import Runtime
+from tests.unit.scheduling import runtime, seed_job
 
 
 @contextlib.asynccontextmanager
 async def _replicas(url: str, data: Path) -> AsyncIterator[list[Runtime]]:
     clock = ManualClock()
-    a = await _runtime(url, data / "a", clock, "replica-a")
-    b = await _runtime(url, data / "b", clock, "replica-b")
+    a = await runtime(url, data / "a", clock=clock, replica="replica-a")
+    b = await runtime(url, data / "b", clock=clock, replica="replica-b")
     try:
         yield [a, b]
     finally:
@@ -60,41 +40,9 @@ async def pair(tmp_path: Path, new_database: Callable[[], str]) -> AsyncIterator
 
 
 async def _job(rt: Runtime, job_id: str, shards: int, node_count: int = 0) -> None:
-    now = rt.clock.now_ms()
+    """A job with `shards` tasks, and nodes of its owner to claim them."""
+    owner = await seed_job(rt, job_id, shards=shards, max_attempts=3, max_losses=3)
     async with rt.db.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO users (email, role, created_at) VALUES ('o@x', 'user', 0) "
-            "ON CONFLICT DO NOTHING"
-        )
-        await conn.execute(
-            "INSERT INTO blobs (sha256, size, storage_key, created_at) VALUES ('c', 1, 'c', 0) "
-            "ON CONFLICT DO NOTHING"
-        )
-        owner = (await conn.fetch("SELECT id FROM users WHERE email = 'o@x'"))[0][0]
-        await jobs.create(
-            conn,
-            job_id=job_id,
-            owner_id=owner,
-            name=job_id,
-            config="{}",
-            code_sha="c",
-            requirements_sha=None,
-            data_sha=None,
-            data_name=None,
-            shards=[(None, 1)] * shards,
-            placement=jobs.Placement(),
-            now=now,
-        )
-        await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
-        await tasks.insert_round(
-            conn,
-            job_id=job_id,
-            round_idx=0,
-            num_shards=shards,
-            max_attempts=3,
-            max_losses=3,
-            now=now,
-        )
         for i in range(node_count or shards * 3):
             await nodes.create(
                 conn,
@@ -103,7 +51,7 @@ async def _job(rt: Runtime, job_id: str, shards: int, node_count: int = 0) -> No
                 name=f"n{i}",
                 token_hash=f"{job_id}-n{i}",
                 capabilities="{}",
-                now=now,
+                now=rt.clock.now_ms(),
             )
 
 
@@ -217,7 +165,7 @@ async def test_a_drain_set_through_one_replica_reaches_the_other_within_seconds(
 
     a, b = pair
     await _job(a, "j", shards=1, node_count=0)
-    owner = await users.by_email(a.db.reader, "o@x")
+    owner = await users.by_email(a.db.reader, "owner@x.org")
     assert owner is not None
     async with a.db.transaction() as conn:
         await nodes.create(

@@ -3,44 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from gridx.coordinator.clock import ManualClock
-from gridx.coordinator.db import jobs, nodes, rounds, tasks
-from gridx.coordinator.db.connection import connect
+from gridx.coordinator.db import jobs, nodes, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.auth import create_user
 from gridx.coordinator.services.nodes import flush_heartbeats, note_heartbeat
 from gridx.coordinator.services.runtime import Runtime
-from gridx.coordinator.settings import Settings
-from gridx.coordinator.storage.local import LocalStorage
-from gridx.coordinator.storage.signing import UrlSigner
+from tests.unit.scheduling import runtime, seed_job
 
 LEASE_S = 30.0
 
 
 @pytest.fixture
 async def rt(tmp_path: Path, new_database: Callable[[], str]) -> AsyncIterator[Runtime]:
-    settings = Settings(data_dir=tmp_path, lease_s=LEASE_S, database_url=new_database())
-    db = await connect(settings.db_url)
-    pool = ThreadPoolExecutor(1)
-    clock = ManualClock()
-    runtime = Runtime(
-        settings=settings,
-        db=db,
-        storage=LocalStorage(settings.blob_dir, UrlSigner(b"k"), clock),
-        signer=UrlSigner(b"k"),
-        clock=clock,
-        pool=pool,
-    )
-    yield runtime
-    pool.shutdown()
-    await db.close()
+    runtime_ = await runtime(new_database(), tmp_path, lease_s=LEASE_S)
+    yield runtime_
+    runtime_.pool.shutdown()
+    await runtime_.db.close()
 
 
 async def _node(rt: Runtime, name: str) -> NodeRow:
@@ -60,54 +44,9 @@ async def _node(rt: Runtime, name: str) -> NodeRow:
     return row
 
 
-async def _job(
-    rt: Runtime,
-    shards: int = 2,
-    max_attempts: int = 2,
-    job_id: str = "j1",
-    placement: jobs.Placement | None = None,
-    max_losses: int = 5,
-) -> None:
-    now = rt.clock.now_ms()
-    async with rt.db.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO users (email, role, created_at) VALUES (:e, 'user', 0) "
-            "ON CONFLICT DO NOTHING",
-            {"e": "owner@x.org"},
-        )
-        await conn.execute(
-            "INSERT INTO blobs (sha256, size, storage_key, created_at) VALUES ('c', 1, 'c', 0) "
-            "ON CONFLICT DO NOTHING"
-        )
-        await jobs.create(
-            conn,
-            job_id=job_id,
-            owner_id=1,
-            name=job_id,
-            config="{}",
-            code_sha="c",
-            requirements_sha=None,
-            data_sha=None,
-            data_name=None,
-            shards=[(None, 1)] * shards,
-            placement=placement or jobs.Placement(),
-            now=now,
-        )
-        await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
-        await tasks.insert_round(
-            conn,
-            job_id=job_id,
-            round_idx=0,
-            num_shards=shards,
-            max_attempts=max_attempts,
-            max_losses=max_losses,
-            now=now,
-        )
-
-
 async def test_claims_go_in_shard_order_and_count_attempts(rt: Runtime) -> None:
     a = await _node(rt, "a")
-    await _job(rt, shards=2)
+    await seed_job(rt, shards=2)
     t0 = await dispatch.claim(rt, a)
     t1 = await dispatch.claim(rt, a)
     assert t0 is not None and t1 is not None
@@ -121,7 +60,7 @@ async def test_claims_go_in_shard_order_and_count_attempts(rt: Runtime) -> None:
 
 async def test_expired_lease_is_reissued_and_the_old_token_is_fenced(rt: Runtime) -> None:
     a, b = await _node(rt, "a"), await _node(rt, "b")
-    await _job(rt, shards=1)
+    await seed_job(rt, shards=1)
     first = await dispatch.claim(rt, a)
     assert first is not None
     rt.clock.advance(LEASE_S - 1)  # type: ignore[attr-defined]
@@ -151,7 +90,7 @@ async def test_node_losses_have_their_own_cap_and_the_job_fails_with_the_reason(
     rt: Runtime,
 ) -> None:
     a = await _node(rt, "a")
-    await _job(rt, shards=1, max_attempts=1, max_losses=3)  # one try of the user's code
+    await seed_job(rt, shards=1, max_attempts=1, max_losses=3)  # one try of the user's code
     for _ in range(3):  # three nodes vanish with it: none of that is the code's fault
         assert await dispatch.claim(rt, a) is not None
         rt.clock.advance(LEASE_S + 1)  # type: ignore[attr-defined]
@@ -166,7 +105,7 @@ async def test_node_losses_have_their_own_cap_and_the_job_fails_with_the_reason(
 
 async def test_a_lost_node_does_not_use_up_the_tries_of_the_users_code(rt: Runtime) -> None:
     a = await _node(rt, "a")
-    await _job(rt, shards=1, max_attempts=1, max_losses=5)
+    await seed_job(rt, shards=1, max_attempts=1, max_losses=5)
     assert await dispatch.claim(rt, a) is not None
     rt.clock.advance(LEASE_S + 1)  # type: ignore[attr-defined]  # the node vanished
     t = await dispatch.claim(rt, a)
@@ -197,7 +136,7 @@ async def test_heartbeats_are_batched_and_renew_the_leases_of_running_tasks(
     rt: Runtime,
 ) -> None:
     a = await _node(rt, "a")
-    await _job(rt, shards=2)
+    await seed_job(rt, shards=2)
     task, dropped = await dispatch.claim(rt, a), await dispatch.claim(rt, a)
     assert task is not None and dropped is not None
     for _ in range(3):  # heartbeats naming only `task`, each flushed in one transaction
@@ -234,7 +173,7 @@ async def _give_up(rt: Runtime, t: TaskRow, outcome: str, refund: bool) -> TaskR
 
 async def test_release_refunds_the_attempt_and_user_errors_do_not(rt: Runtime) -> None:
     a = await _node(rt, "a")
-    await _job(rt, shards=1, max_attempts=2)
+    await seed_job(rt, shards=1, max_attempts=2)
     t = await dispatch.claim(rt, a)
     assert t is not None
     back = await _give_up(rt, t, "released", refund=True)
@@ -254,7 +193,7 @@ async def test_long_poll_wakes_on_enqueue(rt: Runtime) -> None:
     waiter = asyncio.create_task(dispatch.request_task(rt, a, wait_s=10))
     await asyncio.sleep(0.05)
     assert len(rt.wakeups) == 1 and not waiter.done()
-    await _job(rt, shards=1)
+    await seed_job(rt, shards=1)
     rt.wakeups.wake(1)
     got = await asyncio.wait_for(waiter, 2)
     assert got is not None and got.shard == 0
@@ -273,7 +212,7 @@ async def test_claims_match_jobs_to_what_the_node_offers(rt: Runtime) -> None:
         "anything": jobs.Placement(),
     }
     for job_id, placement in wants.items():
-        await _job(rt, shards=1, job_id=job_id, placement=placement)
+        await seed_job(rt, job_id, shards=1, placement=placement)
     small = Capabilities(arch="x86_64", cpus=2, memory_mb=4096)
     big = Capabilities(arch="aarch64", cpus=128, memory_mb=2 << 20, docker=True, gpus=1)
 
@@ -300,7 +239,7 @@ async def test_copies_of_a_shard_go_to_different_owners(rt: Runtime) -> None:
         )
     a2 = await nodes.by_token_hash(rt.db.reader, "a2")  # type: ignore[assignment]
     assert a2.owner_id == a1.owner_id
-    await _job(rt, shards=1)
+    await seed_job(rt, shards=1)
     async with rt.db.transaction() as conn:  # slot 1 is shard 0's second copy
         await conn.execute("UPDATE jobs SET replicas = 2, shard_count = 1")
         await tasks.insert_round(
@@ -322,7 +261,7 @@ async def test_copies_of_a_shard_go_to_different_owners(rt: Runtime) -> None:
 
 async def test_a_node_below_the_reputation_threshold_gets_nothing(rt: Runtime) -> None:
     a, b = await _node(rt, "a"), await _node(rt, "b")
-    await _job(rt, shards=2)
+    await seed_job(rt, shards=2)
     async with rt.db.transaction() as conn:
         await nodes.count_votes(conn, [("a", True), ("b", False), ("b", False)])
     assert await dispatch.claim(rt, b) is None  # (0 + 1) / (0 + 2 + 1) < 0.5
@@ -342,7 +281,7 @@ async def test_a_wake_up_a_node_cannot_use_is_handed_to_the_next_claimer(rt: Run
     await asyncio.sleep(0.05)  # the banned node waits longest: it is woken first
     second = asyncio.create_task(dispatch.request_task(rt, good, wait_s=10))
     await asyncio.sleep(0.05)
-    await _job(rt, shards=1)
+    await seed_job(rt, shards=1)
     rt.wake(1)
     got = await asyncio.wait_for(second, 2)  # not after its 10 s poll ran out
     assert got is not None and got.shard == 0

@@ -23,15 +23,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from gridx.coordinator.clock import ManualClock
-from gridx.coordinator.db import jobs, nodes, rounds, tasks
-from gridx.coordinator.db.connection import connect
+from gridx.coordinator.db import nodes, tasks
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.nodes import flush_heartbeats, note_heartbeat
 from gridx.coordinator.services.runtime import Runtime
-from gridx.coordinator.settings import Settings
-from gridx.coordinator.storage.local import LocalStorage
-from gridx.coordinator.storage.signing import UrlSigner
+from tests.unit.scheduling import runtime, seed_job
 
 NODES = ["a", "b", "c"]
 SHARDS = 3
@@ -55,52 +51,20 @@ class Scheduler(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     async def _setup(self) -> Runtime:
-        settings_ = Settings(data_dir=Path(self.dir), lease_s=10, database_url=self.new_database())
-        db = await connect(settings_.db_url)
-        clock = ManualClock()
-        rt = Runtime(
-            settings=settings_,
-            db=db,
-            storage=LocalStorage(settings_.blob_dir, UrlSigner(b"k"), clock),
-            signer=UrlSigner(b"k"),
-            clock=clock,
-            pool=self.pool,
-        )
-        now = rt.clock.now_ms()
-        async with db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO users (email, role, created_at) VALUES ('o@x', 'user', 0)"
-            )
-            await conn.execute("INSERT INTO blobs VALUES ('c', 1, 'c', 0)")
+        rt = await runtime(self.new_database(), Path(self.dir), lease_s=10, pool=self.pool)
+        owner = await seed_job(rt, "j", shards=SHARDS, max_attempts=3, max_losses=3)
+        async with rt.db.transaction() as conn:
             await conn.execute("INSERT INTO blobs VALUES ('r', 1, 'r', 0)")
             for n in NODES:
                 await nodes.create(
-                    conn, node_id=n, owner_id=1, name=n, token_hash=n, capabilities="{}", now=now
+                    conn,
+                    node_id=n,
+                    owner_id=owner,
+                    name=n,
+                    token_hash=n,
+                    capabilities="{}",
+                    now=rt.clock.now_ms(),
                 )
-            await jobs.create(
-                conn,
-                job_id="j",
-                owner_id=1,
-                name="j",
-                config="{}",
-                code_sha="c",
-                requirements_sha=None,
-                data_sha=None,
-                data_name=None,
-                shards=[(None, 1)] * SHARDS,
-                placement=jobs.Placement(),
-                now=now,
-            )
-            await rounds.create(conn, job_id="j", idx=0, input_sha=None, signature=None, now=now)
-            await tasks.insert_round(
-                conn,
-                job_id="j",
-                round_idx=0,
-                num_shards=SHARDS,
-                max_attempts=3,
-                max_losses=3,
-                now=now,
-            )
         return rt
 
     async def _node(self, name: str):

@@ -27,7 +27,7 @@ from gridx.coordinator.db.connection import connect
 from gridx.coordinator.errors import GridXError
 from gridx.coordinator.services import dispatch, nodes, rounds
 from gridx.coordinator.services.metrics import Metrics
-from gridx.coordinator.services.runtime import TASKS_CHANNEL, Runtime
+from gridx.coordinator.services.runtime import NODES_CHANNEL, TASKS_CHANNEL, Runtime
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.base import open_storage
 from gridx.coordinator.storage.signing import UrlSigner
@@ -129,6 +129,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         rt.counters = Metrics()
         app.state.rt = rt
         await db.listen(TASKS_CHANNEL, rt.on_notification)
+        await db.listen(NODES_CHANNEL, rt.on_node_notification)
         loops = [
             asyncio.create_task(
                 _every(

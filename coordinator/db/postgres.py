@@ -88,14 +88,16 @@ async def migrate(pool: asyncpg.Pool) -> int:
 
 
 class PostgresDatabase:
-    """A connection pool for queries and transactions, plus one connection that LISTENs."""
+    """A pool for transactions, a pool for queries (so reads never queue behind long write
+    transactions), and one connection that LISTENs."""
 
     dialect: Literal["postgresql"] = "postgresql"
 
-    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+    def __init__(self, url: str, pool: asyncpg.Pool, read_pool: asyncpg.Pool) -> None:
         self.url = url
         self.pool = pool
-        self.reader = PgConn(pool)
+        self.read_pool = read_pool
+        self.reader = PgConn(read_pool)
         self._listener: asyncpg.Connection | None = None
 
     @classmethod
@@ -103,12 +105,14 @@ class PostgresDatabase:
         """Connect and migrate."""
         pool = await asyncpg.create_pool(url, min_size=1, max_size=size)
         await migrate(pool)
-        return cls(url, pool)
+        read_pool = await asyncpg.create_pool(url, min_size=1, max_size=size)
+        return cls(url, pool, read_pool)
 
     async def close(self) -> None:
-        """Close the listener and the pool."""
+        """Close the listener and the pools."""
         if self._listener is not None:
             await self._listener.close()
+        await self.read_pool.close()
         await self.pool.close()
 
     @asynccontextmanager

@@ -162,12 +162,7 @@ async def set_draining(rt: Runtime, user: UserRow, node_id: str, draining: bool)
         raise NotFound(f"no node {node_id!r}")
     async with rt.db.transaction() as conn:
         await nodes.set_draining(conn, node_id, draining)
-    for token_hash, (cached, at) in list(rt.node_cache.items()):
-        if cached.id == node_id:
-            rt.node_cache[token_hash] = (
-                msgspec.structs.replace(cached, draining=int(draining)),
-                at,
-            )
+    rt.node_changed(node_id)
     return node_info(rt, msgspec.structs.replace(row, draining=int(draining)))
 
 

@@ -22,8 +22,10 @@ from gridx.coordinator.storage.signing import UrlSigner
 
 log = logging.getLogger("gridx.coordinator")
 
-NODE_CACHE_MS = 5_000
+NODE_CACHE_MS = 60_000
 TASKS_CHANNEL = "gridx_tasks"
+NODES_CHANNEL = "gridx_nodes"
+"""A node's record changed (drained): payload `<replica id> <node id>`; replicas drop it."""
 """Replicas tell each other about newly ready tasks here: payload `<replica id> <count>`."""
 
 
@@ -79,8 +81,9 @@ class Runtime:
     """Node id -> (time of its latest heartbeat, the tasks it said it runs), not yet written
     (flushed in batches)."""
     node_cache: dict[str, tuple[NodeRow, int]] = field(default_factory=dict)
-    """Token hash -> (node, when it was read). Re-read after `NODE_CACHE_MS`, so a change made
-    through another replica (a drain) reaches this one within that time."""
+    """Token hash -> (node, when it was read). A change made through another replica (a drain)
+    arrives as a notification that drops the entry; entries are re-read after `NODE_CACHE_MS`
+    whatever happens."""
     counters: Any = None
     """The process's Prometheus counters (`services.metrics.Metrics`), set by the app."""
     limits: dict[str, list[int]] = field(default_factory=dict)
@@ -96,6 +99,24 @@ class Runtime:
         self.wakeups.wake(n)
         if self.db.dialect != "sqlite":
             self.spawn(self.db.notify(TASKS_CHANNEL, f"{self.replica} {n}"), "notify")
+
+    def node_changed(self, node_id: str) -> None:
+        """Forget a node's cached record here and on every other replica."""
+        self.forget_node(node_id)
+        if self.db.dialect != "sqlite":
+            self.spawn(self.db.notify(NODES_CHANNEL, f"{self.replica} {node_id}"), "notify")
+
+    def forget_node(self, node_id: str) -> None:
+        """Drop this process's cached record of a node."""
+        for token_hash, (cached, _) in list(self.node_cache.items()):
+            if cached.id == node_id:
+                del self.node_cache[token_hash]
+
+    def on_node_notification(self, payload: str) -> None:
+        """Another replica changed a node: drop it here."""
+        sender, _, node_id = payload.partition(" ")
+        if sender != self.replica:
+            self.forget_node(node_id)
 
     def on_notification(self, payload: str) -> None:
         """Another replica made tasks ready: wake as many local claimers."""

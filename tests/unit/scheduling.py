@@ -8,7 +8,7 @@ from pathlib import Path
 from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.db import jobs, rounds, tasks
 from gridx.coordinator.db.connection import connect
-from gridx.coordinator.services.runtime import TASKS_CHANNEL, Runtime
+from gridx.coordinator.services.runtime import NODES_CHANNEL, TASKS_CHANNEL, Runtime
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.local import LocalStorage
 from gridx.coordinator.storage.signing import UrlSigner
@@ -37,6 +37,7 @@ async def runtime(
         replica=replica,
     )
     await db.listen(TASKS_CHANNEL, rt.on_notification)
+    await db.listen(NODES_CHANNEL, rt.on_node_notification)
     return rt
 
 

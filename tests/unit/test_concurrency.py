@@ -155,7 +155,7 @@ async def test_a_task_made_ready_on_one_replica_wakes_a_long_poll_on_another(
         assert got is not None and got.job_id == "j"
 
 
-async def test_a_drain_set_through_one_replica_reaches_the_other_within_seconds(
+async def test_a_drain_set_through_one_replica_reaches_the_other(
     pair: list[Runtime],
 ) -> None:
     from gridx.coordinator.db import users
@@ -180,6 +180,12 @@ async def test_a_drain_set_through_one_replica_reaches_the_other_within_seconds(
     assert not (await authenticate(b, "Bearer gxn_pi")).draining  # b caches the node
     await set_draining(a, owner, "pi", True)  # the owner's request lands on replica a
     assert (await authenticate(a, "Bearer gxn_pi")).draining
-    a.clock.advance(NODE_CACHE_MS / 1000 + 1)  # type: ignore[attr-defined]  # shared clock
+    if a.db.dialect == "postgresql":  # replicas: a tells b at once (NOTIFY)
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if (await authenticate(b, "Bearer gxn_pi")).draining:
+                break
+    else:  # one process per SQLite file; a second connection re-reads after the cache time
+        a.clock.advance(NODE_CACHE_MS / 1000 + 1)  # type: ignore[attr-defined]  # shared clock
     assert (await authenticate(b, "Bearer gxn_pi")).draining
     assert await dispatch.claim(b, await authenticate(b, "Bearer gxn_pi")) is None

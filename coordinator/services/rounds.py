@@ -129,7 +129,6 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
         for t in await tasks.for_job(reader, job_id)
         if t.round_idx == round_idx and t.status == "succeeded" and t.result_sha
     ]
-    updates = list(done)  # every copy, for replicated jobs
     if config.replicas > 1:
         voted = await _vote(rt, config, job_id, round_idx, done, len(rows), lease_ms)
         if voted is None:  # copies were reissued (or the job failed): not mergeable yet
@@ -241,10 +240,6 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
                 max_losses=config.max_node_losses,
                 now=now,
             )
-    for t in updates:  # the round's updates are merged: their local copies are not needed here
-        blob = await blobs.get(rt.db.reader, t.result_sha or "")
-        if blob is not None:
-            rt.storage.evict(blob.storage_key)
     log.info(
         "round done%s %s",
         ", job succeeded" if last else "",

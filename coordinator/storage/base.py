@@ -42,11 +42,6 @@ class Storage(Protocol):
         """A local file holding the blob (S3: a verified cached copy), for reading or serving."""
         ...
 
-    def evict(self, key: str) -> None:
-        """Drop the local copy of a blob that is no longer read here (S3: the cached copy;
-        local disk: nothing, the file is the blob)."""
-        ...
-
     async def download_url(
         self, sha256: str, key: str, ttl_s: int, task_id: str, lease: str
     ) -> str:

@@ -110,9 +110,6 @@ class LocalStorage:
         """The file itself."""
         return self.path(key)
 
-    def evict(self, key: str) -> None:
-        """The file is the blob: it stays."""
-
     async def download_url(
         self, sha256: str, key: str, ttl_s: int, task_id: str, lease: str
     ) -> str:

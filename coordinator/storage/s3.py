@@ -223,10 +223,6 @@ class S3Storage:
             tmp.unlink(missing_ok=True)
         return target
 
-    def evict(self, key: str) -> None:
-        """Remove the cached copy (the bucket keeps the blob)."""
-        self._cached(key.rsplit("/", 1)[-1]).unlink(missing_ok=True)
-
     async def _presign(self, method: str, key: str, ttl_s: int) -> str:
         url: str = await self.client.generate_presigned_url(
             method, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=max(1, ttl_s)

@@ -54,10 +54,6 @@ async def test_blobs_are_named_by_content_and_stored_once(store: Storage) -> Non
     assert first == second == (sha, len(data), first[2])
     assert (await store.local_path(first[2])).read_bytes() == data
     assert list(store.tmp.iterdir()) == []  # temp files were consumed
-    store.evict(first[2])  # the local copy goes (S3), the blob stays
-    if isinstance(store, S3Storage):
-        assert not (store.cache / sha[:2] / sha).exists()
-    assert (await store.local_path(first[2])).read_bytes() == data
 
 
 async def test_a_stream_over_its_limit_is_refused_and_nothing_is_kept(store: Storage) -> None:

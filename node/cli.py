@@ -14,22 +14,34 @@ from gridx.node import status_page
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig, load_config
 from gridx.node.executor import make_executor
+from gridx.node.selftest import explain, run_selftest
+from gridx.node.state import load_identity
 from gridx.node.worker import Worker, capabilities, enrol
 
 
 async def _serve(config: NodeConfig) -> int:
     python = config.python or sys.executable
-    probe = make_executor(config.executor, config.state_dir, python, node_id="")
-    caps = capabilities(probe)
-    bootstrap = CoordinatorClient(config.coordinator_url, ca_file=config.ca_file)
-    try:
-        ident = await enrol(config, bootstrap, caps)
-    finally:
-        await bootstrap.close()
-    executor = make_executor(config.executor, config.state_dir, python, ident.node_id)
+    ident = load_identity(config.state_dir, config.coordinator_url)
+    executor = make_executor(
+        config.executor, config.state_dir, python, ident.node_id if ident else "", config.sandbox
+    )
     executor.cleanup()
+    report = await run_selftest(executor, config.state_dir, await executor.prepare(None, None))
+    if report.level != "strong" and not config.allow_weak_sandbox:
+        raise SystemExit(f"refusing to run untrusted jobs: {explain(report)}")
+    caps = capabilities(executor, report)
+    if ident is None:
+        bootstrap = CoordinatorClient(config.coordinator_url, ca_file=config.ca_file)
+        try:
+            ident = await enrol(config, bootstrap, caps)
+        finally:
+            await bootstrap.close()
+        # labels and cgroups carry the node's id, known only now
+        executor = make_executor(
+            config.executor, config.state_dir, python, ident.node_id, config.sandbox
+        )
     client = CoordinatorClient(config.coordinator_url, ident.node_token, config.ca_file)
-    worker = Worker(config, client, ident, executor)
+    worker = Worker(config, client, ident, executor, report)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
@@ -60,6 +72,18 @@ def cli() -> None:
     "--executor",
     type=click.Choice(["auto", "docker", "process"]),
     help="How tasks run: docker when an engine answers (auto), or a sandboxed process.",
+)
+@click.option(
+    "--sandbox",
+    type=click.Choice(["auto", "bubblewrap", "unshare", "none"]),
+    help="The process executor's sandbox (auto: the strongest that works) [GRIDX_SANDBOX].",
+)
+@click.option(
+    "--allow-weak-sandbox",
+    is_flag=True,
+    default=None,
+    help="Work even if the start-up self-test finds the sandbox below strong; the node "
+    "advertises the level it measured, and jobs can refuse it [GRIDX_ALLOW_WEAK_SANDBOX].",
 )
 @click.option("--python", help="Interpreter for train.py (default: this one).")
 @click.option("--memory-mb", type=int, help="Memory cap per task (MiB).")

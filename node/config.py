@@ -19,6 +19,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "memory_mb": ("GRIDX_MEMORY_MB",),
     "status_port": ("GRIDX_STATUS_PORT",),
     "ca_file": ("GRIDX_CA_FILE", "CA_FILE"),
+    "sandbox": ("GRIDX_SANDBOX",),
+    "allow_weak_sandbox": ("GRIDX_ALLOW_WEAK_SANDBOX",),
 }
 
 
@@ -34,9 +36,15 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
     """Display name (default: host name)."""
     state_dir: Path = Path.home() / ".gridx-node"
-    """Holds the identity file and the work folders (mode 0700)."""
+    """Holds the identity file (mode 0600) and the work folders."""
     executor: str = "auto"
     """How tasks run: `auto` (docker when an engine answers), `docker`, or `process`."""
+    sandbox: str = "auto"
+    """The process executor's sandbox: `auto` (the strongest that works), `bubblewrap`,
+    `unshare` or `none`."""
+    allow_weak_sandbox: bool = False
+    """Work even when the start-up self-test finds the sandbox below `strong` (only jobs that
+    accept a weak sandbox will come)."""
     python: str = ""
     """Interpreter for train.py (default: the one running the node)."""
     memory_mb: int = 4096

@@ -3,18 +3,21 @@
 Training runs with no network, a read-only root, a private /tmp, uid 65534, every capability
 dropped, no-new-privileges, memory / CPU / pids limits, a file-size limit, a wall-clock timeout,
 and only the task's work folder mounted. Never privileged, never the engine's socket. A job's
-requirements.txt is installed in a separate build step (the only step with network), cached as
-an image tagged by the file's hash. Containers carry this node's label and are removed after
-every run, and on the node's next start if it crashed.
+requirements.txt is installed in a separate build step without network, from wheels only,
+cached as an image tagged by the file's hash. Containers carry this node's label and are removed
+after every run, and on the node's next start if it crashed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,13 @@ import docker
 from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
-from gridx.node.environments import RequirementsError
+from gridx.node.environments import (
+    WHEELS_ONLY,
+    RequirementsError,
+    check_requirements,
+    explain_failure,
+    run_pip,
+)
 from gridx.node.executor import TAIL_BYTES, RunResult, RunSpec, judge, stopped, wait_or_stop
 
 log = logging.getLogger("gridx.node.docker")
@@ -72,8 +81,17 @@ class DockerExecutor:
             c.remove(force=True)
 
     async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
-        """The executor image, or an image with the job's requirements installed (cached)."""
-        if requirements is None or sha256 is None or not requirements.read_text().strip():
+        """The executor image, or an image with the job's requirements installed (cached).
+
+        The build never has a network: what the image already holds is used as is; anything
+        else is first fetched on the host as wheels only (pip, no package code runs) and
+        installed from that folder, so neither the host's loopback nor a build backend is
+        ever reachable from a job's requirements.
+        """
+        if requirements is None or sha256 is None:
+            return self.image
+        lines = check_requirements(requirements.read_text())
+        if not lines:
             return self.image
         tag = f"{self.image.split(':')[0]}:req-{sha256[:16]}"
         try:
@@ -81,25 +99,23 @@ class DockerExecutor:
             return tag
         except ImageNotFound:
             pass
-        dockerfile = (
-            f"FROM {self.image}\n"
-            "COPY requirements.txt /tmp/requirements.txt\n"
-            "RUN python3 -m pip install --no-cache-dir --break-system-packages "
-            "--disable-pip-version-check -q -r /tmp/requirements.txt\n"
-        )
-        context = _tar(
-            {"Dockerfile": dockerfile.encode(), "requirements.txt": requirements.read_bytes()}
-        )
+        files = {"requirements.txt": ("\n".join(lines) + "\n").encode()}
+        try:  # everything it needs may already be in the image
+            await self._build(tag, files)
+            return tag
+        except BuildError:
+            pass
+        with tempfile.TemporaryDirectory() as tmp:
+            wheels = Path(tmp)
+            rc, out = await run_pip(
+                sys.executable, "-m", "pip", "download", *WHEELS_ONLY, *self._wheel_target(),
+                "-q", "-d", str(wheels), "-r", str(requirements),
+            )  # fmt: skip
+            if rc != 0:
+                raise await explain_failure(sys.executable, out, "pip could not fetch the wheels")
+            files.update({f"wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")})
         try:
-            await asyncio.to_thread(
-                self.client.images.build,
-                fileobj=context,
-                custom_context=True,
-                tag=tag,
-                network_mode="host",
-                rm=True,
-                forcerm=True,
-            )
+            await self._build(tag, files)
         except BuildError as exc:
             tail = "".join(
                 str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log
@@ -108,6 +124,47 @@ class DockerExecutor:
                 "installing requirements.txt in the image failed", tail[-8192:]
             ) from exc
         return tag
+
+    def _wheel_target(self) -> list[str]:
+        """pip download flags for the image's Python and platform (not the host's)."""
+        version, machine = self.python_tag
+        plats = [f"manylinux_2_{n}_{machine}" for n in range(17, 37)]
+        plats += [f"manylinux2014_{machine}", f"linux_{machine}"]
+        return ["--python-version", version, *(f"--platform={p}" for p in plats)]
+
+    @functools.cached_property
+    def python_tag(self) -> tuple[str, str]:
+        """The image's Python version (X.Y) and machine (x86_64, aarch64)."""
+        out = self.client.containers.run(
+            self.image,
+            ["python3", "-c", "import platform,sys; print(sys.version_info[0], "
+             "sys.version_info[1], platform.machine())"],
+            network_mode="none",
+            remove=True,
+        )  # fmt: skip
+        major, minor, machine = out.decode().split()
+        return f"{major}.{minor}", machine
+
+    async def _build(self, tag: str, files: dict[str, bytes]) -> None:
+        """Build `tag` from the executor image with `files`, installing wheels only, offline."""
+        find = "--find-links /tmp/wheels " if any(f.startswith("wheels/") for f in files) else ""
+        dockerfile = (
+            f"FROM {self.image}\n"
+            "COPY . /tmp/\n"
+            "RUN python3 -m pip install --no-cache-dir --break-system-packages --no-index "
+            f"--only-binary :all: --disable-pip-version-check -q {find}"
+            "-r /tmp/requirements.txt && rm -rf /tmp/wheels /tmp/requirements.txt\n"
+        )
+        context = _tar({"Dockerfile": dockerfile.encode(), **files})
+        await asyncio.to_thread(
+            self.client.images.build,
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            network_mode="none",
+            rm=True,
+            forcerm=True,
+        )
 
     def _container_env(self, spec: RunSpec) -> dict[str, str]:
         host = str(spec.workdir)
@@ -121,7 +178,7 @@ class DockerExecutor:
         os.chmod(spec.workdir, 0o777)  # the container's uid 65534 writes the model here
         container: Any = self.client.containers.create(
             spec.runtime,
-            ["python3", "-u", "train.py"],
+            ["python3", "-u", "train.py", *spec.argv],
             working_dir=WORKDIR,
             volumes={str(spec.workdir): {"bind": WORKDIR, "mode": "rw"}},
             environment=self._container_env(spec),

@@ -1,31 +1,83 @@
-"""Per-job Python environments for requirements.txt, cached by the file's sha256.
+"""A job's requirements.txt: checked, then installed from wheels only, so no job code runs.
 
-Installing runs outside the sandbox (it needs the package index); training then runs inside it
-with no network. Each environment sees the node's own packages through a `.pth` file naming the
-node interpreter's site-packages (`--system-site-packages` would skip a virtualenv's), so a
-requirement that is already there (torch, numpy) costs nothing and is never downloaded again.
+Installing a wheel unpacks files and writes metadata; it runs nothing from the package. Building
+an sdist runs its build backend, which is arbitrary code: nodes never do that. So:
+- `check_requirements` accepts only named requirements (`name[extras] specifiers ; marker`):
+  no options (`-e`, `-r`, `--index-url`, ...) and no direct references (`pkg @ URL`), which pip
+  would build even under `--only-binary :all:`.
+- pip runs with `--only-binary :all:`; a requirement with no wheel for this platform is refused
+  with the reason `requirements_need_build`.
+The process executor installs into a virtualenv per requirements hash, which tasks then see
+read-only inside the sandbox; each environment sees the node's own packages through a `.pth`
+file naming the node interpreter's site-packages (`--system-site-packages` would skip a
+virtualenv's), so a requirement that is already there (torch, numpy) is never downloaded again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 INSTALL_TIMEOUT_S = 900
 _SITE_PATHS = "import site; print(chr(10).join(site.getsitepackages()))"
 _PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+WHEELS_ONLY = ("--only-binary", ":all:", "--disable-pip-version-check", "--no-input")
+_NOT_FOUND = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)")
 
 
 class RequirementsError(Exception):
-    """requirements.txt could not be installed; `tail` holds pip's last output."""
+    """requirements.txt could not be installed; `code` is the task's reason code and `tail`
+    holds pip's last output."""
 
-    def __init__(self, message: str, tail: str) -> None:
+    def __init__(self, message: str, tail: str = "", code: str = "requirements_failed") -> None:
         super().__init__(message)
         self.tail = tail
+        self.code = code
 
 
-async def _run(*cmd: str) -> tuple[int, str]:
+def check_requirements(text: str) -> list[str]:
+    """The requirement lines of `text`, each a named requirement.
+
+    Raises:
+        RequirementsError: `requirements_rejected` for an option line or a malformed line,
+            `requirements_need_build` for a direct reference (a URL or path), which only a
+            source build could install.
+    """
+    lines = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            raise RequirementsError(
+                f"requirements.txt line {number}: options such as {line.split()[0]!r} are not "
+                "accepted; list packages by name (with versions), nodes install wheels from "
+                "their own package index",
+                code="requirements_rejected",
+            )
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            raise RequirementsError(
+                f"requirements.txt line {number}: {exc}", code="requirements_rejected"
+            ) from exc
+        if req.url:
+            raise RequirementsError(
+                f"requirements.txt line {number}: {req.name} @ {req.url} is a direct reference; "
+                "nodes never build or fetch packages from URLs (a build runs the package's own "
+                "code): name a package that has a wheel on the index",
+                code="requirements_need_build",
+            )
+        lines.append(line)
+    return lines
+
+
+async def run_pip(*cmd: str) -> tuple[int, str]:
+    """Run a command (pip) to the end; (exit status, last 8 KB of its output)."""
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -38,13 +90,32 @@ async def _run(*cmd: str) -> tuple[int, str]:
     return proc.returncode or 0, out.decode("utf-8", "replace")[-8192:]
 
 
+async def explain_failure(base_python: str, out: str, what: str) -> RequirementsError:
+    """pip with wheels only found nothing for a package: if the index has it at all, only a
+    source build could install it (`requirements_need_build`)."""
+    missing = _NOT_FOUND.search(out)
+    if missing:
+        rc, versions = await run_pip(
+            base_python, "-m", "pip", "index", "versions", missing.group(1), "--no-input"
+        )
+        if rc == 0 and "versions:" in versions.lower():
+            return RequirementsError(
+                f"{missing.group(1)} has no wheel for this node's platform, only a source "
+                "distribution; nodes never run a package's build (it is arbitrary code)",
+                out,
+                code="requirements_need_build",
+            )
+    return RequirementsError(what, out)
+
+
 async def ensure_env(requirements: Path, sha256: str, cache_dir: Path, base_python: str) -> str:
     """The interpreter of an environment with `requirements` installed (built once per hash).
 
     Raises:
-        RequirementsError: pip failed.
+        RequirementsError: rejected, needs a build, or pip failed.
     """
-    if not requirements.read_text().strip():
+    lines = check_requirements(requirements.read_text())
+    if not lines:
         return base_python
     env_dir = cache_dir / sha256[:16]
     python = env_dir / "bin" / "python"
@@ -52,28 +123,22 @@ async def ensure_env(requirements: Path, sha256: str, cache_dir: Path, base_pyth
         return str(python)
     shutil.rmtree(env_dir, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    rc, out = await _run(base_python, "-m", "venv", "--without-pip", str(env_dir))
+    rc, out = await run_pip(base_python, "-m", "venv", "--without-pip", str(env_dir))
     if rc != 0:
         raise RequirementsError("could not create a virtual environment", out)
-    rc, base_paths = await _run(base_python, "-c", _SITE_PATHS)
-    rc2, purelib = await _run(str(python), "-c", _PURELIB)
+    rc, base_paths = await run_pip(base_python, "-c", _SITE_PATHS)
+    rc2, purelib = await run_pip(str(python), "-c", _PURELIB)
     if rc or rc2:
         raise RequirementsError("could not inspect the virtual environment", base_paths + purelib)
     Path(purelib.strip(), "_gridx_base.pth").write_text(base_paths)
-    rc, out = await _run(
-        base_python,
-        "-m",
-        "pip",
-        "--python",
-        str(python),
-        "install",
-        "--disable-pip-version-check",
-        "-q",
-        "-r",
-        str(requirements),
-    )
+    checked = env_dir / "requirements.txt"
+    checked.write_text("\n".join(lines) + "\n")
+    rc, out = await run_pip(
+        base_python, "-m", "pip", "--python", str(python), "install", *WHEELS_ONLY, "-q", "-r",
+        str(checked),
+    )  # fmt: skip
     if rc != 0:
         shutil.rmtree(env_dir, ignore_errors=True)
-        raise RequirementsError("pip could not install requirements.txt", out)
+        raise await explain_failure(base_python, out, "pip could not install requirements.txt")
     (env_dir / ".ready").touch()
     return str(python)

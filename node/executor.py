@@ -10,17 +10,19 @@ import glob
 import logging
 import os
 import resource
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
-from gridx.node import sandbox
+from gridx.node import cgroups, sandbox
 from gridx.node.environments import ensure_env
+from gridx.node.state import STATE_MODE
 
 log = logging.getLogger("gridx.node")
 TAIL_BYTES = 8192
@@ -42,6 +44,8 @@ class RunSpec:
     max_output_bytes: int
     gpu: bool = False
     """Pass the node's GPUs through to the script."""
+    argv: list[str] = field(default_factory=list)
+    """Arguments after `train.py` (the sandbox self-test's probe takes some)."""
 
 
 @dataclass
@@ -114,9 +118,11 @@ class Executor(Protocol):
         ...
 
 
-def make_executor(kind: str, state_dir: Path, python: str, node_id: str) -> Executor:
+def make_executor(
+    kind: str, state_dir: Path, python: str, node_id: str, isolation: str = "auto"
+) -> Executor:
     """`auto` (docker when an engine answers and has the executor image, else process),
-    `docker` or `process`.
+    `docker` or `process` (under `isolation`: `auto` for the strongest that works).
 
     Raises:
         SystemExit: `docker` asked for and no engine answers, or its image is missing.
@@ -135,7 +141,7 @@ def make_executor(kind: str, state_dir: Path, python: str, node_id: str) -> Exec
             raise SystemExit(
                 "--executor docker: no Docker engine answers (is dockerd running? DOCKER_HOST?)"
             )
-    return ProcessExecutor(state_dir=state_dir, python=python)
+    return ProcessExecutor(state_dir, python, node_id, None if isolation == "auto" else isolation)
 
 
 async def wait_or_stop(
@@ -204,15 +210,43 @@ def judge(
     return RunResult(None, "ok", rc, tail, duration, output=output, metrics=metrics)
 
 
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Tells when the process itself has ended: `Process.wait()` also waits for its pipes to
+    close, which a daemon it left behind could hold open until the timeout."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=1 << 16, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
+async def _spawn(cmd: list[str], **kwargs: Any) -> tuple[asyncio.subprocess.Process, _Protocol]:
+    """`asyncio.create_subprocess_exec` that also hands back its `_Protocol`."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(lambda: _Protocol(loop), *cmd, **kwargs)
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
+
+
 class ProcessExecutor:
-    """Runs `python train.py` under the host's best isolation, always with rlimits and a timeout."""
+    """Runs `python train.py` in the process sandbox (`sandbox.py`), always with limits and a
+    timeout: a cgroup (processes, memory, kill) where the node may make one, and rlimits."""
 
     name = "process"
 
-    def __init__(self, state_dir: Path, python: str, isolation: str | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, python: str, node_id: str = "", isolation: str | None = None
+    ) -> None:
         self.state_dir = state_dir
         self.python = python
         self.isolation = isolation or sandbox.detect()
+        self.user = sandbox.task_user()
+        self.cgroups = cgroups.detect(node_id)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(state_dir, STATE_MODE)
+        self.etc = sandbox.write_synthetic_etc(state_dir / "sandbox" / "etc")
 
     async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
         """A virtualenv with the requirements (cached by hash), or the node's interpreter."""
@@ -221,55 +255,88 @@ class ProcessExecutor:
         return await ensure_env(requirements, sha256, self.state_dir / "envs", self.python)
 
     def cleanup(self) -> None:
-        """Nothing outlives a process run (bubblewrap dies with its parent)."""
+        """Nothing outlives a process run (its PID namespace and cgroup die with it)."""
+
+    def _readonly(self, runtime: str) -> list[Path]:
+        """What the task sees read-only: the node's interpreter and the job's environment."""
+        paths = list(sandbox.interpreter_paths(self.python))
+        if runtime != self.python:
+            paths += sandbox.interpreter_paths(runtime)
+        return paths
+
+    def _nproc(self) -> int:
+        """RLIMIT_NPROC counts every process of the task's real uid: the cap on top of those that
+        uid already runs (none for the dedicated task user)."""
+        uid = self.user.uid if self.user.switches else os.getuid()
+        running = 0
+        for status in glob.glob("/proc/[0-9]*/status"):
+            with contextlib.suppress(OSError):
+                text = Path(status).read_text()
+                if f"\nUid:\t{uid}\t" in text:
+                    running += 1
+        return running + cgroups.PIDS_MAX
 
     async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
-        """Run the script; kill it on timeout or when `cancel` is set."""
+        """Run the script; kill it (its whole process tree) on timeout or when `cancel` is set."""
         spec.logdir.mkdir(parents=True, exist_ok=True)
-        out_log, err_log = spec.logdir / "stdout.log", spec.logdir / "stderr.log"
-        # The task must not see the node's state folder (its token) but needs the interpreter,
-        # and the job's virtualenv under state/envs when it has one.
-        readonly = list(sandbox.interpreter_paths(self.python))
-        if spec.runtime != self.python:
-            readonly.append((self.state_dir / "envs").resolve())
+        if self.user.switches:  # the task's uid writes its model here, and nowhere else
+            os.chown(spec.workdir, self.user.uid or 0, self.user.gid or 0)
         cmd = sandbox.wrap(
-            [spec.runtime, "-u", "train.py"],
+            [spec.runtime, "-u", "train.py", *spec.argv],
             spec.workdir,
             self.isolation,
-            [self.state_dir.resolve()],
-            readonly,
+            self._readonly(spec.runtime),
+            etc=self.etc,
             devices=sorted(glob.glob("/dev/nvidia*")) if spec.gpu else [],
         )
         mem = spec.memory_mb << 20
         cpu_s = int(spec.timeout_s * (os.cpu_count() or 1)) + 10
         fsize = spec.max_output_bytes
+        nproc = self._nproc()
+        group = self.cgroups.create(f"task-{secrets.token_hex(6)}", mem) if self.cgroups else None
 
         def limits() -> None:  # runs in the child before exec
+            if group is not None:
+                group.join()
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
             resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            cwd=spec.workdir,
-            env=spec.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=limits,
-        )
+        try:
+            proc, protocol = await _spawn(
+                cmd,
+                cwd=spec.workdir,
+                env=spec.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=limits,
+            )
+        except BaseException:
+            if group is not None:
+                group.kill()
+            raise
         assert proc.stdout is not None and proc.stderr is not None
-        drains = asyncio.gather(_drain(proc.stdout, out_log), _drain(proc.stderr, err_log))
+        drains = asyncio.gather(
+            _drain(proc.stdout, spec.logdir / "stdout.log"),
+            _drain(proc.stderr, spec.logdir / "stderr.log"),
+        )
 
         async def kill() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            if group is not None:
+                await asyncio.to_thread(group.kill)
 
-        ended = await wait_or_stop(proc.wait(), cancel, spec.timeout_s, kill)
+        try:
+            ended = await wait_or_stop(protocol.exited.wait(), cancel, spec.timeout_s, kill)
+        finally:  # whatever the task left running (a daemon) goes with it
+            await kill()
         try:  # a descendant that escaped the kill could hold the pipes open
             _, tail = await asyncio.wait_for(drains, 10)
         except TimeoutError:

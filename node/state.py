@@ -16,6 +16,11 @@ class Identity(msgspec.Struct, kw_only=True):
     node_token: str
 
 
+STATE_MODE = 0o711
+"""The state folder can be crossed but not listed, so a task of the weaker sandboxes (which runs
+as another uid) reaches its own work folder; the identity file itself is 0600."""
+
+
 def identity_path(state_dir: Path) -> Path:
     """Where the identity lives."""
     return state_dir / "identity.json"
@@ -33,7 +38,7 @@ def load_identity(state_dir: Path, coordinator_url: str) -> Identity | None:
 def save_identity(state_dir: Path, ident: Identity) -> None:
     """Write the identity atomically, readable by the node's user only."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(state_dir, 0o700)
+    os.chmod(state_dir, STATE_MODE)
     path = identity_path(state_dir)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -21,6 +21,7 @@ from gridx.node.client import CoordinatorClient, CoordinatorError, IntegrityErro
 from gridx.node.config import NodeConfig
 from gridx.node.environments import RequirementsError
 from gridx.node.executor import Executor, RunResult, RunSpec
+from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity, load_identity, save_identity
 from gridx.schemas.agent import (
     Capabilities,
@@ -52,8 +53,9 @@ def cuda_gpus() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def capabilities(executor: Executor) -> Capabilities:
-    """What this machine offers, given the executor it runs tasks with."""
+def capabilities(executor: Executor, report: SandboxReport) -> Capabilities:
+    """What this machine offers, given the executor it runs tasks with and what its sandbox
+    self-test measured."""
     memory_mb = 0
     with contextlib.suppress(OSError, ValueError):
         memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
@@ -63,6 +65,8 @@ def capabilities(executor: Executor) -> Capabilities:
         memory_mb=memory_mb,
         executors=sorted({"process", executor.name}),
         isolation=executor.isolation,  # type: ignore[arg-type]
+        sandbox=report.level,  # type: ignore[arg-type]
+        sandbox_gaps=report.gaps,
         docker=executor.name == "docker",
         gpus=cuda_gpus(),
         version=__version__,
@@ -99,9 +103,15 @@ class Worker:
     """Runs tasks one at a time until stopped."""
 
     def __init__(
-        self, config: NodeConfig, client: CoordinatorClient, ident: Identity, executor: Executor
+        self,
+        config: NodeConfig,
+        client: CoordinatorClient,
+        ident: Identity,
+        executor: Executor,
+        report: SandboxReport,
     ) -> None:
         self.config = config
+        self.report = report
         self.client = client
         self.ident = ident
         self.executor = executor
@@ -122,14 +132,10 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run tasks until stopped (or after one task with `--once`)."""
-        if self.executor.isolation == "none":
-            log.warning(
-                "NO ISOLATION: neither bubblewrap nor `unshare -n` works here, so train.py runs as "
-                "this user with network access (rlimits and timeouts still apply). "
-                "Install bubblewrap (apt-get install bubblewrap)."
-            )
+        if self.report.level != "strong":
+            log.warning("WEAK SANDBOX (--allow-weak-sandbox): %s", explain(self.report))
         else:
-            log.info("tasks run under %s isolation", self.executor.isolation)
+            log.info("tasks run under %s isolation (self-test: strong)", self.executor.isolation)
         beat = asyncio.create_task(self._heartbeats())
         try:
             while not self.stop.is_set():
@@ -173,7 +179,7 @@ class Worker:
         return None
 
     async def _heartbeats(self) -> None:
-        caps: Capabilities | None = capabilities(self.executor)  # sent until acknowledged
+        caps: Capabilities | None = capabilities(self.executor, self.report)  # until acknowledged
         while True:
             running = [self.current.task_id] if self.current else []
             try:
@@ -254,7 +260,7 @@ class Worker:
                 req, task.requirements.sha256 if task.requirements else None
             )
         except RequirementsError as exc:
-            return RunResult("requirements_failed", str(exc), None, exc.tail, 0.0)
+            return RunResult(exc.code, str(exc), None, exc.tail, 0.0)
         except (
             IntegrityError,
             CoordinatorError,

@@ -7,6 +7,10 @@ from typing import Annotated, Literal
 import msgspec
 
 Isolation = Literal["bubblewrap", "unshare", "none", "docker"]
+SandboxLevel = Literal["none", "weak", "strong"]
+SANDBOX_LEVELS: tuple[SandboxLevel, ...] = ("none", "weak", "strong")
+"""Ordered: what a node's start-up self-test measured (`strong`: every probe held; `weak`: at
+least the network is closed)."""
 FailureKind = Literal["user_error", "node_error", "released"]
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -23,6 +27,10 @@ class Capabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     memory_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 0
     executors: Annotated[list[Short], msgspec.Meta(max_length=8)] = []
     isolation: Isolation = "none"
+    sandbox: SandboxLevel = "none"
+    """The isolation level the node's self-test measured."""
+    sandbox_gaps: Annotated[list[Short], msgspec.Meta(max_length=16)] = []
+    """The self-test's probes that did not hold."""
     docker: bool = False
     gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
     version: Short = ""

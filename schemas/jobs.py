@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from gridx.schemas.agent import SandboxLevel
+
 JobStatus = Literal["queued", "running", "aggregating", "succeeded", "failed", "cancelled"]
 RoundStatus = Literal["running", "aggregating", "done", "failed", "cancelled"]
 TaskStatus = Literal["queued", "leased", "succeeded", "failed", "cancelled"]
@@ -106,6 +108,9 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     require_docker: bool = False
     """Run only on nodes whose executor is Docker (the strongest isolation)."""
+    min_sandbox: SandboxLevel = "none"
+    """Run only on nodes whose measured sandbox is at least this (`weak` or `strong`); nodes
+    below `strong` only work when their owner accepted a weak sandbox."""
     require_gpu: bool = False
     """Run only on nodes with a CUDA GPU (passed through to the task)."""
     arch: Annotated[str, msgspec.Meta(max_length=32)] | None = None

@@ -43,6 +43,7 @@ class Placement(msgspec.Struct, kw_only=True, frozen=True):
     """Which nodes may run a job's tasks (copied from its config into columns claims filter on)."""
 
     require_docker: bool = False
+    min_sandbox: int = 0
     require_gpu: bool = False
     min_cpus: int = 0
     min_memory_mb: int = 0
@@ -67,11 +68,11 @@ FROM jobs j JOIN users u ON u.id = j.owner_id
 """
 INSERT = """
 INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
-    data_name, require_docker, require_gpu, min_cpus, min_memory_mb, arch, replicas, shard_count,
-    created_at, updated_at)
+    data_name, require_docker, min_sandbox, require_gpu, min_cpus, min_memory_mb, arch, replicas,
+    shard_count, created_at, updated_at)
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
-    :data_name, :require_docker, :require_gpu, :min_cpus, :min_memory_mb, :arch, :replicas,
-    :shard_count, :now, :now)
+    :data_name, :require_docker, :min_sandbox, :require_gpu, :min_cpus, :min_memory_mb, :arch,
+    :replicas, :shard_count, :now, :now)
 """
 INSERT_SHARD = (
     "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
@@ -124,6 +125,7 @@ async def create(
             "data_sha": data_sha,
             "data_name": data_name,
             "require_docker": int(placement.require_docker),
+            "min_sandbox": placement.min_sandbox,
             "require_gpu": int(placement.require_gpu),
             "min_cpus": placement.min_cpus,
             "min_memory_mb": placement.min_memory_mb,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, fetch_value, rows_of
-from gridx.schemas.agent import Capabilities
+from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities
 
 # Allowed task transitions; every UPDATE below is guarded by its `from` set.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -92,7 +92,7 @@ UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
 WHERE status = 'queued' AND id = (
     SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
     WHERE t.status = 'queued' AND j.status IN ('queued', 'running')
-        AND (j.require_docker = 0 OR :docker = 1)
+        AND (j.require_docker = 0 OR :docker = 1) AND j.min_sandbox <= :sandbox
         AND (j.require_gpu = 0 OR :gpus > 0)
         AND j.min_cpus <= :cpus AND j.min_memory_mb <= :memory_mb
         AND (j.arch IS NULL OR j.arch = :arch)
@@ -280,6 +280,7 @@ async def claim(
         "now": now,
         "expires": now + lease_ms,
         "docker": int(c.docker),
+        "sandbox": SANDBOX_LEVELS.index(c.sandbox),
         "gpus": c.gpus,
         "cpus": c.cpus,
         "memory_mb": c.memory_mb,

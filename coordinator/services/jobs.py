@@ -15,6 +15,7 @@ from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.sharding import split_csv
+from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import AttemptInfo, JobConfig, JobDetail, JobSummary, RoundInfo, TaskInfo
 
 _json = msgspec.json.Encoder()
@@ -84,6 +85,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             replicas=config.replicas,
             placement=jobs.Placement(
                 require_docker=config.require_docker,
+                min_sandbox=SANDBOX_LEVELS.index(config.min_sandbox),
                 require_gpu=config.require_gpu,
                 min_cpus=config.min_cpus,
                 min_memory_mb=config.min_memory_mb,

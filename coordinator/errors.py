@@ -22,6 +22,13 @@ class GridXError(Exception):
         super().__init__(self.message)
 
 
+class BadRequest(GridXError):
+    """The request is malformed."""
+
+    status_code = 400
+    code = "bad_request"
+
+
 class Unauthorized(GridXError):
     """Missing or invalid credentials: pass `Authorization: Bearer <key>`."""
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from gridx.coordinator.api.deps import provide_node, provide_rt, provide_user
 from gridx.coordinator.clock import Clock, SystemClock
 from gridx.coordinator.db.connection import connect
 from gridx.coordinator.errors import GridXError
+from gridx.coordinator.pool import make_pool
 from gridx.coordinator.services import dispatch, nodes, rounds
 from gridx.coordinator.services.metrics import Metrics
 from gridx.coordinator.services.runtime import NODES_CHANNEL, TASKS_CHANNEL, Runtime
@@ -108,12 +107,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         db = await connect(settings.db_url)
-        pool = ProcessPoolExecutor(
-            max_workers=settings.aggregation_workers,
-            mp_context=multiprocessing.get_context("spawn"),
-        )
+        pool = make_pool(settings.aggregation_workers)
         signer = UrlSigner(settings.signing_key(), settings.public_url)
         the_clock = clock or SystemClock()
         rt = Runtime(
@@ -163,6 +159,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     handlers: dict[Any, Any] = {
         GridXError: errors.gridx_error,
         HTTPException: errors.http_error,
+        RecursionError: errors.too_deep,
         Exception: errors.unexpected_error,
     }
     routes: list[Any] = [

@@ -97,6 +97,12 @@ def http_error(_: Request, exc: HTTPException) -> Response[ErrorBody]:
     return Response(ErrorBody(code=code, message=message, field=field), status_code=status)
 
 
+def too_deep(_: Request, exc: RecursionError) -> Response[ErrorBody]:
+    """A body nested past the decoder's depth limit (thousands of `[`): malformed, not a bug."""
+    body = ErrorBody(code="bad_request", message="the JSON body is nested too deeply")
+    return Response(body, status_code=400)
+
+
 def unexpected_error(_: Request, exc: Exception) -> Response[ErrorBody]:
     """A bug: logged with its traceback, answered as 500 without internals."""
     log.exception("unhandled error", exc_info=exc)

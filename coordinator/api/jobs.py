@@ -13,7 +13,7 @@ from litestar.response import File
 from gridx.coordinator.aggregation.engine import check_strategy
 from gridx.coordinator.api.multipart import MultipartReceiver
 from gridx.coordinator.db.users import UserRow
-from gridx.coordinator.errors import InvalidConfig, InvalidInput
+from gridx.coordinator.errors import BadRequest, InvalidConfig, InvalidInput
 from gridx.coordinator.services import jobs
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
@@ -28,6 +28,19 @@ def _field_of(message: str) -> str | None:
     unknown = _UNKNOWN.search(message)
     parts = [p for p in (path.group(1) if path else "", unknown.group(1) if unknown else "") if p]
     return ".".join(parts) or None
+
+
+def file_name(raw: str | None, field: str) -> str:
+    """The base name of an uploaded file (folders dropped, control characters removed).
+
+    Raises:
+        InvalidInput: the name climbs folders (`..`), which no honest client sends.
+    """
+    parts = (raw or "").replace("\\", "/").split("/")
+    if ".." in parts:
+        raise InvalidInput(f"{field}: the file name {raw!r} contains '..'", field=field)
+    base = "".join(ch for ch in parts[-1] if ch.isprintable()).strip()[:100]
+    return base if base not in ("", ".") else field
 
 
 def decode_config(raw: bytes) -> JobConfig:
@@ -47,6 +60,8 @@ def decode_config(raw: bytes) -> JobConfig:
         raise InvalidConfig(f"invalid job config: {exc}", field=_field_of(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise InvalidConfig(f"job config is not valid JSON: {exc}", field="config") from exc
+    except RecursionError as exc:
+        raise BadRequest("job config is nested too deeply", field="config") from exc
     problem = check_strategy(config.strategy, config.shards)
     if problem is not None:
         raise InvalidConfig(f"invalid job config: {problem[1]}", field=problem[0])
@@ -101,12 +116,13 @@ class JobController(Controller):
             assert config is not None and code is not None and code.path is not None
             req = form.parts.get("requirements")
             data = form.parts.get("data")
+            data_name = file_name(data.filename, "data") if data and data.size else None
             submission = jobs.Submission(
                 config=config,
                 code=code.path,
                 requirements=req.path if req and req.size else None,
                 data=data.path if data and data.size else None,
-                data_name=(data.filename or "data") if data and data.size else None,
+                data_name=data_name,
             )
             return await jobs.submit(rt, user, submission)
         finally:

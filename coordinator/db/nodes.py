@@ -48,7 +48,9 @@ TOUCH = "UPDATE nodes SET last_seen = :now WHERE id = :id AND last_seen < :now"
 SET_CAPABILITIES = "UPDATE nodes SET capabilities = :capabilities WHERE id = :id"
 SET_DRAINING = "UPDATE nodes SET draining = :draining WHERE id = :id"
 VOTES = """
-UPDATE nodes SET agreed = agreed + :agreed, disagreed = disagreed + :disagreed WHERE id = :id
+UPDATE nodes SET agreed = agreed + :agreed, disagreed = disagreed + :disagreed,
+    tasks_done = tasks_done + :agreed, compute_ms = compute_ms + :agreed * :compute_ms
+WHERE id = :id
 """
 CREDIT = """
 UPDATE nodes SET tasks_done = tasks_done + 1, compute_ms = compute_ms + :compute_ms WHERE id = :id
@@ -111,7 +113,11 @@ async def credit(conn: Conn, node_id: str, compute_ms: int) -> None:
     await conn.execute(CREDIT, {"id": node_id, "compute_ms": compute_ms})
 
 
-async def count_votes(conn: Conn, votes: list[tuple[str, bool]]) -> None:
-    """Count each node's agreement (True) or disagreement with a replicated shard's majority."""
-    rows = [{"id": n, "agreed": int(ok), "disagreed": int(not ok)} for n, ok in sorted(votes)]
+async def count_votes(conn: Conn, votes: list[tuple[str, bool, int]]) -> None:
+    """Count each node's agreement (True) or disagreement with a replicated shard's majority;
+    a copy that agreed earns its task and compute time (ms), one that disagreed earns nothing."""
+    rows = [
+        {"id": n, "agreed": int(ok), "disagreed": int(not ok), "compute_ms": ms}
+        for n, ok, ms in sorted(votes)
+    ]
     await conn.executemany(VOTES, rows)

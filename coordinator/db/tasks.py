@@ -37,6 +37,7 @@ class TaskRow(msgspec.Struct, kw_only=True):
     error_code: str | None
     error: str | None
     verdict: str | None = None
+    compute_ms: int = 0
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
@@ -55,7 +56,7 @@ class AttemptRow(msgspec.Struct, kw_only=True):
 
 _RET = """RETURNING id, job_id, round_idx, shard_idx, status, node_id, lease_token,
 lease_expires_at, attempts, max_attempts, losses, max_losses, result_sha, metrics, error_code,
-error, verdict"""
+error, verdict, compute_ms"""
 
 INSERT = """
 INSERT INTO tasks (id, job_id, round_idx, shard_idx, status, max_attempts, max_losses,
@@ -124,6 +125,7 @@ UPDATE attempts SET finished_at = :now, outcome = :outcome, error_code = :error_
     error = :error, stderr_tail = :stderr_tail
 WHERE task_id = :task_id AND outcome IS NULL
 """
+LEASE_STARTED = "SELECT started_at FROM attempts WHERE task_id = :task_id AND outcome IS NULL"
 RENEW = """
 UPDATE tasks SET lease_expires_at = :expires
 WHERE id = :id AND node_id = :node_id AND status = 'leased' AND lease_expires_at < :expires
@@ -137,7 +139,7 @@ RETURNING id
 """
 COMPLETE = f"""
 UPDATE tasks SET status = 'succeeded', metrics = :metrics, lease_expires_at = NULL,
-    updated_at = :now
+    updated_at = :now, compute_ms = :compute_ms
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
     AND result_sha = :result_sha
 {_RET}
@@ -316,9 +318,14 @@ async def complete(
     result_sha: str,
     metrics: str,
     now: int,
+    claimed_ms: int,
+    timeout_ms: int,
 ) -> TaskRow | None:
     """Mark a leased task succeeded if `node_id`/`token` still hold its lease and `result_sha` is
-    the file uploaded under it; else None."""
+    the file uploaded under it; else None. Its `compute_ms` is the time the coordinator
+    measured from the lease to now, capped by the task's timeout and by what the node claims."""
+    started = await fetch_value(conn, LEASE_STARTED, {"task_id": task_id})
+    measured = now - int(str(started)) if started is not None else 0
     params = {
         "id": task_id,
         "node_id": node_id,
@@ -326,6 +333,7 @@ async def complete(
         "result_sha": result_sha,
         "metrics": metrics,
         "now": now,
+        "compute_ms": max(0, min(measured, timeout_ms, claimed_ms)),
     }
     task = await fetch_one(conn, COMPLETE, params, TaskRow)
     if task is not None:

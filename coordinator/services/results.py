@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from gridx.coordinator.aggregation.weights import WeightsError, validate_file
-from gridx.coordinator.db import blobs, events, nodes, rounds, tasks
+from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
@@ -22,6 +22,7 @@ from gridx.coordinator.services.rounds import (
 )
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import CompleteTaskRequest, FailTaskRequest, TaskAck, UploadResponse
+from gridx.schemas.jobs import JobConfig
 
 _json = msgspec.json.Encoder()
 log = logging.getLogger("gridx.coordinator.results")
@@ -80,6 +81,8 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
             "task's upload_url first"
         )
     rnd = await rounds.get(rt.db.reader, task.job_id, task.round_idx)
+    job = await jobs.get(rt.db.reader, task.job_id)
+    config = msgspec.json.decode(job.config, type=JobConfig) if job else JobConfig()
     expected = rnd.signature if rnd else None
     try:
         sig = await asyncio.get_running_loop().run_in_executor(
@@ -107,10 +110,13 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
                 result_sha=req.result_sha256,
                 metrics=_json.encode(req.metrics).decode(),
                 now=now,
+                claimed_ms=int(min(req.duration_s, 1e9) * 1000),
+                timeout_ms=config.task_timeout_s * 1000,
             )
             if done is None:
                 raise StaleLease()
-            await nodes.credit(conn, node.id, int(req.duration_s * 1000))
+            if config.replicas == 1:  # a replicated copy earns its credit when its vote is in
+                await nodes.credit(conn, node.id, done.compute_ms)
             await events.append(
                 conn,
                 task.job_id,
@@ -124,7 +130,8 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         await _give_up(rt, node, task, "user_error", "invalid_weights", msg, "")
         raise InvalidWeights(f"weights refused: {msg}")
     log.info(
-        "task succeeded in %.1fs",
+        "task succeeded in %.1fs (%.1fs claimed)",
+        done.compute_ms / 1000,
         req.duration_s,
         extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
     )

@@ -297,7 +297,8 @@ async def _vote(
             return None
         await tasks.set_verdicts(conn, {t: verdicts[t] for t in fresh})
         await nodes.count_votes(
-            conn, [(t.node_id or "", verdicts[t.id] == "agreed") for t in fresh.values()]
+            conn,
+            [(t.node_id or "", verdicts[t.id] == "agreed", t.compute_ms) for t in fresh.values()],
         )
         for t in fresh.values():
             if verdicts[t.id] == "disagreed":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from tests.api.helpers import CSV, TRAIN, claim, register, submit
 from tests.conftest import Api, auth
 
@@ -125,8 +127,48 @@ def test_openapi_schema_lists_the_routes(api: Api) -> None:
         assert p in paths, p
 
 
+def test_deeply_nested_json_is_400_not_a_crash(api: Api) -> None:
+    deep = b"[" * 30_000 + b"]" * 30_000  # 60 KB: under the size cap, past any decoder's depth
+    headers = {**api.alice, "content-type": "application/json"}
+    r = api.client.post("/agent/register", content=deep, headers=headers)
+    assert r.status_code == 400 and r.json()["code"] == "bad_request", r.text
+    node = register(api, api.alice)
+    r = api.client.post("/agent/heartbeat", content=deep, headers={**node, **headers})
+    assert r.status_code == 400 and r.json()["code"] == "bad_request", r.text
+    r = api.client.post(
+        "/jobs/",
+        headers=api.alice,
+        files={"train_py": ("train.py", io.BytesIO(TRAIN))},
+        data={"config": deep.decode()},
+    )
+    assert r.status_code == 400 and r.json()["field"] == "config", r.text
+    assert api.client.get("/jobs/", headers=api.alice).json() == []
+
+
+def test_file_names_are_stored_as_base_names_and_dot_dot_is_refused(api: Api) -> None:
+    r = submit(
+        api,
+        api.alice,
+        files={"train_py": ("train.py", TRAIN), "data": ("../../../../etc/passwd.csv", b"x\n1\n")},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "data", r.text
+    assert api.client.get("/jobs/", headers=api.alice).json() == []
+    r = submit(
+        api,
+        api.alice,
+        files={
+            "train_py": ("train.py", TRAIN),
+            "data": ("C:\\Users\\me/data.csv", CSV.encode()),
+        },
+    )
+    assert r.status_code == 201, r.text
+    node = register(api, api.alice)
+    task = claim(api, node)
+    assert task is not None and task["data"]["name"] == "data.csv"
+
+
 def test_path_traversal_in_file_names_and_blob_keys_reaches_nothing(api: Api) -> None:
-    hostile = "../../../../etc/passwd.csv"
+    hostile = "/etc/passwd.csv"
     r = submit(
         api,
         api.alice,

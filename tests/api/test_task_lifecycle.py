@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import torch
@@ -57,6 +58,43 @@ def test_completing_a_task_not_held_or_with_a_stale_token_is_409_and_changes_not
     # but a different result under the same lease is not, and uploads are closed
     assert complete(api, mine, task, task["code"]["sha256"]).status_code == 409
     assert api.client.put(task["upload_url"], content=b"more").status_code == 409
+
+
+def test_credit_is_the_time_the_coordinator_measured_never_the_nodes_claim(
+    api: Api, tmp_path: Path
+) -> None:
+    submit(api, api.alice, {"rounds": 3, "shards": 1, "task_timeout_s": 10})
+    liar = register(api, api.alice, "liar")
+
+    def run_one(seconds: float, claimed: float) -> None:
+        deadline = time.monotonic() + 30
+        while (task := claim(api, liar)) is None:  # the next round opens once this one merged
+            assert time.monotonic() < deadline, "the next round never opened"
+            time.sleep(0.05)
+        api.clock.advance(seconds)
+        sha = upload(api, task, _pth(tmp_path, task["round"]))
+        r = api.client.post(
+            "/agent/complete_task",
+            headers=liar,
+            json={
+                "task_id": task["task_id"],
+                "lease_token": task["lease_token"],
+                "result_sha256": sha,
+                "duration_s": claimed,
+            },
+        )
+        assert r.status_code == 200, r.text
+
+    def credited() -> float:
+        rows = api.client.get("/stats/contributors", headers=api.alice).json()
+        return float(sum(r["compute_s"] for r in rows))
+
+    run_one(5, 1e9)  # claims 31 years for 5 s of lease
+    assert credited() == 5.0
+    run_one(20, 1e9)  # past the task's 10 s timeout (within the lease): capped there
+    assert credited() == 15.0
+    run_one(3, 2.5)  # honest and quick: its own claim is the cap
+    assert credited() == 17.5
 
 
 def test_a_node_cannot_complete_with_a_file_uploaded_for_another_task(

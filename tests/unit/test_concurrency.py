@@ -98,6 +98,8 @@ async def test_the_last_completions_of_a_round_start_its_aggregation_exactly_onc
                     result_sha="c",
                     metrics="{}",
                     now=now,
+                    claimed_ms=1000,
+                    timeout_ms=60_000,
                 )
                 assert done is not None
                 return await start_aggregation_if_done(conn, done, now)

@@ -78,6 +78,8 @@ async def test_expired_lease_is_reissued_and_the_old_token_is_fenced(rt: Runtime
             result_sha="x",
             metrics="{}",
             now=rt.clock.now_ms(),
+            claimed_ms=1000,
+            timeout_ms=60_000,
         )
     assert stale is None
     after = await tasks.get(rt.db.reader, first.id)
@@ -263,7 +265,7 @@ async def test_a_node_below_the_reputation_threshold_gets_nothing(rt: Runtime) -
     a, b = await _node(rt, "a"), await _node(rt, "b")
     await seed_job(rt, shards=2)
     async with rt.db.transaction() as conn:
-        await nodes.count_votes(conn, [("a", True), ("b", False), ("b", False)])
+        await nodes.count_votes(conn, [("a", True, 10), ("b", False, 10), ("b", False, 10)])
     assert await dispatch.claim(rt, b) is None  # (0 + 1) / (0 + 2 + 1) < 0.5
     got = await dispatch.claim(rt, a)  # (1 + 1) / (1 + 0 + 1) = 1
     assert got is not None
@@ -276,7 +278,7 @@ async def test_a_wake_up_a_node_cannot_use_is_handed_to_the_next_claimer(rt: Run
 
     banned, good = await _node(rt, "banned"), await _node(rt, "good")
     async with rt.db.transaction() as conn:
-        await nodes.count_votes(conn, [("banned", False), ("banned", False)])
+        await nodes.count_votes(conn, [("banned", False, 10), ("banned", False, 10)])
     first = asyncio.create_task(dispatch.request_task(rt, banned, wait_s=10))
     await asyncio.sleep(0.05)  # the banned node waits longest: it is woken first
     second = asyncio.create_task(dispatch.request_task(rt, good, wait_s=10))

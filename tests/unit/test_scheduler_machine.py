@@ -129,6 +129,8 @@ class Scheduler(RuleBasedStateMachine):
                 result_sha="r",
                 metrics="{}",
                 now=now,
+                claimed_ms=1000,
+                timeout_ms=60_000,
             )
             return ok and done is not None
 

@@ -1,3 +1,0 @@
--- The sandbox level a job asks of its nodes: 0 none, 1 weak, 2 strong (schemas.agent.SANDBOX_LEVELS),
--- matched at claim against the level the node measured in its start-up self-test.
-ALTER TABLE jobs ADD COLUMN min_sandbox INTEGER NOT NULL DEFAULT 0;

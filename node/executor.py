@@ -183,7 +183,7 @@ def judge(
     spec: RunSpec, rc: int | None, tail: str, duration: float, oom: bool = False
 ) -> RunResult:
     """Turn a finished run into a result with a reason code (None when weights were written)."""
-    if oom:
+    if oom and rc != 0:  # (a child killed while train.py went on to finish is its business)
         msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB)"
         return RunResult("out_of_memory", msg, rc, tail, duration)
     if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):

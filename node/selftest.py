@@ -29,11 +29,11 @@ PROBES = (
     "daemon",  # a double-forked daemon dies with its task
     "memory",  # an allocation past the cap fails
 )
-LEVELS = ("none", "weak", "strong")
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 
 _PROBE = textwrap.dedent("""
     import ctypes, json, os, socket, sys, time
-    port, canary, outside = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    port, canary, outside, targets = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[5:]
     held = {}
 
     def blocked():
@@ -74,18 +74,12 @@ _PROBE = textwrap.dedent("""
     held["node_state"] = unreadable(canary) and unlisted(os.path.dirname(canary), "canary")
     held["host_files"] = all(unreadable(p) for p in ("/etc/shadow", "/etc/gshadow", outside))
 
-    def unwritable(path):
+    for path in targets:  # host paths: the node checks afterwards that none was written
         try:
             with open(path, "w") as fh:
                 fh.write("x")
-            return False
         except OSError:
-            return True
-
-    held["write_outside"] = all(
-        unwritable(p) for p in (os.path.join(os.path.dirname(os.getcwd()), "escaped"),
-                                "/etc/gridx-selftest", outside + ".w", canary + ".w")
-    )
+            pass
     open("owner", "w").write("x")
 
     r, w = os.pipe()
@@ -109,8 +103,14 @@ _PROBE = textwrap.dedent("""
     if pid == 0:
         os.setsid()
         if os.fork() == 0:
-            for _ in range(100):
-                open("daemon", "w").write(str(time.monotonic()))
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            for _ in range(200):
+                try:
+                    open("daemon", "w").write(str(time.monotonic()))
+                except OSError:
+                    break
                 time.sleep(0.05)
         os._exit(0)
     os.waitpid(pid, 0)
@@ -160,13 +160,16 @@ async def run_selftest(executor: Executor, state_dir: Path, runtime: str) -> San
     canary = state_dir / "canary"
     canary.write_text(secrets.token_hex(16))
     os.chmod(canary, 0o600)
-    outside = root.parent.parent / f".gridx-selftest-{secrets.token_hex(4)}"
+    outside = state_dir / f"selftest-secret-{secrets.token_hex(4)}"  # the owner's 0600 file
     (workdir / "train.py").write_text(_PROBE)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     port = listener.getsockname()[1]
     memory_mb = 256
+    nonce = f"gridx-selftest-{secrets.token_hex(4)}"
+    targets = [Path(d, nonce) for d in SHARED_TMP if os.path.isdir(d)]
+    targets += [root / "escaped", canary.with_suffix(".w"), outside, Path("/etc", nonce)]
     try:
         outside.write_text("secret")
         os.chmod(outside, 0o600)
@@ -178,7 +181,7 @@ async def run_selftest(executor: Executor, state_dir: Path, runtime: str) -> San
             timeout_s=60,
             memory_mb=memory_mb,
             max_output_bytes=1 << 20,
-            argv=[str(port), str(canary), str(outside), str(memory_mb * 2)],
+            argv=[str(port), str(canary), str(outside), str(memory_mb * 2), *map(str, targets)],
         )
         result = await executor.run(spec, asyncio.Event())
         report = SandboxReport(executor.isolation)
@@ -192,13 +195,14 @@ async def run_selftest(executor: Executor, state_dir: Path, runtime: str) -> San
         first = beat.stat().st_mtime_ns if beat.exists() else 0
         await asyncio.sleep(0.3)
         report.held["daemon"] = (beat.stat().st_mtime_ns if beat.exists() else 0) == first
-        report.held["write_outside"] = report.held.get("write_outside", False) and not any(
-            p.exists() for p in (workdir.parent / "escaped", Path(f"{outside}.w"))
+        report.held["write_outside"] = outside.read_text() == "secret" and not any(
+            p.exists() for p in targets if p != outside
         )
         return report
     finally:
         listener.close()
-        outside.unlink(missing_ok=True)
+        for path in targets:
+            path.unlink(missing_ok=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -176,12 +176,14 @@ class LocalCluster:
         extra_env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
         replica: int = 0,
+        launcher: tuple[str, ...] = (sys.executable,),
     ) -> subprocess.Popen[bytes]:
-        """Start a `gridx-node` process (talking to one replica) with its own state folder."""
+        """Start a `gridx-node` process (talking to one replica) with its own state folder;
+        `launcher` runs `-m gridx.node` (another interpreter, or `setpriv ... python`)."""
         log = (self.root / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [
-                sys.executable,
+                *launcher,
                 "-m",
                 "gridx.node",
                 "start",
@@ -191,8 +193,7 @@ class LocalCluster:
                 self.api_key,
                 "--name",
                 name,
-                "--state-dir",
-                str(self.root / name),
+                *(() if "--state-dir" in args else ("--state-dir", str(self.root / name))),
                 *(() if "--executor" in args else ("--executor", self.executor)),
                 *(() if "--status-port" in args else ("--status-port", "0")),
                 *(("--ca-file", str(self.tls[2])) if self.tls and "--ca-file" not in args else ()),

@@ -13,6 +13,7 @@ import msgspec
 
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.progress import FINISHED, format_metrics, last_failure, watch
+from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig
 
 url_option = click.option(
@@ -256,6 +257,13 @@ def job() -> None:
     help="Largest relative L2 distance at which two copies agree.",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--min-sandbox",
+    type=click.Choice(SANDBOX_LEVELS),
+    default="none",
+    show_default=True,
+    help="Run only on nodes whose measured sandbox is at least this (weak, strong).",
+)
 @click.option("--wait", is_flag=True, help="Follow the job and download the model when done.")
 @click.option(
     "--out",

@@ -94,7 +94,7 @@ class SqliteDatabase:
     @classmethod
     async def open(cls, path: Path) -> SqliteDatabase:
         """Open (creating and migrating if needed) the database at `path`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # tokens live in it
         writer = await _open(path)
         await migrate(writer)
         reader = await _open(path)

@@ -1,0 +1,273 @@
+"""Hostile jobs, through the real CLI, coordinator and node, in every executor mode CI runs.
+
+Modes: `docker`; `bubblewrap` with the node as root; `bubblewrap` with the node as an ordinary
+user; and the fallback as shipped (`unshare`), which measures itself weak and refuses to work
+until its owner accepts that, then advertises exactly the gaps the attacks find.
+Each attack is one line of `HOSTILE` below and one assertion: the README's security table
+is written from these results.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pwd
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridx.coordinator.cli.cluster import LocalCluster
+from tests.integration.conftest import Client
+from tests.security.conftest import Host, as_user, node_env_for
+
+MODES = ("docker", "bubblewrap-root", "bubblewrap-user", "unshare-fallback")
+
+# Stdlib only (the ordinary user's node has no torch); saves a hand-written safetensors file.
+HOSTILE = """
+import ctypes, json, os, socket, struct, sys
+PORT, TOKEN, SECRET, DATA, DROP, MARKER = {args!r}
+held = {{}}
+
+def connects():
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+def readable(path):
+    try:
+        open(path, "rb").read(16)
+        return True
+    except OSError:
+        return False
+
+held["network"] = not connects()
+libc = ctypes.CDLL(None, use_errno=True)
+for target in (f"/proc/{{os.getppid()}}/ns/net", "/proc/1/ns/net"):
+    try:
+        fd = os.open(target, os.O_RDONLY)
+        libc.setns(fd, 0)
+        os.close(fd)
+    except OSError:
+        pass
+held["setns"] = not connects()
+held["token"] = not readable(TOKEN)
+held["root_file"] = not readable(SECRET)
+held["coordinator_data"] = not any(
+    readable(os.path.join(DATA, name)) for name in ("signing.key", "gridx.db")
+)
+held["uid_not_root"] = os.getuid() != 0
+for folder in (DROP, "/tmp", "/var/tmp", "/dev/shm", "/etc", os.path.dirname(os.getcwd())):
+    try:
+        open(os.path.join(folder, MARKER), "w").write("escaped")
+    except OSError:
+        pass
+r, w = os.pipe()
+children = 0
+for _ in range(1000):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    children += 1
+os.close(w)
+for _ in range(children):
+    os.wait()
+held["processes"] = children
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", MARKER])
+    os._exit(0)
+os.wait()
+json.dump({{k: float(v) for k, v in held.items()}}, open("metrics.json", "w"))
+header = json.dumps({{"w": {{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}}}).encode()
+with open("model.safetensors", "wb") as fh:
+    fh.write(struct.pack("<Q", len(header)) + header + struct.pack("<f", 0.0))
+"""
+MEMORY_HOG = "chunks = []\nwhile True:\n    chunks.append(bytearray(64 << 20))\n"
+SPIN = "while True:\n    pass\n"
+
+
+def _sdist(folder: Path, name: str, marker: Path) -> Path:
+    """An sdist whose build backend (setup.py) writes `marker` with whatever token it finds."""
+    setup = textwrap.dedent(f"""
+        import glob
+        found = [open(p).read() for p in glob.glob("/**/identity.json", recursive=True)[:5]]
+        open({str(marker)!r}, "w").write("built on the host: " + repr(found))
+        from setuptools import setup
+        setup(name={name!r}, version="1.0")
+    """).encode()
+    path = folder / f"{name}-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in (
+            ("setup.py", setup),
+            ("PKG-INFO", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode()),
+        ):
+            info = tarfile.TarInfo(f"{name}-1.0/{member}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def gridx(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GRIDX_URL": cluster.url, "GRIDX_API_KEY": cluster.api_key}
+    return subprocess.run(
+        [sys.executable, "-m", "gridx.coordinator.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def submit(cluster: LocalCluster, folder: Path, name: str, script: str, *flags: str) -> str:
+    """`gridx job submit` one hostile script; returns the job id."""
+    path = folder / f"{name}.py"
+    path.write_text(script)
+    out = gridx(
+        cluster, "job", "submit", str(path), "--name", name, "--rounds", "1", "--shards", "1",
+        "--max-attempts", "1", "--json", *flags,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return str(json.loads(out.stdout)["id"])
+
+
+def _start_node(
+    mode: str, cluster: LocalCluster, host: Host, user: pwd.struct_passwd, env: dict[str, str]
+) -> Path:
+    """Start the mode's node; returns its state folder."""
+    args = ("--memory-mb", "512")
+    if mode == "docker":
+        cluster.add_node("docker", env, ("--executor", "docker", *args))
+        return cluster.root / "docker"
+    if mode == "bubblewrap-root":
+        cluster.add_node("root", env, ("--executor", "process", "--sandbox", "bubblewrap", *args))
+        return cluster.root / "root"
+    if mode == "bubblewrap-user":
+        python = node_env_for(user.pw_name, host.root / "user-node")
+        state = host.root / "user-state"
+        state.mkdir()
+        os.chown(state, user.pw_uid, user.pw_gid)
+        cluster.add_node(
+            "user",
+            {**env, "HOME": str(state)},
+            ("--executor", "process", "--sandbox", "bubblewrap", "--state-dir", str(state), *args),
+            launcher=as_user(user, python),
+        )
+        return state
+    # the fallback: without the owner's consent it refuses to work at all
+    flags = ("--executor", "process", "--sandbox", "unshare", *args)
+    refused = cluster.add_node("weak-refused", env, flags)
+    assert refused.wait(60) != 0
+    log = (cluster.root / "weak-refused.log").read_text()
+    assert "refusing to run untrusted jobs" in log and "write_outside" in log, log
+    cluster.add_node("weak", env, (*flags, "--allow-weak-sandbox"))
+    return cluster.root / "weak"
+
+
+def _leftovers(host: Host, state: Path) -> list[str]:
+    """Files named with the marker anywhere a task could have written, and live processes
+    carrying it (a daemon that outlived its task)."""
+    found = [
+        str(p)
+        for folder in (host.drop, Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path("/etc"))
+        for p in folder.glob(f"{host.marker}*")
+    ]
+    found += [str(p) for p in state.rglob(f"{host.marker}*")]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if host.marker.encode() in cmdline.read_bytes():
+                found.append(f"process {cmdline.parent.name}")
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hostile_jobs_are_contained_or_refused(
+    mode: str,
+    cluster: LocalCluster,
+    client: Client,
+    host: Host,
+    ordinary_user: pwd.struct_passwd,
+    tmp_path: Path,
+) -> None:
+    sdists = host.root / "sdists"
+    sdists.mkdir()
+    built = host.drop / f"{host.marker}-built"
+    evil = f"gridxevil{host.marker[-6:]}"
+    sdist = _sdist(sdists, evil, built)
+    os.chmod(sdists, 0o755)
+    os.chmod(sdist, 0o644)
+    # the package exists only as an sdist: pip may see it, never build it
+    env = {"PIP_FIND_LINKS": str(sdists), "PIP_NO_INDEX": "1"}
+    state = _start_node(mode, cluster, host, ordinary_user, env)
+    client.wait_for_nodes(1)
+    node = client.http.get("/nodes").json()[0]
+    weak = mode == "unshare-fallback"
+    assert node["capabilities"]["sandbox"] == ("weak" if weak else "strong"), node
+    assert node["capabilities"]["sandbox_gaps"] == (["write_outside"] if weak else [])
+
+    token = state / "identity.json"
+    args = (cluster.port, str(token), str(host.secret), str(cluster.data_dir), str(host.drop))
+    hostile = HOSTILE.format(args=(*args, host.marker))
+    strict = submit(cluster, tmp_path, "strict", hostile, "--min-sandbox", "strong")
+    jobs = {
+        "hostile": submit(cluster, tmp_path, "hostile", hostile),
+        "memory": submit(cluster, tmp_path, "memory", MEMORY_HOG),
+        "time": submit(cluster, tmp_path, "time", SPIN, "--timeout", "3"),
+    }
+    for name, line in (("url", f"{evil} @ file://{sdist}"), ("sdist", evil)):
+        req = tmp_path / f"{name}.txt"
+        req.write_text(line + "\n")
+        jobs[name] = submit(
+            cluster, tmp_path, name, "print('never runs')\n", "--requirements", str(req)
+        )
+    done = {name: client.wait_done(job_id, 240) for name, job_id in jobs.items()}
+
+    body = done["hostile"]
+    assert body["job"]["status"] == "succeeded", body
+    held: dict[str, Any] = body["rounds"][0]["metrics"]
+    assert held["processes"] < 256  # the fork bomb stopped
+    del held["processes"]
+    assert held == dict.fromkeys(held, 1.0)  # network, setns, token, secret, data dir, uid
+    assert len(held) == 6
+    deadline = time.monotonic() + 10
+    while (left := _leftovers(host, state)) and not weak and time.monotonic() < deadline:
+        time.sleep(0.2)  # a daemon is killed with its task; give the kill a moment
+    if weak:  # exactly the gap it advertised: world-writable host folders
+        assert left and all(not p.startswith("process") for p in left), left
+        for p in left:
+            Path(p).unlink()
+    else:
+        assert left == []
+    errors = {name: b["tasks"][0]["error_code"] for name, b in done.items() if name != "hostile"}
+    assert errors == {
+        "memory": "out_of_memory",
+        "time": "timeout",
+        "url": "requirements_need_build",
+        "sdist": "requirements_need_build",
+    }
+    assert not built.exists(), built.read_text()
+    # a job that asks for a strong sandbox was never handed to a weaker node
+    strict_body = client.job(strict)
+    if weak:
+        assert strict_body["job"]["status"] == "queued" and strict_body["tasks"][0]["history"] == []
+    else:
+        assert client.wait_done(strict, 60)["job"]["status"] == "succeeded"

@@ -8,32 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 
 import msgspec
 
+from gridx.schemas.redaction import Redact
+
 FIELDS = ("job", "round", "task", "node", "replica")
 _json = msgspec.json.Encoder()
-# Query parameters that are credentials (signed links, fencing tokens, keys): never logged.
-_SECRET_PARAMS = re.compile(r"([?&](?:sig|lease|token|key|api_key|access_token)=)[^&\s\"']*")
-
-
-def redact(text: str) -> str:
-    """`text` with the values of secret query parameters replaced by `***`."""
-    return _SECRET_PARAMS.sub(r"\1***", text)
-
-
-class Redact(logging.Filter):
-    """Scrubs secret query parameters from every record (uvicorn's access log prints whole
-    URLs, and upload links carry their lease and signature)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message and string arguments; never drops a record."""
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        return True
 
 
 def ids(**values: object) -> dict[str, object]:

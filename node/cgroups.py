@@ -97,9 +97,8 @@ def _zombie(pid: int) -> bool:
 
 
 def _limit(path: Path, name: str, value: str) -> None:
-    if (path / name).exists():
-        with contextlib.suppress(OSError):  # e.g. memsw without swap accounting
-            (path / name).write_text(value)
+    with contextlib.suppress(OSError):  # a control this kernel lacks (memsw without swap)
+        (path / name).write_text(value)
 
 
 def _own_v2_group(root: Path) -> Path | None:

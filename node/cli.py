@@ -17,6 +17,7 @@ from gridx.node.executor import make_executor
 from gridx.node.selftest import explain, run_selftest
 from gridx.node.state import load_identity
 from gridx.node.worker import Worker, capabilities, enrol
+from gridx.schemas.redaction import Redact
 
 
 async def _serve(config: NodeConfig) -> int:
@@ -104,5 +105,7 @@ def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(Redact())
     config = load_config(env_file, **flags)
     raise SystemExit(asyncio.run(_serve(config)))

@@ -29,5 +29,10 @@ ENROLMENT_KEY=$key
 OWNER_EMAIL=$email
 NODE_NAME=$name
 CONF
-command -v bwrap >/dev/null || echo "note: install bubblewrap (or Docker) so tasks run isolated"
+if [ "$(id -u)" = 0 ] && ! id gridx-task >/dev/null 2>&1; then
+    # tasks of a root node run as this unprivileged account, never as root
+    useradd --system --no-create-home --shell /usr/sbin/nologin gridx-task
+fi
+command -v bwrap >/dev/null ||
+    echo "note: install bubblewrap (or Docker); without it the node's sandbox is weak and it refuses work"
 echo "node set up in $(pwd); start it with ./start_worker.sh"

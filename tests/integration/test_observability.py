@@ -4,6 +4,7 @@ the records of a job's life carry its job, round, task and node ids."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from gridx.coordinator.cli.cluster import LocalCluster
@@ -33,3 +34,18 @@ def test_json_logs_carry_the_ids_of_a_jobs_life(tmp_path: Path) -> None:
     assert any(r["msg"].startswith("round done, job succeeded") for r in about)
     text = "\n".join(lines)
     assert cluster.api_key not in text
+
+
+def test_no_secret_reaches_any_log_line_of_a_whole_job(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path / "c", coordinator_env=FAST, log_level="debug") as cluster:
+        client = Client(cluster)
+        cluster.add_node("node", args=("--verbose",))
+        job_id = client.submit(TRAIN, {"rounds": 2, "shards": 1})
+        body = client.wait_done(job_id, 90)
+        assert body["job"]["status"] == "succeeded", body
+        node_token = json.loads((cluster.root / "node" / "identity.json").read_text())["node_token"]
+    text = "\n".join((cluster.root / name).read_text() for name in ("coordinator.log", "node.log"))
+    assert "sig=***" in text  # the access log printed the signed links, redacted
+    assert re.findall(r"(?:sig|lease|token|key)=(?!\*\*\*)[^&\s]+", text) == []
+    for secret in (cluster.api_key, node_token):
+        assert secret not in text

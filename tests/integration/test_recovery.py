@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from gridx.coordinator.cli.cluster import LocalCluster
 from tests.integration.conftest import REPO, Client
+
+TRAIN_ONES = b"import os, torch\ntorch.save({'w': torch.ones(2)}, os.environ['GRIDX_OUTPUT'])\n"
 
 DIGITS = REPO / "examples" / "digits"
 CONFIG = {"rounds": 3, "shards": 2, "epochs": 1, "seed": 7}
@@ -55,3 +60,38 @@ def test_node_and_coordinator_crashes_leave_the_model_bit_identical(
     assert lost["job"]["status"] == "succeeded", lost
     assert any(h["outcome"] == "lease_expired" for t in lost["tasks"] for h in t["history"])
     assert lost["final_safetensors_sha256"] == reference
+
+
+def _stat(pid: int) -> list[str] | None:
+    """State, parent pid, ... of a live process (None once it is gone or a zombie)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else fields
+
+
+def _children(pid: int) -> set[int]:
+    return {
+        int(p.name)
+        for p in Path("/proc").glob("[0-9]*")
+        if (fields := _stat(int(p.name))) is not None and int(fields[1]) == pid
+    }
+
+
+def test_aggregation_workers_die_with_a_sigkilled_coordinator(
+    cluster: LocalCluster, client: Client
+) -> None:
+    cluster.add_node("node")
+    job_id = client.submit(TRAIN_ONES, {"rounds": 1, "shards": 1})
+    assert client.wait_done(job_id, 90)["job"]["status"] == "succeeded"  # the pool has started
+    coordinator = cluster.coordinator
+    assert coordinator is not None
+    workers = _children(coordinator.pid)
+    assert workers, "the aggregation pool's workers are the coordinator's children"
+    cluster.kill_coordinator()
+    deadline = time.monotonic() + 10
+    while (alive := {p for p in workers if _stat(p) is not None}) and (time.monotonic() < deadline):
+        time.sleep(0.1)
+    assert alive == set()

@@ -157,6 +157,11 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     history: list[AttemptInfo] = []
 
 
+SUMMED_METRICS = frozenset({"samples", "n", "num_examples", "examples", "count"})
+"""Metric keys that count things: a round reports their sum over its shards; every other key is
+the mean weighted by each shard's rows."""
+
+
 class RoundInfo(msgspec.Struct, kw_only=True):
     """One round of federated averaging."""
 
@@ -165,8 +170,11 @@ class RoundInfo(msgspec.Struct, kw_only=True):
     input_model_sha256: str | None
     output_model_sha256: str | None
     metrics: dict[str, float] | None
+    """The shards' training metrics: row-weighted means, except `summed_metrics`."""
     started_at: int
     finished_at: int | None
+    summed_metrics: list[str] = []
+    """The keys of `metrics` that are sums over the shards (counts such as `samples`)."""
 
 
 class JobSummary(msgspec.Struct, kw_only=True):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
+from gridx.schemas.jobs import SUMMED_METRICS
 
 
 def weighted_mean(
@@ -48,11 +49,17 @@ def cast_back(acc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def weighted_metrics(items: list[tuple[dict[str, float], float]]) -> dict[str, float]:
-    """Sample-weighted mean of each metric that every client reported."""
+    """Each metric that every client reported: the sum of counts (`SUMMED_METRICS`, such as
+    `samples`), the sample-weighted mean of anything else."""
     if not items:
         return {}
     common = set(items[0][0])
     for metrics, _ in items[1:]:
         common &= set(metrics)
     total = sum(w for _, w in items) or 1.0
-    return {k: sum(m[k] * w for m, w in items) / total for k in sorted(common)}
+    return {
+        k: sum(m[k] for m, _ in items)
+        if k in SUMMED_METRICS
+        else sum(m[k] * w for m, w in items) / total
+        for k in sorted(common)
+    }

@@ -15,7 +15,14 @@ from gridx.coordinator.aggregation.tensorfile import TensorFile, WeightsError, s
 
 StateDict = dict[str, torch.Tensor]
 
-__all__ = ["StateDict", "WeightsError", "load_state", "signature", "validate_file"]
+__all__ = [
+    "StateDict",
+    "WeightsError",
+    "initial_model",
+    "load_state",
+    "signature",
+    "validate_file",
+]
 
 
 def load_state(path: Path, max_bytes: int) -> StateDict:
@@ -55,4 +62,20 @@ def validate_file(path: str, max_bytes: int, expected_signature: str | None) -> 
                 "GRIDX_INIT_MODEL and save its state_dict"
             )
         tf.check_finite()
+    return sig
+
+
+def initial_model(path: str, out: str, max_bytes: int) -> str:
+    """Check a job's starting model (`.pth` state_dict or `.safetensors`) like any upload and
+    write it as the `.pth` state_dict every node then loads from GRIDX_INIT_MODEL (pool entry
+    point).
+
+    Returns:
+        Its signature (the keys/shapes/dtypes that round 0's updates must keep).
+
+    Raises:
+        WeightsError: the file must not be used.
+    """
+    sig = validate_file(path, max_bytes, None)
+    torch.save(load_state(Path(path), max_bytes), out)
     return sig

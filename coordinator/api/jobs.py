@@ -78,9 +78,10 @@ class JobController(Controller):
     async def submit(self, request: Request, rt: Runtime, user: UserRow) -> JobDetail:
         """Submit a job as multipart/form-data.
 
-        Fields: `train_py` (file, required), `requirements` (file), `data` (file; a `.csv` is
-        split into shards by rows), `config` (JSON: name, rounds, shards, epochs, strategy,
-        task_timeout_s, max_attempts, seed).
+        Fields: `train_py` (file, required), `requirements` (file), `data` (file; a delimited
+        table or JSON Lines is split into shards by rows), `init_model` (file: a `.pth`
+        state_dict or `.safetensors` every shard starts round 0 from), `config` (JSON: name,
+        rounds, shards, epochs, strategy, task_timeout_s, max_attempts, seed, ...).
         """
         s = rt.settings
         form = MultipartReceiver(
@@ -89,6 +90,7 @@ class JobController(Controller):
                 "train_py": s.max_code_bytes,
                 "requirements": s.max_code_bytes,
                 "data": s.max_upload_bytes,
+                "init_model": s.max_result_bytes,
                 "config": s.max_json_bytes,
             },
         )
@@ -108,6 +110,15 @@ class JobController(Controller):
                         "train_py is required: the training script to run", field="train_py"
                     )
                 )
+            empty = form.parts.get("data")
+            if empty is not None and empty.filename and empty.size == 0:
+                problems.append(
+                    InvalidInput(
+                        f"data: {empty.filename!r} is empty (0 bytes); attach the dataset, or "
+                        "leave the field out for a job without data",
+                        field="data",
+                    )
+                )
             if problems:  # report every invalid field at once
                 first = problems[0]
                 raise type(first)(
@@ -116,6 +127,7 @@ class JobController(Controller):
             assert config is not None and code is not None and code.path is not None
             req = form.parts.get("requirements")
             data = form.parts.get("data")
+            init = form.parts.get("init_model")
             data_name = file_name(data.filename, "data") if data and data.size else None
             submission = jobs.Submission(
                 config=config,
@@ -123,6 +135,7 @@ class JobController(Controller):
                 requirements=req.path if req and req.size else None,
                 data=data.path if data and data.size else None,
                 data_name=data_name,
+                init_model=init.path if init and init.size else None,
             )
             return await jobs.submit(rt, user, submission)
         finally:

@@ -50,6 +50,7 @@ class ApiClient:
         train: Path,
         requirements: Path | None,
         data: Path | None,
+        init_model: Path | None = None,
     ) -> JobDetail:
         """Upload a job (files are streamed from disk); the coordinator validates `config`."""
         handles = {"train_py": ("train.py", train.open("rb"))}
@@ -57,6 +58,8 @@ class ApiClient:
             handles["requirements"] = ("requirements.txt", requirements.open("rb"))
         if data:
             handles["data"] = (data.name, data.open("rb"))
+        if init_model:
+            handles["init_model"] = (init_model.name, init_model.open("rb"))
         try:
             return self._call(
                 "POST",

@@ -202,6 +202,11 @@ def job() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Dataset; a .csv is split into shards by rows.",
 )
+@click.option(
+    "--init-model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Starting model for every shard (.pth state_dict or .safetensors).",
+)
 @click.option("--name", default="", help="Job name.")
 @click.option("--rounds", default=1, show_default=True, type=int)
 @click.option("--shards", default=2, show_default=True, type=int, help="Tasks per round.")
@@ -279,6 +284,7 @@ def job_submit(
     train_py: Path,
     requirements: Path | None,
     data: Path | None,
+    init_model: Path | None,
     strategy: str,
     params: tuple[str, ...],
     wait: bool,
@@ -291,7 +297,11 @@ def job_submit(
     """Submit TRAIN_PY (+ requirements and data) as a federated job."""
     client = ApiClient(url, api_key)
     detail = client.submit(
-        {**config, "strategy": _strategy(strategy, params)}, train_py, requirements, data
+        {**config, "strategy": _strategy(strategy, params)},
+        train_py,
+        requirements,
+        data,
+        init_model,
     )
     job_id = detail.job.id
     if not wait:

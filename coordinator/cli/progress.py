@@ -19,13 +19,22 @@ def format_metrics(metrics: dict[str, float] | None) -> str:
 
 
 def last_failure(detail: JobDetail) -> str:
-    """The newest failed attempt's error and stderr tail, for a failed job."""
-    attempts = [a for t in detail.tasks for a in t.history if a.error]
+    """The attempt that failed first, with its stderr tail, for a failed job (never the
+    cancellations that followed it, nor a node handing its task back)."""
+    attempts = [
+        (t, a)
+        for t in detail.tasks
+        for a in t.history
+        if a.error and a.outcome not in ("cancelled", "released", "succeeded")
+    ]
     if not attempts:
         return ""
-    newest = max(attempts, key=lambda a: a.finished_at or 0)
-    tail = (newest.stderr_tail or "").strip()
-    text = f"last failed attempt on {newest.node_id}: [{newest.error_code}] {newest.error}"
+    task, first = min(attempts, key=lambda ta: (ta[1].finished_at or 0, ta[1].attempt))
+    tail = (first.stderr_tail or "").strip()
+    text = (
+        f"first failed attempt (round {task.round}, shard {task.shard}, try {first.attempt}, "
+        f"node {first.node_id}): [{first.error_code}] {first.error}"
+    )
     if tail:
         text += "\n--- stderr (tail) ---\n" + "\n".join(tail.splitlines()[-15:])
     return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,14 +10,23 @@ from pathlib import Path
 import anyio.to_thread
 import msgspec
 
+from gridx.coordinator.aggregation.weights import WeightsError, initial_model
 from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
 from gridx.coordinator.services.runtime import Runtime
-from gridx.coordinator.sharding import split_csv
+from gridx.coordinator.sharding import split_lines, split_table, splitter
 from gridx.schemas.agent import SANDBOX_LEVELS
-from gridx.schemas.jobs import AttemptInfo, JobConfig, JobDetail, JobSummary, RoundInfo, TaskInfo
+from gridx.schemas.jobs import (
+    SUMMED_METRICS,
+    AttemptInfo,
+    JobConfig,
+    JobDetail,
+    JobSummary,
+    RoundInfo,
+    TaskInfo,
+)
 
 _json = msgspec.json.Encoder()
 
@@ -30,6 +40,29 @@ class Submission:
     requirements: Path | None
     data: Path | None
     data_name: str | None
+    init_model: Path | None = None
+    """The starting model of every shard in round 0 (else each script starts on its own)."""
+
+
+async def _initial_model(rt: Runtime, upload: Path | None) -> tuple[Path, str] | None:
+    """The starting model as a `.pth` state_dict (a temp file) and its signature, checked in
+    the pool like any weights.
+
+    Raises:
+        InvalidInput: the file is not usable weights (422 naming `init_model`).
+    """
+    if upload is None:
+        return None
+    out = rt.storage.temp_path(".pth")
+    loop = asyncio.get_running_loop()
+    try:
+        sig = await loop.run_in_executor(
+            rt.pool, initial_model, str(upload), str(out), rt.settings.max_result_bytes
+        )
+    except WeightsError as exc:
+        out.unlink(missing_ok=True)
+        raise InvalidInput(f"init_model refused: {exc}", field="init_model") from exc
+    return out, sig
 
 
 async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
@@ -47,24 +80,28 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
         stored.append(item)
         return item[0]
 
+    init = await _initial_model(rt, sub.init_model)  # checked before anything is stored
     data_sha: str | None = None
     shard_list: list[tuple[str | None, int]] = [(None, 1)] * k
     csv_shards: list[tuple[Path, int]] = []
-    if sub.data is not None and (sub.data_name or "").lower().endswith(".csv"):
+    kind = splitter(sub.data_name or "")
+    if sub.data is not None and kind is not None:
         # split first, so a refused dataset leaves nothing in the store
-        parts = [rt.storage.temp_path(".csv") for _ in range(k)]
+        parts = [rt.storage.temp_path(Path(sub.data_name or "").suffix) for _ in range(k)]
+        split = split_table if kind == "table" else split_lines
         try:
-            counts = await anyio.to_thread.run_sync(split_csv, sub.data, parts)
+            counts = await anyio.to_thread.run_sync(split, sub.data, parts)
         except BaseException:
-            for p in parts:
+            for p in [*parts, *([init[0]] if init else [])]:
                 p.unlink(missing_ok=True)
             raise
         csv_shards = list(zip(parts, counts, strict=True))
+    init_sha = await adopt(init[0]) if init else None
     code_sha = await adopt(sub.code)
     req_sha = await adopt(sub.requirements) if sub.requirements else None
     if sub.data is not None:
         data_sha = await adopt(sub.data)
-        # a CSV goes out in row shards; other data whole to every task, with equal weights
+        # a table or JSON Lines goes out in row shards; other data whole to every task
         shard_list = [(await adopt(p), n) for p, n in csv_shards] or [(data_sha, 1)] * k
     job_id = "j-" + uuid.uuid4().hex[:12]
     now = rt.clock.now_ms()
@@ -93,7 +130,14 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             ),
             now=now,
         )
-        await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)
+        await rounds.create(
+            conn,
+            job_id=job_id,
+            idx=0,
+            input_sha=init_sha,
+            signature=init[1] if init else None,
+            now=now,
+        )
         await tasks.insert_round(
             conn,
             job_id=job_id,
@@ -174,6 +218,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
                 metrics=msgspec.json.decode(r.metrics, type=metrics_type) if r.metrics else None,
                 started_at=r.started_at,
                 finished_at=r.finished_at,
+                summed_metrics=sorted(SUMMED_METRICS & set(msgspec.json.decode(r.metrics or "{}"))),
             )
             for r in await rounds.for_job(reader, job_id)
         ],

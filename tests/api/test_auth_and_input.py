@@ -145,6 +145,15 @@ def test_deeply_nested_json_is_400_not_a_crash(api: Api) -> None:
     assert api.client.get("/jobs/", headers=api.alice).json() == []
 
 
+def test_an_empty_data_file_is_422_naming_the_field(api: Api) -> None:
+    r = submit(api, api.alice, files={"train_py": ("train.py", TRAIN), "data": ("d.csv", b"")})
+    assert r.status_code == 422 and r.json()["field"] == "data", r.text
+    assert "empty" in r.json()["message"]
+    r = submit(api, api.alice, files={"train_py": ("train.py", TRAIN), "data": ("d.csv", b"x\n")})
+    assert r.status_code == 422 and r.json()["field"] == "data", r.text  # a header, no rows
+    assert api.client.get("/jobs/", headers=api.alice).json() == []
+
+
 def test_file_names_are_stored_as_base_names_and_dot_dot_is_refused(api: Api) -> None:
     r = submit(
         api,

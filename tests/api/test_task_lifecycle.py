@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from tests.api.helpers import claim, complete, register, submit, upload, wait_status
+from tests.api.helpers import CSV, TRAIN, claim, complete, register, submit, upload, wait_status
 from tests.conftest import Api
 from tests.weightfiles import state, write_pickle_bomb, write_pth
 
@@ -95,6 +95,44 @@ def test_credit_is_the_time_the_coordinator_measured_never_the_nodes_claim(
     assert credited() == 15.0
     run_one(3, 2.5)  # honest and quick: its own claim is the cap
     assert credited() == 17.5
+
+
+def test_an_init_model_is_every_shards_round_0_input_and_fixes_its_shapes(
+    api: Api, tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    start = state(42)
+    save_file(start, str(tmp_path / "start.safetensors"))
+    files = {
+        "train_py": ("train.py", TRAIN),
+        "data": ("d.csv", CSV.encode()),
+        "init_model": ("start.safetensors", (tmp_path / "start.safetensors").read_bytes()),
+    }
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 2}, files=files).json()["job"]["id"]
+    detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+    assert detail["rounds"][0]["input_model_sha256"] is not None
+    node = register(api, api.alice)
+    task = claim(api, node)
+    assert task is not None and task["round"] == 0 and task["init_model"] is not None
+    got = torch.load(
+        io.BytesIO(api.client.get(task["init_model"]["url"]).content), weights_only=True
+    )
+    assert set(got) == set(start) and all(torch.equal(got[k], start[k]) for k in start)
+    # an update with other shapes than the starting model is refused
+    other = {"w": torch.zeros(3)}
+    r = complete(
+        api, node, task, upload(api, task, write_pth(tmp_path / "o.pth", other).read_bytes())
+    )
+    assert r.status_code == 422 and r.json()["code"] == "invalid_weights", r.text
+    # a hostile starting model is refused up front, naming the field, and nothing is stored
+    marker = tmp_path / "pwned"
+    bomb = write_pickle_bomb(tmp_path / "evil.pth", marker).read_bytes()
+    files["init_model"] = ("evil.pth", bomb)
+    r = submit(api, api.alice, {"rounds": 1, "shards": 2}, files=files)
+    assert r.status_code == 422 and r.json()["field"] == "init_model", r.text
+    assert not marker.exists()
+    assert len(api.client.get("/jobs/", headers=api.alice).json()) == 1
 
 
 def test_a_node_cannot_complete_with_a_file_uploaded_for_another_task(
@@ -194,7 +232,8 @@ def test_two_rounds_of_fedavg_end_to_end(api: Api, tmp_path: Path) -> None:
             sha = upload(
                 api, task, write_pth(tmp_path / f"{rnd}{task['shard']}.pth", sd).read_bytes()
             )
-            r = complete(api, node, task, sha, metrics={"loss": 1.0 + task["shard"]})
+            metrics = {"loss": 1.0 + task["shard"], "samples": 10.0}
+            r = complete(api, node, task, sha, metrics=metrics)
             assert r.status_code == 200, r.text
         if rnd == 0:
             detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
@@ -204,7 +243,9 @@ def test_two_rounds_of_fedavg_end_to_end(api: Api, tmp_path: Path) -> None:
                 results[0]["fc.weight"].double() * w0 + results[1]["fc.weight"].double() * (1 - w0)
             ).float()
             deadline_detail = wait_round(api, job_id, 0)
-            assert deadline_detail["rounds"][0]["metrics"]["loss"] == 1.0 * w0 + 2.0 * (1 - w0)
+            first = deadline_detail["rounds"][0]
+            assert first["metrics"]["loss"] == 1.0 * w0 + 2.0 * (1 - w0)  # row-weighted mean
+            assert first["metrics"]["samples"] == 20.0 and first["summed_metrics"] == ["samples"]
     detail = wait_status(api, api.alice, job_id, "succeeded")
     assert [r["status"] for r in detail["rounds"]] == ["done", "done"]
     assert rows == {0: 10, 1: 10}

@@ -175,3 +175,27 @@ def test_robust_and_adaptive_strategies_run_end_to_end(
         assert json.loads(evaluated.stdout)["accuracy"] > 0.85, name
         status = gridx(cluster, "job", "status", result["job"]["id"])
         assert f"strategy={name}(" in status.stdout
+
+
+def test_a_failed_job_shows_the_attempt_that_failed_not_the_cancellations_after(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    cluster.add_node("node-1")
+    cluster.add_node("node-2")
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "if os.environ['GRIDX_SHARD'] == '1':\n"
+        "    sys.exit('shard 1 cannot parse column 7')\n"
+        "time.sleep(60)\n"
+    )
+    data = tmp_path / "d.csv"
+    data.write_text("x\n" + "".join(f"{i}\n" for i in range(10)))
+    out = gridx(
+        cluster, "job", "submit", str(script), "--data", str(data), "--shards", "2",
+        "--max-attempts", "1", "--wait",
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "first failed attempt (round 0, shard 1, try 1" in out.stderr, out.stderr
+    assert "shard 1 cannot parse column 7" in out.stderr
+    assert "job cancelled" not in out.stderr

@@ -101,3 +101,10 @@ def test_weighted_metrics_keep_only_common_keys() -> None:
     out = weighted_metrics([({"loss": 1.0, "acc": 0.5}, 1.0), ({"loss": 3.0}, 3.0)])
     assert out == {"loss": 2.5}
     assert weighted_metrics([]) == {}
+
+
+def test_counts_are_summed_and_everything_else_is_row_weighted() -> None:
+    out = weighted_metrics(
+        [({"accuracy": 0.5, "samples": 100.0}, 100.0), ({"accuracy": 0.8, "samples": 200.0}, 200.0)]
+    )
+    assert out == {"accuracy": pytest.approx(0.7), "samples": 300.0}

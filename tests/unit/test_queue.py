@@ -271,6 +271,9 @@ async def test_a_node_below_the_reputation_threshold_gets_nothing(rt: Runtime) -
     assert got is not None
     listed = {n.id: n for n in await nodes.list_nodes(rt.db.reader, None)}
     assert listed["b"].reputation == pytest.approx(1 / 3) and listed["a"].reputation == 1.0
+    # only the copy that agreed is credited (a task and its measured time)
+    assert (listed["a"].tasks_done, listed["a"].compute_ms) == (1, 10)
+    assert (listed["b"].tasks_done, listed["b"].compute_ms) == (0, 0)
 
 
 async def test_a_wake_up_a_node_cannot_use_is_handed_to_the_next_claimer(rt: Runtime) -> None:

@@ -8,15 +8,16 @@ setup:
     test -x {{py}} || python3 -m venv {{venv}}
     {{py}} -m pip install -q --upgrade pip
     {{py}} -m pip install -q "torch==2.13.0"
-    {{py}} -m pip install -q -e ".[dev]"
+    PYTHONWARNINGS=ignore {{py}} -m pip install -q -e ".[dev]"  # (setuptools: editable notice)
 
 # Set up, then run a real 3-round federated job on a local coordinator and two nodes.
 demo *ARGS: setup
     {{venv}}/bin/gridx demo {{ARGS}}
 
-# The whole test suite: unit, API, and integration tests on real processes.
+# The whole test suite on real processes; first installs and starts what its suites need
+# (bubblewrap, PostgreSQL, a Docker engine and the executor image, Chromium, the dashboard).
 test *ARGS:
-    {{venv}}/bin/pytest {{ARGS}}
+    infra/test_env.sh {{venv}}/bin/pytest {{ARGS}}
 
 # Lint, format check and type check.
 lint: typecheck

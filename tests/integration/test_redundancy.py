@@ -63,7 +63,9 @@ class Cheater:
 
 
 def test_a_cheating_node_is_outvoted_flagged_and_cut_off(tmp_path: Path) -> None:
-    env = {**FAST, "GRIDX_MIN_REPUTATION": "0.6"}  # one disagreement in a row is enough
+    # one disagreement in a row is enough; the cheater sends no heartbeats, so its lease must
+    # outlast a slow upload on a loaded machine (nothing in this test needs leases to expire)
+    env = {**FAST, "GRIDX_MIN_REPUTATION": "0.6", "GRIDX_LEASE_S": "60"}
     with LocalCluster(tmp_path / "c", coordinator_env=env) as cluster:
         client = Client(cluster)
         bob = make_user(cluster.data_dir, "bob@example.org")

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepare everything the test suites need on this machine, then run the command given (pytest),
+# so that `just test` on a fresh machine skips nothing: bubblewrap (the process sandbox),
+# PostgreSQL, debootstrap and a Docker engine with the executor image, Chromium and the built
+# dashboard, the virtualenv. What is already there is used as is; a Docker engine this script
+# starts (private, no bridge, no iptables: there is no outside network) is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+
+need=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "the test suites need: ${need[*]}; install them (sudo apt-get install ${need[*]})" >&2
+        exit 1
+    fi
+    echo "installing ${need[*]} ..." >&2
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || just setup
+[ -f web/out/index.html ] || just web
+
+if ! docker info >/dev/null 2>&1; then
+    run_dir=$(mktemp -d /tmp/gridx-test-docker.XXXX)
+    export DOCKER_HOST="unix://$run_dir/docker.sock"
+    dockerd --bridge=none --iptables=false --ip6tables=false \
+        --data-root "$PWD/.ci-docker" --exec-root "$run_dir/exec" --pidfile "$run_dir/docker.pid" \
+        -H "$DOCKER_HOST" >"$run_dir/dockerd.log" 2>&1 &
+    trap 'kill "$(cat "$run_dir/docker.pid" 2>/dev/null)" 2>/dev/null || true' EXIT
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    docker info >/dev/null || { cat "$run_dir/dockerd.log"; exit 1; }
+fi
+just executor-image
+
+"$@"

@@ -199,7 +199,8 @@ class Worker:
             await asyncio.sleep(self.heartbeat_s)
 
     async def _run_task(self, task: TaskAssignment) -> None:
-        log.info("task %s (round %d, shard %d)", task.task_id, task.round, task.shard)
+        where = "initialisation" if task.round < 0 else f"round {task.round}"
+        log.info("task %s (%s, shard %d)", task.task_id, where, task.shard)
         self.current = task
         self.cancel_current.clear()
         root = self.config.state_dir / "tasks" / safe_filename(task.task_id, "task")
@@ -241,6 +242,8 @@ class Worker:
         }
         if task.prox_mu is not None:
             env["GRIDX_PROX_MU"] = repr(task.prox_mu)
+        if task.round < 0:  # the job's initialisation step: make the starting model
+            env["GRIDX_INIT"] = "1"
         try:
             await self.client.download(task.code, workdir / "train.py")
             if task.data is not None:

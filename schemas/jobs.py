@@ -106,6 +106,11 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Copies agree when their relative L2 distance ||a - b|| / max(||a||, ||b||) is at most
     this (0: bit-identical)."""
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
+    init_step: bool = True
+    """Without an `init_model`, first run the script once (round -1: `GRIDX_INIT=1`,
+    `GRIDX_EPOCHS=0`; if that fails or writes no model, one ordinary run on shard 0) and give its
+    model to every shard of round 0, so they all start from the same weights (jobs of more than
+    one shard). False: each shard of round 0 starts from whatever its script initialises."""
     require_docker: bool = False
     """Run only on nodes whose executor is Docker (the strongest isolation)."""
     min_sandbox: SandboxLevel = "none"
@@ -156,6 +161,10 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     error: str | None
     history: list[AttemptInfo] = []
 
+
+INIT_ROUND = -1
+"""The round of a job's initialisation step (see `JobConfig.init_step`): its tasks and its round
+are listed with the others, before round 0."""
 
 SUMMED_METRICS = frozenset({"samples", "n", "num_examples", "examples", "count"})
 """Metric keys that count things: a round reports their sum over its shards; every other key is

@@ -263,6 +263,13 @@ def job() -> None:
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
+    "--init-step/--no-init-step",
+    default=True,
+    show_default=True,
+    help="Without --init-model: first run train.py once (GRIDX_INIT=1) and start every shard "
+    "from its model.",
+)
+@click.option(
     "--min-sandbox",
     type=click.Choice(SANDBOX_LEVELS),
     default="none",

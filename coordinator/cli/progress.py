@@ -8,7 +8,7 @@ import time
 import click
 
 from gridx.coordinator.cli.client import ApiClient
-from gridx.schemas.jobs import JobDetail
+from gridx.schemas.jobs import INIT_ROUND, JobDetail
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -31,8 +31,9 @@ def last_failure(detail: JobDetail) -> str:
         return ""
     task, first = min(attempts, key=lambda ta: (ta[1].finished_at or 0, ta[1].attempt))
     tail = (first.stderr_tail or "").strip()
+    where = "initialisation step" if task.round == INIT_ROUND else f"round {task.round + 1}"
     text = (
-        f"first failed attempt (round {task.round}, shard {task.shard}, try {first.attempt}, "
+        f"first failed attempt ({where}, shard {task.shard}, try {first.attempt}, "
         f"node {first.node_id}): [{first.error_code}] {first.error}"
     )
     if tail:
@@ -44,10 +45,11 @@ def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = Fal
     """Follow a job until it finishes, drawing a bar per round (nothing when `quiet`)."""
     detail = client.job(job_id)
     rounds, shards = detail.config.rounds, detail.config.shards
-    for r in range(rounds):
+    init = any(x.index == INIT_ROUND for x in detail.rounds)
+    for r in [INIT_ROUND, *range(rounds)] if init else range(rounds):
         with click.progressbar(
-            length=shards,
-            label=f"round {r + 1}/{rounds}",
+            length=1 if r == INIT_ROUND else shards,
+            label="initial model" if r == INIT_ROUND else f"round {r + 1}/{rounds}",
             show_eta=False,
             file=io.StringIO() if quiet else None,
         ) as bar:
@@ -63,7 +65,7 @@ def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = Fal
                     break
                 time.sleep(poll_s)
         rnd = next((x for x in detail.rounds if x.index == r), None)
-        if rnd is not None and rnd.status == "done" and not quiet:
+        if rnd is not None and rnd.status == "done" and not quiet and r != INIT_ROUND:
             click.echo(f"  round {r + 1}: {format_metrics(rnd.metrics)}")
         if detail.job.status in FINISHED and (rnd is None or rnd.status != "done"):
             break

@@ -6,6 +6,11 @@ import msgspec
 
 from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, fetch_value, rows_of
 from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities
+from gridx.schemas.jobs import INIT_ROUND
+
+INIT_TRIES = 2
+"""The initialisation step's tries: with zero epochs, then one ordinary run (its own budget,
+never the job's `max_attempts`)."""
 
 # Allowed task transitions; every UPDATE below is guarded by its `from` set.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -188,7 +193,8 @@ async def insert_round(
 ) -> list[str]:
     """Enqueue a round's tasks, one per slot (default: slots 0..num_shards-1); returns ids."""
     chosen = list(range(num_shards)) if slots is None else slots
-    ids = [f"{job_id}-r{round_idx}-s{s}" for s in chosen]
+    name = "init" if round_idx == INIT_ROUND else f"r{round_idx}"
+    ids = [f"{job_id}-{name}-s{s}" for s in chosen]
     await conn.executemany(
         INSERT,
         [

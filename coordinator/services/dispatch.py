@@ -17,7 +17,7 @@ from gridx.coordinator.logs import ids
 from gridx.coordinator.services.rounds import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import BlobRef, Capabilities, TaskAssignment
-from gridx.schemas.jobs import FedProx, JobConfig
+from gridx.schemas.jobs import INIT_ROUND, FedProx, JobConfig
 
 log = logging.getLogger("gridx.coordinator.dispatch")
 
@@ -161,7 +161,8 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         rounds=config.rounds,
         shard=shard,
         num_shards=len(shards),
-        epochs=config.epochs,
+        # the initialisation step's first try runs no epochs; its fallback an ordinary run
+        epochs=0 if task.round_idx == INIT_ROUND and task.attempts <= 1 else config.epochs,
         seed=config.seed,
         lease_token=task.lease_token or "",
         lease_expires_at=task.lease_expires_at or 0,

@@ -13,12 +13,14 @@ import msgspec
 from gridx.coordinator.aggregation.weights import WeightsError, initial_model
 from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.jobs import JobRow
+from gridx.coordinator.db.tasks import INIT_TRIES
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.sharding import split_lines, split_table, splitter
 from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import (
+    INIT_ROUND,
     SUMMED_METRICS,
     AttemptInfo,
     JobConfig,
@@ -130,10 +132,12 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             ),
             now=now,
         )
+        # one shard has nothing to agree with: it starts from its own initialisation
+        first = INIT_ROUND if init is None and config.init_step and k > 1 else 0
         await rounds.create(
             conn,
             job_id=job_id,
-            idx=0,
+            idx=first,
             input_sha=init_sha,
             signature=init[1] if init else None,
             now=now,
@@ -141,11 +145,13 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
         await tasks.insert_round(
             conn,
             job_id=job_id,
-            round_idx=0,
+            round_idx=first,
             num_shards=k * config.replicas,
-            max_attempts=config.max_attempts,
+            max_attempts=INIT_TRIES if first == INIT_ROUND else config.max_attempts,
             max_losses=config.max_node_losses,
             now=now,
+            # the initialisation step trains shard 0 only (in `replicas` copies)
+            slots=[c * k for c in range(config.replicas)] if first == INIT_ROUND else None,
         )
         await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
     rt.wake(k * config.replicas)

@@ -19,7 +19,7 @@ from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.jobs import JobConfig
+from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig
 
 log = logging.getLogger("gridx.coordinator.rounds")
 _json = msgspec.json.Encoder()
@@ -48,6 +48,11 @@ def task_failure_message(task: TaskRow) -> str:
         tries = f"{task.losses} node loss(es)"
     else:
         tries = f"{task.attempts} attempt(s)"
+    if task.round_idx == INIT_ROUND:
+        return (
+            f"the initialisation step (train.py with GRIDX_INIT=1, then one ordinary run on "
+            f"shard 0) failed after {tries}: [{task.error_code}] {task.error}"
+        )
     return (
         f"round {task.round_idx}, shard {task.shard_idx} failed after {tries}: "
         f"[{task.error_code}] {task.error}"
@@ -144,7 +149,8 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
                 for t in done
                 for s in [t.shard_idx % len(rows)]
             ],
-            strategy=config.strategy,
+            # the initialisation step's one model is taken as it is (any rule would need more)
+            strategy=config.strategy if round_idx != INIT_ROUND else FedAvg(),
             out_dir=str(out_dir),
             max_bytes=rt.settings.max_result_bytes,
             base_model=await _blob_path(rt, rnd.input_sha) if rnd and rnd.input_sha else None,

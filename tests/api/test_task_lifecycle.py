@@ -97,6 +97,69 @@ def test_credit_is_the_time_the_coordinator_measured_never_the_nodes_claim(
     assert credited() == 17.5
 
 
+def _fail(api: Api, node: dict[str, str], task: dict, code: str) -> None:
+    r = api.client.post(
+        "/agent/fail_task",
+        headers=node,
+        json={
+            "task_id": task["task_id"],
+            "lease_token": task["lease_token"],
+            "kind": "user_error",
+            "code": code,
+            "message": "train.py finished but wrote no model.pth",
+        },
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_the_init_step_makes_one_starting_model_for_every_shard(api: Api, tmp_path: Path) -> None:
+    config = {"rounds": 1, "shards": 2, "epochs": 4, "max_attempts": 1, "init_step": True}
+    job_id = submit(api, api.alice, config).json()["job"]["id"]
+    node = register(api, api.alice)
+    first = claim(api, node)
+    assert first is not None and first["round"] == -1 and first["shard"] == 0
+    assert first["epochs"] == 0 and first["init_model"] is None  # a zero-epoch run first
+    assert first["task_id"].endswith("-init-s0")
+    _fail(api, node, first, "missing_output")  # a script that cannot run zero epochs
+    again = claim(api, node)
+    assert again is not None and again["round"] == -1 and again["epochs"] == 4  # the fallback
+    start = state(7)
+    sha = upload(api, again, write_pth(tmp_path / "start.pth", start).read_bytes())
+    assert complete(api, node, again, sha).status_code == 200
+    detail = wait_round(api, job_id, -1)
+    assert [r["index"] for r in detail["rounds"]][:1] == [-1]
+    init_task = detail["tasks"][0]
+    assert (
+        init_task["round"] == -1 and init_task["attempts"] == 2 and init_task["max_attempts"] == 2
+    )
+    shards = []
+    for _ in range(2):
+        task = claim(api, node)  # round 0 is open: wait_round saw the starting model stored
+        assert task is not None and task["round"] == 0 and task["epochs"] == 4
+        got = torch.load(
+            io.BytesIO(api.client.get(task["init_model"]["url"]).content), weights_only=True
+        )
+        assert all(torch.equal(got[k], start[k]) for k in start)  # the same for every shard
+        shards.append(task["shard"])
+    assert sorted(shards) == [0, 1]
+    detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+    assert {t["max_attempts"] for t in detail["tasks"] if t["round"] == 0} == {1}  # untouched
+
+
+def test_an_init_step_that_never_makes_a_model_fails_the_job_saying_so(api: Api) -> None:
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 2, "init_step": True}).json()["job"][
+        "id"
+    ]
+    node = register(api, api.alice)
+    for _ in range(2):
+        task = claim(api, node)
+        assert task is not None and task["round"] == -1
+        _fail(api, node, task, "nonzero_exit")
+    body = wait_status(api, api.alice, job_id, "failed")
+    assert body["job"]["error"].startswith("the initialisation step")
+    assert "[nonzero_exit]" in body["job"]["error"]
+
+
 def test_an_init_model_is_every_shards_round_0_input_and_fixes_its_shapes(
     api: Api, tmp_path: Path
 ) -> None:
@@ -266,7 +329,7 @@ def wait_round(api: Api, job_id: str, idx: int) -> dict:
 
     for _ in range(600):
         body = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
-        if len(body["rounds"]) > idx and body["rounds"][idx]["status"] == "done":
+        if any(r["index"] == idx and r["status"] == "done" for r in body["rounds"]):
             return body
         time.sleep(0.05)
     raise AssertionError("round did not finish")

@@ -57,11 +57,11 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     assert out.returncode == 0, out.stderr + out.stdout
     result = json.loads(out.stdout)
     assert result["job"]["status"] == "succeeded"
-    assert [r["status"] for r in result["rounds"]] == ["done"] * 3
-    accs = [r["metrics"]["accuracy"] for r in result["rounds"]]
+    rounds = result["rounds"]  # the initialisation step (-1), then the three rounds
+    assert [(r["index"], r["status"]) for r in rounds] == [(i, "done") for i in (-1, 0, 1, 2)]
+    accs = [r["metrics"]["accuracy"] for r in rounds[1:]]
     assert accs[-1] > 0.9
-    # each round trained on the previous round's global model
-    rounds = result["rounds"]
+    # round 0 starts from the initialisation step's model, each round from the previous one's
     assert rounds[0]["input_model_sha256"] is None
     for prev, cur in itertools.pairwise(rounds):
         assert cur["input_model_sha256"] == prev["output_model_sha256"]
@@ -77,11 +77,11 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     assert json.loads(evaluated.stdout)["accuracy"] > 0.9
     # listings for scripts
     jobs = json.loads(gridx(cluster, "job", "list", "--json").stdout)
-    assert [j["status"] for j in jobs] == ["succeeded"] and jobs[0]["tasks_done"] == 6
+    assert [j["status"] for j in jobs] == ["succeeded"] and jobs[0]["tasks_done"] == 7
     nodes = json.loads(gridx(cluster, "node", "list", "--json").stdout)
     assert sorted(n["name"] for n in nodes) == ["node-1", "node-2"]
     assert all(n["status"] == "online" for n in nodes)
-    assert sum(n["tasks_done"] for n in nodes) == 6
+    assert sum(n["tasks_done"] for n in nodes) == 7
     status = gridx(cluster, "job", "status", result["job"]["id"])
     assert status.returncode == 0 and "round 3: done" in status.stdout
     safetensors = tmp_path / "m.safetensors"
@@ -148,7 +148,8 @@ def test_robust_and_adaptive_strategies_run_end_to_end(
     ]
     runs = {
         "fedmedian": ["--strategy", "fedmedian", "--shards", "3"],
-        "fedadam": ["--strategy", "fedadam", "--param", "eta=0.003", "--shards", "2"],
+        # the server optimizer starts from the initialisation step's model in round 0
+        "fedadam": ["--strategy", "fedadam", "--param", "eta=0.05", "--shards", "2"],
         "fedprox": ["--strategy", "fedprox", "--param", "mu=0.01", "--shards", "2"],
     }
     for name, extra in runs.items():
@@ -193,9 +194,9 @@ def test_a_failed_job_shows_the_attempt_that_failed_not_the_cancellations_after(
     data.write_text("x\n" + "".join(f"{i}\n" for i in range(10)))
     out = gridx(
         cluster, "job", "submit", str(script), "--data", str(data), "--shards", "2",
-        "--max-attempts", "1", "--wait",
+        "--max-attempts", "1", "--no-init-step", "--wait",
     )  # fmt: skip
     assert out.returncode == 1
-    assert "first failed attempt (round 0, shard 1, try 1" in out.stderr, out.stderr
+    assert "first failed attempt (round 1, shard 1, try 1" in out.stderr, out.stderr
     assert "shard 1 cannot parse column 7" in out.stderr
     assert "job cancelled" not in out.stderr

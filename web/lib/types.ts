@@ -31,12 +31,16 @@ export interface TaskInfo {
 }
 
 export interface RoundInfo {
+  /** -1: the initialisation step (INIT_ROUND), then rounds from 0. */
   index: number;
   status: string;
   metrics: Record<string, number> | null;
+  summed_metrics: string[];
   started_at: number;
   finished_at: number | null;
 }
+
+export const INIT_ROUND = -1;
 
 export interface JobSummary {
   id: string;

@@ -7,7 +7,7 @@ import { LineChart } from "@/components/LineChart";
 import { ErrorNote, Status } from "@/components/Shell";
 import { ApiError, download, getJson, live, postJson } from "@/lib/api";
 import { ago, duration } from "@/lib/format";
-import type { JobDetail } from "@/lib/types";
+import { INIT_ROUND, type JobDetail } from "@/lib/types";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
 
@@ -34,7 +34,8 @@ function Job() {
   if (error) return <ErrorNote error={error} />;
   if (!d) return <p className="muted">Loading...</p>;
   const j = d.job;
-  const done = d.rounds.filter((r) => r.status === "done" && r.metrics);
+  const done = d.rounds.filter((r) => r.status === "done" && r.metrics && r.index !== INIT_ROUND);
+  const init = d.rounds.find((r) => r.index === INIT_ROUND);
   const series = (key: string, color: string) => ({
     name: key,
     color,
@@ -77,6 +78,12 @@ function Job() {
       </div>
       <h2>Rounds</h2>
       <ol className="timeline" aria-label="Round timeline">
+        {init && (
+          <li className={init.status} data-round="init" data-status={init.status}>
+            Initial model: {init.status}
+            {init.finished_at ? ` · ${duration((init.finished_at - init.started_at) / 1000)}` : ""}
+          </li>
+        )}
         {Array.from({ length: j.rounds }, (_, i) => {
           const r = d.rounds.find((x) => x.index === i);
           const status = r?.status ?? "pending";
@@ -109,7 +116,7 @@ function Job() {
           <tbody>
             {d.tasks.map((t) => (
               <tr key={t.id}>
-                <td>{t.round + 1}</td>
+                <td>{t.round === INIT_ROUND ? "init" : t.round + 1}</td>
                 <td>
                   {t.shard}
                   {t.copy > 0 ? ` (copy ${t.copy + 1})` : ""}
@@ -136,7 +143,7 @@ function Job() {
           {failed.map(({ task, attempt }) => (
             <details key={`${task.id}-${attempt.attempt}`}>
               <summary>
-                round {task.round + 1}, shard {task.shard}, attempt {attempt.attempt} on {attempt.node_id}: [
+                {task.round === INIT_ROUND ? "initialisation" : `round ${task.round + 1}`}, shard {task.shard}, attempt {attempt.attempt} on {attempt.node_id}: [
                 {attempt.error_code}] {attempt.error}
               </summary>
               {attempt.stderr_tail && <pre>{attempt.stderr_tail}</pre>}

@@ -85,6 +85,33 @@ STRATEGY_NAMES = (
 )
 
 
+class Iid(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="name", tag="iid"):
+    """Rows dealt round-robin: every shard a balanced sample of the whole."""
+
+
+class ByColumn(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="name", tag="by_column"
+):
+    """A natural split: all rows with one value of `column` (a hospital, a site) in one shard,
+    groups balanced across shards, never split."""
+
+    column: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class Dirichlet(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="name", tag="dirichlet"
+):
+    """Label skew for non-IID studies: each class of `column` is spread over the shards in
+    proportions drawn from Dirichlet(alpha) (seeded by the job's seed); the smaller `alpha`,
+    the more each shard holds a few classes."""
+
+    column: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    alpha: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 0.5
+
+
+Partition = Iid | ByColumn | Dirichlet
+
+
 class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What a user asks for when submitting a job. Every field has a bound."""
 
@@ -106,6 +133,8 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Copies agree when their relative L2 distance ||a - b|| / max(||a||, ||b||) is at most
     this (0: bit-identical)."""
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
+    partition: Partition = msgspec.field(default_factory=Iid)
+    """How a table or JSON Lines dataset is split into shards (`iid`, `by_column`, `dirichlet`)."""
     init_step: bool = True
     """Without an `init_model`, first run the script once (round -1: `GRIDX_INIT=1`,
     `GRIDX_EPOCHS=0`; if that fails or writes no model, one ordinary run on shard 0) and give its

@@ -53,6 +53,26 @@ def _strategy(name: str, params: tuple[str, ...]) -> dict[str, object]:
     return out
 
 
+def _partition(spec: str) -> dict[str, object]:
+    """`iid`, `by_column:COLUMN` or `dirichlet:COLUMN[:ALPHA]` as the config's partition."""
+    name, _, rest = spec.partition(":")
+    if name == "iid" and not rest:
+        return {"name": "iid"}
+    column, _, alpha = rest.partition(":")
+    if name == "by_column" and column and not alpha:
+        return {"name": name, "column": column}
+    if name == "dirichlet" and column:
+        try:
+            return {"name": name, "column": column, **({"alpha": float(alpha)} if alpha else {})}
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"alpha {alpha!r} is not a number", param_hint="--partition"
+            ) from exc
+    raise click.BadParameter(
+        f"{spec!r}: use iid, by_column:COLUMN or dirichlet:COLUMN[:ALPHA]", param_hint="--partition"
+    )
+
+
 def _describe(config: JobConfig) -> str:
     """`krum(f=1, m=1)`."""
     s = msgspec.to_builtins(config.strategy)
@@ -263,6 +283,13 @@ def job() -> None:
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
+    "--partition",
+    default="iid",
+    show_default=True,
+    help="How a table or JSON Lines dataset is split: iid, by_column:COLUMN (one group per "
+    "shard, never split) or dirichlet:COLUMN[:ALPHA] (label skew; seeded by --seed).",
+)
+@click.option(
     "--init-step/--no-init-step",
     default=True,
     show_default=True,
@@ -292,6 +319,7 @@ def job_submit(
     requirements: Path | None,
     data: Path | None,
     init_model: Path | None,
+    partition: str,
     strategy: str,
     params: tuple[str, ...],
     wait: bool,
@@ -304,7 +332,7 @@ def job_submit(
     """Submit TRAIN_PY (+ requirements and data) as a federated job."""
     client = ApiClient(url, api_key)
     detail = client.submit(
-        {**config, "strategy": _strategy(strategy, params)},
+        {**config, "strategy": _strategy(strategy, params), "partition": _partition(partition)},
         train_py,
         requirements,
         data,

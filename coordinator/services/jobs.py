@@ -23,6 +23,7 @@ from gridx.schemas.jobs import (
     INIT_ROUND,
     SUMMED_METRICS,
     AttemptInfo,
+    Iid,
     JobConfig,
     JobDetail,
     JobSummary,
@@ -87,12 +88,20 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
     shard_list: list[tuple[str | None, int]] = [(None, 1)] * k
     csv_shards: list[tuple[Path, int]] = []
     kind = splitter(sub.data_name or "")
+    if kind is None and not isinstance(config.partition, Iid):
+        raise InvalidInput(
+            "partition: only a table (.csv, .tsv, ...) or JSON Lines dataset can be split by "
+            "a column",
+            field="partition",
+        )
     if sub.data is not None and kind is not None:
         # split first, so a refused dataset leaves nothing in the store
         parts = [rt.storage.temp_path(Path(sub.data_name or "").suffix) for _ in range(k)]
         split = split_table if kind == "table" else split_lines
         try:
-            counts = await anyio.to_thread.run_sync(split, sub.data, parts)
+            counts = await anyio.to_thread.run_sync(
+                split, sub.data, parts, config.partition, config.seed
+            )
         except BaseException:
             for p in [*parts, *([init[0]] if init else [])]:
                 p.unlink(missing_ok=True)

@@ -154,6 +154,26 @@ def test_an_empty_data_file_is_422_naming_the_field(api: Api) -> None:
     assert api.client.get("/jobs/", headers=api.alice).json() == []
 
 
+def test_partitioners_shape_the_shards_and_bad_ones_are_422(api: Api) -> None:
+    table = "x,site\n" + "".join(f"{i},h{i % 3}\n" for i in range(30))
+    files = {"train_py": ("train.py", TRAIN), "data": ("d.csv", table.encode())}
+    config = {"rounds": 1, "shards": 3, "partition": {"name": "by_column", "column": "site"}}
+    r = submit(api, api.alice, config, files=files)
+    assert r.status_code == 201, r.text
+    assert [t["rows"] for t in r.json()["tasks"]] == [10, 10, 10]
+    for bad, field in (
+        ({"name": "by_column", "column": "hospital"}, "partition.column"),
+        ({"name": "dirichlet", "column": "site", "alpha": 0}, "partition.alpha"),
+        ({"name": "by_row"}, "partition.name"),
+    ):
+        r = submit(api, api.alice, {**config, "partition": bad}, files=files)
+        assert r.status_code == 422 and r.json()["field"] == field, (bad, r.text)
+    files["data"] = ("d.bin", b"\x00\x01")  # not a table: nothing to split by a column
+    r = submit(api, api.alice, config, files=files)
+    assert r.status_code == 422 and r.json()["field"] == "partition", r.text
+    assert len(api.client.get("/jobs/", headers=api.alice).json()) == 1
+
+
 def test_file_names_are_stored_as_base_names_and_dot_dot_is_refused(api: Api) -> None:
     r = submit(
         api,

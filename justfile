@@ -16,8 +16,9 @@ demo *ARGS: setup
 
 # The whole test suite on real processes; first installs and starts what its suites need
 # (bubblewrap, PostgreSQL, a Docker engine and the executor image, Chromium, the dashboard).
+[positional-arguments]
 test *ARGS:
-    infra/test_env.sh {{venv}}/bin/pytest {{ARGS}}
+    infra/test_env.sh {{venv}}/bin/pytest "$@"
 
 # Lint, format check and type check.
 lint: typecheck

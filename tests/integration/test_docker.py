@@ -154,5 +154,10 @@ def test_a_multi_round_job_on_two_docker_nodes(cluster: LocalCluster, client: Cl
     )
     body = client.wait_done(job_id, 300)
     assert body["job"]["status"] == "succeeded", body
-    assert [r["status"] for r in body["rounds"]] == ["done", "done"]
+    # the initialisation step (round -1) made round 0's starting model, then two rounds
+    assert [(r["index"], r["status"]) for r in body["rounds"]] == [
+        (-1, "done"),
+        (0, "done"),
+        (1, "done"),
+    ]
     assert body["rounds"][-1]["metrics"]["accuracy"] > 0.9

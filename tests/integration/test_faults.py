@@ -49,6 +49,26 @@ def test_a_node_killed_mid_task_loses_its_lease_and_the_task_is_reissued(
     assert history[1]["node_id"] != doomed_id and history[1]["outcome"] == "succeeded"
 
 
+def test_the_init_step_survives_its_node_and_starts_every_shard_from_one_model(
+    cluster: LocalCluster, client: Client
+) -> None:
+    cluster.add_node("doomed")
+    job_id = client.submit(SLOW, {"rounds": 1, "shards": 2, "max_attempts": 1})
+    doomed_id = _leased_to(client, job_id)
+    first = client.job(job_id)["tasks"][0]
+    assert first["round"] == -1 and first["status"] == "leased"
+    cluster.kill_node("doomed")  # the initialisation step loses its node, like any task
+    cluster.add_node("survivor")
+    body = client.wait_done(job_id, 120)
+    assert body["job"]["status"] == "succeeded", body
+    init = body["tasks"][0]
+    assert init["round"] == -1 and (init["attempts"], init["losses"]) == (1, 1)
+    assert init["history"][0]["node_id"] == doomed_id
+    assert init["history"][0]["outcome"] == "lease_expired"
+    rounds = {r["index"]: r for r in body["rounds"]}
+    assert rounds[0]["input_model_sha256"] == rounds[-1]["output_model_sha256"] is not None
+
+
 def test_a_node_that_hangs_up_mid_long_poll_is_never_leased_a_task(
     cluster: LocalCluster, client: Client
 ) -> None:

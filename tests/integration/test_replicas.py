@@ -97,7 +97,9 @@ def test_killing_the_aggregating_replica_hands_the_merge_over_once(
     db = replicas.coordinator_env["GRIDX_DATABASE_URL"]
     replicas.add_node("node-a", replica=0)
     replicas.add_node("node-b", replica=1)
-    job_id = _client(replicas, 0).submit(BIG_MODEL, {"rounds": 1, "shards": 2, "seed": 1})
+    # one round of two updates, merged once (no initialisation step's merge before it)
+    config = {"rounds": 1, "shards": 2, "seed": 1, "init_step": False}
+    job_id = _client(replicas, 0).submit(BIG_MODEL, config)
 
     deadline = time.monotonic() + 180
     holder = None

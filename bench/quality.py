@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from gridx.coordinator.cli.client import ApiClient
 from gridx.coordinator.cli.cluster import LocalCluster
+from gridx.coordinator.cli.demo import held_out, train_central
 from gridx.coordinator.cli.progress import watch
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits"
@@ -43,37 +43,6 @@ VARIANTS = {
 }
 STRATEGIES = {"fedavg": [], "fedprox": ["--param", "mu=0.01"], "fedmedian": []}
 MODES = ("init_step", "init_model", "none")
-
-
-def accuracy(model: Path) -> float:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(DIGITS / "evaluate.py"),
-            str(model),
-            str(DIGITS / "data" / "test.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["accuracy"])
-
-
-def central(script: Path, work: Path, epochs: int) -> float:
-    """The same script on all the training data, for the same total epochs."""
-    model = work / "central.pth"
-    env = {
-        **os.environ,
-        "GRIDX_DATA": str(DIGITS / "data" / "train.csv"),
-        "GRIDX_EPOCHS": str(epochs),
-        "GRIDX_OUTPUT": str(model),
-        "GRIDX_METRICS": str(work / "central.json"),
-    }
-    subprocess.run(
-        [sys.executable, str(script)], env=env, cwd=work, check=True, capture_output=True
-    )
-    return accuracy(model)
 
 
 def starting_model(work: Path) -> Path:
@@ -107,7 +76,10 @@ def main() -> None:
             script = work / f"{variant}.py"
             script.write_text(VARIANTS[variant]((DIGITS / "train.py").read_text()))
             (work / variant).mkdir()
-            base = central(script, work / variant, args.rounds * args.epochs)
+            central = train_central(
+                script, DIGITS / "data" / "train.csv", work / variant, args.rounds * args.epochs, 0
+            )
+            base = held_out(DIGITS, central)[1]
             for mode in args.modes:
                 for strategy in args.strategies:
                     config = {
@@ -130,7 +102,8 @@ def main() -> None:
                     if detail.job.status != "succeeded":
                         fed = float("nan")
                     else:
-                        fed = accuracy(client.download(detail.job.id, "pth", work / "fed.pth"))
+                        model = client.download(detail.job.id, "pth", work / "fed.pth")
+                        fed = held_out(DIGITS, model)[1]
                     gap = round((fed - base) * 100, 2)
                     cells.append(
                         {"variant": variant, "mode": mode, "strategy": strategy,

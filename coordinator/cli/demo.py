@@ -18,10 +18,16 @@ from gridx.coordinator.cli.cluster import LocalCluster
 from gridx.coordinator.cli.progress import last_failure, watch
 from gridx.schemas.jobs import JobConfig
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DEMOS = {
+    "digits": "an MLP on 8x8 handwritten digits (classification)",
+    "regression": "an MLP predicting a building's energy use from 8 readings (regression)",
+}
 
 
-def _evaluate(example: Path, model: Path) -> float:
+def held_out(example: Path, model: Path) -> tuple[str, float]:
+    """The example's own `evaluate.py` on its test split: its headline metric (the first key of
+    the JSON it prints) and the value."""
     out = subprocess.run(
         [
             sys.executable,
@@ -33,42 +39,45 @@ def _evaluate(example: Path, model: Path) -> float:
         text=True,
         check=True,
     )
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["accuracy"])
+    name, value = next(iter(json.loads(out.stdout.strip().splitlines()[-1]).items()))
+    return str(name), float(value)
 
 
-def _train_central(example: Path, workdir: Path, epochs: int, seed: int) -> Path:
+def train_central(script: Path, data: Path, workdir: Path, epochs: int, seed: int) -> Path:
     """The same script on all the training data in one process: the baseline."""
     model = workdir / "central_model.pth"
     env = {
         **os.environ,
-        "GRIDX_DATA": str(example / "data" / "train.csv"),
+        "GRIDX_DATA": str(data),
         "GRIDX_EPOCHS": str(epochs),
         "GRIDX_SEED": str(seed),
         "GRIDX_OUTPUT": str(model),
         "GRIDX_METRICS": str(workdir / "central_metrics.json"),
     }
     subprocess.run(
-        [sys.executable, str(example / "train.py")],
-        env=env,
-        cwd=workdir,
-        check=True,
-        capture_output=True,
+        [sys.executable, str(script)], env=env, cwd=workdir, check=True, capture_output=True
     )
     return model
 
 
-def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, example: Path = EXAMPLE) -> int:
+def _show(name: str, value: float) -> str:
+    return f"{value * 100:.2f}%" if name == "accuracy" else f"{value:.4f}"
+
+
+def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, name: str = "digits") -> int:
     """Start a coordinator and nodes, run the digits job, compare, stop everything.
 
     Returns:
         The process exit code (0 when the job succeeded).
     """
+    example = EXAMPLES / name
     if not (example / "train.py").exists():
         raise click.ClickException(
-            f"the digits example is not at {example}; run the demo from a clone of the repository"
+            f"the {name} example is not at {example}; run the demo from a clone of the repository"
         )
     root = Path(tempfile.mkdtemp(prefix="gridx-demo-"))
     click.echo(f"Grid-X demo: coordinator + {num_nodes} nodes on 127.0.0.1 (files in {root})")
+    click.echo(f"example {name}: {DEMOS[name]}")
     started = time.monotonic()
     try:
         with LocalCluster(root, executor="auto") as cluster:
@@ -76,7 +85,7 @@ def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, example: Path
             for i in range(num_nodes):
                 cluster.add_node(f"node-{i + 1}")
             client = ApiClient(cluster.url, cluster.api_key)
-            config = JobConfig(name="digits-demo", rounds=rounds, shards=num_nodes, epochs=epochs)
+            config = JobConfig(name=f"{name}-demo", rounds=rounds, shards=num_nodes, epochs=epochs)
             detail = client.submit(
                 config,
                 example / "train.py",
@@ -101,20 +110,23 @@ def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, example: Path
         click.echo(
             "training the centralized baseline (same script, all data, same total epochs)..."
         )
-        central = _train_central(example, root, rounds * epochs, config.seed)
-        fed_acc, central_acc = _evaluate(example, model), _evaluate(example, central)
-        gap = (central_acc - fed_acc) * 100
+        central = train_central(
+            example / "train.py", example / "data" / "train.csv", root, rounds * epochs, config.seed
+        )
+        metric, fed = held_out(example, model)
+        _, base = held_out(example, central)
         click.echo(f"final model: {model} (and .safetensors)")
-        click.echo(f"held-out accuracy, federated ({num_nodes} nodes): {fed_acc * 100:.2f}%")
-        click.echo(f"held-out accuracy, centralized baseline:   {central_acc * 100:.2f}%")
-        click.echo(f"gap: {gap:+.2f} points")
+        click.echo(f"held-out {metric}, federated ({num_nodes} nodes): {_show(metric, fed)}")
+        click.echo(f"held-out {metric}, centralized baseline:   {_show(metric, base)}")
+        click.echo(f"gap: {(fed - base) * 100:+.2f} points")
         click.echo(
             json.dumps(
                 {
                     "job": job_id,
-                    "federated_accuracy": round(fed_acc, 4),
-                    "central_accuracy": round(central_acc, 4),
-                    "gap_points": round(gap, 2),
+                    "metric": metric,
+                    "federated": round(fed, 4),
+                    "central": round(base, 4),
+                    "gap_points": round((fed - base) * 100, 2),
                     "seconds": round(fed_wall, 1),
                 }
             )

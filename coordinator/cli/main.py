@@ -475,11 +475,18 @@ def node_list(url: str, api_key: str, as_json: bool) -> None:
 @click.option("--nodes", "num_nodes", default=2, show_default=True, type=int)
 @click.option("--epochs", default=5, show_default=True, type=int, help="Local epochs per round.")
 @click.option("--keep", is_flag=True, help="Keep the temp data dir for a look afterwards.")
-def demo(rounds: int, num_nodes: int, epochs: int, keep: bool) -> None:
+@click.option(
+    "--example",
+    type=click.Choice(["digits", "regression"]),
+    default="digits",
+    show_default=True,
+    help="digits: classification of 8x8 images; regression: energy use from 8 readings.",
+)
+def demo(rounds: int, num_nodes: int, epochs: int, keep: bool, example: str) -> None:
     """Run a real federated job end to end on this machine, then compare with central training."""
     from gridx.coordinator.cli.demo import run_demo
 
-    sys.exit(run_demo(rounds=rounds, num_nodes=num_nodes, epochs=epochs, keep=keep))
+    sys.exit(run_demo(rounds=rounds, num_nodes=num_nodes, epochs=epochs, keep=keep, name=example))
 
 
 def main() -> None:

@@ -63,8 +63,9 @@ def complete(
     sha: str,
     token: str | None = None,
     metrics: dict[str, float] | None = None,
+    duration_s: float = 0.0,
 ) -> Any:
-    """POST /agent/complete_task."""
+    """POST /agent/complete_task (`duration_s`: the run time the node claims)."""
     return api.client.post(
         "/agent/complete_task",
         headers=node,
@@ -73,6 +74,7 @@ def complete(
             "lease_token": token or task["lease_token"],
             "result_sha256": sha,
             "metrics": metrics or {},
+            "duration_s": duration_s,
         },
     )
 

@@ -44,16 +44,7 @@ def test_contributors_get_credit_for_compute_the_coordinator_saw(api: Api, tmp_p
     assert task is not None
     api.clock.advance(18)  # under the lease; the coordinator's own measure: lease to completion
     sha = upload(api, task, write_pth(tmp_path / "m.pth", state(1)).read_bytes())
-    r = api.client.post(
-        "/agent/complete_task",
-        headers=node,
-        json={
-            "task_id": task["task_id"],
-            "lease_token": task["lease_token"],
-            "result_sha256": sha,
-            "duration_s": 40.0,
-        },
-    )
+    r = complete(api, node, task, sha, duration_s=40.0)
     assert r.status_code == 200
     wait_status(api, api.alice, job_id, "succeeded")
     rows = api.client.get("/stats/contributors", headers=api.alice).json()

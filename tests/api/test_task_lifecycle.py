@@ -73,16 +73,7 @@ def test_credit_is_the_time_the_coordinator_measured_never_the_nodes_claim(
             time.sleep(0.05)
         api.clock.advance(seconds)
         sha = upload(api, task, _pth(tmp_path, task["round"]))
-        r = api.client.post(
-            "/agent/complete_task",
-            headers=liar,
-            json={
-                "task_id": task["task_id"],
-                "lease_token": task["lease_token"],
-                "result_sha256": sha,
-                "duration_s": claimed,
-            },
-        )
+        r = complete(api, liar, task, sha, duration_s=claimed)
         assert r.status_code == 200, r.text
 
     def credited() -> float:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,6 +85,21 @@ class Client:
         return self.wait(
             job_id, lambda b: b["job"]["status"] in ("succeeded", "failed", "cancelled"), timeout
         )
+
+
+def gridx(
+    cluster: LocalCluster, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `gridx` CLI as a user runs it, pointed at `cluster` with its admin's key."""
+    env = {**os.environ, "GRIDX_URL": cluster.url, "GRIDX_API_KEY": cluster.api_key}
+    return subprocess.run(
+        [sys.executable, "-m", "gridx.coordinator.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture

@@ -12,23 +12,9 @@ from pathlib import Path
 import torch
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import REPO, Client
+from tests.integration.conftest import REPO, Client, gridx
 
 DIGITS = REPO / "examples" / "digits"
-
-
-def gridx(
-    cluster: LocalCluster, *args: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GRIDX_URL": cluster.url, "GRIDX_API_KEY": cluster.api_key}
-    return subprocess.run(
-        [sys.executable, "-m", "gridx.coordinator.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path: Path) -> None:
@@ -200,3 +186,18 @@ def test_a_failed_job_shows_the_attempt_that_failed_not_the_cancellations_after(
     assert "first failed attempt (round 1, shard 1, try 1" in out.stderr, out.stderr
     assert "shard 1 cannot parse column 7" in out.stderr
     assert "job cancelled" not in out.stderr
+
+
+def test_the_regression_demo_matches_centralized_training() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gridx.coordinator.cli", "demo", "--example", "regression",
+         "--rounds", "2", "--epochs", "10", "--nodes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["metric"] == "r2" and result["federated"] > 0.9
+    assert result["federated"] > result["central"] - 0.02  # within 2 points of R²
+    assert "held-out r2, centralized baseline" in out.stdout

@@ -13,8 +13,6 @@ import io
 import json
 import os
 import pwd
-import subprocess
-import sys
 import tarfile
 import textwrap
 import time
@@ -24,7 +22,7 @@ from typing import Any
 import pytest
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, gridx
 from tests.security.conftest import Host, as_user, node_env_for
 
 MODES = ("docker", "bubblewrap-root", "bubblewrap-user", "unshare-fallback")
@@ -123,17 +121,6 @@ def _sdist(folder: Path, name: str, marker: Path) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
-
-
-def gridx(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GRIDX_URL": cluster.url, "GRIDX_API_KEY": cluster.api_key}
-    return subprocess.run(
-        [sys.executable, "-m", "gridx.coordinator.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def submit(cluster: LocalCluster, folder: Path, name: str, script: str, *flags: str) -> str:

@@ -1,0 +1,34 @@
+"""Held-out R² of an energy-use model: `python evaluate.py MODEL.pth [TEST.csv]` prints JSON
+(its first key is the headline metric)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train import load, make_model, r2
+
+
+def evaluate(model_path: str | Path, test_csv: str | Path) -> dict[str, float]:
+    """R² and MSE (scaled) of the state_dict at `model_path` on `test_csv`."""
+    model = make_model()
+    model.load_state_dict(torch.load(model_path, weights_only=True))
+    model.eval()
+    x, y = load(test_csv)
+    with torch.no_grad():
+        pred = model(x)
+    return {
+        "r2": r2(pred, y),
+        "mse": float(torch.nn.functional.mse_loss(pred, y)),
+        "samples": float(len(y)),
+    }
+
+
+if __name__ == "__main__":
+    here = Path(__file__).resolve().parent
+    test = sys.argv[2] if len(sys.argv) > 2 else here / "data" / "test.csv"
+    print(json.dumps(evaluate(sys.argv[1], test)))

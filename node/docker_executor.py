@@ -178,7 +178,7 @@ class DockerExecutor:
         os.chmod(spec.workdir, 0o777)  # the container's uid 65534 writes the model here
         container: Any = self.client.containers.create(
             spec.runtime,
-            ["python3", "-u", "train.py", *spec.argv],
+            ["python3", "-u", spec.script, *spec.argv],
             working_dir=WORKDIR,
             volumes={str(spec.workdir): {"bind": WORKDIR, "mode": "rw"}},
             environment=self._container_env(spec),

@@ -45,7 +45,11 @@ class RunSpec:
     gpu: bool = False
     """Pass the node's GPUs through to the script."""
     argv: list[str] = field(default_factory=list)
-    """Arguments after `train.py` (the sandbox self-test's probe takes some)."""
+    """Arguments after the script (the sandbox self-test's probe takes some)."""
+    script: str = "train.py"
+    """The script to run in the work folder (`evaluate.py` for a held-out evaluation)."""
+    wants_model: bool = True
+    """The run must write a model (training); an evaluation writes only metrics."""
 
 
 @dataclass
@@ -195,7 +199,15 @@ def judge(
         if "MemoryError" in tail or "Cannot allocate memory" in tail or rc == -signal.SIGKILL:
             msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB) or was killed"
             return RunResult("out_of_memory", msg, rc, tail, duration)
-        return RunResult("nonzero_exit", f"train.py exited with status {rc}", rc, tail, duration)
+        return RunResult(
+            "nonzero_exit", f"{spec.script} exited with status {rc}", rc, tail, duration
+        )
+    if not spec.wants_model:
+        metrics = read_metrics(spec.workdir / "metrics.json")
+        if not metrics:
+            msg = f"{spec.script} finished but wrote no numeric metrics to $GRIDX_METRICS"
+            return RunResult("missing_metrics", msg, rc, tail, duration)
+        return RunResult(None, "ok", rc, tail, duration, metrics=metrics)
     output = next(
         (p for p in (spec.workdir / "model.pth", spec.workdir / "model.safetensors") if p.exists()),
         None,
@@ -282,7 +294,7 @@ class ProcessExecutor:
         if self.user.switches:  # the task's uid writes its model here, and nowhere else
             os.chown(spec.workdir, self.user.uid or 0, self.user.gid or 0)
         cmd = sandbox.wrap(
-            [spec.runtime, "-u", "train.py", *spec.argv],
+            [spec.runtime, "-u", spec.script, *spec.argv],
             spec.workdir,
             self.isolation,
             self._readonly(spec.runtime),

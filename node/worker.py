@@ -236,7 +236,6 @@ class Worker:
             "GRIDX_SHARD": str(task.shard),
             "GRIDX_NUM_SHARDS": str(task.num_shards),
             "GRIDX_SEED": str(task.seed),
-            "GRIDX_OUTPUT": str(workdir / "model.pth"),
             "GRIDX_METRICS": str(workdir / "metrics.json"),
             "GRIDX_STRATEGY": task.strategy,
         }
@@ -244,16 +243,24 @@ class Worker:
             env["GRIDX_PROX_MU"] = repr(task.prox_mu)
         if task.round < 0:  # the job's initialisation step: make the starting model
             env["GRIDX_INIT"] = "1"
+        evaluate = task.kind == "evaluate"
+        script = "evaluate.py" if evaluate else "train.py"
+        if evaluate:
+            env["GRIDX_EVAL"] = "1"
+        else:
+            env["GRIDX_OUTPUT"] = str(workdir / "model.pth")
         try:
-            await self.client.download(task.code, workdir / "train.py")
+            await self.client.download(task.code, workdir / script)
+            if task.train is not None:  # an evaluation may import the model from train.py
+                await self.client.download(task.train, workdir / "train.py")
             if task.data is not None:
                 data = workdir / safe_filename(task.data.name, "data")
                 await self.client.download(task.data, data)
                 env["GRIDX_DATA"] = str(data)
-            if task.init_model is not None:
-                init = workdir / "init_model.pth"
+            if task.init_model is not None:  # the model to start from, or to evaluate
+                init = workdir / ("model_in.pth" if evaluate else "init_model.pth")
                 await self.client.download(task.init_model, init)
-                env["GRIDX_INIT_MODEL"] = str(init)
+                env["GRIDX_MODEL" if evaluate else "GRIDX_INIT_MODEL"] = str(init)
             req: Path | None = None
             if task.requirements is not None:
                 req = logdir / "requirements.txt"
@@ -281,6 +288,8 @@ class Worker:
             memory_mb=self.config.memory_mb,
             max_output_bytes=task.max_result_bytes,
             gpu=task.gpu,
+            script=script,
+            wants_model=not evaluate,
         )
         return await self.executor.run(spec, self.cancel_current)
 
@@ -297,6 +306,20 @@ class Worker:
         )
         if result.code == "cancelled" and not self.stop.is_set():
             log.info("task %s stopped: the coordinator no longer wants it", task.task_id)
+            return
+        if result.ok and task.kind == "evaluate":
+            try:
+                ack = await self.client.complete(
+                    CompleteTaskRequest(
+                        task_id=task.task_id,
+                        lease_token=task.lease_token,
+                        metrics=result.metrics,
+                        duration_s=result.duration_s,
+                    )
+                )
+                log.info("evaluation %s %s %s", task.task_id, ack.status, result.metrics)
+            except CoordinatorError as exc:
+                log.warning("evaluation %s not accepted: %s", task.task_id, exc)
             return
         if result.ok and result.output is not None:
             try:

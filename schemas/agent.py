@@ -12,6 +12,7 @@ SANDBOX_LEVELS: tuple[SandboxLevel, ...] = ("none", "weak", "strong")
 """Ordered: what a node's start-up self-test measured (`strong`: every probe held; `weak`: at
 least the network is closed)."""
 FailureKind = Literal["user_error", "node_error", "released"]
+TaskKind = Literal["train", "evaluate"]
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Short = Annotated[str, msgspec.Meta(max_length=100)]
@@ -102,6 +103,11 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     """The job asked for a GPU: the executor must pass the node's GPUs through."""
     prox_mu: float | None = None
     """FedProx's mu, for train.py's proximal term (GRIDX_PROX_MU)."""
+    kind: TaskKind = "train"
+    """`evaluate`: run the job's evaluation script (`code`) on the round's model (`init_model`)
+    and its test data (`data`); it reports metrics and uploads nothing."""
+    train: BlobRef | None = None
+    """An evaluation's copy of the job's train.py, next to the script (to import the model)."""
 
 
 class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -118,11 +124,12 @@ class UploadResponse(msgspec.Struct, kw_only=True):
 
 
 class CompleteTaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Finish a task with the uploaded weights (by sha256) and the script's metrics."""
+    """Finish a task with the uploaded weights (by sha256) and the script's metrics (an
+    `evaluate` task: metrics only, no weights)."""
 
     task_id: Short
     lease_token: Short
-    result_sha256: Sha256
+    result_sha256: Sha256 | None = None
     metrics: Annotated[dict[Short, float], msgspec.Meta(max_length=64)] = {}
     duration_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 

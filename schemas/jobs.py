@@ -189,6 +189,8 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     error_code: str | None
     error: str | None
     history: list[AttemptInfo] = []
+    kind: Literal["train", "evaluate"] = "train"
+    """`evaluate`: the held-out evaluation of its round's model."""
 
 
 INIT_ROUND = -1
@@ -213,6 +215,9 @@ class RoundInfo(msgspec.Struct, kw_only=True):
     finished_at: int | None
     summed_metrics: list[str] = []
     """The keys of `metrics` that are sums over the shards (counts such as `samples`)."""
+    held_out: dict[str, float] | None = None
+    """The job's evaluation script on its test data with this round's model (None: the job has
+    none, or its evaluation has not finished)."""
 
 
 class JobSummary(msgspec.Struct, kw_only=True):

@@ -80,8 +80,10 @@ class JobController(Controller):
 
         Fields: `train_py` (file, required), `requirements` (file), `data` (file; a delimited
         table or JSON Lines is split into shards by rows), `init_model` (file: a `.pth`
-        state_dict or `.safetensors` every shard starts round 0 from), `config` (JSON: name,
-        rounds, shards, epochs, strategy, task_timeout_s, max_attempts, seed, ...).
+        state_dict or `.safetensors` every shard starts round 0 from), `evaluate_py` and
+        `test_data` (files, together: the held-out evaluation run on each round's model),
+        `config` (JSON: name, rounds, shards, epochs, strategy, task_timeout_s, max_attempts,
+        seed, ...).
         """
         s = rt.settings
         form = MultipartReceiver(
@@ -91,6 +93,8 @@ class JobController(Controller):
                 "requirements": s.max_code_bytes,
                 "data": s.max_upload_bytes,
                 "init_model": s.max_result_bytes,
+                "evaluate_py": s.max_code_bytes,
+                "test_data": s.max_upload_bytes,
                 "config": s.max_json_bytes,
             },
         )
@@ -119,6 +123,16 @@ class JobController(Controller):
                         field="data",
                     )
                 )
+            evaluate, test = form.parts.get("evaluate_py"), form.parts.get("test_data")
+            if bool(evaluate and evaluate.size) != bool(test and test.size):
+                field = "test_data" if evaluate and evaluate.size else "evaluate_py"
+                problems.append(
+                    InvalidInput(
+                        f"{field} is missing: a held-out evaluation needs both evaluate_py (the "
+                        "script) and test_data",
+                        field=field,
+                    )
+                )
             if problems:  # report every invalid field at once
                 first = problems[0]
                 raise type(first)(
@@ -136,6 +150,11 @@ class JobController(Controller):
                 data=data.path if data and data.size else None,
                 data_name=data_name,
                 init_model=init.path if init and init.size else None,
+                evaluate=evaluate.path if evaluate and evaluate.size else None,
+                test_data=test.path if test and test.size else None,
+                test_data_name=file_name(test.filename, "test_data")
+                if test and test.size
+                else None,
             )
             return await jobs.submit(rt, user, submission)
         finally:

@@ -51,6 +51,7 @@ class ApiClient:
         requirements: Path | None,
         data: Path | None,
         init_model: Path | None = None,
+        evaluation: tuple[Path, Path] | None = None,
     ) -> JobDetail:
         """Upload a job (files are streamed from disk); the coordinator validates `config`."""
         handles = {"train_py": ("train.py", train.open("rb"))}
@@ -60,6 +61,9 @@ class ApiClient:
             handles["data"] = (data.name, data.open("rb"))
         if init_model:
             handles["init_model"] = (init_model.name, init_model.open("rb"))
+        if evaluation:  # (evaluate.py, test data)
+            handles["evaluate_py"] = ("evaluate.py", evaluation[0].open("rb"))
+            handles["test_data"] = (evaluation[1].name, evaluation[1].open("rb"))
         try:
             return self._call(
                 "POST",

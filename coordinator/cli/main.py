@@ -14,7 +14,7 @@ import msgspec
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.progress import FINISHED, format_metrics, last_failure, watch
 from gridx.schemas.agent import SANDBOX_LEVELS
-from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig
+from gridx.schemas.jobs import INIT_ROUND, STRATEGY_NAMES, JobConfig
 
 url_option = click.option(
     "--url",
@@ -71,6 +71,11 @@ def _partition(spec: str) -> dict[str, object]:
     raise click.BadParameter(
         f"{spec!r}: use iid, by_column:COLUMN or dirichlet:COLUMN[:ALPHA]", param_hint="--partition"
     )
+
+
+def _round_name(idx: int) -> str:
+    """Rounds as users count them, from 1 (the initialisation step: `initial model`)."""
+    return "initial model" if idx == INIT_ROUND else f"round {idx + 1}"
 
 
 def _describe(config: JobConfig) -> str:
@@ -227,6 +232,16 @@ def job() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Starting model for every shard (.pth state_dict or .safetensors).",
 )
+@click.option(
+    "--evaluate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Held-out evaluation script, run on each round's model (needs --test-data).",
+)
+@click.option(
+    "--test-data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Test data for --evaluate (GRIDX_DATA of the evaluation, never sharded).",
+)
 @click.option("--name", default="", help="Job name.")
 @click.option("--rounds", default=1, show_default=True, type=int)
 @click.option("--shards", default=2, show_default=True, type=int, help="Tasks per round.")
@@ -319,6 +334,8 @@ def job_submit(
     requirements: Path | None,
     data: Path | None,
     init_model: Path | None,
+    evaluate: Path | None,
+    test_data: Path | None,
     partition: str,
     strategy: str,
     params: tuple[str, ...],
@@ -330,6 +347,8 @@ def job_submit(
     **config: object,
 ) -> None:
     """Submit TRAIN_PY (+ requirements and data) as a federated job."""
+    if bool(evaluate) != bool(test_data):
+        raise click.UsageError("--evaluate and --test-data go together")
     client = ApiClient(url, api_key)
     detail = client.submit(
         {**config, "strategy": _strategy(strategy, params), "partition": _partition(partition)},
@@ -337,6 +356,7 @@ def job_submit(
         requirements,
         data,
         init_model,
+        (evaluate, test_data) if evaluate and test_data else None,
     )
     job_id = detail.job.id
     if not wait:
@@ -397,11 +417,14 @@ def job_status(job_id: str, url: str, api_key: str, as_json: bool) -> None:
         f"timeout={c.task_timeout_s}s max_attempts={c.max_attempts} seed={c.seed}"
     )
     for r in d.rounds:
-        click.echo(f"  round {r.index + 1}: {r.status:<11} {format_metrics(r.metrics)}")
+        name = _round_name(r.index)
+        held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""
+        click.echo(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}")
     for t in d.tasks:
         err = f"  [{t.error_code}] {t.error}" if t.error else ""
+        what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
         click.echo(
-            f"    r{t.round} s{t.shard}: {t.status:<9} node={t.node_id or '-'} "
+            f"    {_round_name(t.round)} {what}: {t.status:<9} node={t.node_id or '-'} "
             f"attempts={t.attempts}/{t.max_attempts} losses={t.losses}/{t.max_losses} "
             f"rows={t.rows}{err}"
         )

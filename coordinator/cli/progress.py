@@ -66,10 +66,16 @@ def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = Fal
                 time.sleep(poll_s)
         rnd = next((x for x in detail.rounds if x.index == r), None)
         if rnd is not None and rnd.status == "done" and not quiet and r != INIT_ROUND:
-            click.echo(f"  round {r + 1}: {format_metrics(rnd.metrics)}")
+            click.echo(f"  round {r + 1} training: {format_metrics(rnd.metrics)}")
         if detail.job.status in FINISHED and (rnd is None or rnd.status != "done"):
             break
-    while detail.job.status not in FINISHED:
+    while detail.job.status not in FINISHED or (
+        detail.job.status == "succeeded"
+        and any(t.kind == "evaluate" and t.status in ("queued", "leased") for t in detail.tasks)
+    ):  # a job with a held-out evaluation: its last round's evaluation too
         time.sleep(poll_s)
         detail = client.job(job_id)
+    for rnd in detail.rounds:
+        if rnd.held_out is not None and not quiet:
+            click.echo(f"  round {rnd.index + 1} held-out: {format_metrics(rnd.held_out)}")
     return detail

@@ -37,6 +37,9 @@ class JobRow(msgspec.Struct, kw_only=True):
     updated_at: int
     tasks_done: int
     tasks_total: int
+    eval_code_sha: str | None = None
+    test_data_sha: str | None = None
+    test_data_name: str | None = None
 
 
 class Placement(msgspec.Struct, kw_only=True, frozen=True):
@@ -61,7 +64,8 @@ class ShardRow(msgspec.Struct, kw_only=True):
 _SELECT = """
 SELECT j.id, j.owner_id, u.email AS owner_email, j.name, j.status, j.config, j.code_sha,
     j.requirements_sha, j.data_sha, j.data_name, j.current_round, j.final_pth_sha,
-    j.final_st_sha, j.error, j.created_at, j.updated_at,
+    j.final_st_sha, j.error, j.created_at, j.updated_at, j.eval_code_sha, j.test_data_sha,
+    j.test_data_name,
     (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.status = 'succeeded') AS tasks_done,
     (SELECT count(*) FROM tasks t WHERE t.job_id = j.id) AS tasks_total
 FROM jobs j JOIN users u ON u.id = j.owner_id
@@ -69,10 +73,10 @@ FROM jobs j JOIN users u ON u.id = j.owner_id
 INSERT = """
 INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
     data_name, require_docker, min_sandbox, require_gpu, min_cpus, min_memory_mb, arch, replicas,
-    shard_count, created_at, updated_at)
+    shard_count, eval_code_sha, test_data_sha, test_data_name, created_at, updated_at)
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
     :data_name, :require_docker, :min_sandbox, :require_gpu, :min_cpus, :min_memory_mb, :arch,
-    :replicas, :shard_count, :now, :now)
+    :replicas, :shard_count, :eval_code_sha, :test_data_sha, :test_data_name, :now, :now)
 """
 INSERT_SHARD = (
     "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
@@ -110,6 +114,7 @@ async def create(
     placement: Placement,
     now: int,
     replicas: int = 1,
+    evaluation: tuple[str, str, str] | None = None,
 ) -> None:
     """Insert a queued job and its shards [(blob sha or None, rows), ...], each trained in
     `replicas` copies."""
@@ -132,6 +137,9 @@ async def create(
             "arch": placement.arch,
             "replicas": replicas,
             "shard_count": len(shards),
+            "eval_code_sha": evaluation[0] if evaluation else None,
+            "test_data_sha": evaluation[1] if evaluation else None,
+            "test_data_name": evaluation[2] if evaluation else None,
             "now": now,
         },
     )

@@ -32,11 +32,12 @@ class RoundRow(msgspec.Struct, kw_only=True):
     finished_at: int | None
     aggregator: str | None
     aggregator_expires_at: int | None
+    held_out: str | None = None
 
 
 _COLS = (
     "job_id, idx, status, input_sha, output_sha, signature, metrics, state_sha, started_at, "
-    "finished_at, aggregator, aggregator_expires_at"
+    "finished_at, aggregator, aggregator_expires_at, held_out"
 )
 INSERT = """
 INSERT INTO rounds (job_id, idx, status, input_sha, signature, started_at)
@@ -166,3 +167,11 @@ async def hold_aggregation(
 async def orphaned(conn: Conn, now: int) -> list[RoundRow]:
     """Rounds waiting to be merged whose aggregation nobody holds (or whose holder vanished)."""
     return await fetch_all(conn, ORPHANED, {"now": now}, RoundRow)
+
+
+HELD_OUT = "UPDATE rounds SET held_out = :held_out WHERE job_id = :job_id AND idx = :idx"
+
+
+async def set_held_out(conn: Conn, job_id: str, idx: int, metrics: str) -> None:
+    """Record the held-out evaluation of a round's model (JSON metrics)."""
+    await conn.execute(HELD_OUT, {"job_id": job_id, "idx": idx, "held_out": metrics})

@@ -8,6 +8,8 @@ from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, 
 from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities
 from gridx.schemas.jobs import INIT_ROUND
 
+EVAL_SLOT = -1
+"""The slot of a round's held-out evaluation task (training tasks hold 0, 1, ...)."""
 INIT_TRIES = 2
 """The initialisation step's tries: with zero epochs, then one ordinary run (its own budget,
 never the job's `max_attempts`)."""
@@ -43,6 +45,7 @@ class TaskRow(msgspec.Struct, kw_only=True):
     error: str | None
     verdict: str | None = None
     compute_ms: int = 0
+    kind: str = "train"
 
 
 class AttemptRow(msgspec.Struct, kw_only=True):
@@ -61,12 +64,13 @@ class AttemptRow(msgspec.Struct, kw_only=True):
 
 _RET = """RETURNING id, job_id, round_idx, shard_idx, status, node_id, lease_token,
 lease_expires_at, attempts, max_attempts, losses, max_losses, result_sha, metrics, error_code,
-error, verdict, compute_ms"""
+error, verdict, compute_ms, kind"""
 
 INSERT = """
-INSERT INTO tasks (id, job_id, round_idx, shard_idx, status, max_attempts, max_losses,
+INSERT INTO tasks (id, job_id, round_idx, shard_idx, status, max_attempts, max_losses, kind,
     created_at, updated_at)
-VALUES (:id, :job_id, :round_idx, :shard_idx, 'queued', :max_attempts, :max_losses, :now, :now)
+VALUES (:id, :job_id, :round_idx, :shard_idx, 'queued', :max_attempts, :max_losses, :kind, :now,
+    :now)
 """
 GET = f"SELECT {_RET.removeprefix('RETURNING ')} FROM tasks WHERE id = :id"
 FOR_JOB = f"""
@@ -97,7 +101,9 @@ UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
     lease_expires_at = :expires, attempts = attempts + 1, updated_at = :now
 WHERE status = 'queued' AND id = (
     SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
-    WHERE t.status = 'queued' AND j.status IN ('queued', 'running')
+    WHERE t.status = 'queued'
+        AND (j.status IN ('queued', 'running')
+            OR (t.kind = 'evaluate' AND j.status IN ('aggregating', 'succeeded')))
         AND (j.require_docker = 0 OR :docker = 1) AND j.min_sandbox <= :sandbox
         AND (j.require_gpu = 0 OR :gpus > 0)
         AND j.min_cpus <= :cpus AND j.min_memory_mb <= :memory_mb
@@ -146,7 +152,8 @@ COMPLETE = f"""
 UPDATE tasks SET status = 'succeeded', metrics = :metrics, lease_expires_at = NULL,
     updated_at = :now, compute_ms = :compute_ms
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
-    AND result_sha = :result_sha
+    AND (result_sha = :result_sha OR (kind = 'evaluate' AND result_sha IS NULL
+        AND :result_sha = ''))
 {_RET}
 """
 REQUEUE = f"""
@@ -190,11 +197,16 @@ async def insert_round(
     max_losses: int,
     now: int,
     slots: list[int] | None = None,
+    kind: str = "train",
 ) -> list[str]:
-    """Enqueue a round's tasks, one per slot (default: slots 0..num_shards-1); returns ids."""
-    chosen = list(range(num_shards)) if slots is None else slots
-    name = "init" if round_idx == INIT_ROUND else f"r{round_idx}"
-    ids = [f"{job_id}-{name}-s{s}" for s in chosen]
+    """Enqueue a round's tasks, one per slot (default: slots 0..num_shards-1); returns ids.
+    `kind` `evaluate`: the held-out evaluation of the round's model."""
+    if kind == "evaluate":  # one per round, in a slot of its own
+        chosen, ids = [EVAL_SLOT], [f"{job_id}-r{round_idx}-eval"]
+    else:
+        chosen = list(range(num_shards)) if slots is None else slots
+        name = "init" if round_idx == INIT_ROUND else f"r{round_idx}"
+        ids = [f"{job_id}-{name}-s{s}" for s in chosen]
     await conn.executemany(
         INSERT,
         [
@@ -205,6 +217,7 @@ async def insert_round(
                 "shard_idx": s,
                 "max_attempts": max_attempts,
                 "max_losses": max_losses,
+                "kind": kind,
                 "now": now,
             }
             for s, tid in zip(chosen, ids, strict=True)

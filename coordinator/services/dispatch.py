@@ -150,10 +150,18 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         )
         return BlobRef(url=url, sha256=sha, size=blob.size, name=name)
 
-    code = await ref(job.code_sha, "train.py")
+    evaluate = task.kind == "evaluate"
+    code = await ref(job.eval_code_sha if evaluate else job.code_sha, "train.py")
     assert code is not None
-    shard = task.shard_idx % len(shards)  # a replicated job's copies share their shard
+    # a replicated job's copies share their shard; an evaluation uses no shard
+    shard = 0 if evaluate else task.shard_idx % len(shards)
     shard_sha = shards[shard].blob_sha
+    if evaluate:  # the round's merged model on the job's test data
+        data = await ref(job.test_data_sha, job.test_data_name or "test_data")
+        model = await ref(rnd.output_sha, "model.pth")
+    else:
+        data = await ref(shard_sha, job.data_name or "data")
+        model = await ref(rnd.input_sha, "init_model.pth")
     return TaskAssignment(
         task_id=task.id,
         job_id=task.job_id,
@@ -169,11 +177,13 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         timeout_s=config.task_timeout_s,
         code=code,
         requirements=await ref(job.requirements_sha, "requirements.txt"),
-        data=await ref(shard_sha, job.data_name or "data"),
-        init_model=await ref(rnd.input_sha, "init_model.pth"),
+        data=data,
+        init_model=model,
         upload_url=await rt.storage.upload_url(task.id, task.lease_token or "", ttl),
         max_result_bytes=rt.settings.max_result_bytes,
         strategy=config.strategy.name,
         gpu=config.require_gpu,
         prox_mu=config.strategy.mu if isinstance(config.strategy, FedProx) else None,
+        kind="evaluate" if evaluate else "train",
+        train=await ref(job.code_sha, "train.py") if evaluate else None,
     )

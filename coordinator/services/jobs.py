@@ -45,6 +45,10 @@ class Submission:
     data_name: str | None
     init_model: Path | None = None
     """The starting model of every shard in round 0 (else each script starts on its own)."""
+    evaluate: Path | None = None
+    """The evaluation script run on each round's model with `test_data` (both or neither)."""
+    test_data: Path | None = None
+    test_data_name: str | None = None
 
 
 async def _initial_model(rt: Runtime, upload: Path | None) -> tuple[Path, str] | None:
@@ -108,6 +112,10 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             raise
         csv_shards = list(zip(parts, counts, strict=True))
     init_sha = await adopt(init[0]) if init else None
+    evaluation = None
+    if sub.evaluate is not None and sub.test_data is not None:
+        test_name = sub.test_data_name or "test_data"
+        evaluation = (await adopt(sub.evaluate), await adopt(sub.test_data), test_name)
     code_sha = await adopt(sub.code)
     req_sha = await adopt(sub.requirements) if sub.requirements else None
     if sub.data is not None:
@@ -131,6 +139,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             data_name=sub.data_name,
             shards=shard_list,
             replicas=config.replicas,
+            evaluation=evaluation,
             placement=jobs.Placement(
                 require_docker=config.require_docker,
                 min_sandbox=SANDBOX_LEVELS.index(config.min_sandbox),
@@ -234,6 +243,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
                 started_at=r.started_at,
                 finished_at=r.finished_at,
                 summed_metrics=sorted(SUMMED_METRICS & set(msgspec.json.decode(r.metrics or "{}"))),
+                held_out=msgspec.json.decode(r.held_out, type=metrics_type) if r.held_out else None,
             )
             for r in await rounds.for_job(reader, job_id)
         ],
@@ -255,6 +265,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
                 error_code=t.error_code,
                 error=t.error,
                 history=history.get(t.id, []),
+                kind=t.kind,  # type: ignore[arg-type]
             )
             for t in await tasks.for_job(reader, job_id)
         ],

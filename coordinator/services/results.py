@@ -72,6 +72,10 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         return TaskAck(task_id=task.id, status=task.status)  # a retried completion
     if task.status != "leased":
         raise StaleLease()
+    if task.kind == "evaluate":
+        return await _complete_evaluation(rt, node, task, req)
+    if req.result_sha256 is None:
+        raise InvalidInput("result_sha256 is required: PUT the weights to the task's upload_url")
     if task.result_sha is None:  # put straight to object storage: verify and attach it now
         task = await _receive(rt, task, req.result_sha256)
     blob = await blobs.get(rt.db.reader, req.result_sha256)
@@ -137,6 +141,44 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     )
     if aggregate:
         start_aggregation(rt, task.job_id, task.round_idx)
+    return TaskAck(task_id=done.id, status=done.status)
+
+
+async def _complete_evaluation(
+    rt: Runtime, node: NodeRow, task: TaskRow, req: CompleteTaskRequest
+) -> TaskAck:
+    """A held-out evaluation is in: its metrics become the round's `held_out`."""
+    if req.result_sha256 is not None:
+        raise InvalidInput("an evaluation uploads no weights: leave result_sha256 out")
+    if not req.metrics:
+        raise InvalidInput("an evaluation reports metrics: write them to GRIDX_METRICS")
+    job = await jobs.get(rt.db.reader, task.job_id)
+    config = msgspec.json.decode(job.config, type=JobConfig) if job else JobConfig()
+    now = rt.clock.now_ms()
+    metrics = _json.encode(req.metrics).decode()
+    async with rt.db.transaction() as conn:
+        done = await tasks.complete(
+            conn,
+            task_id=task.id,
+            node_id=node.id,
+            token=req.lease_token,
+            result_sha="",
+            metrics=metrics,
+            now=now,
+            claimed_ms=int(min(req.duration_s, 1e9) * 1000),
+            timeout_ms=config.task_timeout_s * 1000,
+        )
+        if done is None:
+            raise StaleLease()
+        await nodes.credit(conn, node.id, done.compute_ms)
+        await rounds.set_held_out(conn, task.job_id, task.round_idx, metrics)
+        data = {"round": task.round_idx, "held_out": req.metrics}
+        await events.append(conn, task.job_id, "round_evaluated", data, now)
+    log.info(
+        "round evaluated %s",
+        req.metrics,
+        extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
+    )
     return TaskAck(task_id=done.id, status=done.status)
 
 
@@ -209,7 +251,7 @@ async def _give_up(
             {"task": task.id, "node": node.id, "kind": kind, "code": code, "error": message},
             now,
         )
-        if after.status == "failed":
+        if after.status == "failed" and after.kind != "evaluate":  # training is unaffected
             await fail_job(conn, task.job_id, task_failure_message(after), now)
     log.info(
         "task %s: %s [%s] %s",

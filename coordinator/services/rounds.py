@@ -226,6 +226,17 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
             },
             now,
         )
+        if job.eval_code_sha and round_idx != INIT_ROUND:  # the held-out evaluation
+            await tasks.insert_round(
+                conn,
+                job_id=job_id,
+                round_idx=round_idx,
+                num_shards=1,
+                max_attempts=config.max_attempts,
+                max_losses=config.max_node_losses,
+                now=now,
+                kind="evaluate",
+            )
         if last:
             await events.append(conn, job_id, "job_succeeded", {"model": pth_sha}, now)
         else:
@@ -252,8 +263,7 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
         metrics,
         extra=ids(job=job_id, round=round_idx, replica=rt.replica),
     )
-    if not last:
-        rt.wake(len(rows) * config.replicas)
+    rt.wake((0 if last else len(rows) * config.replicas) + (1 if job.eval_code_sha else 0))
 
 
 async def _vote(

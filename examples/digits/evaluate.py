@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,16 @@ def evaluate(model_path: str | Path, test_csv: str | Path) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    # `python evaluate.py MODEL [TEST]` by hand, or a Grid-X held-out evaluation
+    # (GRIDX_MODEL, GRIDX_DATA, GRIDX_METRICS)
     here = Path(__file__).resolve().parent
-    test = sys.argv[2] if len(sys.argv) > 2 else here / "data" / "test.csv"
-    print(json.dumps(evaluate(sys.argv[1], test)))
+    model = sys.argv[1] if len(sys.argv) > 1 else os.environ["GRIDX_MODEL"]
+    test = (
+        sys.argv[2]
+        if len(sys.argv) > 2
+        else os.environ.get("GRIDX_DATA", here / "data" / "test.csv")
+    )
+    result = evaluate(model, test)
+    if "GRIDX_METRICS" in os.environ:
+        Path(os.environ["GRIDX_METRICS"]).write_text(json.dumps(result))
+    print(json.dumps(result))

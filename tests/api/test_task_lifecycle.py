@@ -151,6 +151,65 @@ def test_an_init_step_that_never_makes_a_model_fails_the_job_saying_so(api: Api)
     assert "[nonzero_exit]" in body["job"]["error"]
 
 
+def test_each_round_is_evaluated_on_held_out_data_without_touching_training(
+    api: Api, tmp_path: Path
+) -> None:
+    evaluate = (
+        b"import json, os\njson.dump({'accuracy': 0.9}, open(os.environ['GRIDX_METRICS'], 'w'))\n"
+    )
+    files = {
+        "train_py": ("train.py", TRAIN),
+        "data": ("d.csv", CSV.encode()),
+        "evaluate_py": ("evaluate.py", evaluate),
+        "test_data": ("held/out.csv", b"x,label\n1,0\n"),
+    }
+    config = {"rounds": 1, "shards": 1, "max_attempts": 1}
+    job_id = submit(api, api.alice, config, files=files).json()["job"]["id"]
+    node = register(api, api.alice)
+    task = claim(api, node)
+    assert task is not None and task["kind"] == "train"
+    sha = upload(api, task, _pth(tmp_path, 1))
+    assert complete(api, node, task, sha).status_code == 200
+    body = wait_status(api, api.alice, job_id, "succeeded")  # training is done...
+    evaluation = claim(api, node)  # ...and its last round's evaluation still runs
+    assert evaluation is not None and evaluation["kind"] == "evaluate"
+    assert evaluation["round"] == 0 and evaluation["data"]["name"] == "out.csv"
+    assert evaluation["code"]["sha256"] != task["code"]["sha256"]  # evaluate.py, with train.py
+    assert evaluation["train"]["sha256"] == task["code"]["sha256"]
+    assert evaluation["init_model"]["sha256"] == body["rounds"][0]["output_model_sha256"]
+    r = complete(api, node, {**evaluation}, sha, metrics={"accuracy": 0.9})
+    assert r.status_code == 422  # an evaluation uploads no weights
+    r = api.client.post(
+        "/agent/complete_task",
+        headers=node,
+        json={
+            "task_id": evaluation["task_id"],
+            "lease_token": evaluation["lease_token"],
+            "metrics": {"accuracy": 0.9, "loss": 0.3},
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+    assert body["rounds"][0]["held_out"] == {"accuracy": 0.9, "loss": 0.3}
+    assert body["rounds"][0]["metrics"] is not None  # the training metrics, apart
+    # a failing evaluation is shown on its task and never fails the job
+    job_id = submit(api, api.alice, config, files=files).json()["job"]["id"]
+    task = claim(api, node)
+    assert task is not None
+    assert complete(api, node, task, upload(api, task, _pth(tmp_path, 2))).status_code == 200
+    wait_status(api, api.alice, job_id, "succeeded")
+    evaluation = claim(api, node)
+    assert evaluation is not None and evaluation["kind"] == "evaluate"
+    _fail(api, node, evaluation, "nonzero_exit")
+    body = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+    assert body["job"]["status"] == "succeeded" and body["rounds"][0]["held_out"] is None
+    assert [t["status"] for t in body["tasks"] if t["kind"] == "evaluate"] == ["failed"]
+    # the script and the test data go together
+    del files["test_data"]
+    r = submit(api, api.alice, config, files=files)
+    assert r.status_code == 422 and r.json()["field"] == "test_data", r.text
+
+
 def test_an_init_model_is_every_shards_round_0_input_and_fixes_its_shapes(
     api: Api, tmp_path: Path
 ) -> None:

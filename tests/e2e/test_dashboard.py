@@ -118,6 +118,12 @@ def test_submit_watch_and_download_a_federated_job(
     page.get_by_label("Data (a .csv is split into shards by rows)").set_input_files(
         str(DIGITS / "data" / "train.csv")
     )
+    page.get_by_label("Evaluation script (evaluate.py, run on each round's model)").set_input_files(
+        str(DIGITS / "evaluate.py")
+    )
+    page.get_by_label("Test data (for the evaluation, never sharded)").set_input_files(
+        str(DIGITS / "data" / "test.csv")
+    )
     page.get_by_label("Name").fill("digits-e2e")
     page.get_by_label("Rounds").fill("3")
     page.get_by_label("Local epochs").fill("2")
@@ -125,14 +131,22 @@ def test_submit_watch_and_download_a_federated_job(
     page.wait_for_url("**/job/?id=*")
     loads = []
     page.on("load", lambda _: loads.append(1))
-    points = page.locator("[data-series=accuracy] circle")
-    for r in (1, 2, 3):  # the timeline and the curve move by themselves, one round at a time
+    points = page.locator("[data-series='training accuracy'] circle")
+    held_out = "[data-series='held-out accuracy'] circle"
+    page.wait_for_selector("[data-round=init][data-status=done]", timeout=180_000)
+    for r in (1, 2, 3):  # the timeline and the curves move by themselves, one round at a time
         page.wait_for_selector(f"[data-round='{r}'][data-status=done]", timeout=180_000)
         page.wait_for_function(
-            f"document.querySelectorAll('[data-series=accuracy] circle').length >= {r}"
+            f"document.querySelectorAll(\"[data-series='training accuracy'] circle\").length >= {r}"
         )
         assert points.count() == r
+        # the round's model on the test data, from the job's own evaluate.py
+        page.wait_for_function(
+            f'document.querySelectorAll("{held_out}").length >= {r}', timeout=120_000
+        )
         shot(page, f"job-round-{r}")
+    legend = page.locator(".chart").first.locator(".legend li").all_inner_texts()
+    assert [t.strip(" \u25cf") for t in legend] == ["training accuracy", "held-out accuracy"]
     page.wait_for_selector("h1 .badge.succeeded", timeout=60_000)
     assert loads == []  # no reload happened
     with page.expect_download() as info:

@@ -29,6 +29,10 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
         str(DIGITS / "requirements.txt"),
         "--data",
         str(DIGITS / "data" / "train.csv"),
+        "--evaluate",
+        str(DIGITS / "evaluate.py"),
+        "--test-data",
+        str(DIGITS / "data" / "test.csv"),
         "--rounds",
         "3",
         "--shards",
@@ -47,6 +51,10 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     assert [(r["index"], r["status"]) for r in rounds] == [(i, "done") for i in (-1, 0, 1, 2)]
     accs = [r["metrics"]["accuracy"] for r in rounds[1:]]
     assert accs[-1] > 0.9
+    # every round's model on the held-out test split, by the job's own evaluate.py on a node
+    held_out = [r["held_out"] for r in rounds[1:]]
+    assert all(h is not None and h["samples"] == 360 for h in held_out), held_out
+    assert held_out[-1]["accuracy"] > 0.9 and rounds[0]["held_out"] is None
     # round 0 starts from the initialisation step's model, each round from the previous one's
     assert rounds[0]["input_model_sha256"] is None
     for prev, cur in itertools.pairwise(rounds):
@@ -63,11 +71,11 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     assert json.loads(evaluated.stdout)["accuracy"] > 0.9
     # listings for scripts
     jobs = json.loads(gridx(cluster, "job", "list", "--json").stdout)
-    assert [j["status"] for j in jobs] == ["succeeded"] and jobs[0]["tasks_done"] == 7
+    assert [j["status"] for j in jobs] == ["succeeded"] and jobs[0]["tasks_done"] == 10
     nodes = json.loads(gridx(cluster, "node", "list", "--json").stdout)
     assert sorted(n["name"] for n in nodes) == ["node-1", "node-2"]
     assert all(n["status"] == "online" for n in nodes)
-    assert sum(n["tasks_done"] for n in nodes) == 7
+    assert sum(n["tasks_done"] for n in nodes) == 10  # 1 init + 6 training + 3 evaluations
     status = gridx(cluster, "job", "status", result["job"]["id"])
     assert status.returncode == 0 and "round 3: done" in status.stdout
     safetensors = tmp_path / "m.safetensors"

@@ -1,4 +1,4 @@
-// A small SVG line chart: one series of (x, y) points with labelled axes. Plain SVG keeps the
+// A small SVG line chart: series of (x, y) points with labelled axes and a legend. Plain SVG keeps the
 // static build small and works without JavaScript-heavy chart libraries.
 
 export interface Series {
@@ -53,12 +53,19 @@ export function LineChart({ title, series, yLabel }: { title: string; series: Se
             />
             {s.points.map((p) => (
               <circle key={p.x} cx={sx(p.x)} cy={sy(p.y)} r={3.5} fill={s.color} className="point">
-                <title>{`round ${p.x}: ${p.y.toFixed(4)}`}</title>
+                <title>{`${s.name}, round ${p.x}: ${p.y.toFixed(4)}`}</title>
               </circle>
             ))}
           </g>
         ))}
       </svg>
+      <ul className="legend" aria-label={`${title} series`}>
+        {series.map((s) => (
+          <li key={s.name} style={{ color: s.color }}>
+            {s.name}
+          </li>
+        ))}
+      </ul>
     </figure>
   );
 }

@@ -28,6 +28,8 @@ export interface TaskInfo {
   error_code: string | null;
   error: string | null;
   history: AttemptInfo[];
+  /** evaluate: the held-out evaluation of its round's model. */
+  kind: "train" | "evaluate";
 }
 
 export interface RoundInfo {
@@ -36,6 +38,8 @@ export interface RoundInfo {
   status: string;
   metrics: Record<string, number> | null;
   summed_metrics: string[];
+  /** The job's evaluation script on its test data with this round's model. */
+  held_out: Record<string, number> | null;
   started_at: number;
   finished_at: number | null;
 }

@@ -37,9 +37,16 @@ function Job() {
   const done = d.rounds.filter((r) => r.status === "done" && r.metrics && r.index !== INIT_ROUND);
   const init = d.rounds.find((r) => r.index === INIT_ROUND);
   const series = (key: string, color: string) => ({
-    name: key,
+    name: `training ${key}`,
     color,
     points: done.filter((r) => r.metrics && key in r.metrics).map((r) => ({ x: r.index + 1, y: r.metrics![key] })),
+  });
+  const heldOut = (key: string, color: string) => ({
+    name: `held-out ${key}`,
+    color,
+    points: d.rounds
+      .filter((r) => r.held_out && key in r.held_out)
+      .map((r) => ({ x: r.index + 1, y: r.held_out![key] })),
   });
   const failed = d.tasks.flatMap((t) =>
     t.history.filter((h) => h.error).map((h) => ({ task: t, attempt: h })),
@@ -96,8 +103,16 @@ function Job() {
         })}
       </ol>
       <div className="charts">
-        <LineChart title="Accuracy" yLabel="acc" series={[series("accuracy", "#1a7f37")]} />
-        <LineChart title="Loss" yLabel="loss" series={[series("loss", "#c4221f")]} />
+        <LineChart
+          title="Accuracy"
+          yLabel="acc"
+          series={[series("accuracy", "#1a7f37"), heldOut("accuracy", "#0a58ca")].filter((s) => s.points.length > 0)}
+        />
+        <LineChart
+          title="Loss"
+          yLabel="loss"
+          series={[series("loss", "#c4221f"), heldOut("loss", "#8250df")].filter((s) => s.points.length > 0)}
+        />
       </div>
       <h2>Tasks</h2>
       <div className="table-wrap">
@@ -118,7 +133,7 @@ function Job() {
               <tr key={t.id}>
                 <td>{t.round === INIT_ROUND ? "init" : t.round + 1}</td>
                 <td>
-                  {t.shard}
+                  {t.kind === "evaluate" ? "held-out evaluation" : t.shard}
                   {t.copy > 0 ? ` (copy ${t.copy + 1})` : ""}
                 </td>
                 <td>

@@ -54,7 +54,7 @@ export default function Submit() {
             strategy: { name: strategy, ...params },
           };
           const body = new FormData();
-          for (const k of ["train_py", "requirements", "data"]) {
+          for (const k of ["train_py", "requirements", "data", "evaluate_py", "test_data"]) {
             const file = f.get(k);
             if (file instanceof File && file.size > 0) body.append(k, file, file.name);
           }
@@ -93,6 +93,16 @@ export default function Submit() {
           Data (a .csv is split into shards by rows)
           <input type="file" name="data" aria-describedby="data-error" />
           {fieldError("data")}
+        </label>
+        <label>
+          Evaluation script (evaluate.py, run on each round&apos;s model)
+          <input type="file" name="evaluate_py" accept=".py" aria-describedby="evaluate_py-error" />
+          {fieldError("evaluate_py")}
+        </label>
+        <label>
+          Test data (for the evaluation, never sharded)
+          <input type="file" name="test_data" aria-describedby="test_data-error" />
+          {fieldError("test_data")}
         </label>
         <label>
           Name

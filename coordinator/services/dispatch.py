@@ -37,7 +37,8 @@ async def _settle_expired(rt: Runtime, conn: Conn, now: int) -> int:
             conn, task.job_id, "task_requeued", {"task": task.id, "reason": "lease_expired"}, now
         )
     for task in exhausted:
-        await fail_job(conn, task.job_id, task_failure_message(task), now)
+        if task.kind != "evaluate":  # a lost evaluation leaves the training as it is
+            await fail_job(conn, task.job_id, task_failure_message(task), now)
     return len(requeued)
 
 

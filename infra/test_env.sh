@@ -25,7 +25,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || just setup
-[ -f web/out/index.html ] || just web
+# the dashboard, built again when a source is newer than the build
+if [ ! -f web/out/index.html ] || [ -n "$(find web/app web/components web/lib web/public \
+        web/package-lock.json web/next.config.ts -newer web/out/index.html 2>/dev/null | head -1)" ]; then
+    just web
+fi
 
 if ! docker info >/dev/null 2>&1; then
     run_dir=$(mktemp -d /tmp/gridx-test-docker.XXXX)

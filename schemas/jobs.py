@@ -9,6 +9,7 @@ import msgspec
 from gridx.schemas.agent import SandboxLevel
 
 JobStatus = Literal["queued", "running", "aggregating", "succeeded", "failed", "cancelled"]
+FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
 RoundStatus = Literal["running", "aggregating", "done", "failed", "cancelled"]
 TaskStatus = Literal["queued", "leased", "succeeded", "failed", "cancelled"]
 UnitFloat = Annotated[float, msgspec.Meta(ge=0, lt=1)]
@@ -249,3 +250,12 @@ class JobDetail(msgspec.Struct, kw_only=True):
     final_safetensors_sha256: str | None
     rounds: list[RoundInfo]
     tasks: list[TaskInfo]
+
+    @property
+    def settled(self) -> bool:
+        """Finished, with no held-out evaluation still to come (a succeeded job's last round
+        is evaluated after its merge)."""
+        pending = ("queued", "leased")
+        return self.job.status in FINISHED and not any(
+            t.kind == "evaluate" and t.status in pending for t in self.tasks
+        )

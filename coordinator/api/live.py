@@ -24,7 +24,6 @@ from gridx.schemas.stats import Contributor, Overview
 T = TypeVar("T")
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 class DrainRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -82,6 +81,4 @@ async def overview_events(rt: Runtime, user: UserRow) -> ServerSentEvent:
 async def job_events(rt: Runtime, user: UserRow, job_id: str) -> ServerSentEvent:
     """A job's full detail, sent again at each change, until it finishes."""
     await jobs.visible_job(rt, user, job_id)  # 404 before the stream starts
-    return ServerSentEvent(
-        _changes(lambda: jobs.detail(rt, user, job_id), lambda d: d.job.status in FINISHED)
-    )
+    return ServerSentEvent(_changes(lambda: jobs.detail(rt, user, job_id), lambda d: d.settled))

@@ -8,9 +8,7 @@ import time
 import click
 
 from gridx.coordinator.cli.client import ApiClient
-from gridx.schemas.jobs import INIT_ROUND, JobDetail
-
-FINISHED = ("succeeded", "failed", "cancelled")
+from gridx.schemas.jobs import FINISHED, INIT_ROUND, JobDetail
 
 
 def format_metrics(metrics: dict[str, float] | None) -> str:
@@ -69,10 +67,7 @@ def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = Fal
             click.echo(f"  round {r + 1} training: {format_metrics(rnd.metrics)}")
         if detail.job.status in FINISHED and (rnd is None or rnd.status != "done"):
             break
-    while detail.job.status not in FINISHED or (
-        detail.job.status == "succeeded"
-        and any(t.kind == "evaluate" and t.status in ("queued", "leased") for t in detail.tasks)
-    ):  # a job with a held-out evaluation: its last round's evaluation too
+    while not detail.settled:  # a job with a held-out evaluation: its last round's too
         time.sleep(poll_s)
         detail = client.job(job_id)
     for rnd in detail.rounds:

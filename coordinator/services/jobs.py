@@ -251,8 +251,8 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
             TaskInfo(
                 id=t.id,
                 round=t.round_idx,
-                shard=t.shard_idx % n,
-                copy=t.shard_idx // n,
+                shard=max(t.shard_idx, 0) % n,  # an evaluation has no shard (slot -1)
+                copy=max(t.shard_idx, 0) // n,
                 verdict=t.verdict,
                 status=t.status,  # type: ignore[arg-type]
                 node_id=t.node_id,
@@ -260,7 +260,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
                 max_attempts=t.max_attempts,
                 losses=t.losses,
                 max_losses=t.max_losses,
-                rows=rows.get(t.shard_idx % n, 0),
+                rows=rows.get(t.shard_idx % n, 0) if t.kind == "train" else 0,
                 metrics=msgspec.json.decode(t.metrics, type=metrics_type) if t.metrics else None,
                 error_code=t.error_code,
                 error=t.error,

@@ -277,8 +277,8 @@ class ProcessExecutor:
         return paths
 
     def _nproc(self) -> int:
-        """RLIMIT_NPROC counts every process of the task's real uid: the cap on top of those that
-        uid already runs (none for the dedicated task user)."""
+        """RLIMIT_NPROC counts every process of the task's real uid on the host: allow the task
+        PIDS_MAX on top of those that uid already runs."""
         uid = self.user.uid if self.user.switches else os.getuid()
         running = 0
         for status in glob.glob("/proc/[0-9]*/status"):

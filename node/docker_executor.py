@@ -106,6 +106,8 @@ class DockerExecutor:
         except BuildError:
             pass
         with tempfile.TemporaryDirectory() as tmp:
+            # On the host, and safe there: after check_requirements every line names a package,
+            # and with wheels only pip builds nothing, so no code of the job's runs here.
             wheels = Path(tmp)
             rc, out = await run_pip(
                 sys.executable, "-m", "pip", "download", *WHEELS_ONLY, *self._wheel_target(),
@@ -146,7 +148,8 @@ class DockerExecutor:
         return f"{major}.{minor}", machine
 
     async def _build(self, tag: str, files: dict[str, bytes]) -> None:
-        """Build `tag` from the executor image with `files`, installing wheels only, offline."""
+        """Build `tag` from the executor image with `files`, installing wheels only, offline
+        (the RUN step is inside the build container, which has no network)."""
         find = "--find-links /tmp/wheels " if any(f.startswith("wheels/") for f in files) else ""
         dockerfile = (
             f"FROM {self.image}\n"

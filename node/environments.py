@@ -95,6 +95,7 @@ async def explain_failure(base_python: str, out: str, what: str) -> Requirements
     source build could install it (`requirements_need_build`)."""
     missing = _NOT_FOUND.search(out)
     if missing:
+        # only asks the index which versions exist: nothing is downloaded, built or run
         rc, versions = await run_pip(
             base_python, "-m", "pip", "index", "versions", missing.group(1), "--no-input"
         )
@@ -133,6 +134,8 @@ async def ensure_env(requirements: Path, sha256: str, cache_dir: Path, base_pyth
     Path(purelib.strip(), "_gridx_base.pth").write_text(base_paths)
     checked = env_dir / "requirements.txt"
     checked.write_text("\n".join(lines) + "\n")
+    # On the host, and safe there: every line names a package (check_requirements) and pip
+    # takes wheels only, whose installation unpacks files and runs none of their code.
     rc, out = await run_pip(
         base_python, "-m", "pip", "--python", str(python), "install", *WHEELS_ONLY, "-q", "-r",
         str(checked),

@@ -242,6 +242,25 @@ async def _spawn(cmd: list[str], **kwargs: Any) -> tuple[asyncio.subprocess.Proc
     return asyncio.subprocess.Process(transport, protocol, loop), protocol
 
 
+def _limits(spec: RunSpec, nproc: int, group: cgroups.TaskGroup | None) -> Callable[[], None]:
+    """What the child does before exec: join the task's cgroup, set every rlimit."""
+    mem = spec.memory_mb << 20
+    cpu_s = int(spec.timeout_s * (os.cpu_count() or 1)) + 10
+    fsize = spec.max_output_bytes
+
+    def limits() -> None:
+        if group is not None:
+            group.join()
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+
+    return limits
+
+
 class ProcessExecutor:
     """Runs `python train.py` in the process sandbox (`sandbox.py`), always with limits and a
     timeout: a cgroup (processes, memory, kill) where the node may make one, and rlimits."""
@@ -302,21 +321,8 @@ class ProcessExecutor:
             devices=sorted(glob.glob("/dev/nvidia*")) if spec.gpu else [],
         )
         mem = spec.memory_mb << 20
-        cpu_s = int(spec.timeout_s * (os.cpu_count() or 1)) + 10
-        fsize = spec.max_output_bytes
-        nproc = self._nproc()
         group = self.cgroups.create(f"task-{secrets.token_hex(6)}", mem) if self.cgroups else None
-
-        def limits() -> None:  # runs in the child before exec
-            if group is not None:
-                group.join()
-            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-
+        limits = _limits(spec, self._nproc(), group)
         started = time.monotonic()
         try:
             proc, protocol = await _spawn(

@@ -218,9 +218,8 @@ class Worker:
             self.current = None
             shutil.rmtree(root, ignore_errors=True)
 
-    async def _prepare_and_run(
-        self, task: TaskAssignment, workdir: Path, logdir: Path
-    ) -> RunResult:
+    def _env(self, task: TaskAssignment, workdir: Path) -> dict[str, str]:
+        """The task's environment: the train.py (or evaluate.py) contract, nothing of ours."""
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(workdir),
@@ -243,12 +242,18 @@ class Worker:
             env["GRIDX_PROX_MU"] = repr(task.prox_mu)
         if task.round < 0:  # the job's initialisation step: make the starting model
             env["GRIDX_INIT"] = "1"
-        evaluate = task.kind == "evaluate"
-        script = "evaluate.py" if evaluate else "train.py"
-        if evaluate:
+        if task.kind == "evaluate":
             env["GRIDX_EVAL"] = "1"
         else:
             env["GRIDX_OUTPUT"] = str(workdir / "model.pth")
+        return env
+
+    async def _prepare_and_run(
+        self, task: TaskAssignment, workdir: Path, logdir: Path
+    ) -> RunResult:
+        env = self._env(task, workdir)
+        evaluate = task.kind == "evaluate"
+        script = "evaluate.py" if evaluate else "train.py"
         try:
             await self.client.download(task.code, workdir / script)
             if task.train is not None:  # an evaluation may import the model from train.py
@@ -293,6 +298,31 @@ class Worker:
         )
         return await self.executor.run(spec, self.cancel_current)
 
+    async def _complete(self, task: TaskAssignment, result: RunResult) -> None:
+        """Upload the weights (an evaluation has none) and complete with the metrics."""
+        try:
+            sha = None
+            if result.output is not None:
+                sha = (await self.client.upload(task.upload_url, result.output)).sha256
+            ack = await self.client.complete(
+                CompleteTaskRequest(
+                    task_id=task.task_id,
+                    lease_token=task.lease_token,
+                    result_sha256=sha,
+                    metrics=result.metrics,
+                    duration_s=result.duration_s,
+                )
+            )
+            log.info(
+                "task %s %s in %.1fs %s",
+                task.task_id,
+                ack.status,
+                result.duration_s,
+                result.metrics,
+            )
+        except CoordinatorError as exc:
+            log.warning("task %s result not accepted: %s", task.task_id, exc)
+
     async def _report(self, task: TaskAssignment, result: RunResult) -> None:
         self.history.appendleft(
             {
@@ -307,41 +337,8 @@ class Worker:
         if result.code == "cancelled" and not self.stop.is_set():
             log.info("task %s stopped: the coordinator no longer wants it", task.task_id)
             return
-        if result.ok and task.kind == "evaluate":
-            try:
-                ack = await self.client.complete(
-                    CompleteTaskRequest(
-                        task_id=task.task_id,
-                        lease_token=task.lease_token,
-                        metrics=result.metrics,
-                        duration_s=result.duration_s,
-                    )
-                )
-                log.info("evaluation %s %s %s", task.task_id, ack.status, result.metrics)
-            except CoordinatorError as exc:
-                log.warning("evaluation %s not accepted: %s", task.task_id, exc)
-            return
-        if result.ok and result.output is not None:
-            try:
-                uploaded = await self.client.upload(task.upload_url, result.output)
-                ack = await self.client.complete(
-                    CompleteTaskRequest(
-                        task_id=task.task_id,
-                        lease_token=task.lease_token,
-                        result_sha256=uploaded.sha256,
-                        metrics=result.metrics,
-                        duration_s=result.duration_s,
-                    )
-                )
-                log.info(
-                    "task %s %s in %.1fs %s",
-                    task.task_id,
-                    ack.status,
-                    result.duration_s,
-                    result.metrics,
-                )
-            except CoordinatorError as exc:
-                log.warning("task %s result not accepted: %s", task.task_id, exc)
+        if result.ok:
+            await self._complete(task, result)
             return
         if self.stop.is_set():
             kind, code, message = "released", "released", "node shutting down"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -68,6 +69,78 @@ def decode_config(raw: bytes) -> JobConfig:
     return config
 
 
+def _form_problems(form: MultipartReceiver) -> list[InvalidInput]:
+    """Every invalid field of a submission form but the config."""
+    problems: list[InvalidInput] = []
+    code = form.parts.get("train_py")
+    if code is None or code.path is None or code.size == 0:
+        problems.append(
+            InvalidInput("train_py is required: the training script to run", field="train_py")
+        )
+    empty = form.parts.get("data")
+    if empty is not None and empty.filename and empty.size == 0:
+        problems.append(
+            InvalidInput(
+                f"data: {empty.filename!r} is empty (0 bytes); attach the dataset, or leave the "
+                "field out for a job without data",
+                field="data",
+            )
+        )
+    evaluate, test = form.parts.get("evaluate_py"), form.parts.get("test_data")
+    if bool(evaluate and evaluate.size) != bool(test and test.size):
+        field = "test_data" if evaluate and evaluate.size else "evaluate_py"
+        problems.append(
+            InvalidInput(
+                f"{field} is missing: a held-out evaluation needs both evaluate_py (the script) "
+                "and test_data",
+                field=field,
+            )
+        )
+    return problems
+
+
+def submission_of(form: MultipartReceiver) -> jobs.Submission:
+    """The job a received form describes.
+
+    Raises:
+        InvalidInput: every invalid field at once (the first one's type, status and message).
+    """
+    problems: list[InvalidInput] = []
+    config = None
+    try:
+        config = decode_config(bytes(form.parts["config"].value) if "config" in form.parts else b"")
+    except InvalidConfig as exc:
+        problems.append(exc)
+    problems += _form_problems(form)
+    if problems:
+        first = problems[0]
+        raise type(first)(
+            first.message, field=first.field, errors=[e for p in problems for e in p.errors]
+        )
+
+    def path(field: str) -> Path | None:
+        part = form.parts.get(field)
+        return part.path if part is not None and part.size else None
+
+    def name(field: str) -> str | None:
+        part = form.parts.get(field)
+        return file_name(part.filename, field) if part is not None and part.size else None
+
+    code = path("train_py")
+    assert config is not None and code is not None
+    return jobs.Submission(
+        config=config,
+        code=code,
+        requirements=path("requirements"),
+        data=path("data"),
+        data_name=name("data"),
+        init_model=path("init_model"),
+        evaluate=path("evaluate_py"),
+        test_data=path("test_data"),
+        test_data_name=name("test_data"),
+    )
+
+
 class JobController(Controller):
     """A user's jobs. Other users' jobs answer 404."""
 
@@ -100,63 +173,7 @@ class JobController(Controller):
         )
         await form.receive(request.headers.get("content-type"), request.stream())
         try:
-            problems: list[InvalidInput] = []
-            config = None
-            try:
-                raw = bytes(form.parts["config"].value) if "config" in form.parts else b""
-                config = decode_config(raw)
-            except InvalidConfig as exc:
-                problems.append(exc)
-            code = form.parts.get("train_py")
-            if code is None or code.path is None or code.size == 0:
-                problems.append(
-                    InvalidInput(
-                        "train_py is required: the training script to run", field="train_py"
-                    )
-                )
-            empty = form.parts.get("data")
-            if empty is not None and empty.filename and empty.size == 0:
-                problems.append(
-                    InvalidInput(
-                        f"data: {empty.filename!r} is empty (0 bytes); attach the dataset, or "
-                        "leave the field out for a job without data",
-                        field="data",
-                    )
-                )
-            evaluate, test = form.parts.get("evaluate_py"), form.parts.get("test_data")
-            if bool(evaluate and evaluate.size) != bool(test and test.size):
-                field = "test_data" if evaluate and evaluate.size else "evaluate_py"
-                problems.append(
-                    InvalidInput(
-                        f"{field} is missing: a held-out evaluation needs both evaluate_py (the "
-                        "script) and test_data",
-                        field=field,
-                    )
-                )
-            if problems:  # report every invalid field at once
-                first = problems[0]
-                raise type(first)(
-                    first.message, field=first.field, errors=[e for p in problems for e in p.errors]
-                )
-            assert config is not None and code is not None and code.path is not None
-            req = form.parts.get("requirements")
-            data = form.parts.get("data")
-            init = form.parts.get("init_model")
-            data_name = file_name(data.filename, "data") if data and data.size else None
-            submission = jobs.Submission(
-                config=config,
-                code=code.path,
-                requirements=req.path if req and req.size else None,
-                data=data.path if data and data.size else None,
-                data_name=data_name,
-                init_model=init.path if init and init.size else None,
-                evaluate=evaluate.path if evaluate and evaluate.size else None,
-                test_data=test.path if test and test.size else None,
-                test_data_name=file_name(test.filename, "test_data")
-                if test and test.size
-                else None,
-            )
-            return await jobs.submit(rt, user, submission)
+            return await jobs.submit(rt, user, submission_of(form))
         finally:
             form.cleanup()  # adopted files were moved away; this removes only leftovers
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from gridx.coordinator.db import attempts
 from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, fetch_value, rows_of
 from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities
 from gridx.schemas.jobs import INIT_ROUND
@@ -46,20 +47,6 @@ class TaskRow(msgspec.Struct, kw_only=True):
     verdict: str | None = None
     compute_ms: int = 0
     kind: str = "train"
-
-
-class AttemptRow(msgspec.Struct, kw_only=True):
-    """One try at a task."""
-
-    task_id: str
-    attempt: int
-    node_id: str
-    started_at: int
-    finished_at: int | None
-    outcome: str | None
-    error_code: str | None
-    error: str | None
-    stderr_tail: str | None
 
 
 _RET = """RETURNING id, job_id, round_idx, shard_idx, status, node_id, lease_token,
@@ -126,17 +113,6 @@ CLAIM = {
     "postgresql": _CLAIM.format(lock="FOR UPDATE OF t SKIP LOCKED"),
 }
 # Attempt rows are numbered on their own: a released (refunded) try still keeps its row.
-START_ATTEMPT = """
-INSERT INTO attempts (task_id, attempt, node_id, started_at)
-VALUES (:task_id,
-    (SELECT coalesce(max(attempt), 0) + 1 FROM attempts WHERE task_id = :task_id), :node_id, :now)
-"""
-FINISH_ATTEMPT = """
-UPDATE attempts SET finished_at = :now, outcome = :outcome, error_code = :error_code,
-    error = :error, stderr_tail = :stderr_tail
-WHERE task_id = :task_id AND outcome IS NULL
-"""
-LEASE_STARTED = "SELECT started_at FROM attempts WHERE task_id = :task_id AND outcome IS NULL"
 RENEW = """
 UPDATE tasks SET lease_expires_at = :expires
 WHERE id = :id AND node_id = :node_id AND status = 'leased' AND lease_expires_at < :expires
@@ -179,12 +155,6 @@ SELECT count(*) FROM tasks WHERE job_id = :job_id AND round_idx = :round_idx
 AND status != 'succeeded'
 """
 HELD = "SELECT id FROM tasks WHERE node_id = :node_id AND status = 'leased'"
-ATTEMPTS_FOR_JOB = """
-SELECT a.task_id, a.attempt, a.node_id, a.started_at, a.finished_at, a.outcome, a.error_code,
-    a.error, a.stderr_tail
-FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE t.job_id = :job_id
-ORDER BY a.task_id, a.attempt
-"""
 
 
 async def insert_round(
@@ -236,33 +206,6 @@ async def for_job(conn: Conn, job_id: str) -> list[TaskRow]:
     return await fetch_all(conn, FOR_JOB, {"job_id": job_id}, TaskRow)
 
 
-async def attempts_for_job(conn: Conn, job_id: str) -> list[AttemptRow]:
-    """Every attempt at every task of a job."""
-    return await fetch_all(conn, ATTEMPTS_FOR_JOB, {"job_id": job_id}, AttemptRow)
-
-
-async def _finish_attempt(
-    conn: Conn,
-    task: TaskRow,
-    now: int,
-    outcome: str,
-    error_code: str | None = None,
-    error: str | None = None,
-    stderr_tail: str | None = None,
-) -> None:
-    await conn.execute(
-        FINISH_ATTEMPT,
-        {
-            "task_id": task.id,
-            "now": now,
-            "outcome": outcome,
-            "error_code": error_code,
-            "error": error,
-            "stderr_tail": stderr_tail,
-        },
-    )
-
-
 async def expire_leases(conn: Conn, now: int) -> tuple[list[TaskRow], list[TaskRow]]:
     """Return expired leases to the queue; fail tasks that used up their attempts.
 
@@ -272,7 +215,7 @@ async def expire_leases(conn: Conn, now: int) -> tuple[list[TaskRow], list[TaskR
     requeued = await fetch_all(conn, REQUEUE_EXPIRED, {"now": now}, TaskRow)
     failed = await fetch_all(conn, FAIL_EXPIRED, {"now": now}, TaskRow)
     for task in requeued + failed:
-        await _finish_attempt(conn, task, now, "lease_expired", "lease_expired", "lease expired")
+        await attempts.finish(conn, task.id, now, "lease_expired", "lease_expired", "lease expired")
     return requeued, failed
 
 
@@ -311,7 +254,7 @@ async def claim(
     }
     task = await fetch_one(conn, CLAIM[conn.dialect], params, TaskRow)
     if task is not None:
-        await conn.execute(START_ATTEMPT, {"task_id": task.id, "node_id": node_id, "now": now})
+        await attempts.start(conn, task.id, node_id, now)
     return task
 
 
@@ -343,8 +286,8 @@ async def complete(
     """Mark a leased task succeeded if `node_id`/`token` still hold its lease and `result_sha` is
     the file uploaded under it; else None. Its `compute_ms` is the time the coordinator
     measured from the lease to now, capped by the task's timeout and by what the node claims."""
-    started = await fetch_value(conn, LEASE_STARTED, {"task_id": task_id})
-    measured = now - int(str(started)) if started is not None else 0
+    started = await attempts.started_at(conn, task_id)
+    measured = now - started if started is not None else 0
     params = {
         "id": task_id,
         "node_id": node_id,
@@ -356,7 +299,7 @@ async def complete(
     }
     task = await fetch_one(conn, COMPLETE, params, TaskRow)
     if task is not None:
-        await _finish_attempt(conn, task, now, "succeeded")
+        await attempts.finish(conn, task.id, now, "succeeded")
     return task
 
 
@@ -398,7 +341,7 @@ async def give_up(
     else:
         task = await fetch_one(conn, FAIL, params, TaskRow)
     if task is not None:
-        await _finish_attempt(conn, task, now, outcome, error_code, error, stderr_tail)
+        await attempts.finish(conn, task.id, now, outcome, error_code, error, stderr_tail)
     return task
 
 
@@ -407,7 +350,7 @@ async def cancel_job(conn: Conn, job_id: str, now: int) -> list[TaskRow]:
     tasks = await fetch_all(conn, CANCEL_JOB, {"job_id": job_id, "now": now}, TaskRow)
     for task in tasks:
         if task.node_id is not None:
-            await _finish_attempt(conn, task, now, "cancelled", "cancelled", "job cancelled")
+            await attempts.finish(conn, task.id, now, "cancelled", "cancelled", "job cancelled")
     return tasks
 
 

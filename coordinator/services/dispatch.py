@@ -14,7 +14,7 @@ from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
-from gridx.coordinator.services.rounds import fail_job, task_failure_message
+from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import BlobRef, Capabilities, TaskAssignment
 from gridx.schemas.jobs import INIT_ROUND, FedProx, JobConfig

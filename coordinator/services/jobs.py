@@ -11,7 +11,8 @@ import anyio.to_thread
 import msgspec
 
 from gridx.coordinator.aggregation.weights import WeightsError, initial_model
-from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db import attempts, blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.tasks import INIT_TRIES
 from gridx.coordinator.db.users import UserRow
@@ -72,6 +73,77 @@ async def _initial_model(rt: Runtime, upload: Path | None) -> tuple[Path, str] |
     return out, sig
 
 
+def _placement(config: JobConfig) -> jobs.Placement:
+    """The config's node requirements, as the columns claims match on."""
+    return jobs.Placement(
+        require_docker=config.require_docker,
+        min_sandbox=SANDBOX_LEVELS.index(config.min_sandbox),
+        require_gpu=config.require_gpu,
+        min_cpus=config.min_cpus,
+        min_memory_mb=config.min_memory_mb,
+        arch=config.arch,
+    )
+
+
+async def _split(rt: Runtime, sub: Submission) -> list[tuple[Path, int]]:
+    """A table or JSON Lines dataset split into the job's shards (temp files and their rows);
+    [] for data sent whole.
+
+    Raises:
+        InvalidInput: the data cannot be split as the job asks.
+    """
+    config = sub.config
+    kind = splitter(sub.data_name or "")
+    if kind is None and not isinstance(config.partition, Iid):
+        raise InvalidInput(
+            "partition: only a table (.csv, .tsv, ...) or JSON Lines dataset can be split by "
+            "a column",
+            field="partition",
+        )
+    if sub.data is None or kind is None:
+        return []
+    parts = [rt.storage.temp_path(Path(sub.data_name or "").suffix) for _ in range(config.shards)]
+    split = split_table if kind == "table" else split_lines
+    try:
+        counts = await anyio.to_thread.run_sync(
+            split, sub.data, parts, config.partition, config.seed
+        )
+    except BaseException:
+        for p in parts:
+            p.unlink(missing_ok=True)
+        raise
+    return list(zip(parts, counts, strict=True))
+
+
+async def _open_first_round(
+    conn: Conn, job_id: str, config: JobConfig, start: tuple[str, str] | None, now: int
+) -> None:
+    """Round 0 from the job's starting model (`start`: its sha and signature), or, for a job of
+    several shards without one, the initialisation step that makes it (round -1)."""
+    k = config.shards
+    # one shard has nothing to agree with: it starts from its own initialisation
+    first = INIT_ROUND if start is None and config.init_step and k > 1 else 0
+    await rounds.create(
+        conn,
+        job_id=job_id,
+        idx=first,
+        input_sha=start[0] if start else None,
+        signature=start[1] if start else None,
+        now=now,
+    )
+    await tasks.insert_round(
+        conn,
+        job_id=job_id,
+        round_idx=first,
+        num_shards=k * config.replicas,
+        max_attempts=INIT_TRIES if first == INIT_ROUND else config.max_attempts,
+        max_losses=config.max_node_losses,
+        now=now,
+        # the initialisation step trains shard 0 only (in `replicas` copies)
+        slots=[c * k for c in range(config.replicas)] if first == INIT_ROUND else None,
+    )
+
+
 async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
     """Store a job's files, shard its CSV data, and enqueue round 0.
 
@@ -87,30 +159,16 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
         stored.append(item)
         return item[0]
 
-    init = await _initial_model(rt, sub.init_model)  # checked before anything is stored
+    # checked and split before anything is stored, so a refusal leaves nothing in the store
+    init = await _initial_model(rt, sub.init_model)
+    try:
+        csv_shards = await _split(rt, sub)
+    except BaseException:
+        if init:
+            init[0].unlink(missing_ok=True)
+        raise
     data_sha: str | None = None
     shard_list: list[tuple[str | None, int]] = [(None, 1)] * k
-    csv_shards: list[tuple[Path, int]] = []
-    kind = splitter(sub.data_name or "")
-    if kind is None and not isinstance(config.partition, Iid):
-        raise InvalidInput(
-            "partition: only a table (.csv, .tsv, ...) or JSON Lines dataset can be split by "
-            "a column",
-            field="partition",
-        )
-    if sub.data is not None and kind is not None:
-        # split first, so a refused dataset leaves nothing in the store
-        parts = [rt.storage.temp_path(Path(sub.data_name or "").suffix) for _ in range(k)]
-        split = split_table if kind == "table" else split_lines
-        try:
-            counts = await anyio.to_thread.run_sync(
-                split, sub.data, parts, config.partition, config.seed
-            )
-        except BaseException:
-            for p in [*parts, *([init[0]] if init else [])]:
-                p.unlink(missing_ok=True)
-            raise
-        csv_shards = list(zip(parts, counts, strict=True))
     init_sha = await adopt(init[0]) if init else None
     evaluation = None
     if sub.evaluate is not None and sub.test_data is not None:
@@ -140,37 +198,11 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             shards=shard_list,
             replicas=config.replicas,
             evaluation=evaluation,
-            placement=jobs.Placement(
-                require_docker=config.require_docker,
-                min_sandbox=SANDBOX_LEVELS.index(config.min_sandbox),
-                require_gpu=config.require_gpu,
-                min_cpus=config.min_cpus,
-                min_memory_mb=config.min_memory_mb,
-                arch=config.arch,
-            ),
+            placement=_placement(config),
             now=now,
         )
-        # one shard has nothing to agree with: it starts from its own initialisation
-        first = INIT_ROUND if init is None and config.init_step and k > 1 else 0
-        await rounds.create(
-            conn,
-            job_id=job_id,
-            idx=first,
-            input_sha=init_sha,
-            signature=init[1] if init else None,
-            now=now,
-        )
-        await tasks.insert_round(
-            conn,
-            job_id=job_id,
-            round_idx=first,
-            num_shards=k * config.replicas,
-            max_attempts=INIT_TRIES if first == INIT_ROUND else config.max_attempts,
-            max_losses=config.max_node_losses,
-            now=now,
-            # the initialisation step trains shard 0 only (in `replicas` copies)
-            slots=[c * k for c in range(config.replicas)] if first == INIT_ROUND else None,
-        )
+        start = (init_sha, init[1]) if init_sha and init else None
+        await _open_first_round(conn, job_id, config, start, now)
         await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
     rt.wake(k * config.replicas)
     return await detail(rt, user, job_id)
@@ -220,7 +252,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
     rows = {s.idx: s.rows for s in await jobs.shards(reader, job_id)}
     n = max(1, len(rows))  # task slot -> shard (replicated jobs have several copies per shard)
     history: dict[str, list[AttemptInfo]] = {}
-    for a in await tasks.attempts_for_job(reader, job_id):
+    for a in await attempts.for_job(reader, job_id):
         history.setdefault(a.task_id, []).append(
             msgspec.convert(msgspec.to_builtins(a), AttemptInfo)
         )

@@ -14,12 +14,8 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.logs import ids
-from gridx.coordinator.services.rounds import (
-    fail_job,
-    start_aggregation,
-    start_aggregation_if_done,
-    task_failure_message,
-)
+from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
+from gridx.coordinator.services.rounds import start_aggregation, start_aggregation_if_done
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import CompleteTaskRequest, FailTaskRequest, TaskAck, UploadResponse
 from gridx.schemas.jobs import JobConfig
@@ -76,29 +72,9 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         return await _complete_evaluation(rt, node, task, req)
     if req.result_sha256 is None:
         raise InvalidInput("result_sha256 is required: PUT the weights to the task's upload_url")
-    if task.result_sha is None:  # put straight to object storage: verify and attach it now
-        task = await _receive(rt, task, req.result_sha256)
-    blob = await blobs.get(rt.db.reader, req.result_sha256)
-    if blob is None or task.result_sha != req.result_sha256:
-        raise InvalidInput(
-            "result_sha256 is not the file uploaded for this task; PUT the weights to the "
-            "task's upload_url first"
-        )
-    rnd = await rounds.get(rt.db.reader, task.job_id, task.round_idx)
+    task, sig = await _checked_weights(rt, node, task, req.result_sha256)
     job = await jobs.get(rt.db.reader, task.job_id)
     config = msgspec.json.decode(job.config, type=JobConfig) if job else JobConfig()
-    expected = rnd.signature if rnd else None
-    try:
-        sig = await asyncio.get_running_loop().run_in_executor(
-            rt.pool,
-            validate_file,
-            str(await rt.storage.local_path(blob.storage_key)),
-            rt.settings.max_result_bytes,
-            expected,
-        )
-    except WeightsError as exc:
-        await _give_up(rt, node, task, "user_error", "invalid_weights", str(exc), "")
-        raise InvalidWeights(f"weights refused: {exc}") from exc
     now = rt.clock.now_ms()
     done: TaskRow | None = None
     aggregate = False
@@ -142,6 +118,38 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     if aggregate:
         start_aggregation(rt, task.job_id, task.round_idx)
     return TaskAck(task_id=done.id, status=done.status)
+
+
+async def _checked_weights(
+    rt: Runtime, node: NodeRow, task: TaskRow, sha256: str
+) -> tuple[TaskRow, str]:
+    """The task with its uploaded weights attached, and their signature once checked in full.
+
+    Raises:
+        InvalidInput: `sha256` is not the file uploaded under this task's lease.
+        InvalidWeights: the weights are unusable (the attempt is failed).
+    """
+    if task.result_sha is None:  # put straight to object storage: verify and attach it now
+        task = await _receive(rt, task, sha256)
+    blob = await blobs.get(rt.db.reader, sha256)
+    if blob is None or task.result_sha != sha256:
+        raise InvalidInput(
+            "result_sha256 is not the file uploaded for this task; PUT the weights to the "
+            "task's upload_url first"
+        )
+    rnd = await rounds.get(rt.db.reader, task.job_id, task.round_idx)
+    try:
+        sig = await asyncio.get_running_loop().run_in_executor(
+            rt.pool,
+            validate_file,
+            str(await rt.storage.local_path(blob.storage_key)),
+            rt.settings.max_result_bytes,
+            rnd.signature if rnd else None,
+        )
+    except WeightsError as exc:
+        await _give_up(rt, node, task, "user_error", "invalid_weights", str(exc), "")
+        raise InvalidWeights(f"weights refused: {exc}") from exc
+    return task, sig
 
 
 async def _complete_evaluation(

@@ -10,53 +10,21 @@ from pathlib import Path
 
 import msgspec
 
-from gridx.coordinator.aggregation.engine import AggregationJob, aggregate
+from gridx.coordinator.aggregation.engine import AggregationJob, AggregationResult, aggregate
 from gridx.coordinator.aggregation.fedavg import weighted_metrics
-from gridx.coordinator.aggregation.replicas import distances, majority
 from gridx.coordinator.aggregation.tensorfile import WeightsError
-from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, tasks
+from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
+from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
+from gridx.coordinator.services.lifecycle import fail_job
 from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.services.voting import blob_path, vote
 from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig
 
 log = logging.getLogger("gridx.coordinator.rounds")
 _json = msgspec.json.Encoder()
-
-
-async def fail_job(conn: Conn, job_id: str, error: str, now: int) -> bool:
-    """Fail a job inside the caller's transaction: its open tasks are cancelled, its round failed.
-
-    Returns:
-        False when the job had already finished.
-    """
-    if not await jobs.transition(conn, job_id, "failed", now, error=error):
-        return False
-    log.info("job failed: %s", error, extra=ids(job=job_id))
-    await tasks.cancel_job(conn, job_id, now)
-    for rnd in await rounds.for_job(conn, job_id):
-        if rnd.status in ("running", "aggregating"):
-            await rounds.transition(conn, job_id, rnd.idx, "failed", now)
-    await events.append(conn, job_id, "job_failed", {"error": error}, now)
-    return True
-
-
-def task_failure_message(task: TaskRow) -> str:
-    """Why a job failed because one of its tasks did."""
-    if task.error_code == "lease_expired" or task.losses >= task.max_losses:
-        tries = f"{task.losses} node loss(es)"
-    else:
-        tries = f"{task.attempts} attempt(s)"
-    if task.round_idx == INIT_ROUND:
-        return (
-            f"the initialisation step (train.py with GRIDX_INIT=1, then one ordinary run on "
-            f"shard 0) failed after {tries}: [{task.error_code}] {task.error}"
-        )
-    return (
-        f"round {task.round_idx}, shard {task.shard_idx} failed after {tries}: "
-        f"[{task.error_code}] {task.error}"
-    )
 
 
 async def start_aggregation_if_done(conn: Conn, task: TaskRow, now: int) -> bool:
@@ -122,6 +90,57 @@ async def _renew(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
             return
 
 
+Stored = tuple[str, int, str]  # (sha256, size, storage key) of an adopted file
+
+
+async def _run_merge(
+    rt: Runtime,
+    job_id: str,
+    round_idx: int,
+    config: JobConfig,
+    done: list[TaskRow],
+    rows: dict[int, int],
+) -> tuple[AggregationResult, Stored, Stored, Stored | None] | None:
+    """Merge a round's updates in the pool and store the outputs (model.pth, model.safetensors,
+    the server optimizer's state); None when the merge failed (the job is failed)."""
+    reader = rt.db.reader
+    rnd = await rounds.get(reader, job_id, round_idx)
+    prev = await rounds.get(reader, job_id, round_idx - 1) if round_idx > 0 else None
+    out_dir = Path(tempfile.mkdtemp(dir=rt.storage.tmp))
+    try:
+        work = AggregationJob(
+            clients=[
+                (s, await blob_path(rt, t.result_sha), float(rows[s]))
+                for t in done
+                for s in [t.shard_idx % len(rows)]
+            ],
+            # the initialisation step's one model is taken as it is (any rule would need more)
+            strategy=config.strategy if round_idx != INIT_ROUND else FedAvg(),
+            out_dir=str(out_dir),
+            max_bytes=rt.settings.max_result_bytes,
+            base_model=await blob_path(rt, rnd.input_sha) if rnd and rnd.input_sha else None,
+            state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
+        )
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(rt.pool, aggregate, work)
+        except WeightsError as exc:
+            await _abort(rt, job_id, f"aggregation of round {round_idx} refused an update: {exc}")
+            return None
+        except Exception as exc:
+            log.exception("aggregation crashed", extra=ids(job=job_id, round=round_idx))
+            await _abort(rt, job_id, f"aggregation of round {round_idx} crashed: {exc!r}")
+            return None
+        if rt.counters is not None:
+            rt.counters.aggregations += 1
+            rt.counters.aggregation_seconds += result.merge_s + result.write_s
+        pth = await rt.storage.adopt(Path(result.model_pth))
+        st = await rt.storage.adopt(Path(result.model_safetensors))
+        state = await rt.storage.adopt(Path(result.state)) if result.state else None
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return result, pth, st, state
+
+
 async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> None:
     reader = rt.db.reader
     job = await jobs.get(reader, job_id)
@@ -135,44 +154,14 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
         if t.round_idx == round_idx and t.status == "succeeded" and t.result_sha
     ]
     if config.replicas > 1:
-        voted = await _vote(rt, config, job_id, round_idx, done, len(rows), lease_ms)
+        voted = await vote(rt, config, job_id, round_idx, done, len(rows), lease_ms)
         if voted is None:  # copies were reissued (or the job failed): not mergeable yet
             return
         done = voted
-    rnd = await rounds.get(reader, job_id, round_idx)
-    prev = await rounds.get(reader, job_id, round_idx - 1) if round_idx > 0 else None
-    out_dir = Path(tempfile.mkdtemp(dir=rt.storage.tmp))
-    try:
-        work = AggregationJob(
-            clients=[
-                (s, await _blob_path(rt, t.result_sha), float(rows[s]))
-                for t in done
-                for s in [t.shard_idx % len(rows)]
-            ],
-            # the initialisation step's one model is taken as it is (any rule would need more)
-            strategy=config.strategy if round_idx != INIT_ROUND else FedAvg(),
-            out_dir=str(out_dir),
-            max_bytes=rt.settings.max_result_bytes,
-            base_model=await _blob_path(rt, rnd.input_sha) if rnd and rnd.input_sha else None,
-            state_in=await _blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
-        )
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(rt.pool, aggregate, work)
-        except WeightsError as exc:
-            await _abort(rt, job_id, f"aggregation of round {round_idx} refused an update: {exc}")
-            return
-        except Exception as exc:
-            log.exception("aggregation crashed", extra=ids(job=job_id, round=round_idx))
-            await _abort(rt, job_id, f"aggregation of round {round_idx} crashed: {exc!r}")
-            return
-        if rt.counters is not None:
-            rt.counters.aggregations += 1
-            rt.counters.aggregation_seconds += result.merge_s + result.write_s
-        pth_sha, pth_size, pth_key = await rt.storage.adopt(Path(result.model_pth))
-        st_sha, st_size, st_key = await rt.storage.adopt(Path(result.model_safetensors))
-        state = await rt.storage.adopt(Path(result.state)) if result.state else None
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+    merged = await _run_merge(rt, job_id, round_idx, config, done, rows)
+    if merged is None:
+        return
+    result, (pth_sha, pth_size, pth_key), (st_sha, st_size, st_key), state = merged
     metrics = weighted_metrics(
         [
             (
@@ -226,37 +215,9 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
             },
             now,
         )
-        if job.eval_code_sha and round_idx != INIT_ROUND:  # the held-out evaluation
-            await tasks.insert_round(
-                conn,
-                job_id=job_id,
-                round_idx=round_idx,
-                num_shards=1,
-                max_attempts=config.max_attempts,
-                max_losses=config.max_node_losses,
-                now=now,
-                kind="evaluate",
-            )
-        if last:
-            await events.append(conn, job_id, "job_succeeded", {"model": pth_sha}, now)
-        else:
-            await rounds.create(
-                conn,
-                job_id=job_id,
-                idx=round_idx + 1,
-                input_sha=pth_sha,
-                signature=result.signature,
-                now=now,
-            )
-            await tasks.insert_round(
-                conn,
-                job_id=job_id,
-                round_idx=round_idx + 1,
-                num_shards=len(rows) * config.replicas,
-                max_attempts=config.max_attempts,
-                max_losses=config.max_node_losses,
-                now=now,
-            )
+        await _after_merge(
+            conn, job, config, round_idx, (pth_sha, result.signature), len(rows), last, now
+        )
     log.info(
         "round done%s %s",
         ", job succeeded" if last else "",
@@ -266,111 +227,44 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
     rt.wake((0 if last else len(rows) * config.replicas) + (1 if job.eval_code_sha else 0))
 
 
-async def _vote(
-    rt: Runtime,
+async def _after_merge(
+    conn: Conn,
+    job: JobRow,
     config: JobConfig,
-    job_id: str,
     round_idx: int,
-    done: list[TaskRow],
+    model: tuple[str, str],
     num_shards: int,
-    lease_ms: int,
-) -> list[TaskRow] | None:
-    """Compare the copies of each shard; keep one update per shard that a majority of
-    `replicas` agree on, flag the copies that disagree (their nodes lose reputation), and
-    reissue another copy of each shard still short of a majority.
-
-    Returns:
-        One accepted copy per shard (the earliest slot of its majority), or None when the
-        round must wait for reissued copies (or the job failed: copies never agreed).
-    """
-    copies: dict[int, list[TaskRow]] = {}
-    for t in sorted(done, key=lambda t: t.shard_idx):
-        if t.verdict != "disagreed":
-            copies.setdefault(t.shard_idx % num_shards, []).append(t)
-    paths = {s: [await _blob_path(rt, t.result_sha) for t in cs] for s, cs in copies.items()}
-    loop = asyncio.get_running_loop()
-    dist = {
-        s: await loop.run_in_executor(rt.pool, distances, ps, rt.settings.max_result_bytes)
-        for s, ps in paths.items()
-    }
-    quorum = config.replicas // 2 + 1
-    accepted: list[TaskRow] = []
-    verdicts: dict[str, str] = {}
-    short: list[int] = []
-    for shard, cs in sorted(copies.items()):
-        group = majority(dist[shard], config.replica_tolerance, quorum)
-        if group is None:
-            short.append(shard)
-            continue
-        accepted.append(cs[group[0]])
-        for i, t in enumerate(cs):
-            verdicts[t.id] = "agreed" if i in group else "disagreed"
-    fresh = {t.id: t for t in done if t.verdict is None and t.id in verdicts}
-    now = rt.clock.now_ms()
-    failed = False
-    async with rt.db.transaction() as conn:
-        if not await rounds.hold_aggregation(conn, job_id, round_idx, rt.replica, now, lease_ms):
-            return None
-        await tasks.set_verdicts(conn, {t: verdicts[t] for t in fresh})
-        await nodes.count_votes(
+    last: bool,
+    now: int,
+) -> None:
+    """What a merged round leads to (same transaction): its held-out evaluation, if the job has
+    one, and the next round from `model` (its sha and signature), or the job's success."""
+    if job.eval_code_sha and round_idx != INIT_ROUND:
+        await tasks.insert_round(
             conn,
-            [(t.node_id or "", verdicts[t.id] == "agreed", t.compute_ms) for t in fresh.values()],
+            job_id=job.id,
+            round_idx=round_idx,
+            num_shards=1,
+            max_attempts=config.max_attempts,
+            max_losses=config.max_node_losses,
+            now=now,
+            kind="evaluate",
         )
-        for t in fresh.values():
-            if verdicts[t.id] == "disagreed":
-                data: dict[str, object] = {
-                    "task": t.id,
-                    "node": t.node_id,
-                    "shard": t.shard_idx % num_shards,
-                }
-                await events.append(conn, job_id, "replica_disagreed", data, now)
-                log.warning(
-                    "copy disagrees with its shard's majority",
-                    extra=ids(job=job_id, round=round_idx, task=t.id, node=t.node_id),
-                )
-        if short:
-            slots = []
-            for shard in short:
-                copy = max(t.shard_idx for t in done if t.shard_idx % num_shards == shard)
-                copy = copy // num_shards + 1
-                if copy >= 2 * config.replicas + 1:
-                    failed = await fail_job(
-                        conn,
-                        job_id,
-                        f"round {round_idx}, shard {shard}: {copy} copies and no "
-                        f"{quorum} of them agree within {config.replica_tolerance}",
-                        now,
-                    )
-                    break
-                slots.append(shard + copy * num_shards)
-            else:
-                await rounds.transition(conn, job_id, round_idx, "running", now)
-                await jobs.transition(conn, job_id, "running", now)
-                await tasks.insert_round(
-                    conn,
-                    job_id=job_id,
-                    round_idx=round_idx,
-                    num_shards=num_shards,
-                    max_attempts=config.max_attempts,
-                    max_losses=config.max_node_losses,
-                    now=now,
-                    slots=slots,
-                )
-                await events.append(
-                    conn, job_id, "replicas_reissued", {"round": round_idx, "slots": slots}, now
-                )
-    if short:
-        if not failed:
-            rt.wake(len(short))
-        return None
-    return accepted
-
-
-async def _blob_path(rt: Runtime, sha: str | None) -> str:
-    blob = await blobs.get(rt.db.reader, sha or "")
-    if blob is None:
-        raise RuntimeError(f"blob {sha} is missing from storage")
-    return str(await rt.storage.local_path(blob.storage_key))
+    if last:
+        await events.append(conn, job.id, "job_succeeded", {"model": model[0]}, now)
+        return
+    await rounds.create(
+        conn, job_id=job.id, idx=round_idx + 1, input_sha=model[0], signature=model[1], now=now
+    )
+    await tasks.insert_round(
+        conn,
+        job_id=job.id,
+        round_idx=round_idx + 1,
+        num_shards=num_shards * config.replicas,
+        max_attempts=config.max_attempts,
+        max_losses=config.max_node_losses,
+        now=now,
+    )
 
 
 async def _abort(rt: Runtime, job_id: str, error: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gridx.coordinator.db import jobs, nodes, tasks
+from gridx.coordinator.db import attempts, jobs, nodes, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services import dispatch
@@ -84,7 +84,7 @@ async def test_expired_lease_is_reissued_and_the_old_token_is_fenced(rt: Runtime
     assert stale is None
     after = await tasks.get(rt.db.reader, first.id)
     assert after is not None and after.status == "leased" and after.node_id == "b"
-    history = await tasks.attempts_for_job(rt.db.reader, "j1")
+    history = await attempts.for_job(rt.db.reader, "j1")
     assert [(h.node_id, h.outcome) for h in history] == [("a", "lease_expired"), ("b", None)]
 
 

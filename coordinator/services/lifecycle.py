@@ -1,0 +1,48 @@
+"""A job's end: failing it (its open tasks cancelled, its running round failed), and the
+message that says which task failed it."""
+
+from __future__ import annotations
+
+import logging
+
+from gridx.coordinator.db import events, jobs, rounds, tasks
+from gridx.coordinator.db.connection import Conn
+from gridx.coordinator.db.tasks import TaskRow
+from gridx.coordinator.logs import ids
+from gridx.schemas.jobs import INIT_ROUND
+
+log = logging.getLogger("gridx.coordinator.rounds")
+
+
+async def fail_job(conn: Conn, job_id: str, error: str, now: int) -> bool:
+    """Fail a job inside the caller's transaction: its open tasks are cancelled, its round failed.
+
+    Returns:
+        False when the job had already finished.
+    """
+    if not await jobs.transition(conn, job_id, "failed", now, error=error):
+        return False
+    log.info("job failed: %s", error, extra=ids(job=job_id))
+    await tasks.cancel_job(conn, job_id, now)
+    for rnd in await rounds.for_job(conn, job_id):
+        if rnd.status in ("running", "aggregating"):
+            await rounds.transition(conn, job_id, rnd.idx, "failed", now)
+    await events.append(conn, job_id, "job_failed", {"error": error}, now)
+    return True
+
+
+def task_failure_message(task: TaskRow) -> str:
+    """Why a job failed because one of its tasks did."""
+    if task.error_code == "lease_expired" or task.losses >= task.max_losses:
+        tries = f"{task.losses} node loss(es)"
+    else:
+        tries = f"{task.attempts} attempt(s)"
+    if task.round_idx == INIT_ROUND:
+        return (
+            f"the initialisation step (train.py with GRIDX_INIT=1, then one ordinary run on "
+            f"shard 0) failed after {tries}: [{task.error_code}] {task.error}"
+        )
+    return (
+        f"round {task.round_idx}, shard {task.shard_idx} failed after {tries}: "
+        f"[{task.error_code}] {task.error}"
+    )

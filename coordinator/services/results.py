@@ -73,8 +73,7 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     if req.result_sha256 is None:
         raise InvalidInput("result_sha256 is required: PUT the weights to the task's upload_url")
     task, sig = await _checked_weights(rt, node, task, req.result_sha256)
-    job = await jobs.get(rt.db.reader, task.job_id)
-    config = msgspec.json.decode(job.config, type=JobConfig) if job else JobConfig()
+    config = await _config_of(rt, task.job_id)
     now = rt.clock.now_ms()
     done: TaskRow | None = None
     aggregate = False
@@ -120,6 +119,12 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     return TaskAck(task_id=done.id, status=done.status)
 
 
+async def _config_of(rt: Runtime, job_id: str) -> JobConfig:
+    """A job's config (the defaults for a job deleted meanwhile)."""
+    job = await jobs.get(rt.db.reader, job_id)
+    return msgspec.json.decode(job.config, type=JobConfig) if job else JobConfig()
+
+
 async def _checked_weights(
     rt: Runtime, node: NodeRow, task: TaskRow, sha256: str
 ) -> tuple[TaskRow, str]:
@@ -160,8 +165,7 @@ async def _complete_evaluation(
         raise InvalidInput("an evaluation uploads no weights: leave result_sha256 out")
     if not req.metrics:
         raise InvalidInput("an evaluation reports metrics: write them to GRIDX_METRICS")
-    job = await jobs.get(rt.db.reader, task.job_id)
-    config = msgspec.json.decode(job.config, type=JobConfig) if job else JobConfig()
+    config = await _config_of(rt, task.job_id)
     now = rt.clock.now_ms()
     metrics = _json.encode(req.metrics).decode()
     async with rt.db.transaction() as conn:

@@ -26,7 +26,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-ISOLATIONS = ("bubblewrap", "unshare", "none")
 TASK_USER = "gridx-task"
 """The host account tasks of a root node run as (created by the worker bundle's setup)."""
 NOBODY = 65534

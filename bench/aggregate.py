@@ -103,7 +103,8 @@ def _status_kib(field: str) -> int:
 
 def gridx_child(args: argparse.Namespace) -> None:
     """In a fresh process: one warm-up, then timed runs; prints seconds and peak RSS growth."""
-    from gridx.coordinator.aggregation.engine import AggregationJob, aggregate
+    from gridx.coordinator.aggregation.engine import aggregate
+    from gridx.coordinator.aggregation.work import AggregationJob
     from gridx.schemas.jobs import FedAvg, FedMedian, Krum, TrimmedMean
 
     strategies = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 
@@ -20,3 +22,15 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     message: str
     field: str | None = None
     errors: list[FieldError] = []
+
+
+_PATH = re.compile(r"at `\$\.?([^`\[]*)")
+_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
+
+
+def field_of(message: str) -> str | None:
+    """The dotted field a msgspec validation message is about (`strategy.f`), if it names one."""
+    path = _PATH.search(message)
+    unknown = _UNKNOWN.search(message)
+    parts = [p for p in (path.group(1) if path else "", unknown.group(1) if unknown else "") if p]
+    return ".".join(parts) or None

@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from gridx.coordinator.api.app import create_app
 from gridx.coordinator.cli.servers import PostgresServer, S3Server
 from gridx.coordinator.clock import ManualClock
-from gridx.coordinator.db.connection import connect
+from gridx.coordinator.db import connect
 from gridx.coordinator.services.auth import create_user
 from gridx.coordinator.settings import Settings
 

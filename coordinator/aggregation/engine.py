@@ -10,70 +10,24 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from gridx.coordinator.aggregation import fedopt, robust
 from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
+from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.aggregation.fedavg import weighted_mean
 from gridx.coordinator.aggregation.tensorfile import (
     SafetensorsWriter,
     Spec,
     TensorFile,
-    WeightsError,
     signature_of,
 )
-from gridx.schemas.jobs import FedAdam, Krum, Strategy, TrimmedMean
+from gridx.coordinator.aggregation.work import AggregationJob, AggregationResult
+from gridx.schemas.jobs import FedAdam, Krum, TrimmedMean
 
 SERVER_OPTIMIZERS = ("fedadam", "fedyogi", "fedadagrad")
-
-
-@dataclass
-class AggregationJob:
-    """Everything one aggregation needs (picklable, for the process pool)."""
-
-    clients: list[tuple[int, str, float]]
-    """(shard, file, sample weight) per client; any order."""
-    strategy: Strategy
-    out_dir: str
-    max_bytes: int
-    base_model: str | None = None
-    """The round's input model (None in round 0)."""
-    state_in: str | None = None
-    """The server optimizer's state from the previous round, if any."""
-
-
-@dataclass
-class AggregationResult:
-    """Where the outputs went and what the rule decided."""
-
-    signature: str
-    model_safetensors: str
-    model_pth: str
-    state: str | None = None
-    selected: list[int] = field(default_factory=list)
-    """Shards Krum kept (empty for other rules)."""
-    clipped: list[int] = field(default_factory=list)
-    """Shards whose update was clipped."""
-    merge_s: float = 0.0
-    """Seconds to read the clients and merge them (the model then sits in memory)."""
-    write_s: float = 0.0
-    """Seconds more to finish writing the model files."""
-
-
-def check_strategy(strategy: Strategy, n: int) -> tuple[str, str] | None:
-    """A (field, message) problem with `strategy` for `n` clients per round, or None."""
-    if isinstance(strategy, Krum):
-        if n <= 2 * strategy.f + 2:
-            return "strategy.f", (
-                f"Krum with f={strategy.f} needs more than 2f+2 = {2 * strategy.f + 2} clients "
-                f"per round, and the job has {n} shards"
-            )
-        if strategy.m > n - strategy.f:
-            return "strategy.m", f"Multi-Krum can keep at most n - f = {n - strategy.f} clients"
-    return None  # trimmed mean's beta < 0.5 always leaves at least one value
 
 
 def aggregate(job: AggregationJob) -> AggregationResult:

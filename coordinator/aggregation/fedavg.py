@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
-from gridx.schemas.jobs import SUMMED_METRICS
 
 
 def weighted_mean(
@@ -46,20 +45,3 @@ def cast_back(acc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if dtype.is_floating_point:
         return acc if acc.dtype == dtype else acc.to(dtype)
     return torch.round(acc).to(dtype)
-
-
-def weighted_metrics(items: list[tuple[dict[str, float], float]]) -> dict[str, float]:
-    """Each metric that every client reported: the sum of counts (`SUMMED_METRICS`, such as
-    `samples`), the sample-weighted mean of anything else."""
-    if not items:
-        return {}
-    common = set(items[0][0])
-    for metrics, _ in items[1:]:
-        common &= set(metrics)
-    total = sum(w for _, w in items) or 1.0
-    return {
-        k: sum(m[k] for m, _ in items)
-        if k in SUMMED_METRICS
-        else sum(m[k] * w for m, w in items) / total
-        for k in sorted(common)
-    }

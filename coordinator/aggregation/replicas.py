@@ -47,14 +47,3 @@ def distances(paths: list[str], max_bytes: int) -> list[list[float]]:
         for j in range(i + 1, n):
             out[i][j] = out[j][i] = distance(paths[i], paths[j], max_bytes)
     return out
-
-
-def majority(dist: list[list[float]], tolerance: float, quorum: int) -> list[int] | None:
-    """The largest group of copies within `tolerance` of one of them (the earliest such copy
-    wins ties), if it has at least `quorum` members; else None (more copies are needed)."""
-    best: list[int] = []
-    for i in range(len(dist)):
-        group = [j for j in range(len(dist)) if dist[i][j] <= tolerance]
-        if len(group) > len(best):
-            best = group
-    return best if len(best) >= quorum else None

@@ -23,6 +23,8 @@ from types import TracebackType
 
 import torch
 
+from gridx.coordinator.aggregation.errors import WeightsError
+
 MAX_HEADER = 100 << 20
 MAX_ZIP_ENTRIES = 100_000
 # The kernel maps up to 64 KiB around a faulting page ("fault-around"), so a released range is
@@ -44,10 +46,6 @@ DTYPES: dict[str, torch.dtype] = {
 NAMES = {v: k for k, v in DTYPES.items()}
 
 Spec = tuple[torch.dtype, tuple[int, ...]]
-
-
-class WeightsError(ValueError):
-    """A weight file that cannot be used; the message says why."""
 
 
 def signature_of(specs: dict[str, Spec]) -> str:

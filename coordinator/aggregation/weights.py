@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from gridx.coordinator.aggregation.tensorfile import TensorFile, WeightsError, signature_of
+from gridx.coordinator.aggregation.errors import WeightsError
+from gridx.coordinator.aggregation.tensorfile import TensorFile, signature_of
 
 StateDict = dict[str, torch.Tensor]
 
 __all__ = [
     "StateDict",
-    "WeightsError",
     "initial_model",
     "load_state",
     "signature",

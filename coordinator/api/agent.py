@@ -10,10 +10,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from gridx.coordinator.api.deps import client_address
-from gridx.coordinator.db.nodes import NodeRow
-from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import RateLimited
 from gridx.coordinator.services import dispatch, nodes, results
+from gridx.coordinator.services.principals import Node, User
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
     CompleteTaskRequest,
@@ -42,17 +41,17 @@ class AgentController(Controller):
 
     @post("/register", status_code=201)
     async def register(
-        self, request: Request, data: RegisterRequest, rt: Runtime, user: UserRow
+        self, request: Request, data: RegisterRequest, rt: Runtime, user: User
     ) -> RegisterResponse:
         """Enrol a node; authenticated with the owner's API key. The token is shown once."""
-        if not rt.allow(f"register:{client_address(request)}", rt.settings.register_per_minute):
+        if not rt.rate_limits.allow(
+            f"register:{client_address(request)}", rt.settings.register_per_minute
+        ):
             raise RateLimited("too many node registrations from this address; wait a minute")
         return await nodes.register(rt, user, data)
 
     @post("/heartbeat", status_code=200)
-    async def heartbeat(
-        self, data: HeartbeatRequest, rt: Runtime, node: NodeRow
-    ) -> HeartbeatResponse:
+    async def heartbeat(self, data: HeartbeatRequest, rt: Runtime, node: Node) -> HeartbeatResponse:
         """Keep the node and its leases alive; answers which tasks to stop."""
         return await nodes.heartbeat(rt, node, data)
 
@@ -65,7 +64,7 @@ class AgentController(Controller):
         self,
         request: Request,
         rt: Runtime,
-        node: NodeRow,
+        node: Node,
         wait_s: Annotated[float, Parameter(ge=0, le=60)] = 25.0,
     ) -> Response[TaskAssignment | None]:
         """Long-poll for a task: answers as soon as one is leased, or 204 after `wait_s`."""
@@ -79,12 +78,12 @@ class AgentController(Controller):
         return Response(task)
 
     @post("/complete_task", status_code=200)
-    async def complete_task(self, data: CompleteTaskRequest, rt: Runtime, node: NodeRow) -> TaskAck:
+    async def complete_task(self, data: CompleteTaskRequest, rt: Runtime, node: Node) -> TaskAck:
         """Finish a task with uploaded weights; 409 if the lease is not held, 422 if refused."""
         return await results.complete_task(rt, node, data)
 
     @post("/fail_task", status_code=200)
-    async def fail_task(self, data: FailTaskRequest, rt: Runtime, node: NodeRow) -> TaskAck:
+    async def fail_task(self, data: FailTaskRequest, rt: Runtime, node: Node) -> TaskAck:
         """Give a task up (user-code failure, node failure, or release on shutdown)."""
         return await results.fail_task(rt, node, data)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from litestar import Request
 from litestar.datastructures import State
 
-from gridx.coordinator.db.nodes import NodeRow
-from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import RateLimited, Unauthorized
 from gridx.coordinator.services import auth, nodes
+from gridx.coordinator.services.principals import Node, User
 from gridx.coordinator.services.runtime import Runtime
 
 
@@ -23,23 +22,22 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def provide_user(request: Request, rt: Runtime) -> UserRow:
+async def provide_user(request: Request, rt: Runtime) -> User:
     """The user whose API key is in `Authorization: Bearer ...`.
 
     Raises:
         RateLimited: this address sent too many wrong keys in the last minute.
     """
     key = f"auth-failures:{client_address(request)}"
-    recent = [t for t in rt.limits.get(key, []) if rt.clock.now_ms() - t < 60_000]
-    if len(recent) >= rt.settings.auth_failures_per_minute:
+    if rt.rate_limits.recent(key) >= rt.settings.auth_failures_per_minute:
         raise RateLimited("too many failed sign-ins from this address; wait a minute")
     try:
         return await auth.authenticate_user(rt.db, request.headers.get("authorization"))
     except Unauthorized:
-        rt.allow(key, rt.settings.auth_failures_per_minute)  # records the failure
+        rt.rate_limits.allow(key, rt.settings.auth_failures_per_minute)  # records the failure
         raise
 
 
-async def provide_node(request: Request, rt: Runtime) -> NodeRow:
+async def provide_node(request: Request, rt: Runtime) -> Node:
     """The node whose token is in `Authorization: Bearer ...`."""
     return await nodes.authenticate(rt, request.headers.get("authorization"))

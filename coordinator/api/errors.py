@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from litestar import Request, Response
@@ -12,7 +11,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
 from gridx.coordinator.errors import GridXError
-from gridx.schemas.errors import ErrorBody, FieldError
+from gridx.schemas.errors import ErrorBody, FieldError, field_of
 
 log = logging.getLogger("gridx.coordinator.api")
 
@@ -28,7 +27,6 @@ _CODES = {
     422: "invalid",
     429: "rate_limited",
 }
-_FIELD = re.compile(r"at `\$\.?([^`]*)`")
 
 
 ERROR_RESPONSES = {
@@ -83,15 +81,15 @@ def http_error(_: Request, exc: HTTPException) -> Response[ErrorBody]:
         details = exc.extra if isinstance(exc.extra, list) else []
         texts = [str(d.get("message", "")) for d in details if isinstance(d, dict)]
         keys = [str(d.get("key", "")) for d in details if isinstance(d, dict) and d.get("key")]
-        found = _FIELD.search(" ".join(texts)) if texts else None
-        if found:
-            field = found.group(1) or None
-        elif keys and keys[0] != "data":
+        joined = " ".join(texts)
+        field = field_of(joined)
+        if field is None and keys and keys[0] != "data":
             field = keys[0]
         if texts and not message.endswith(texts[0]):
             message = f"{message}: {texts[0]}"
         # A body that decodes but breaks a rule is 422; unparsable JSON stays 400.
-        if found or "Expected" in message or "Object missing required field" in message:
+        located = "at `$" in joined
+        if located or "Expected" in message or "Object missing required field" in message:
             status = 422
     code = _CODES.get(status, "error")
     return Response(ErrorBody(code=code, message=message, field=field), status_code=status)

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 from litestar.response import File
 
-from gridx.coordinator.aggregation.engine import check_strategy
 from gridx.coordinator.api.multipart import MultipartReceiver
-from gridx.coordinator.db.users import UserRow
-from gridx.coordinator.errors import BadRequest, InvalidConfig, InvalidInput
+from gridx.coordinator.errors import InvalidConfig, InvalidInput
 from gridx.coordinator.services import jobs
+from gridx.coordinator.services.job_config import decode_config
+from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
-
-_PATH = re.compile(r"at `\$\.?([^`\[]*)")
-_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
-
-
-def _field_of(message: str) -> str | None:
-    """The dotted field a msgspec validation message is about (`strategy.f`)."""
-    path = _PATH.search(message)
-    unknown = _UNKNOWN.search(message)
-    parts = [p for p in (path.group(1) if path else "", unknown.group(1) if unknown else "") if p]
-    return ".".join(parts) or None
+from gridx.schemas.jobs import JobDetail, JobSummary
 
 
 def file_name(raw: str | None, field: str) -> str:
@@ -42,31 +29,6 @@ def file_name(raw: str | None, field: str) -> str:
         raise InvalidInput(f"{field}: the file name {raw!r} contains '..'", field=field)
     base = "".join(ch for ch in parts[-1] if ch.isprintable()).strip()[:100]
     return base if base not in ("", ".") else field
-
-
-def decode_config(raw: bytes) -> JobConfig:
-    """Decode and validate a job config, naming the offending field.
-
-    `"strategy": "fedmedian"` is short for `"strategy": {"name": "fedmedian"}`.
-
-    Raises:
-        InvalidConfig: malformed JSON or a field out of bounds (422 with `field`).
-    """
-    try:
-        data = msgspec.json.decode(raw or b"{}")
-        if isinstance(data, dict) and isinstance(data.get("strategy"), str):
-            data["strategy"] = {"name": data["strategy"]}
-        config = msgspec.convert(data, JobConfig)
-    except msgspec.ValidationError as exc:
-        raise InvalidConfig(f"invalid job config: {exc}", field=_field_of(str(exc))) from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidConfig(f"job config is not valid JSON: {exc}", field="config") from exc
-    except RecursionError as exc:
-        raise BadRequest("job config is nested too deeply", field="config") from exc
-    problem = check_strategy(config.strategy, config.shards)
-    if problem is not None:
-        raise InvalidConfig(f"invalid job config: {problem[1]}", field=problem[0])
-    return config
 
 
 def _form_problems(form: MultipartReceiver) -> list[InvalidInput]:
@@ -148,7 +110,7 @@ class JobController(Controller):
     tags = ["jobs"]
 
     @post("/", request_max_body_size=None, status_code=201)
-    async def submit(self, request: Request, rt: Runtime, user: UserRow) -> JobDetail:
+    async def submit(self, request: Request, rt: Runtime, user: User) -> JobDetail:
         """Submit a job as multipart/form-data.
 
         Fields: `train_py` (file, required), `requirements` (file), `data` (file; a delimited
@@ -178,17 +140,17 @@ class JobController(Controller):
             form.cleanup()  # adopted files were moved away; this removes only leftovers
 
     @get("/")
-    async def list_jobs(self, rt: Runtime, user: UserRow) -> list[JobSummary]:
+    async def list_jobs(self, rt: Runtime, user: User) -> list[JobSummary]:
         """The caller's jobs, newest first (an admin sees all)."""
         return await jobs.list_jobs(rt, user)
 
     @get("/{job_id:str}")
-    async def detail(self, rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
+    async def detail(self, rt: Runtime, user: User, job_id: str) -> JobDetail:
         """A job with its config, rounds, tasks and attempts."""
         return await jobs.detail(rt, user, job_id)
 
     @post("/{job_id:str}/cancel", status_code=200)
-    async def cancel(self, rt: Runtime, user: UserRow, job_id: str) -> JobSummary:
+    async def cancel(self, rt: Runtime, user: User, job_id: str) -> JobSummary:
         """Cancel an unfinished job; running tasks stop within a heartbeat."""
         return await jobs.cancel(rt, user, job_id)
 
@@ -196,7 +158,7 @@ class JobController(Controller):
     async def model(
         self,
         rt: Runtime,
-        user: UserRow,
+        user: User,
         job_id: str,
         format: Annotated[Literal["pth", "safetensors"], Parameter(query="format")] = "pth",
     ) -> File:

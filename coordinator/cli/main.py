@@ -118,7 +118,7 @@ def user() -> None:
 def user_create(email: str, admin: bool, data_dir: Path, as_json: bool) -> None:
     """Create a user and print its API key (shown once)."""
     from gridx.coordinator.clock import SystemClock
-    from gridx.coordinator.db.connection import connect
+    from gridx.coordinator.db import connect
     from gridx.coordinator.errors import GridXError
     from gridx.coordinator.services.auth import create_user
     from gridx.coordinator.settings import settings_from_env

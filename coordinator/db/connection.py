@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
@@ -115,22 +114,6 @@ def postgres_ddl(sql: str) -> str:
         sql,
     )
     return re.sub(r"\bINTEGER\b", "BIGINT", sql)
-
-
-async def connect(url: str) -> Database:
-    """Open (creating and migrating as needed) the database a URL names.
-
-    `sqlite:///relative/or/absolute/path.db` or `postgresql://user:pass@host:port/dbname`.
-    """
-    if url.startswith("sqlite:///"):
-        from gridx.coordinator.db.sqlite import SqliteDatabase
-
-        return await SqliteDatabase.open(Path(url.removeprefix("sqlite:///")))
-    if url.startswith(("postgresql://", "postgres://")):
-        from gridx.coordinator.db.postgres import PostgresDatabase
-
-        return await PostgresDatabase.open(url)
-    raise ValueError(f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://...")
 
 
 def sources_of(transitions: dict[str, frozenset[str]]) -> dict[str, str]:

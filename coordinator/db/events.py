@@ -1,26 +1,14 @@
-"""The append-only event log (feeds the dashboard)."""
+"""The append-only event log: every change to a job (and node enrolments), in order. The job
+stream follows it (`services.jobs.follow`)."""
 
 from __future__ import annotations
 
 import msgspec
 
-from gridx.coordinator.db.connection import Conn, fetch_all
-
-
-class EventRow(msgspec.Struct, kw_only=True):
-    """One state change."""
-
-    id: int
-    job_id: str | None
-    kind: str
-    data: str
-    at: int
-
+from gridx.coordinator.db.connection import Conn, fetch_value
 
 INSERT = "INSERT INTO events (job_id, kind, data, at) VALUES (:job_id, :kind, :data, :at)"
-FOR_JOB = """
-SELECT id, job_id, kind, data, at FROM events WHERE job_id = :job_id AND id > :after ORDER BY id
-"""
+COUNT_FOR_JOB = "SELECT COUNT(*) FROM events WHERE job_id = :job_id"
 _enc = msgspec.json.Encoder()
 
 
@@ -32,6 +20,7 @@ async def append(
     await conn.execute(INSERT, {"job_id": job_id, "kind": kind, "data": payload, "at": at})
 
 
-async def for_job(conn: Conn, job_id: str, after: int = 0) -> list[EventRow]:
-    """A job's events after a given id, oldest first."""
-    return await fetch_all(conn, FOR_JOB, {"job_id": job_id, "after": after}, EventRow)
+async def count_for_job(conn: Conn, job_id: str) -> int:
+    """How many events a job has had. It grows with every committed change, whatever order
+    concurrent transactions took their ids in, so it is the job stream's cursor."""
+    return int(str(await fetch_value(conn, COUNT_FOR_JOB, {"job_id": job_id}) or 0))

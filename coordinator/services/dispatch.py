@@ -1,10 +1,12 @@
-"""Handing tasks to nodes: claims, long-polls, lease expiry, and the signed task description."""
+"""Handing tasks to nodes: claims, long-polls, lease expiry, the signed task description, and
+the task inputs its links download."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,6 +15,7 @@ from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
+from gridx.coordinator.errors import Forbidden, NotFound
 from gridx.coordinator.logs import ids
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
@@ -25,8 +28,7 @@ log = logging.getLogger("gridx.coordinator.dispatch")
 async def _settle_expired(rt: Runtime, conn: Conn, now: int) -> int:
     """Expire overdue leases inside the caller's transaction; returns how many were requeued."""
     requeued, exhausted = await tasks.expire_leases(conn, now)
-    if rt.counters is not None:
-        rt.counters.leases_expired += len(requeued) + len(exhausted)
+    rt.metrics.leases_expired += len(requeued) + len(exhausted)
     for task in requeued + exhausted:
         log.info(
             "lease expired: the node stopped answering",
@@ -46,7 +48,7 @@ async def expire_leases(rt: Runtime) -> int:
     """One reaper pass: requeue overdue leases and wake claimers for them."""
     async with rt.db.transaction() as conn:
         requeued = await _settle_expired(rt, conn, rt.clock.now_ms())
-    rt.wake(requeued)
+    rt.wakeups.tasks_ready(requeued)
     return requeued
 
 
@@ -79,7 +81,7 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
                 {"task": task.id, "node": node.id, "attempt": task.attempts},
                 now,
             )
-    rt.wake(requeued)
+    rt.wakeups.tasks_ready(requeued)
     if task is not None:
         log.info(
             "task leased (attempt %d)",
@@ -188,3 +190,20 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         kind="evaluate" if evaluate else "train",
         train=await ref(job.code_sha, "train.py") if evaluate else None,
     )
+
+
+async def input_file(rt: Runtime, sha256: str, task_id: str, lease: str) -> Path:
+    """A task input's local file, for the node holding the task's lease (the signed link
+    named the task and the lease; the signature was checked by the caller).
+
+    Raises:
+        Forbidden: that lease has ended.
+        NotFound: no such blob.
+    """
+    held = await tasks.get(rt.db.reader, task_id)
+    if held is None or held.status != "leased" or held.lease_token != lease:
+        raise Forbidden("the lease this link was issued for has ended; ask for the task again")
+    blob = await blobs.get(rt.db.reader, sha256)
+    if blob is None:
+        raise NotFound("no such blob")
+    return await rt.storage.local_path(blob.storage_key)

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
 import msgspec
 
-from gridx.coordinator.aggregation.weights import WeightsError, initial_model
+from gridx.coordinator.aggregation import work
+from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.db import attempts, blobs, events, jobs, rounds, tasks
-from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.jobs import JobRow
-from gridx.coordinator.db.tasks import INIT_TRIES
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
+from gridx.coordinator.services.rounds import first_round, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.sharding import split_lines, split_table, splitter
+from gridx.coordinator.storage.base import Stored
 from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import (
-    INIT_ROUND,
     SUMMED_METRICS,
     AttemptInfo,
     Iid,
@@ -65,7 +66,7 @@ async def _initial_model(rt: Runtime, upload: Path | None) -> tuple[Path, str] |
     loop = asyncio.get_running_loop()
     try:
         sig = await loop.run_in_executor(
-            rt.pool, initial_model, str(upload), str(out), rt.settings.max_result_bytes
+            rt.pool, work.initial_model, str(upload), str(out), rt.settings.max_result_bytes
         )
     except WeightsError as exc:
         out.unlink(missing_ok=True)
@@ -115,75 +116,69 @@ async def _split(rt: Runtime, sub: Submission) -> list[tuple[Path, int]]:
     return list(zip(parts, counts, strict=True))
 
 
-async def _open_first_round(
-    conn: Conn, job_id: str, config: JobConfig, start: tuple[str, str] | None, now: int
-) -> None:
-    """Round 0 from the job's starting model (`start`: its sha and signature), or, for a job of
-    several shards without one, the initialisation step that makes it (round -1)."""
-    k = config.shards
-    # one shard has nothing to agree with: it starts from its own initialisation
-    first = INIT_ROUND if start is None and config.init_step and k > 1 else 0
-    await rounds.create(
-        conn,
-        job_id=job_id,
-        idx=first,
-        input_sha=start[0] if start else None,
-        signature=start[1] if start else None,
-        now=now,
-    )
-    await tasks.insert_round(
-        conn,
-        job_id=job_id,
-        round_idx=first,
-        num_shards=k * config.replicas,
-        max_attempts=INIT_TRIES if first == INIT_ROUND else config.max_attempts,
-        max_losses=config.max_node_losses,
-        now=now,
-        # the initialisation step trains shard 0 only (in `replicas` copies)
-        slots=[c * k for c in range(config.replicas)] if first == INIT_ROUND else None,
-    )
+@dataclass
+class _Files:
+    """A submission's files, adopted by the store (recorded with the job, in one transaction)."""
+
+    stored: list[Stored]
+    """(sha, size, key) of every blob to record."""
+    code_sha: str
+    requirements_sha: str | None
+    data_sha: str | None
+    shards: list[tuple[str | None, int]]
+    """(blob, rows) per shard."""
+    init_sha: str | None
+    evaluation: tuple[str, str, str] | None
+    """(script, test data, its file name) of the held-out evaluation."""
 
 
-async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
-    """Store a job's files, shard its CSV data, and enqueue round 0.
-
-    Raises:
-        InvalidInput: unusable data (e.g. fewer CSV rows than shards).
-    """
-    config = sub.config
-    k = config.shards
-    stored: list[tuple[str, int, str]] = []  # (sha, size, key) of every blob to record
+async def _adopt_files(
+    rt: Runtime, sub: Submission, init: Path | None, row_shards: list[tuple[Path, int]]
+) -> _Files:
+    stored: list[Stored] = []
 
     async def adopt(path: Path) -> str:
         item = await rt.storage.adopt(path)
         stored.append(item)
         return item[0]
 
-    # checked and split before anything is stored, so a refusal leaves nothing in the store
-    init = await _initial_model(rt, sub.init_model)
-    try:
-        csv_shards = await _split(rt, sub)
-    except BaseException:
-        if init:
-            init[0].unlink(missing_ok=True)
-        raise
-    data_sha: str | None = None
-    shard_list: list[tuple[str | None, int]] = [(None, 1)] * k
-    init_sha = await adopt(init[0]) if init else None
+    k = sub.config.shards
+    init_sha = await adopt(init) if init else None
     evaluation = None
     if sub.evaluate is not None and sub.test_data is not None:
         test_name = sub.test_data_name or "test_data"
         evaluation = (await adopt(sub.evaluate), await adopt(sub.test_data), test_name)
     code_sha = await adopt(sub.code)
     req_sha = await adopt(sub.requirements) if sub.requirements else None
+    data_sha: str | None = None
+    shards: list[tuple[str | None, int]] = [(None, 1)] * k
     if sub.data is not None:
         data_sha = await adopt(sub.data)
         # a table or JSON Lines goes out in row shards; other data whole to every task
-        shard_list = [(await adopt(p), n) for p, n in csv_shards] or [(data_sha, 1)] * k
+        shards = [(await adopt(p), n) for p, n in row_shards] or [(data_sha, 1)] * k
+    return _Files(stored, code_sha, req_sha, data_sha, shards, init_sha, evaluation)
+
+
+async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
+    """Store a job's files, shard its data, and open its first round.
+
+    Raises:
+        InvalidInput: unusable data (e.g. fewer rows than shards) or initial model.
+    """
+    config = sub.config
+    # checked and split before anything is stored, so a refusal leaves nothing in the store
+    init = await _initial_model(rt, sub.init_model)
+    try:
+        row_shards = await _split(rt, sub)
+    except BaseException:
+        if init:
+            init[0].unlink(missing_ok=True)
+        raise
+    files = await _adopt_files(rt, sub, init[0] if init else None, row_shards)
     job_id = "j-" + uuid.uuid4().hex[:12]
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
-        for sha, size, key in stored:
+        for sha, size, key in files.stored:
             await blobs.record(conn, sha, size, key, now)
         await jobs.create(
             conn,
@@ -191,20 +186,20 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             owner_id=user.id,
             name=config.name or job_id,
             config=_json.encode(config).decode(),
-            code_sha=code_sha,
-            requirements_sha=req_sha,
-            data_sha=data_sha,
+            code_sha=files.code_sha,
+            requirements_sha=files.requirements_sha,
+            data_sha=files.data_sha,
             data_name=sub.data_name,
-            shards=shard_list,
+            shards=files.shards,
             replicas=config.replicas,
-            evaluation=evaluation,
+            evaluation=files.evaluation,
             placement=_placement(config),
             now=now,
         )
-        start = (init_sha, init[1]) if init_sha and init else None
-        await _open_first_round(conn, job_id, config, start, now)
+        start = (files.init_sha, init[1]) if files.init_sha and init else None
+        ready = await open_round(conn, job_id, config, first_round(config, start), start, now)
         await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
-    rt.wake(k * config.replicas)
+    rt.wakeups.tasks_ready(ready)
     return await detail(rt, user, job_id)
 
 
@@ -342,3 +337,23 @@ async def model_file(rt: Runtime, user: UserRow, job_id: str, fmt: str) -> Path:
     if blob is None:
         raise NotFound("the model file is missing from storage")
     return await rt.storage.local_path(blob.storage_key)
+
+
+async def follow(
+    rt: Runtime, user: UserRow, job_id: str, poll_s: float
+) -> AsyncIterator[JobDetail]:
+    """A job's detail now, then again after each new event in its log, until it is settled.
+
+    The log is checked every `poll_s` seconds (one indexed count); the detail is read only
+    when the job changed.
+    """
+    seen = -1
+    while True:
+        count = await events.count_for_job(rt.db.reader, job_id)
+        if count != seen:
+            seen = count
+            current = await detail(rt, user, job_id)
+            yield current
+            if current.settled:
+                return
+        await asyncio.sleep(poll_s)

@@ -11,7 +11,7 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Forbidden, NotFound, Unauthorized
 from gridx.coordinator.services.auth import bearer, hash_secret, new_secret
-from gridx.coordinator.services.runtime import NODE_CACHE_MS, Runtime
+from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
     Capabilities,
     HeartbeatRequest,
@@ -22,7 +22,6 @@ from gridx.schemas.agent import (
 from gridx.schemas.nodes import NodeInfo, NodeStatus
 
 _caps_encoder = msgspec.json.Encoder()
-_NODE_CACHE_MAX = 100_000
 
 
 async def register(rt: Runtime, owner: UserRow, req: RegisterRequest) -> RegisterResponse:
@@ -65,15 +64,13 @@ async def authenticate(rt: Runtime, authorization: str | None) -> NodeRow:
     """
     token_hash = hash_secret(bearer(authorization))
     now = rt.clock.now_ms()
-    cached = rt.node_cache.get(token_hash)
-    if cached is not None and now - cached[1] < NODE_CACHE_MS:
-        return cached[0]
+    cached = rt.node_cache.get(token_hash, now)
+    if cached is not None:
+        return cached
     node = await nodes.by_token_hash(rt.db.reader, token_hash)
     if node is None:
         raise Unauthorized("unknown node token; delete the node's state file to enrol again")
-    if len(rt.node_cache) >= _NODE_CACHE_MAX:
-        rt.node_cache.clear()
-    rt.node_cache[token_hash] = (node, now)
+    rt.node_cache.put(token_hash, node, now)
     return node
 
 
@@ -84,10 +81,7 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
         encoded = _caps_encoder.encode(req.capabilities).decode()
         async with rt.db.transaction() as conn:
             await nodes.set_capabilities(conn, node.id, encoded)
-        for token_hash, (cached, at) in list(rt.node_cache.items()):
-            if cached.id == node.id:
-                fresh = msgspec.structs.replace(cached, capabilities=encoded)
-                rt.node_cache[token_hash] = (fresh, at)
+        rt.node_cache.set_capabilities(node.id, encoded)
     cancel = await tasks.not_held(rt.db.reader, node.id, list(req.running))
     return HeartbeatResponse(
         cancel=cancel, drain=bool(node.draining), heartbeat_s=rt.settings.heartbeat_s
@@ -96,7 +90,7 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
 
 def note_heartbeat(rt: Runtime, node_id: str, running: list[str]) -> None:
     """Buffer a heartbeat: the node is alive, and the leases of the tasks it runs are renewed."""
-    rt.heartbeats[node_id] = (rt.clock.now_ms(), tuple(running))
+    rt.heartbeats.note(node_id, rt.clock.now_ms(), tuple(running))
 
 
 async def flush_heartbeats(rt: Runtime) -> int:
@@ -107,9 +101,9 @@ async def flush_heartbeats(rt: Runtime) -> int:
     Returns:
         How many nodes were written.
     """
-    if not rt.heartbeats:
+    seen = rt.heartbeats.take()
+    if not seen:
         return 0
-    seen, rt.heartbeats = rt.heartbeats, {}
     lease_ms = int(rt.settings.lease_s * 1000)
     try:
         async with rt.db.transaction() as conn:
@@ -118,8 +112,7 @@ async def flush_heartbeats(rt: Runtime) -> int:
                 conn, [(n, t, at + lease_ms) for n, (at, run) in seen.items() for t in run]
             )
     except BaseException:  # keep them for the next flush (newer heartbeats win)
-        for node_id, beat in seen.items():
-            rt.heartbeats[node_id] = max(beat, rt.heartbeats.get(node_id, (0, ())))
+        rt.heartbeats.put_back(seen)
         raise
     return len(seen)
 
@@ -127,7 +120,7 @@ async def flush_heartbeats(rt: Runtime) -> int:
 def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
     """The public view of a node, with its status derived from when it was last heard."""
     now = rt.clock.now_ms()
-    last_seen = max(row.last_seen, rt.heartbeats.get(row.id, (0, ()))[0])
+    last_seen = max(row.last_seen, rt.heartbeats.last_seen(row.id))
     status: NodeStatus
     if row.draining:
         status = "draining"
@@ -162,7 +155,7 @@ async def set_draining(rt: Runtime, user: UserRow, node_id: str, draining: bool)
         raise NotFound(f"no node {node_id!r}")
     async with rt.db.transaction() as conn:
         await nodes.set_draining(conn, node_id, draining)
-    rt.node_changed(node_id)
+    rt.node_cache.changed(node_id)
     return node_info(rt, msgspec.structs.replace(row, draining=int(draining)))
 
 

@@ -8,14 +8,16 @@ from collections.abc import AsyncIterator
 
 import msgspec
 
-from gridx.coordinator.aggregation.weights import WeightsError, validate_file
+from gridx.coordinator.aggregation import work
+from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.logs import ids
+from gridx.coordinator.services.aggregation import start_aggregation
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
-from gridx.coordinator.services.rounds import start_aggregation, start_aggregation_if_done
+from gridx.coordinator.services.rounds import start_aggregation_if_done
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import CompleteTaskRequest, FailTaskRequest, TaskAck, UploadResponse
 from gridx.schemas.jobs import JobConfig
@@ -146,7 +148,7 @@ async def _checked_weights(
     try:
         sig = await asyncio.get_running_loop().run_in_executor(
             rt.pool,
-            validate_file,
+            work.validate_file,
             str(await rt.storage.local_path(blob.storage_key)),
             rt.settings.max_result_bytes,
             rnd.signature if rnd else None,
@@ -274,5 +276,5 @@ async def _give_up(
         extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
     )
     if after.status == "queued":
-        rt.wake(1)
+        rt.wakeups.tasks_ready(1)
     return TaskAck(task_id=after.id, status=after.status)

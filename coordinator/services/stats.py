@@ -1,9 +1,11 @@
-"""Dashboard figures: the overview and the contributors' table."""
+"""Figures: the dashboard's overview and contributors' table, and Prometheus metrics."""
 
 from __future__ import annotations
 
-from gridx.coordinator.db import stats
+from gridx.coordinator.db import nodes as db_nodes
+from gridx.coordinator.db import stats as db_stats
 from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.services.nodes import node_info
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.stats import Contributor, Overview
 
@@ -16,18 +18,18 @@ async def overview(rt: Runtime, user: UserRow) -> Overview:
     reader = rt.db.reader
     now = rt.clock.now_ms()
     # counted in SQL (O(1) rows whatever the fleet); heartbeats still buffered are < 1 s old
-    online, total = await stats.nodes_online(
+    online, total = await db_stats.nodes_online(
         reader, now - int(rt.settings.node_offline_s * 1000), owner
     )
-    tasks = await stats.tasks_by_status(reader, owner)
+    tasks = await db_stats.tasks_by_status(reader, owner)
     minute_ago = now - 60_000
     return Overview(
         nodes_online=online,
         nodes_offline=total - online,
-        jobs_by_status=await stats.jobs_by_status(reader, owner),
+        jobs_by_status=await db_stats.jobs_by_status(reader, owner),
         tasks_running=tasks.get("leased", 0),
         tasks_queued=tasks.get("queued", 0),
-        tasks_per_minute=await stats.tasks_finished_since(reader, minute_ago, owner),
+        tasks_per_minute=await db_stats.tasks_finished_since(reader, minute_ago, owner),
     )
 
 
@@ -41,5 +43,55 @@ async def contributors(rt: Runtime) -> list[Contributor]:
             compute_s=r.compute_ms / 1000,
             credit=round(r.compute_ms / 3_600_000 * CREDIT_PER_CPU_HOUR, 3),
         )
-        for r in await stats.contributors(rt.db.reader)
+        for r in await db_stats.contributors(rt.db.reader)
     ]
+
+
+async def prometheus(rt: Runtime) -> str:
+    """The Prometheus text exposition of the coordinator's state."""
+    reader, m = rt.db.reader, rt.metrics
+    by_state = await db_stats.tasks_by_status(reader, None)
+    jobs = await db_stats.jobs_by_status(reader, None)
+    infos = [node_info(rt, r) for r in await db_nodes.list_nodes(reader, None)]
+    lines = [
+        "# HELP gridx_tasks Tasks by state.",
+        "# TYPE gridx_tasks gauge",
+        *(
+            f'gridx_tasks{{state="{s}"}} {by_state.get(s, 0)}'
+            for s in ("queued", "leased", "succeeded", "failed", "cancelled")
+        ),
+        "# HELP gridx_jobs Jobs by status.",
+        "# TYPE gridx_jobs gauge",
+        *(f'gridx_jobs{{status="{s}"}} {n}' for s, n in sorted(jobs.items())),
+        "# HELP gridx_nodes Nodes by status.",
+        "# TYPE gridx_nodes gauge",
+        *(
+            f'gridx_nodes{{status="{s}"}} {sum(1 for n in infos if n.status == s)}'
+            for s in ("online", "offline", "draining")
+        ),
+        "# HELP gridx_leases_expired_total Leases that expired and were requeued or failed.",
+        "# TYPE gridx_leases_expired_total counter",
+        f"gridx_leases_expired_total {m.leases_expired}",
+        "# HELP gridx_aggregation_seconds Time spent merging rounds.",
+        "# TYPE gridx_aggregation_seconds summary",
+        f"gridx_aggregation_seconds_sum {m.aggregation_seconds:.6f}",
+        f"gridx_aggregation_seconds_count {m.aggregations}",
+        "# HELP gridx_http_requests_total HTTP requests by method and status class.",
+        "# TYPE gridx_http_requests_total counter",
+        *(
+            f'gridx_http_requests_total{{method="{meth}",code="{code}"}} {n}'
+            for (meth, code), n in sorted(m.requests.items())
+        ),
+        "# HELP gridx_http_request_seconds Time spent answering HTTP requests.",
+        "# TYPE gridx_http_request_seconds summary",
+        *(
+            f'gridx_http_request_seconds_sum{{method="{meth}"}} {s:.6f}'
+            for meth, s in sorted(m.request_seconds.items())
+        ),
+        *(
+            f'gridx_http_request_seconds_count{{method="{meth}"}} '
+            f"{sum(n for (mm, _), n in m.requests.items() if mm == meth)}"
+            for meth in sorted(m.request_seconds)
+        ),
+    ]
+    return "\n".join(lines) + "\n"

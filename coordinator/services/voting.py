@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gridx.coordinator.aggregation.replicas import distances, majority
+from gridx.coordinator.aggregation import work
+from gridx.coordinator.aggregation.tally import majority
 from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, tasks
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
@@ -41,7 +42,7 @@ async def vote(
     paths = {s: [await blob_path(rt, t.result_sha) for t in cs] for s, cs in copies.items()}
     loop = asyncio.get_running_loop()
     dist = {
-        s: await loop.run_in_executor(rt.pool, distances, ps, rt.settings.max_result_bytes)
+        s: await loop.run_in_executor(rt.pool, work.distances, ps, rt.settings.max_result_bytes)
         for s, ps in paths.items()
     }
     quorum = config.replicas // 2 + 1
@@ -112,7 +113,7 @@ async def vote(
                 )
     if short:
         if not failed:
-            rt.wake(len(short))
+            rt.wakeups.tasks_ready(len(short))
         return None
     return accepted
 

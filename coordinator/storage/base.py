@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from gridx.coordinator.clock import Clock
-    from gridx.coordinator.settings import Settings
-    from gridx.coordinator.storage.signing import UrlSigner
+from typing import Protocol
 
 Stored = tuple[str, int, str]
 """(sha256, size, storage key) of a stored blob."""
@@ -68,19 +63,3 @@ class Storage(Protocol):
     async def close(self) -> None:
         """Release clients."""
         ...
-
-
-async def open_storage(settings: Settings, signer: UrlSigner, clock: Clock) -> Storage:
-    """The store `settings.storage_url` names: an S3 bucket, else local disk in `data_dir`."""
-    if not settings.storage_url:
-        from gridx.coordinator.storage.local import LocalStorage
-
-        return LocalStorage(settings.blob_dir, signer, clock)
-    from gridx.coordinator.storage.s3 import S3Storage
-
-    return await S3Storage.open(
-        settings.storage_url,
-        settings.data_dir / "s3-cache",
-        endpoint=settings.s3_endpoint,
-        region=settings.s3_region,
-    )

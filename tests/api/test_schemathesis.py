@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from gridx.coordinator.api.app import create_app
 from gridx.coordinator.clock import SystemClock
-from gridx.coordinator.db.connection import connect
+from gridx.coordinator.db import connect
 from gridx.coordinator.services.auth import create_user
 from gridx.coordinator.settings import Settings
 

@@ -6,9 +6,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 from gridx.coordinator.clock import ManualClock
-from gridx.coordinator.db import jobs, rounds, tasks
-from gridx.coordinator.db.connection import connect
-from gridx.coordinator.services.runtime import NODES_CHANNEL, TASKS_CHANNEL, Runtime
+from gridx.coordinator.db import connect, jobs, rounds, tasks
+from gridx.coordinator.services.lifespan import listen
+from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.local import LocalStorage
 from gridx.coordinator.storage.signing import UrlSigner
@@ -36,8 +36,7 @@ async def runtime(
         pool=pool or ThreadPoolExecutor(1),
         replica=replica,
     )
-    await db.listen(TASKS_CHANNEL, rt.on_notification)
-    await db.listen(NODES_CHANNEL, rt.on_node_notification)
+    await listen(rt)
     return rt
 
 

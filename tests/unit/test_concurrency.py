@@ -152,7 +152,7 @@ async def test_a_task_made_ready_on_one_replica_wakes_a_long_poll_on_another(
         await asyncio.sleep(0.3)  # b's claim found nothing and is parked
         assert not poll.done()
         await _job(a, "j", shards=1)
-        a.wake(1)  # what submit() does after enqueueing
+        a.wakeups.tasks_ready(1)  # what submit() does after enqueueing
         got = await asyncio.wait_for(poll, 5)
         assert got is not None and got.job_id == "j"
 
@@ -162,8 +162,8 @@ async def test_a_drain_set_through_one_replica_reaches_the_other(
 ) -> None:
     from gridx.coordinator.db import users
     from gridx.coordinator.services.auth import hash_secret
+    from gridx.coordinator.services.node_cache import NODE_CACHE_MS
     from gridx.coordinator.services.nodes import authenticate, set_draining
-    from gridx.coordinator.services.runtime import NODE_CACHE_MS
 
     a, b = pair
     await _job(a, "j", shards=1, node_count=0)

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gridx.coordinator.aggregation.engine import AggregationJob, aggregate
-from gridx.coordinator.aggregation.fedavg import weighted_metrics
-from gridx.coordinator.aggregation.weights import WeightsError, load_state
+from gridx.coordinator.aggregation.engine import aggregate
+from gridx.coordinator.aggregation.errors import WeightsError
+from gridx.coordinator.aggregation.tally import weighted_metrics
+from gridx.coordinator.aggregation.weights import load_state
+from gridx.coordinator.aggregation.work import AggregationJob
 from gridx.schemas.jobs import FedAvg
 from tests.weightfiles import state, write_pth, write_safetensors
 

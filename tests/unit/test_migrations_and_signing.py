@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gridx.coordinator.db.connection import Database, UniqueViolation, connect, migrations
+from gridx.coordinator.db import connect
+from gridx.coordinator.db.connection import Database, UniqueViolation, migrations
 from gridx.coordinator.errors import Forbidden
 from gridx.coordinator.storage.signing import UrlSigner
 

@@ -287,7 +287,7 @@ async def test_a_wake_up_a_node_cannot_use_is_handed_to_the_next_claimer(rt: Run
     second = asyncio.create_task(dispatch.request_task(rt, good, wait_s=10))
     await asyncio.sleep(0.05)
     await seed_job(rt, shards=1)
-    rt.wake(1)
+    rt.wakeups.tasks_ready(1)
     got = await asyncio.wait_for(second, 2)  # not after its 10 s poll ran out
     assert got is not None and got.shard == 0
     assert not first.done()  # still parked, and no spin: the hand-off stopped

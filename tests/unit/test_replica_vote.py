@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridx.coordinator.aggregation.replicas import distance, distances, majority
+from gridx.coordinator.aggregation.replicas import distance, distances
+from gridx.coordinator.aggregation.tally import majority
 
 MAX = 1 << 20
 

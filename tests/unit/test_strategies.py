@@ -10,9 +10,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridx.coordinator.aggregation.engine import AggregationJob, aggregate, check_strategy
+from gridx.coordinator.aggregation.engine import aggregate
 from gridx.coordinator.aggregation.networks import batcher, order_statistics
 from gridx.coordinator.aggregation.weights import load_state
+from gridx.coordinator.aggregation.work import AggregationJob
+from gridx.coordinator.services.job_config import check_strategy
 from gridx.schemas.jobs import (
     FedAdagrad,
     FedAdam,

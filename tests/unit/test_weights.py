@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.aggregation.weights import (
-    WeightsError,
     load_state,
     signature,
     validate_file,
@@ -109,7 +109,8 @@ def test_hostile_files_are_refused_without_a_memory_spike(tmp_path: Path) -> Non
     probe = textwrap.dedent("""
         import sys
         from pathlib import Path
-        from gridx.coordinator.aggregation.weights import WeightsError, validate_file
+        from gridx.coordinator.aggregation.errors import WeightsError
+        from gridx.coordinator.aggregation.weights import validate_file
         def kib(field):
             for line in Path("/proc/self/status").read_text().splitlines():
                 if line.startswith(field + ":"):

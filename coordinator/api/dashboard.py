@@ -1,0 +1,117 @@
+"""What the dashboard reads: its static build at `/`, the overview and contributors, and live
+server-sent event streams.
+
+A stream sends the whole current view as a JSON `data:` line whenever it changes, plus a comment
+after 15 s of quiet to keep proxies from closing it: the overview is re-read twice a second, a
+job is re-read when its event log grows (`services.jobs.follow`).
+Clients fall back to polling the plain routes if a stream drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import MediaType, get
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.static_files import create_static_files_router
+
+from gridx.coordinator.services import jobs, stats
+from gridx.coordinator.services.principals import User
+from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.settings import Settings
+from gridx.schemas.stats import Contributor, Overview
+
+T = TypeVar("T")
+POLL_S = 0.5
+KEEPALIVE_S = 15.0
+
+WEB_HINT = """<!doctype html><meta charset="utf-8"><title>Grid-X</title>
+<p>The Grid-X API is running. The dashboard is not built: run <code>just web</code> in the
+repository (or set GRIDX_WEB_DIR to a built <code>web/out</code>). The API is described at
+<a href="/schema/swagger">/schema/swagger</a>.</p>"""
+
+
+def find_web_dir(settings: Settings) -> Path | None:
+    """Where the dashboard's static build is, if anywhere."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (settings.web_dir, here / "web_static", here.parent / "web" / "out"):
+        if candidate is not None and (candidate / "index.html").exists():
+            return candidate
+    return None
+
+
+def static_handlers(settings: Settings) -> list[Any]:
+    """The static dashboard at `/`, or a page that says how to build it."""
+    web = find_web_dir(settings)
+    if web is None:
+
+        @get("/", include_in_schema=False, media_type=MediaType.HTML)
+        async def hint() -> str:
+            return WEB_HINT
+
+        return [hint]
+    return [
+        create_static_files_router(
+            path="/", directories=[web], html_mode=True, include_in_schema=False, name="dashboard"
+        )
+    ]
+
+
+@get("/stats/overview", tags=["dashboard"])
+async def overview(rt: Runtime, user: User) -> Overview:
+    """Nodes online/offline, jobs by status, tasks running, tasks finished in the last minute."""
+    return await stats.overview(rt, user)
+
+
+@get("/stats/contributors", tags=["dashboard"])
+async def contributors(rt: Runtime, user: User) -> list[Contributor]:
+    """Per owner: nodes, tasks done, compute time given, and credit."""
+    return await stats.contributors(rt)
+
+
+async def _polled(produce: Callable[[], Awaitable[T]]) -> AsyncIterator[T]:
+    """`produce()` now, then again whenever its value changes (checked every `POLL_S`)."""
+    last = b""
+    while True:
+        value = await produce()
+        payload = msgspec.json.encode(value)
+        if payload != last:
+            last = payload
+            yield value
+        await asyncio.sleep(POLL_S)
+
+
+async def _events(values: AsyncIterator[Any]) -> AsyncIterator[ServerSentEventMessage]:
+    """Each value as a JSON `data:` line, and a keep-alive comment after `KEEPALIVE_S` quiet."""
+    pending = asyncio.ensure_future(anext(values))
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+            if not done:
+                yield ServerSentEventMessage(comment="keep-alive")
+                continue
+            try:
+                value = pending.result()
+            except StopAsyncIteration:
+                return
+            yield ServerSentEventMessage(data=msgspec.json.encode(value).decode())
+            pending = asyncio.ensure_future(anext(values))
+    finally:
+        pending.cancel()
+
+
+@get("/stats/overview/events", tags=["dashboard"])
+async def overview_events(rt: Runtime, user: User) -> ServerSentEvent:
+    """The overview as a server-sent event stream."""
+    return ServerSentEvent(_events(_polled(lambda: stats.overview(rt, user))))
+
+
+@get("/jobs/{job_id:str}/events", tags=["jobs"])
+async def job_events(rt: Runtime, user: User, job_id: str) -> ServerSentEvent:
+    """A job's full detail, sent again after each event in its log, until it is settled."""
+    await jobs.visible_job(rt, user, job_id)  # 404 before the stream starts
+    return ServerSentEvent(_events(jobs.follow(rt, user, job_id, POLL_S)))

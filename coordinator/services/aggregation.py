@@ -1,0 +1,282 @@
+"""Aggregating a finished round: winning its lease, merging its updates in the process pool,
+and committing the merged model, which opens the next round (or finishes the job).
+
+Safe to run again after a crash, and on several replicas at once: a replica acts only while the
+round is 'aggregating' and it holds the round's aggregation lease; the commit re-checks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from gridx.coordinator.aggregation import work
+from gridx.coordinator.aggregation.errors import WeightsError
+from gridx.coordinator.aggregation.tally import weighted_metrics
+from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db.connection import Conn
+from gridx.coordinator.db.jobs import JobRow
+from gridx.coordinator.db.tasks import TaskRow
+from gridx.coordinator.logs import ids
+from gridx.coordinator.services.lifecycle import fail_job
+from gridx.coordinator.services.rounds import open_evaluation, open_round
+from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.services.voting import blob_path, vote
+from gridx.coordinator.storage.base import Stored
+from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig
+
+log = logging.getLogger("gridx.coordinator.rounds")
+_json = msgspec.json.Encoder()
+
+
+@dataclass
+class _Round:
+    """A round ready to merge: its job, the shards' row counts, its successful tasks."""
+
+    job: JobRow
+    config: JobConfig
+    idx: int
+    rows: dict[int, int]
+    done: list[TaskRow]
+
+    def shard_of(self, task: TaskRow) -> int:
+        return task.shard_idx % len(self.rows)
+
+
+@dataclass
+class _Merged:
+    """What the pool made, stored: the model (.pth and .safetensors), the optimizer state."""
+
+    result: work.AggregationResult
+    pth: Stored
+    safetensors: Stored
+    state: Stored | None
+
+
+def start_aggregation(rt: Runtime, job_id: str, round_idx: int) -> None:
+    """Merge a round in the background unless this process is already merging it."""
+    rt.background.spawn(
+        aggregate_round(rt, job_id, round_idx),
+        f"aggregate-{job_id}-{round_idx}",
+        key=("aggregate", job_id, round_idx),
+    )
+
+
+async def adopt_orphans(rt: Runtime) -> int:
+    """Merge rounds left 'aggregating' with no live aggregator (a replica or a previous process
+    died mid-merge, its lease ran out).
+
+    Returns:
+        How many rounds were picked up.
+    """
+    orphans = await rounds.orphaned(rt.db.reader, rt.clock.now_ms())
+    for rnd in orphans:
+        start_aggregation(rt, rnd.job_id, rnd.idx)
+    return len(orphans)
+
+
+async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
+    """Merge a finished round if this replica wins its aggregation lease, keeping it renewed."""
+    lease_ms = int(rt.settings.aggregation_lease_s * 1000)
+    async with rt.db.transaction() as conn:
+        taken = await rounds.take_aggregation(
+            conn, job_id, round_idx, rt.replica, rt.clock.now_ms(), lease_ms
+        )
+    if taken is None:
+        return
+    log.info("aggregating", extra=ids(job=job_id, round=round_idx, replica=rt.replica))
+    renewer = asyncio.create_task(_renew(rt, job_id, round_idx, lease_ms))
+    try:
+        await _merge(rt, job_id, round_idx, lease_ms)
+    finally:
+        renewer.cancel()
+
+
+async def _renew(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> None:
+    while True:
+        await asyncio.sleep(lease_ms / 3000)
+        async with rt.db.transaction() as conn:
+            held = await rounds.hold_aggregation(
+                conn, job_id, round_idx, rt.replica, rt.clock.now_ms(), lease_ms
+            )
+        if not held:
+            return
+
+
+async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> None:
+    """Vote on replicated copies, merge, commit, and wake nodes for what the commit opened."""
+    rnd = await _load(rt, job_id, round_idx)
+    if rnd is None:
+        return
+    if rnd.config.replicas > 1:
+        voted = await vote(rt, rnd.config, job_id, round_idx, rnd.done, len(rnd.rows), lease_ms)
+        if voted is None:  # copies were reissued (or the job failed): not mergeable yet
+            return
+        rnd.done = voted
+    merged = await _run_merge(rt, rnd)
+    if merged is None:
+        return
+    metrics = weighted_metrics(
+        [
+            (
+                msgspec.json.decode(t.metrics or "{}", type=dict[str, float]),
+                rnd.rows[rnd.shard_of(t)],
+            )
+            for t in rnd.done
+        ]
+    )
+    ready = await _commit(rt, rnd, merged, metrics, lease_ms)
+    if ready is None:
+        return
+    last = round_idx + 1 >= rnd.config.rounds
+    log.info(
+        "round done%s %s",
+        ", job succeeded" if last else "",
+        metrics,
+        extra=ids(job=job_id, round=round_idx, replica=rt.replica),
+    )
+    rt.wakeups.tasks_ready(ready)
+
+
+async def _load(rt: Runtime, job_id: str, round_idx: int) -> _Round | None:
+    reader = rt.db.reader
+    job = await jobs.get(reader, job_id)
+    if job is None:
+        return None
+    done = [
+        t
+        for t in await tasks.for_job(reader, job_id)
+        if t.round_idx == round_idx and t.status == "succeeded" and t.result_sha
+    ]
+    return _Round(
+        job=job,
+        config=msgspec.json.decode(job.config, type=JobConfig),
+        idx=round_idx,
+        rows={s.idx: s.rows for s in await jobs.shards(reader, job_id)},
+        done=done,
+    )
+
+
+async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
+    """Merge a round's updates in the pool and store the outputs; None when the merge failed
+    (the job is failed)."""
+    reader, job_id = rt.db.reader, rnd.job.id
+    this = await rounds.get(reader, job_id, rnd.idx)
+    prev = await rounds.get(reader, job_id, rnd.idx - 1) if rnd.idx > 0 else None
+    out_dir = Path(tempfile.mkdtemp(dir=rt.storage.tmp))
+    try:
+        job = work.AggregationJob(
+            clients=[
+                (
+                    rnd.shard_of(t),
+                    await blob_path(rt, t.result_sha),
+                    float(rnd.rows[rnd.shard_of(t)]),
+                )
+                for t in rnd.done
+            ],
+            # the initialisation step's one model is taken as it is (any rule would need more)
+            strategy=rnd.config.strategy if rnd.idx != INIT_ROUND else FedAvg(),
+            out_dir=str(out_dir),
+            max_bytes=rt.settings.max_result_bytes,
+            base_model=await blob_path(rt, this.input_sha) if this and this.input_sha else None,
+            state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
+        )
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(rt.pool, work.aggregate, job)
+        except WeightsError as exc:
+            await _abort(rt, job_id, f"aggregation of round {rnd.idx} refused an update: {exc}")
+            return None
+        except Exception as exc:
+            log.exception("aggregation crashed", extra=ids(job=job_id, round=rnd.idx))
+            await _abort(rt, job_id, f"aggregation of round {rnd.idx} crashed: {exc!r}")
+            return None
+        rt.metrics.aggregations += 1
+        rt.metrics.aggregation_seconds += result.merge_s + result.write_s
+        return _Merged(
+            result=result,
+            pth=await rt.storage.adopt(Path(result.model_pth)),
+            safetensors=await rt.storage.adopt(Path(result.model_safetensors)),
+            state=await rt.storage.adopt(Path(result.state)) if result.state else None,
+        )
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+async def _commit(
+    rt: Runtime, rnd: _Round, merged: _Merged, metrics: dict[str, float], lease_ms: int
+) -> int | None:
+    """Record the merged round, if this replica still holds its lease and the job still runs,
+    and open what follows; how many tasks became ready (None: nothing was committed)."""
+    job_id, idx = rnd.job.id, rnd.idx
+    last = idx + 1 >= rnd.config.rounds
+    pth_sha = merged.pth[0]
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        if not await rounds.hold_aggregation(conn, job_id, idx, rt.replica, now, lease_ms):
+            log.warning(
+                "lost the aggregation lease", extra=ids(job=job_id, round=idx, replica=rt.replica)
+            )
+            return None
+        for stored in (merged.pth, merged.safetensors, merged.state):
+            if stored is not None:
+                await blobs.record(conn, *stored, now)
+        if last:
+            moved = await jobs.transition(
+                conn,
+                job_id,
+                "succeeded",
+                now,
+                final_pth_sha=pth_sha,
+                final_st_sha=merged.safetensors[0],
+            )
+        else:
+            moved = await jobs.transition(conn, job_id, "running", now, current_round=idx + 1)
+        if not moved:  # cancelled or failed meanwhile: nothing more to do
+            return None
+        await rounds.transition(
+            conn,
+            job_id,
+            idx,
+            "done",
+            now,
+            output_sha=pth_sha,
+            metrics=_json.encode(metrics).decode(),
+            state_sha=merged.state[0] if merged.state else None,
+        )
+        await events.append(
+            conn,
+            job_id,
+            "round_done",
+            {
+                "round": idx,
+                "metrics": metrics,
+                "model": pth_sha,
+                "selected": merged.result.selected,
+                "clipped": merged.result.clipped,
+            },
+            now,
+        )
+        return await _open_next(conn, rnd, (pth_sha, merged.result.signature), last, now)
+
+
+async def _open_next(conn: Conn, rnd: _Round, model: tuple[str, str], last: bool, now: int) -> int:
+    """What a merged round leads to (same transaction): its held-out evaluation, if the job has
+    one, and the next round from `model` (its sha and signature), or the job's success."""
+    ready = 0
+    if rnd.job.eval_code_sha and rnd.idx != INIT_ROUND:
+        ready += await open_evaluation(conn, rnd.job.id, rnd.config, rnd.idx, now)
+    if last:
+        await events.append(conn, rnd.job.id, "job_succeeded", {"model": model[0]}, now)
+        return ready
+    return ready + await open_round(conn, rnd.job.id, rnd.config, rnd.idx + 1, model, now)
+
+
+async def _abort(rt: Runtime, job_id: str, error: str) -> None:
+    async with rt.db.transaction() as conn:
+        await fail_job(conn, job_id, error, rt.clock.now_ms())

@@ -20,6 +20,11 @@ demo *ARGS: setup
 test *ARGS:
     infra/test_env.sh {{venv}}/bin/pytest "$@"
 
+# The quick loop: unit and API suites on SQLite, nothing to install or start (under a minute).
+[positional-arguments]
+test-fast *ARGS:
+    {{venv}}/bin/pytest -q -n auto -m "not slow and not pg" "$@"
+
 # Lint, format check and type check.
 lint: typecheck
     {{venv}}/bin/ruff check .

@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gridx.node.executor import Executor, ProcessExecutor, RunSpec
+from gridx.node.executors import ProcessExecutor
+from gridx.node.executors.base import Executor, RunSpec
 
 TRIVIAL = "open('model.pth', 'wb').write(b'x')\n"
 
@@ -73,7 +74,7 @@ def main() -> None:
     print(
         f"process executor       : {figures['process_overhead_ms']:7.1f} ms ({process.isolation})"
     )
-    from gridx.node.docker_executor import DockerExecutor, docker_available
+    from gridx.node.executors.docker import DockerExecutor, docker_available
 
     if docker_available():
         docker = DockerExecutor(node_id="bench")

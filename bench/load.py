@@ -35,7 +35,7 @@ from pathlib import Path
 import aiohttp
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from gridx.coordinator.cli.servers import PostgresServer, S3Server
+from tests.support.servers import PostgresServer, S3Server
 
 HEARTBEAT_S = 5.0
 TRAIN = b"print('simulated')\n"

@@ -1,4 +1,4 @@
-"""Coordinator settings: one frozen object read from `GRIDX_*` environment variables."""
+"""Coordinator settings: one frozen object; every field is read from `GRIDX_<FIELD>`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import secrets
 from pathlib import Path
 
 import msgspec
+
+from gridx.schemas.envconfig import env_name, from_env
 
 MiB = 1 << 20
 
@@ -101,42 +103,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return path.read_bytes()
 
 
-_FIELDS = {
-    "data_dir": Path,
-    "host": str,
-    "port": int,
-    "public_url": str,
-    "lease_s": float,
-    "heartbeat_s": float,
-    "long_poll_s": float,
-    "node_offline_s": float,
-    "max_upload_bytes": int,
-    "max_result_bytes": int,
-    "aggregation_workers": int,
-    "aggregation_lease_s": float,
-    "min_reputation": float,
-    "replica_id": str,
-    "database_url": str,
-    "storage_url": str,
-    "s3_endpoint": str,
-    "s3_region": str,
-    "web_dir": Path,
-    "register_per_minute": int,
-    "auth_failures_per_minute": int,
-}
+ENV_NAMES: dict[str, tuple[str, ...]] = {"shared_signing_key": ("GRIDX_SIGNING_KEY",)}
+"""Fields whose variable is not `GRIDX_<FIELD>`."""
 
 
 def settings_from_env(**overrides: object) -> Settings:
-    """Build settings from `GRIDX_<FIELD>` variables, then explicit overrides (e.g. CLI flags)."""
-    values: dict[str, object] = {}
-    for name, kind in _FIELDS.items():
-        raw = os.environ.get(f"GRIDX_{name.upper()}")
-        if raw:
-            values[name] = kind(raw)
-    if os.environ.get("GRIDX_SIGNING_KEY"):
-        values["shared_signing_key"] = os.environ["GRIDX_SIGNING_KEY"]
-    origins = os.environ.get("GRIDX_CORS_ORIGINS", "")
-    if origins:
-        values["cors_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return msgspec.convert(values, Settings, strict=False)
+    """Settings from `GRIDX_<FIELD>` variables (every field; `cors_origins` comma-separated),
+    then the overrides that are not None (command-line flags).
+
+    Raises:
+        ConfigError: a value that does not fit its field, naming the variable or flag.
+    """
+    return from_env(Settings, [os.environ], overrides, lambda f: ENV_NAMES.get(f) or env_name(f))

@@ -13,23 +13,26 @@ import click
 from gridx.node import status_page
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig, load_config
-from gridx.node.executor import make_executor
+from gridx.node.errors import NodeError, WeakSandbox
+from gridx.node.executors import make_executor
 from gridx.node.selftest import explain, run_selftest
 from gridx.node.state import load_identity
 from gridx.node.worker import Worker, capabilities, enrol
+from gridx.schemas.envconfig import ConfigError
 from gridx.schemas.redaction import Redact
 
 
-async def _serve(config: NodeConfig) -> int:
+async def _serve(config: NodeConfig) -> None:
     python = config.python or sys.executable
     ident = load_identity(config.state_dir, config.coordinator_url)
+    node_id = ident.node_id if ident else ""
     executor = make_executor(
-        config.executor, config.state_dir, python, ident.node_id if ident else "", config.sandbox
+        config.executor, config.state_dir, python, node_id, config.sandbox, config.executor_image
     )
     executor.cleanup()
     report = await run_selftest(executor, config.state_dir, await executor.prepare(None, None))
     if report.level != "strong" and not config.allow_weak_sandbox:
-        raise SystemExit(f"refusing to run untrusted jobs: {explain(report)}")
+        raise WeakSandbox(f"refusing to run untrusted jobs: {explain(report)}")
     caps = capabilities(executor, report)
     if ident is None:
         bootstrap = CoordinatorClient(config.coordinator_url, ca_file=config.ca_file)
@@ -39,7 +42,12 @@ async def _serve(config: NodeConfig) -> int:
             await bootstrap.close()
         # labels and cgroups carry the node's id, known only now
         executor = make_executor(
-            config.executor, config.state_dir, python, ident.node_id, config.sandbox
+            config.executor,
+            config.state_dir,
+            python,
+            ident.node_id,
+            config.sandbox,
+            config.executor_image,
         )
     client = CoordinatorClient(config.coordinator_url, ident.node_token, config.ca_file)
     worker = Worker(config, client, ident, executor, report)
@@ -53,7 +61,6 @@ async def _serve(config: NodeConfig) -> int:
         if page is not None:
             await page.cleanup()
         await client.close()
-    return 0
 
 
 @click.group()
@@ -107,5 +114,11 @@ def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(Redact())
-    config = load_config(env_file, **flags)
-    raise SystemExit(asyncio.run(_serve(config)))
+    try:
+        config = load_config(env_file, **flags)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        asyncio.run(_serve(config))
+    except NodeError as exc:
+        raise click.ClickException(str(exc)) from exc

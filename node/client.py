@@ -15,6 +15,7 @@ from urllib.parse import urljoin
 import aiohttp
 import msgspec
 
+from gridx.node.errors import CoordinatorError, IntegrityError
 from gridx.schemas.agent import (
     BlobRef,
     CompleteTaskRequest,
@@ -32,19 +33,6 @@ from gridx.schemas.errors import ErrorBody
 log = logging.getLogger("gridx.node")
 T = TypeVar("T")
 CHUNK = 1 << 20
-
-
-class CoordinatorError(Exception):
-    """The coordinator answered with an error body."""
-
-    def __init__(self, status: int, body: ErrorBody) -> None:
-        self.status = status
-        self.code = body.code
-        super().__init__(f"{status} {body.code}: {body.message}")
-
-
-class IntegrityError(Exception):
-    """A downloaded file does not match its sha256."""
 
 
 def backoff(attempt: int, base: float = 0.25, cap: float = 10.0) -> float:

@@ -1,4 +1,4 @@
-"""Node settings: command-line flags, then `GRIDX_*` variables, then `worker_config.env`."""
+"""Node settings: command-line flags, then `GRIDX_<FIELD>` variables, then `worker_config.env`."""
 
 from __future__ import annotations
 
@@ -7,21 +7,22 @@ from pathlib import Path
 
 import msgspec
 
-# Names accepted in worker_config.env / the environment for each setting (first wins).
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "coordinator_url": ("GRIDX_COORDINATOR_URL", "COORDINATOR_URL"),
-    "enrolment_key": ("GRIDX_ENROLMENT_KEY", "ENROLMENT_KEY", "GRIDX_API_KEY", "API_KEY"),
-    "owner_email": ("GRIDX_OWNER_EMAIL", "OWNER_EMAIL"),
+from gridx.schemas.envconfig import env_name, from_env
+
+# Every field is read from GRIDX_<FIELD>; these take other names too (first wins), as the
+# bundle's worker_config.env spells them.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "coordinator_url": ("COORDINATOR_URL",),
+    "enrolment_key": ("ENROLMENT_KEY", "GRIDX_API_KEY", "API_KEY"),
+    "owner_email": ("OWNER_EMAIL",),
     "name": ("GRIDX_NODE_NAME", "NODE_NAME"),
-    "state_dir": ("GRIDX_STATE_DIR",),
-    "executor": ("GRIDX_EXECUTOR",),
-    "python": ("GRIDX_PYTHON",),
-    "memory_mb": ("GRIDX_MEMORY_MB",),
-    "status_port": ("GRIDX_STATUS_PORT",),
-    "ca_file": ("GRIDX_CA_FILE", "CA_FILE"),
-    "sandbox": ("GRIDX_SANDBOX",),
-    "allow_weak_sandbox": ("GRIDX_ALLOW_WEAK_SANDBOX",),
+    "ca_file": ("CA_FILE",),
 }
+
+
+def env_names(field: str) -> tuple[str, ...]:
+    """The variables a field is read from, first wins."""
+    return env_name(field) + ALIASES.get(field, ())
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +60,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Port of the owner's status page on 127.0.0.1 (0: no page)."""
     ca_file: str = ""
     """CA bundle to trust for an https coordinator (default: the system's trust store)."""
+    executor_image: str = ""
+    """The docker executor's image (default: `gridx-executor:latest`)."""
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -74,20 +77,16 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def load_config(env_file: Path | None, **flags: object) -> NodeConfig:
-    """Merge flags (highest), environment variables, and the env file (lowest)."""
+    """Merge flags (highest), environment variables, and the env file (lowest).
+
+    Raises:
+        ConfigError: a value that does not fit its setting, naming the variable or flag.
+    """
     file_values: dict[str, str] = {}
     if env_file is None and Path("worker_config.env").exists():
         env_file = Path("worker_config.env")
     if env_file is not None:
         file_values = read_env_file(env_file)
-    merged: dict[str, object] = {}
-    for field, names in _ALIASES.items():
-        for source in (os.environ, file_values):
-            found = next((source[n] for n in names if source.get(n)), None)
-            if found is not None:
-                merged[field] = found
-                break
-    merged.update({k: v for k, v in flags.items() if v is not None})
-    config = msgspec.convert(merged, NodeConfig, strict=False)
+    config = from_env(NodeConfig, [os.environ, file_values], flags, env_names)
     # Task folders are handed to sandboxes that run elsewhere: keep every path absolute.
     return msgspec.structs.replace(config, state_dir=config.state_dir.expanduser().resolve())

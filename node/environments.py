@@ -22,21 +22,13 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from gridx.node.errors import RequirementsError
+
 INSTALL_TIMEOUT_S = 900
 _SITE_PATHS = "import site; print(chr(10).join(site.getsitepackages()))"
 _PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
 WHEELS_ONLY = ("--only-binary", ":all:", "--disable-pip-version-check", "--no-input")
 _NOT_FOUND = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)")
-
-
-class RequirementsError(Exception):
-    """requirements.txt could not be installed; `code` is the task's reason code and `tail`
-    holds pip's last output."""
-
-    def __init__(self, message: str, tail: str = "", code: str = "requirements_failed") -> None:
-        super().__init__(message)
-        self.tail = tail
-        self.code = code
 
 
 def check_requirements(text: str) -> list[str]:

@@ -17,7 +17,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridx.node.executor import Executor, RunSpec
+from gridx.node.executors.base import Executor, RunSpec
 
 PROBES = (
     "network",  # no socket to the host's loopback, also after setns into the node's namespace

@@ -17,10 +17,10 @@ from pathlib import Path
 import aiohttp
 
 from gridx.node import __version__
-from gridx.node.client import CoordinatorClient, CoordinatorError, IntegrityError
+from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig
-from gridx.node.environments import RequirementsError
-from gridx.node.executor import Executor, RunResult, RunSpec
+from gridx.node.errors import CoordinatorError, IntegrityError, NotEnrolled, RequirementsError
+from gridx.node.executors.base import Executor, RunResult, RunSpec
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity, load_identity, save_identity
 from gridx.schemas.agent import (
@@ -79,7 +79,7 @@ async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilitie
     if ident is not None:
         return ident
     if not config.enrolment_key:
-        raise SystemExit(
+        raise NotEnrolled(
             "this node is not registered yet: pass --enrolment-key (your API key from "
             "`gridx user create`) or set GRIDX_ENROLMENT_KEY / worker_config.env"
         )
@@ -171,7 +171,7 @@ class Worker:
             return poll.result()
         except CoordinatorError as exc:
             if exc.status == 401:
-                raise SystemExit(f"the coordinator refused this node's token: {exc}") from exc
+                raise NotEnrolled(f"the coordinator refused this node's token: {exc}") from exc
             log.warning("request_task failed: %s", exc)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("coordinator unreachable (%s); retrying", exc)

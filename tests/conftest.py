@@ -1,77 +1,51 @@
-"""Shared fixtures: settings on a temp dir, a manual clock, an API client with users."""
+"""Fixtures every suite may use: databases of both engines, and private PostgreSQL and S3 servers.
+
+Imports of Grid-X and of the servers happen inside the fixtures, so a suite that needs none
+(`tests/unit/test_sharding.py`) runs on the base install: no coordinator extras, no torch.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from litestar.testing import TestClient
 
-from gridx.coordinator.api.app import create_app
-from gridx.coordinator.cli.servers import PostgresServer, S3Server
-from gridx.coordinator.clock import ManualClock
-from gridx.coordinator.db import connect
-from gridx.coordinator.services.auth import create_user
-from gridx.coordinator.settings import Settings
+if TYPE_CHECKING:
+    from tests.support.servers import PostgresServer, S3Server
 
-
-@dataclass
-class Api:
-    """A test client on a real app, with two users' keys and a manual clock."""
-
-    client: TestClient  # type: ignore[type-arg]
-    clock: ManualClock
-    settings: Settings
-    alice: dict[str, str]
-    bob: dict[str, str]
+_TESTS = Path(__file__).resolve().parent
+_SLOW = ("integration", "security", "e2e")
+"""Suites that start real coordinator and node processes."""
 
 
-def auth(key: str) -> dict[str, str]:
-    """An Authorization header."""
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def _users(url: str, clock: ManualClock) -> tuple[str, str]:
-    db = await connect(url)
-    try:
-        a = (await create_user(db, clock, "alice@example.org", False))[1]
-        b = (await create_user(db, clock, "bob@example.org", False))[1]
-    finally:
-        await db.close()
-    return a, b
-
-
-@pytest.fixture
-def settings(tmp_path: Path, new_database: Callable[[], str]) -> Settings:
-    """Small limits so size checks are cheap to hit; once per database engine."""
-    url = new_database()
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url="" if url.startswith("sqlite") else url,  # SQLite: the data dir's own
-        max_upload_bytes=200_000,
-        max_code_bytes=10_000,
-        max_result_bytes=1_000_000,
-    )
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    """The real app (real database, real process pool) behind Litestar's test client."""
-    clock = ManualClock()
-    a, b = asyncio.run(_users(settings.db_url, clock))
-    with TestClient(create_app(settings, clock)) as client:
-        yield Api(client, clock, settings, auth(a), auth(b))
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what each test needs (see `markers` in pyproject.toml): `slow` for the suites of
+    real processes, `browser` for the dashboard's, `pg` for anything on PostgreSQL (the
+    `postgresql` database parameter marks itself), `docker` for the Docker executor."""
+    for item in items:
+        suite = Path(str(item.path)).resolve().relative_to(_TESTS).parts[0]
+        if suite in _SLOW:
+            item.add_marker(pytest.mark.slow)
+        if suite == "e2e":
+            item.add_marker(pytest.mark.browser)
+        names = getattr(item, "fixturenames", ())
+        if "pg_server" in names:
+            item.add_marker(pytest.mark.pg)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "docker" in item.path.name or params.get("mode") == "docker":
+            item.add_marker(pytest.mark.docker)
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """A private PostgreSQL for the whole session (started on first use)."""
+    from tests.support.servers import PostgresServer
+
     server = PostgresServer(Path(tempfile.mkdtemp(prefix="gridx-pg-")))
     server.start()
     try:
@@ -83,6 +57,8 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A private S3 server (SeaweedFS) for the whole session, its keys in the environment."""
+    from tests.support.servers import S3Server
+
     server = S3Server(tmp_path_factory.mktemp("s3"))
     server.start()
     saved = {k: os.environ.get(k) for k in server.env()}
@@ -98,7 +74,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.pg)])
 def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
     """Makes fresh, empty databases of one engine (the contract suites run on both)."""
     if request.param == "postgresql":

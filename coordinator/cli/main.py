@@ -12,6 +12,8 @@ import click
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.jobs import job
 from gridx.coordinator.cli.options import data_dir_option, json_option, key_option, url_option, when
+from gridx.coordinator.settings import Settings, settings_from_env
+from gridx.schemas.envconfig import ConfigError
 
 
 @click.group()
@@ -22,6 +24,14 @@ def cli() -> None:
 cli.add_command(job)
 
 
+def _settings(**flags: object) -> Settings:
+    """The coordinator's settings: flags given, else `GRIDX_<FIELD>`, else the defaults."""
+    try:
+        return settings_from_env(**flags)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 # --- coordinator -----------------------------------------------------------------------------
 @cli.group()
 def coordinator() -> None:
@@ -30,9 +40,9 @@ def coordinator() -> None:
 
 @coordinator.command("start")
 @data_dir_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to bind.")
-@click.option("--public-url", default=None, help="Base URL nodes use for signed links.")
+@click.option("--host", help="Address to bind [GRIDX_HOST; default 127.0.0.1].")
+@click.option("--port", type=int, help="Port to bind [GRIDX_PORT; default 8080].")
+@click.option("--public-url", help="Base URL nodes use for signed links [GRIDX_PUBLIC_URL].")
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
     "--log-format",
@@ -55,9 +65,9 @@ def coordinator() -> None:
     help="The certificate's private key (PEM) [GRIDX_TLS_KEY].",
 )
 def coordinator_start(
-    data_dir: Path,
-    host: str,
-    port: int,
+    data_dir: Path | None,
+    host: str | None,
+    port: int | None,
     public_url: str | None,
     log_level: str,
     log_format: str,
@@ -75,7 +85,6 @@ def coordinator_start(
 
     from gridx.coordinator.api.app import create_app
     from gridx.coordinator.logs import configure
-    from gridx.coordinator.settings import settings_from_env
 
     configure(log_level, log_format)
     # Full garbage collections over everything imported stalled the event loop for hundreds of
@@ -84,18 +93,19 @@ def coordinator_start(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    settings = settings_from_env(data_dir=data_dir, host=host, port=port, public_url=public_url)
+    settings = _settings(data_dir=data_dir, host=host, port=port, public_url=public_url)
     scheme = "https" if tls_cert else "http"
     where = settings.database_url.split("@")[-1] if settings.database_url else "SQLite"
     click.echo(
-        f"Grid-X coordinator on {scheme}://{host}:{port} (data in {data_dir}; metadata: {where}; "
+        f"Grid-X coordinator on {scheme}://{settings.host}:{settings.port} (data in "
+        f"{settings.data_dir}; metadata: {where}; "
         f"blobs: {settings.storage_url or 'local disk'})",
         err=True,
     )
     uvicorn.run(
         create_app(settings),
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_level=log_level,
         log_config=None,  # uvicorn's records go through the formatter configured above
         timeout_keep_alive=30,
@@ -115,16 +125,15 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="Make the user an admin.")
 @data_dir_option
 @json_option
-def user_create(email: str, admin: bool, data_dir: Path, as_json: bool) -> None:
+def user_create(email: str, admin: bool, data_dir: Path | None, as_json: bool) -> None:
     """Create a user and print its API key (shown once)."""
     from gridx.coordinator.clock import SystemClock
     from gridx.coordinator.db import connect
     from gridx.coordinator.errors import GridXError
     from gridx.coordinator.services.auth import create_user
-    from gridx.coordinator.settings import settings_from_env
 
     async def go() -> tuple[str, str]:
-        db = await connect(settings_from_env(data_dir=data_dir).db_url)
+        db = await connect(_settings(data_dir=data_dir).db_url)
         try:
             row, key = await create_user(db, SystemClock(), email, admin)
         finally:

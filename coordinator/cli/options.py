@@ -21,10 +21,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
-    envvar="GRIDX_DATA_DIR",
-    default="gridx-data",
-    show_default=True,
-    help="Coordinator data folder [GRIDX_DATA_DIR].",
+    help="Coordinator data folder [GRIDX_DATA_DIR; default gridx-data].",
 )
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Api, auth
+from tests.support.api import Api, auth
 
 TRAIN = b"import torch\ntorch.save({}, 'model.pth')\n"
 CSV = "x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from tests.api.helpers import CSV, TRAIN, claim, register, submit
-from tests.conftest import Api, auth
+from tests.support.api import Api, auth
 
 
 def test_missing_or_wrong_credentials_are_401_with_a_json_body(api: Api) -> None:

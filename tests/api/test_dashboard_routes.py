@@ -7,7 +7,7 @@ import json
 import msgspec
 
 from tests.api.helpers import claim, complete, register, submit, upload, wait_status
-from tests.conftest import Api
+from tests.support.api import Api
 from tests.weightfiles import state, write_pth
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from tests.api.helpers import CSV, TRAIN, claim, complete, register, submit, upload, wait_status
-from tests.conftest import Api
+from tests.support.api import Api
 from tests.weightfiles import state, write_pickle_bomb, write_pth
 
 

@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from gridx.node.docker_executor import DEFAULT_IMAGE, LABEL, docker_available
+from gridx.node.executors.docker import DEFAULT_IMAGE, LABEL, docker_available
 from tests.integration.conftest import Client
 
 

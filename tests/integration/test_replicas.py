@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from gridx.coordinator.cli.servers import PostgresServer, S3Server
 from tests.integration.conftest import FAST, REPO, Client
+from tests.support.servers import PostgresServer, S3Server
 
 DIGITS = REPO / "examples" / "digits"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gridx.coordinator.cli.servers import PostgresServer
 from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.db import nodes, rounds, tasks
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.rounds import start_aggregation_if_done
 from gridx.coordinator.services.runtime import Runtime
+from tests.support.servers import PostgresServer
 from tests.unit.scheduling import runtime, seed_job
 
 

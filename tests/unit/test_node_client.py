@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gridx.node.client import CoordinatorClient, CoordinatorError, IntegrityError
+from gridx.node.client import CoordinatorClient
+from gridx.node.errors import CoordinatorError, IntegrityError
 from gridx.schemas.agent import BlobRef, CompleteTaskRequest
 
 

@@ -50,11 +50,12 @@ def test_executor_choice_falls_back_or_refuses_clearly(
 ) -> None:
     import sys
 
-    from gridx.node.executor import ProcessExecutor, make_executor
+    from gridx.node.errors import ExecutorUnavailable
+    from gridx.node.executors import ProcessExecutor, make_executor
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     auto = make_executor("auto", tmp_path, sys.executable, node_id="n")
     assert isinstance(auto, ProcessExecutor)
     assert isinstance(make_executor("process", tmp_path, sys.executable, "n"), ProcessExecutor)
-    with pytest.raises(SystemExit, match="no Docker engine answers"):
+    with pytest.raises(ExecutorUnavailable, match="no Docker engine answers"):
         make_executor("docker", tmp_path, sys.executable, node_id="n")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gridx.node import cgroups, sandbox
-from gridx.node.environments import RequirementsError, check_requirements
+from gridx.node.environments import check_requirements
+from gridx.node.errors import RequirementsError
 
 
 def _mounts(args: list[str]) -> dict[str, str]:

@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gridx.coordinator.cli.servers import S3Server
 from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.errors import InvalidInput, TooLarge
 from gridx.coordinator.storage.base import Storage
 from gridx.coordinator.storage.local import LocalStorage
 from gridx.coordinator.storage.s3 import S3Storage, parse_storage_url
 from gridx.coordinator.storage.signing import UrlSigner
+from tests.support.servers import S3Server
 
 PART = 5 << 20  # S3's smallest multipart part
 

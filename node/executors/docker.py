@@ -33,7 +33,8 @@ from gridx.node.environments import (
     explain_failure,
     run_pip,
 )
-from gridx.node.executor import TAIL_BYTES, RunResult, RunSpec, judge, stopped, wait_or_stop
+from gridx.node.errors import ExecutorUnavailable
+from gridx.node.executors.base import TAIL_BYTES, RunResult, RunSpec, judge, stopped, wait_or_stop
 
 log = logging.getLogger("gridx.node.docker")
 DEFAULT_IMAGE = "gridx-executor:latest"
@@ -60,13 +61,13 @@ class DockerExecutor:
 
     def __init__(self, node_id: str, image: str | None = None, cpus: float = 0) -> None:
         self.client = docker.from_env(timeout=60)
-        self.image = image or os.environ.get("GRIDX_EXECUTOR_IMAGE", DEFAULT_IMAGE)
+        self.image = image or DEFAULT_IMAGE
         self.node_id = node_id
         self.cpus = cpus or float(os.cpu_count() or 1)
         try:
             self.client.images.get(self.image)
         except ImageNotFound as exc:
-            raise SystemExit(
+            raise ExecutorUnavailable(
                 f"executor image {self.image} is missing: build it with "
                 "`infra/executor/build_offline.sh` "
                 "(or `docker build -t gridx-executor infra/executor`)"

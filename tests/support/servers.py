@@ -20,15 +20,10 @@ import time
 import uuid
 from pathlib import Path
 
+from gridx.coordinator.cli.cluster import free_port
+
 S3_KEY = "gridx-test"
 S3_SECRET = "gridx-test-secret"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:

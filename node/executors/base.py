@@ -1,0 +1,168 @@
+"""The executor contract: what a run is given (`RunSpec`), what comes back (`RunResult`), the
+`Executor` protocol every executor implements, and the rules they share for judging a run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+log = logging.getLogger("gridx.node")
+TAIL_BYTES = 8192
+MAX_METRICS_BYTES = 64 * 1024
+
+
+@dataclass
+class RunSpec:
+    """One run of a training script."""
+
+    workdir: Path
+    logdir: Path
+    runtime: str
+    """What runs the script: an interpreter path (process) or an image tag (docker)."""
+    env: dict[str, str]
+    timeout_s: float
+    memory_mb: int
+    max_output_bytes: int
+    gpu: bool = False
+    """Pass the node's GPUs through to the script."""
+    argv: list[str] = field(default_factory=list)
+    """Arguments after the script (the sandbox self-test's probe takes some)."""
+    script: str = "train.py"
+    """The script to run in the work folder (`evaluate.py` for a held-out evaluation)."""
+    wants_model: bool = True
+    """The run must write a model (training); an evaluation writes only metrics."""
+
+
+@dataclass
+class RunResult:
+    """What came of a run. `code` is None on success, else a reason code."""
+
+    code: str | None
+    message: str
+    exit_code: int | None
+    stderr_tail: str
+    duration_s: float
+    output: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the script produced weights."""
+        return self.code is None
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    """The numeric entries of metrics.json (anything else in it is ignored)."""
+    if not path.exists() or path.stat().st_size > MAX_METRICS_BYTES:
+        return {}
+    try:
+        raw = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(k)[:100]: float(v)
+        for k, v in list(raw.items())[:64]
+        if isinstance(v, int | float) and not isinstance(v, bool) and v == v
+    }
+
+
+class Executor(Protocol):
+    """Something that can run a training script."""
+
+    name: str
+    isolation: str
+
+    async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
+        """The runtime (interpreter or image) with the job's requirements installed."""
+        ...
+
+    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """Run the script in `spec.workdir`; stop early when `cancel` is set."""
+        ...
+
+    def cleanup(self) -> None:
+        """Remove what earlier runs of this node left behind."""
+        ...
+
+
+async def wait_or_stop(
+    finished: Awaitable[object],
+    cancel: asyncio.Event,
+    timeout_s: float,
+    kill: Callable[[], Awaitable[None]],
+) -> bool:
+    """Wait for a run to end; `kill` it at the timeout or when `cancel` is set.
+
+    Returns:
+        True when the run ended by itself.
+    """
+    waiter = asyncio.ensure_future(finished)
+    stopper = asyncio.ensure_future(cancel.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {waiter, stopper}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopper.cancel()
+        if not waiter.done():
+            await kill()
+            await waiter
+    return waiter in done
+
+
+def stopped(
+    spec: RunSpec, cancel: asyncio.Event, rc: int | None, tail: str, duration: float
+) -> RunResult:
+    """The result of a run that was killed: cancelled on request, or past its timeout."""
+    if cancel.is_set():
+        return RunResult("cancelled", "stopped on request", rc, tail, duration)
+    msg = f"train.py ran past the task timeout of {spec.timeout_s:.0f}s"
+    return RunResult("timeout", msg, rc, tail, duration)
+
+
+def judge(
+    spec: RunSpec, rc: int | None, tail: str, duration: float, oom: bool = False
+) -> RunResult:
+    """Turn a finished run into a result with a reason code (None when weights were written)."""
+    if oom and rc != 0:  # (a child killed while train.py went on to finish is its business)
+        msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB)"
+        return RunResult("out_of_memory", msg, rc, tail, duration)
+    if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+        msg = f"train.py wrote a file over the output cap of {spec.max_output_bytes} bytes"
+        return RunResult("output_too_large", msg, rc, tail, duration)
+    if rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return RunResult("timeout", "train.py used up its CPU-time limit", rc, tail, duration)
+    if rc != 0:
+        if "MemoryError" in tail or "Cannot allocate memory" in tail or rc == -signal.SIGKILL:
+            msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB) or was killed"
+            return RunResult("out_of_memory", msg, rc, tail, duration)
+        return RunResult(
+            "nonzero_exit", f"{spec.script} exited with status {rc}", rc, tail, duration
+        )
+    if not spec.wants_model:
+        metrics = read_metrics(spec.workdir / "metrics.json")
+        if not metrics:
+            msg = f"{spec.script} finished but wrote no numeric metrics to $GRIDX_METRICS"
+            return RunResult("missing_metrics", msg, rc, tail, duration)
+        return RunResult(None, "ok", rc, tail, duration, metrics=metrics)
+    output = next(
+        (p for p in (spec.workdir / "model.pth", spec.workdir / "model.safetensors") if p.exists()),
+        None,
+    )
+    if output is None:
+        msg = "train.py finished but wrote no model.pth (save to $GRIDX_OUTPUT)"
+        return RunResult("missing_output", msg, rc, tail, duration)
+    if output.stat().st_size > spec.max_output_bytes:
+        msg = f"{output.name} is over the output cap of {spec.max_output_bytes} bytes"
+        return RunResult("output_too_large", msg, rc, tail, duration)
+    metrics = read_metrics(spec.workdir / "metrics.json")
+    return RunResult(None, "ok", rc, tail, duration, output=output, metrics=metrics)

@@ -1,0 +1,51 @@
+"""The real app behind Litestar's test client, with two users' keys and a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from litestar.testing import TestClient
+
+from gridx.coordinator.api.app import create_app
+from gridx.coordinator.clock import ManualClock
+from gridx.coordinator.db import connect
+from gridx.coordinator.services.auth import create_user
+from gridx.coordinator.settings import Settings
+
+
+@dataclass
+class Api:
+    """A test client on a real app, with two users' keys and a manual clock."""
+
+    client: TestClient  # type: ignore[type-arg]
+    clock: ManualClock
+    settings: Settings
+    alice: dict[str, str]
+    bob: dict[str, str]
+
+
+def auth(key: str) -> dict[str, str]:
+    """An Authorization header."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def _users(url: str, clock: ManualClock) -> tuple[str, str]:
+    db = await connect(url)
+    try:
+        a = (await create_user(db, clock, "alice@example.org", False))[1]
+        b = (await create_user(db, clock, "bob@example.org", False))[1]
+    finally:
+        await db.close()
+    return a, b
+
+
+@contextmanager
+def running_api(settings: Settings) -> Iterator[Api]:
+    """The real app (real database, real process pool) on `settings`, two users created."""
+    clock = ManualClock()
+    a, b = asyncio.run(_users(settings.db_url, clock))
+    with TestClient(create_app(settings, clock)) as client:
+        yield Api(client, clock, settings, auth(a), auth(b))

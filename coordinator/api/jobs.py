@@ -122,7 +122,7 @@ class JobController(Controller):
         """
         s = rt.settings
         form = MultipartReceiver(
-            rt.storage,
+            rt.storage.temp_path,
             {
                 "train_py": s.max_code_bytes,
                 "requirements": s.max_code_bytes,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from gridx.coordinator.errors import InvalidInput, TooLarge
-from gridx.coordinator.storage.base import Storage
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 
 @dataclass
@@ -23,25 +26,98 @@ class FormPart:
     value: bytearray = field(default_factory=bytearray)
 
 
-@dataclass
-class _State:
-    header_field: bytearray = field(default_factory=bytearray)
-    header_value: bytearray = field(default_factory=bytearray)
-    headers: dict[str, bytes] = field(default_factory=dict)
-    current: FormPart | None = None
-    fh: object = None
+class _Parse:
+    """One body being parsed: the parser's callbacks, and the part being written."""
+
+    def __init__(self, receiver: MultipartReceiver) -> None:
+        self.receiver = receiver
+        self.header_field = bytearray()
+        self.header_value = bytearray()
+        self.headers: dict[str, bytes] = {}
+        self.current: FormPart | None = None
+        self.fh: BinaryIO | None = None
+        self.error: Exception | None = None
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def fail(self, exc: Exception) -> None:
+        if self.error is None:
+            self.error = exc
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[bytes(self.header_field).decode("latin-1").lower()] = bytes(self.header_value)
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, disp = parse_options_header(self.headers.get("content-disposition", b""))
+        name = disp.get(b"name", b"").decode("utf-8", "replace")
+        filename = disp.get(b"filename")
+        self.headers.clear()
+        parts = self.receiver.parts
+        if name not in self.receiver.limits:
+            self.fail(InvalidInput(f"unexpected form field {name!r}", field=name))
+            return
+        if name in parts:
+            self.fail(InvalidInput(f"form field {name!r} given twice", field=name))
+            return
+        part = FormPart(
+            name=name, filename=filename.decode("utf-8", "replace") if filename else None
+        )
+        if part.filename is not None:
+            part.path = self.receiver.temp_path()
+            self.fh = part.path.open("wb")
+        parts[name] = part
+        self.current = part
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self.current
+        if part is None or self.error is not None:
+            return
+        part.size += end - start
+        limit = self.receiver.limits[part.name]
+        if part.size > limit:
+            self.fail(TooLarge(f"{part.name!r} is over its limit of {limit} bytes"))
+            return
+        if self.fh is not None:
+            self.fh.write(data[start:end])
+        else:
+            part.value += data[start:end]
+
+    def on_part_end(self) -> None:
+        self.close()
+        self.current = None
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
 
 
 class MultipartReceiver:
     """Parses a multipart body from a byte stream.
 
     Args:
-        storage: where file parts are spooled (its temp folder).
+        temp_path: a fresh file name to spool a file part to (the store's temp folder).
         limits: per-field byte caps; a field not named here is refused.
     """
 
-    def __init__(self, storage: Storage, limits: dict[str, int]) -> None:
-        self.storage = storage
+    def __init__(self, temp_path: Callable[[], Path], limits: dict[str, int]) -> None:
+        self.temp_path = temp_path
         self.limits = limits
         self.parts: dict[str, FormPart] = {}
 
@@ -62,83 +138,18 @@ class MultipartReceiver:
         boundary = params.get(b"boundary")
         if ctype != b"multipart/form-data" or not boundary:
             raise InvalidInput("send the job as multipart/form-data")
-        st = _State()
-        error: list[Exception] = []
-
-        def on_header_field(data: bytes, start: int, end: int) -> None:
-            st.header_field += data[start:end]
-
-        def on_header_value(data: bytes, start: int, end: int) -> None:
-            st.header_value += data[start:end]
-
-        def on_header_end() -> None:
-            st.headers[bytes(st.header_field).decode("latin-1").lower()] = bytes(st.header_value)
-            st.header_field.clear()
-            st.header_value.clear()
-
-        def on_headers_finished() -> None:
-            _, disp = parse_options_header(st.headers.get("content-disposition", b""))
-            name = disp.get(b"name", b"").decode("utf-8", "replace")
-            filename = disp.get(b"filename")
-            st.headers.clear()
-            if name not in self.limits:
-                error.append(InvalidInput(f"unexpected form field {name!r}", field=name))
-                return
-            if name in self.parts:
-                error.append(InvalidInput(f"form field {name!r} given twice", field=name))
-                return
-            part = FormPart(
-                name=name, filename=filename.decode("utf-8", "replace") if filename else None
-            )
-            if part.filename is not None:
-                part.path = self.storage.temp_path()
-                st.fh = part.path.open("wb")
-            self.parts[name] = part
-            st.current = part
-
-        def on_part_data(data: bytes, start: int, end: int) -> None:
-            part = st.current
-            if part is None or error:
-                return
-            part.size += end - start
-            if part.size > self.limits[part.name]:
-                error.append(
-                    TooLarge(f"{part.name!r} is over its limit of {self.limits[part.name]} bytes")
-                )
-                return
-            if st.fh is not None:
-                st.fh.write(data[start:end])  # type: ignore[attr-defined]
-            else:
-                part.value += data[start:end]
-
-        def on_part_end() -> None:
-            if st.fh is not None:
-                st.fh.close()  # type: ignore[attr-defined]
-                st.fh = None
-            st.current = None
-
-        parser = MultipartParser(
-            boundary,
-            {
-                "on_header_field": on_header_field,
-                "on_header_value": on_header_value,
-                "on_header_end": on_header_end,
-                "on_headers_finished": on_headers_finished,
-                "on_part_data": on_part_data,
-                "on_part_end": on_part_end,
-            },
-        )
+        parse = _Parse(self)
+        parser = MultipartParser(boundary, parse.callbacks())
         try:
             async for chunk in chunks:
                 parser.write(chunk)
-                if error:
-                    raise error[0]
+                if parse.error is not None:
+                    raise parse.error
             parser.finalize()
-            if error:
-                raise error[0]
+            if parse.error is not None:
+                raise parse.error
         except Exception as exc:
-            if st.fh is not None:
-                st.fh.close()  # type: ignore[attr-defined]
+            parse.close()
             self.cleanup()
             if isinstance(exc, InvalidInput | TooLarge):
                 raise

@@ -16,7 +16,7 @@ import click
 from gridx.coordinator.cli.client import ApiClient
 from gridx.coordinator.cli.cluster import LocalCluster
 from gridx.coordinator.cli.progress import last_failure, watch
-from gridx.schemas.jobs import JobConfig
+from gridx.schemas.jobs import JobConfig, JobDetail
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMOS = {
@@ -64,8 +64,66 @@ def _show(name: str, value: float) -> str:
     return f"{value * 100:.2f}%" if name == "accuracy" else f"{value:.4f}"
 
 
+def _federated(
+    root: Path, example: Path, name: str, rounds: int, num_nodes: int, epochs: int
+) -> tuple[JobDetail, Path]:
+    """Run the example's job on a local coordinator and `num_nodes` nodes; its final detail and
+    model (not downloaded when the job failed)."""
+    model = root / "final_model.pth"
+    with LocalCluster(root, executor="auto") as cluster:
+        click.echo(f"coordinator up at {cluster.url}")
+        for i in range(num_nodes):
+            cluster.add_node(f"node-{i + 1}")
+        client = ApiClient(cluster.url, cluster.api_key)
+        config = JobConfig(name=f"{name}-demo", rounds=rounds, shards=num_nodes, epochs=epochs)
+        detail = client.submit(
+            config,
+            example / "train.py",
+            example / "requirements.txt",
+            example / "data" / "train.csv",
+        )
+        job_id = detail.job.id
+        click.echo(
+            f"submitted {job_id}: {rounds} rounds x {num_nodes} shards, {epochs} local epochs"
+        )
+        detail = watch(client, job_id)
+        if detail.job.status == "succeeded":
+            client.download(job_id, "pth", model)
+            client.download(job_id, "safetensors", root / "final_model.safetensors")
+    return detail, model
+
+
+def _compare(root: Path, example: Path, model: Path, detail: JobDetail, fed_wall: float) -> None:
+    """Train the centralized baseline and print both held-out scores (and a JSON line)."""
+    config = detail.config
+    click.echo("training the centralized baseline (same script, all data, same total epochs)...")
+    central = train_central(
+        example / "train.py",
+        example / "data" / "train.csv",
+        root,
+        config.rounds * config.epochs,
+        config.seed,
+    )
+    metric, fed = held_out(example, model)
+    _, base = held_out(example, central)
+    click.echo(f"final model: {model} (and .safetensors)")
+    click.echo(f"held-out {metric}, federated ({config.shards} nodes): {_show(metric, fed)}")
+    click.echo(f"held-out {metric}, centralized baseline:   {_show(metric, base)}")
+    click.echo(f"gap: {(fed - base) * 100:+.2f} points")
+    summary = {
+        "job": detail.job.id,
+        "metric": metric,
+        "federated": round(fed, 4),
+        "central": round(base, 4),
+        "gap_points": round((fed - base) * 100, 2),
+        "seconds": round(fed_wall, 1),
+    }
+    click.echo(json.dumps(summary))
+
+
 def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, name: str = "digits") -> int:
-    """Start a coordinator and nodes, run the digits job, compare, stop everything.
+    """Start a coordinator and nodes, run the example's job, compare it with centralized
+    training, stop everything.
 
     Returns:
         The process exit code (0 when the job succeeded).
@@ -80,57 +138,15 @@ def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, name: str = "
     click.echo(f"example {name}: {DEMOS[name]}")
     started = time.monotonic()
     try:
-        with LocalCluster(root, executor="auto") as cluster:
-            click.echo(f"coordinator up at {cluster.url}")
-            for i in range(num_nodes):
-                cluster.add_node(f"node-{i + 1}")
-            client = ApiClient(cluster.url, cluster.api_key)
-            config = JobConfig(name=f"{name}-demo", rounds=rounds, shards=num_nodes, epochs=epochs)
-            detail = client.submit(
-                config,
-                example / "train.py",
-                example / "requirements.txt",
-                example / "data" / "train.csv",
-            )
-            job_id = detail.job.id
-            click.echo(
-                f"submitted {job_id}: {rounds} rounds x {num_nodes} shards, {epochs} local epochs"
-            )
-            detail = watch(client, job_id)
-            if detail.job.status != "succeeded":
-                click.echo(
-                    f"job {detail.job.status}: {detail.job.error}\n{last_failure(detail)}", err=True
-                )
-                return 1
-            model = client.download(job_id, "pth", root / "final_model.pth")
-            client.download(job_id, "safetensors", root / "final_model.safetensors")
-            nodes_used = sorted({t.node_id for t in detail.tasks if t.node_id})
+        detail, model = _federated(root, example, name, rounds, num_nodes, epochs)
+        if detail.job.status != "succeeded":
+            msg = f"job {detail.job.status}: {detail.job.error}\n{last_failure(detail)}"
+            click.echo(msg, err=True)
+            return 1
         fed_wall = time.monotonic() - started
-        click.echo(f"job {job_id} succeeded in {fed_wall:.1f}s on {len(nodes_used)} node(s)")
-        click.echo(
-            "training the centralized baseline (same script, all data, same total epochs)..."
-        )
-        central = train_central(
-            example / "train.py", example / "data" / "train.csv", root, rounds * epochs, config.seed
-        )
-        metric, fed = held_out(example, model)
-        _, base = held_out(example, central)
-        click.echo(f"final model: {model} (and .safetensors)")
-        click.echo(f"held-out {metric}, federated ({num_nodes} nodes): {_show(metric, fed)}")
-        click.echo(f"held-out {metric}, centralized baseline:   {_show(metric, base)}")
-        click.echo(f"gap: {(fed - base) * 100:+.2f} points")
-        click.echo(
-            json.dumps(
-                {
-                    "job": job_id,
-                    "metric": metric,
-                    "federated": round(fed, 4),
-                    "central": round(base, 4),
-                    "gap_points": round((fed - base) * 100, 2),
-                    "seconds": round(fed_wall, 1),
-                }
-            )
-        )
+        nodes_used = {t.node_id for t in detail.tasks if t.node_id}
+        click.echo(f"job {detail.job.id} succeeded in {fed_wall:.1f}s on {len(nodes_used)} node(s)")
+        _compare(root, example, model, detail, fed_wall)
         return 0
     finally:
         if keep:

@@ -31,7 +31,11 @@ class TaskRow(msgspec.Struct, kw_only=True):
     id: str
     job_id: str
     round_idx: int
-    shard_idx: int
+    slot: int
+    """Where the task sits in its round: copy `copy` of shard `shard` is slot
+    `shard + copy * shards`; the held-out evaluation is `EVAL_SLOT`."""
+    shard: int
+    copy: int
     status: str
     node_id: str | None
     lease_token: str | None
@@ -49,20 +53,20 @@ class TaskRow(msgspec.Struct, kw_only=True):
     kind: str = "train"
 
 
-_RET = """RETURNING id, job_id, round_idx, shard_idx, status, node_id, lease_token,
+_RET = """RETURNING id, job_id, round_idx, slot, shard, copy, status, node_id, lease_token,
 lease_expires_at, attempts, max_attempts, losses, max_losses, result_sha, metrics, error_code,
 error, verdict, compute_ms, kind"""
 
 INSERT = """
-INSERT INTO tasks (id, job_id, round_idx, shard_idx, status, max_attempts, max_losses, kind,
-    created_at, updated_at)
-VALUES (:id, :job_id, :round_idx, :shard_idx, 'queued', :max_attempts, :max_losses, :kind, :now,
-    :now)
+INSERT INTO tasks (id, job_id, round_idx, slot, shard, copy, status, max_attempts, max_losses,
+    kind, created_at, updated_at)
+VALUES (:id, :job_id, :round_idx, :slot, :shard, :copy, 'queued', :max_attempts, :max_losses,
+    :kind, :now, :now)
 """
 GET = f"SELECT {_RET.removeprefix('RETURNING ')} FROM tasks WHERE id = :id"
 FOR_JOB = f"""
 SELECT {_RET.removeprefix("RETURNING ")} FROM tasks WHERE job_id = :job_id
-ORDER BY round_idx, shard_idx
+ORDER BY round_idx, slot
 """
 # A lease that ran out is the node's loss, not a try of the user's code: the attempt is given
 # back and counted as a loss instead, under the task's own cap.
@@ -98,14 +102,13 @@ WHERE status = 'queued' AND id = (
         AND (j.replicas = 1 OR NOT EXISTS (
             SELECT 1 FROM tasks o JOIN nodes n ON n.id = o.node_id
             WHERE o.job_id = t.job_id AND o.round_idx = t.round_idx
-                AND o.shard_idx != t.shard_idx
-                AND o.shard_idx % j.shard_count = t.shard_idx % j.shard_count
+                AND o.slot != t.slot AND o.shard = t.shard
                 AND n.owner_id = :owner_id))
         AND EXISTS (
             SELECT 1 FROM nodes me WHERE me.id = :node_id
                 AND me.agreed + 1 >= CAST(:min_reputation AS DOUBLE PRECISION)
                     * (me.agreed + me.disagreed + 1))
-    ORDER BY t.created_at, t.job_id, t.round_idx, t.shard_idx LIMIT 1 {{lock}})
+    ORDER BY t.created_at, t.job_id, t.round_idx, t.slot LIMIT 1 {{lock}})
 {_RET}
 """
 CLAIM = {
@@ -162,21 +165,20 @@ async def insert_round(
     *,
     job_id: str,
     round_idx: int,
-    num_shards: int,
+    shards: int,
+    slots: list[int],
     max_attempts: int,
     max_losses: int,
     now: int,
-    slots: list[int] | None = None,
     kind: str = "train",
 ) -> list[str]:
-    """Enqueue a round's tasks, one per slot (default: slots 0..num_shards-1); returns ids.
-    `kind` `evaluate`: the held-out evaluation of the round's model."""
+    """Enqueue tasks of a round of a job of `shards` shards, one per slot; returns their ids.
+    `kind` `evaluate`: the held-out evaluation of the round's model (its slot is ignored)."""
     if kind == "evaluate":  # one per round, in a slot of its own
-        chosen, ids = [EVAL_SLOT], [f"{job_id}-r{round_idx}-eval"]
+        slots, ids = [EVAL_SLOT], [f"{job_id}-r{round_idx}-eval"]
     else:
-        chosen = list(range(num_shards)) if slots is None else slots
         name = "init" if round_idx == INIT_ROUND else f"r{round_idx}"
-        ids = [f"{job_id}-{name}-s{s}" for s in chosen]
+        ids = [f"{job_id}-{name}-s{s}" for s in slots]
     await conn.executemany(
         INSERT,
         [
@@ -184,13 +186,15 @@ async def insert_round(
                 "id": tid,
                 "job_id": job_id,
                 "round_idx": round_idx,
-                "shard_idx": s,
+                "slot": s,
+                "shard": max(s, 0) % shards,
+                "copy": max(s, 0) // shards,
                 "max_attempts": max_attempts,
                 "max_losses": max_losses,
                 "kind": kind,
                 "now": now,
             }
-            for s, tid in zip(chosen, ids, strict=True)
+            for s, tid in zip(slots, ids, strict=True)
         ],
     )
     return ids

@@ -46,7 +46,7 @@ class _Round:
     done: list[TaskRow]
 
     def shard_of(self, task: TaskRow) -> int:
-        return task.shard_idx % len(self.rows)
+        return task.shard
 
 
 @dataclass

@@ -157,7 +157,7 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
     code = await ref(job.eval_code_sha if evaluate else job.code_sha, "train.py")
     assert code is not None
     # a replicated job's copies share their shard; an evaluation uses no shard
-    shard = 0 if evaluate else task.shard_idx % len(shards)
+    shard = 0 if evaluate else task.shard
     shard_sha = shards[shard].blob_sha
     if evaluate:  # the round's merged model on the job's test data
         data = await ref(job.test_data_sha, job.test_data_name or "test_data")

@@ -245,7 +245,6 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
     row = await visible_job(rt, user, job_id)
     reader = rt.db.reader
     rows = {s.idx: s.rows for s in await jobs.shards(reader, job_id)}
-    n = max(1, len(rows))  # task slot -> shard (replicated jobs have several copies per shard)
     history: dict[str, list[AttemptInfo]] = {}
     for a in await attempts.for_job(reader, job_id):
         history.setdefault(a.task_id, []).append(
@@ -278,8 +277,8 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
             TaskInfo(
                 id=t.id,
                 round=t.round_idx,
-                shard=max(t.shard_idx, 0) % n,  # an evaluation has no shard (slot -1)
-                copy=max(t.shard_idx, 0) // n,
+                shard=t.shard,
+                copy=t.copy,
                 verdict=t.verdict,
                 status=t.status,  # type: ignore[arg-type]
                 node_id=t.node_id,
@@ -287,7 +286,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
                 max_attempts=t.max_attempts,
                 losses=t.losses,
                 max_losses=t.max_losses,
-                rows=rows.get(t.shard_idx % n, 0) if t.kind == "train" else 0,
+                rows=rows.get(t.shard, 0) if t.kind == "train" else 0,
                 metrics=msgspec.json.decode(t.metrics, type=metrics_type) if t.metrics else None,
                 error_code=t.error_code,
                 error=t.error,

@@ -43,6 +43,6 @@ def task_failure_message(task: TaskRow) -> str:
             f"shard 0) failed after {tries}: [{task.error_code}] {task.error}"
         )
     return (
-        f"round {task.round_idx}, shard {task.shard_idx} failed after {tries}: "
+        f"round {task.round_idx}, shard {task.shard} failed after {tries}: "
         f"[{task.error_code}] {task.error}"
     )

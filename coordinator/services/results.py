@@ -75,37 +75,7 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     if req.result_sha256 is None:
         raise InvalidInput("result_sha256 is required: PUT the weights to the task's upload_url")
     task, sig = await _checked_weights(rt, node, task, req.result_sha256)
-    config = await _config_of(rt, task.job_id)
-    now = rt.clock.now_ms()
-    done: TaskRow | None = None
-    aggregate = False
-    async with rt.db.transaction() as conn:
-        # In round 0 the first valid update fixes the model's keys, shapes and dtypes.
-        in_force = await rounds.claim_signature(conn, task.job_id, task.round_idx, sig)
-        if in_force == sig:
-            done = await tasks.complete(
-                conn,
-                task_id=task.id,
-                node_id=node.id,
-                token=req.lease_token,
-                result_sha=req.result_sha256,
-                metrics=_json.encode(req.metrics).decode(),
-                now=now,
-                claimed_ms=int(min(req.duration_s, 1e9) * 1000),
-                timeout_ms=config.task_timeout_s * 1000,
-            )
-            if done is None:
-                raise StaleLease()
-            if config.replicas == 1:  # a replicated copy earns its credit when its vote is in
-                await nodes.credit(conn, node.id, done.compute_ms)
-            await events.append(
-                conn,
-                task.job_id,
-                "task_succeeded",
-                {"task": task.id, "node": node.id, "metrics": req.metrics},
-                now,
-            )
-            aggregate = await start_aggregation_if_done(conn, done, now)
+    done, aggregate = await _record_success(rt, node, task, req, sig)
     if done is None:
         msg = "keys, shapes or dtypes differ from the other updates of this round"
         await _give_up(rt, node, task, "user_error", "invalid_weights", msg, "")
@@ -119,6 +89,47 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     if aggregate:
         start_aggregation(rt, task.job_id, task.round_idx)
     return TaskAck(task_id=done.id, status=done.status)
+
+
+async def _record_success(
+    rt: Runtime, node: NodeRow, task: TaskRow, req: CompleteTaskRequest, sig: str
+) -> tuple[TaskRow | None, bool]:
+    """Mark a training task succeeded with checked weights of signature `sig`, credit its node,
+    and see whether its round is complete, in one transaction.
+
+    Returns:
+        The task (None: the weights do not match the round's signature) and whether its round
+        must be aggregated now.
+    """
+    config = await _config_of(rt, task.job_id)
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        # In round 0 the first valid update fixes the model's keys, shapes and dtypes.
+        if await rounds.claim_signature(conn, task.job_id, task.round_idx, sig) != sig:
+            return None, False
+        done = await tasks.complete(
+            conn,
+            task_id=task.id,
+            node_id=node.id,
+            token=req.lease_token,
+            result_sha=req.result_sha256 or "",
+            metrics=_json.encode(req.metrics).decode(),
+            now=now,
+            claimed_ms=int(min(req.duration_s, 1e9) * 1000),
+            timeout_ms=config.task_timeout_s * 1000,
+        )
+        if done is None:
+            raise StaleLease()
+        if config.replicas == 1:  # a replicated copy earns its credit when its vote is in
+            await nodes.credit(conn, node.id, done.compute_ms)
+        await events.append(
+            conn,
+            task.job_id,
+            "task_succeeded",
+            {"task": task.id, "node": node.id, "metrics": req.metrics},
+            now,
+        )
+        return done, await start_aggregation_if_done(conn, done, now)
 
 
 async def _config_of(rt: Runtime, job_id: str) -> JobConfig:

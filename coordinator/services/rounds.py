@@ -40,18 +40,19 @@ async def open_round(
         signature=start[1] if start else None,
         now=now,
     )
-    slots = [c * k for c in range(config.replicas)] if idx == INIT_ROUND else None
+    shards = [0] if idx == INIT_ROUND else range(k)
+    slots = [s + c * k for c in range(config.replicas) for s in shards]
     await tasks.insert_round(
         conn,
         job_id=job_id,
         round_idx=idx,
-        num_shards=k * config.replicas,
+        shards=k,
+        slots=sorted(slots),
         max_attempts=INIT_TRIES if idx == INIT_ROUND else config.max_attempts,
         max_losses=config.max_node_losses,
         now=now,
-        slots=slots,
     )
-    return len(slots) if slots is not None else k * config.replicas
+    return len(slots)
 
 
 async def open_evaluation(
@@ -62,7 +63,8 @@ async def open_evaluation(
         conn,
         job_id=job_id,
         round_idx=round_idx,
-        num_shards=1,
+        shards=config.shards,
+        slots=[],
         max_attempts=config.max_attempts,
         max_losses=config.max_node_losses,
         now=now,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 
 from gridx.coordinator.aggregation import work
 from gridx.coordinator.aggregation.tally import majority
 from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, tasks
+from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
 from gridx.coordinator.services.lifecycle import fail_job
@@ -16,6 +18,16 @@ from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import JobConfig
 
 log = logging.getLogger("gridx.coordinator.rounds")
+
+
+@dataclass
+class _Tally:
+    """What the copies' distances decided: one accepted copy per agreed shard, each fresh
+    copy's verdict, and the shards still short of a majority."""
+
+    accepted: list[TaskRow] = field(default_factory=list)
+    verdicts: dict[str, str] = field(default_factory=dict)
+    short: list[int] = field(default_factory=list)
 
 
 async def vote(
@@ -35,87 +47,114 @@ async def vote(
         One accepted copy per shard (the earliest slot of its majority), or None when the
         round must wait for reissued copies (or the job failed: copies never agreed).
     """
+    tally = await _tally(rt, config, done)
+    fresh = [t for t in done if t.verdict is None and t.id in tally.verdicts]
+    now = rt.clock.now_ms()
+    reissued = 0
+    async with rt.db.transaction() as conn:
+        if not await rounds.hold_aggregation(conn, job_id, round_idx, rt.replica, now, lease_ms):
+            return None
+        await _record_verdicts(conn, job_id, round_idx, fresh, tally.verdicts, now)
+        if tally.short:
+            reissued = await _reissue(
+                conn, config, job_id, round_idx, done, tally.short, num_shards, now
+            )
+    if tally.short:
+        rt.wakeups.tasks_ready(reissued)
+        return None
+    return tally.accepted
+
+
+async def _tally(rt: Runtime, config: JobConfig, done: list[TaskRow]) -> _Tally:
+    """Group each shard's copies (earliest slot first) by distance, in the pool."""
     copies: dict[int, list[TaskRow]] = {}
-    for t in sorted(done, key=lambda t: t.shard_idx):
+    for t in sorted(done, key=lambda t: t.slot):
         if t.verdict != "disagreed":
-            copies.setdefault(t.shard_idx % num_shards, []).append(t)
+            copies.setdefault(t.shard, []).append(t)
     paths = {s: [await blob_path(rt, t.result_sha) for t in cs] for s, cs in copies.items()}
     loop = asyncio.get_running_loop()
     dist = {
         s: await loop.run_in_executor(rt.pool, work.distances, ps, rt.settings.max_result_bytes)
         for s, ps in paths.items()
     }
-    quorum = config.replicas // 2 + 1
-    accepted: list[TaskRow] = []
-    verdicts: dict[str, str] = {}
-    short: list[int] = []
+    tally = _Tally()
     for shard, cs in sorted(copies.items()):
-        group = majority(dist[shard], config.replica_tolerance, quorum)
+        group = majority(dist[shard], config.replica_tolerance, config.replicas // 2 + 1)
         if group is None:
-            short.append(shard)
+            tally.short.append(shard)
             continue
-        accepted.append(cs[group[0]])
+        tally.accepted.append(cs[group[0]])
         for i, t in enumerate(cs):
-            verdicts[t.id] = "agreed" if i in group else "disagreed"
-    fresh = {t.id: t for t in done if t.verdict is None and t.id in verdicts}
-    now = rt.clock.now_ms()
-    failed = False
-    async with rt.db.transaction() as conn:
-        if not await rounds.hold_aggregation(conn, job_id, round_idx, rt.replica, now, lease_ms):
-            return None
-        await tasks.set_verdicts(conn, {t: verdicts[t] for t in fresh})
-        await nodes.count_votes(
-            conn,
-            [(t.node_id or "", verdicts[t.id] == "agreed", t.compute_ms) for t in fresh.values()],
-        )
-        for t in fresh.values():
-            if verdicts[t.id] == "disagreed":
-                data: dict[str, object] = {
-                    "task": t.id,
-                    "node": t.node_id,
-                    "shard": t.shard_idx % num_shards,
-                }
-                await events.append(conn, job_id, "replica_disagreed", data, now)
-                log.warning(
-                    "copy disagrees with its shard's majority",
-                    extra=ids(job=job_id, round=round_idx, task=t.id, node=t.node_id),
-                )
-        if short:
-            slots = []
-            for shard in short:
-                copy = max(t.shard_idx for t in done if t.shard_idx % num_shards == shard)
-                copy = copy // num_shards + 1
-                if copy >= 2 * config.replicas + 1:
-                    failed = await fail_job(
-                        conn,
-                        job_id,
-                        f"round {round_idx}, shard {shard}: {copy} copies and no "
-                        f"{quorum} of them agree within {config.replica_tolerance}",
-                        now,
-                    )
-                    break
-                slots.append(shard + copy * num_shards)
-            else:
-                await rounds.transition(conn, job_id, round_idx, "running", now)
-                await jobs.transition(conn, job_id, "running", now)
-                await tasks.insert_round(
-                    conn,
-                    job_id=job_id,
-                    round_idx=round_idx,
-                    num_shards=num_shards,
-                    max_attempts=config.max_attempts,
-                    max_losses=config.max_node_losses,
-                    now=now,
-                    slots=slots,
-                )
-                await events.append(
-                    conn, job_id, "replicas_reissued", {"round": round_idx, "slots": slots}, now
-                )
-    if short:
-        if not failed:
-            rt.wakeups.tasks_ready(len(short))
-        return None
-    return accepted
+            tally.verdicts[t.id] = "agreed" if i in group else "disagreed"
+    return tally
+
+
+async def _record_verdicts(
+    conn: Conn,
+    job_id: str,
+    round_idx: int,
+    fresh: list[TaskRow],
+    verdicts: dict[str, str],
+    now: int,
+) -> None:
+    """Store the verdicts of copies not judged before, and count them in their nodes'
+    reputation (and credit: a copy earns its credit when its vote is in)."""
+    await tasks.set_verdicts(conn, {t.id: verdicts[t.id] for t in fresh})
+    await nodes.count_votes(
+        conn, [(t.node_id or "", verdicts[t.id] == "agreed", t.compute_ms) for t in fresh]
+    )
+    for t in fresh:
+        if verdicts[t.id] == "disagreed":
+            data: dict[str, object] = {"task": t.id, "node": t.node_id, "shard": t.shard}
+            await events.append(conn, job_id, "replica_disagreed", data, now)
+            log.warning(
+                "copy disagrees with its shard's majority",
+                extra=ids(job=job_id, round=round_idx, task=t.id, node=t.node_id),
+            )
+
+
+async def _reissue(
+    conn: Conn,
+    config: JobConfig,
+    job_id: str,
+    round_idx: int,
+    done: list[TaskRow],
+    short: list[int],
+    num_shards: int,
+    now: int,
+) -> int:
+    """One more copy of each shard short of a majority, and the round running again; or, once
+    a shard has had 2 x replicas + 1 copies, the job failed. Returns the tasks made ready."""
+    slots = []
+    for shard in short:
+        copy = max(t.copy for t in done if t.shard == shard) + 1
+        if copy >= 2 * config.replicas + 1:
+            quorum = config.replicas // 2 + 1
+            await fail_job(
+                conn,
+                job_id,
+                f"round {round_idx}, shard {shard}: {copy} copies and no "
+                f"{quorum} of them agree within {config.replica_tolerance}",
+                now,
+            )
+            return 0
+        slots.append(shard + copy * num_shards)
+    await rounds.transition(conn, job_id, round_idx, "running", now)
+    await jobs.transition(conn, job_id, "running", now)
+    await tasks.insert_round(
+        conn,
+        job_id=job_id,
+        round_idx=round_idx,
+        shards=num_shards,
+        slots=slots,
+        max_attempts=config.max_attempts,
+        max_losses=config.max_node_losses,
+        now=now,
+    )
+    await events.append(
+        conn, job_id, "replicas_reissued", {"round": round_idx, "slots": slots}, now
+    )
+    return len(slots)
 
 
 async def blob_path(rt: Runtime, sha: str | None) -> str:

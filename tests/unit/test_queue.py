@@ -50,7 +50,7 @@ async def test_claims_go_in_shard_order_and_count_attempts(rt: Runtime) -> None:
     t0 = await dispatch.claim(rt, a)
     t1 = await dispatch.claim(rt, a)
     assert t0 is not None and t1 is not None
-    assert (t0.shard_idx, t1.shard_idx) == (0, 1)
+    assert (t0.slot, t1.slot) == (0, 1) and (t0.shard, t1.shard) == (0, 1)
     assert t0.attempts == 1 and t0.status == "leased" and t0.node_id == "a"
     assert t0.lease_token != t1.lease_token
     assert await dispatch.claim(rt, a) is None
@@ -248,17 +248,17 @@ async def test_copies_of_a_shard_go_to_different_owners(rt: Runtime) -> None:
             conn,
             job_id="j1",
             round_idx=0,
-            num_shards=1,
+            shards=1,
+            slots=[1],
             max_attempts=2,
             max_losses=5,
             now=rt.clock.now_ms(),
-            slots=[1],
         )
     first = await dispatch.claim(rt, a1)
-    assert first is not None and first.shard_idx == 0
+    assert first is not None and (first.slot, first.shard, first.copy) == (0, 0, 0)
     assert await dispatch.claim(rt, a2) is None  # same owner: never the other copy
     second = await dispatch.claim(rt, b)
-    assert second is not None and second.shard_idx == 1
+    assert second is not None and (second.slot, second.shard, second.copy) == (1, 0, 1)
 
 
 async def test_a_node_below_the_reputation_threshold_gets_nothing(rt: Runtime) -> None:

@@ -110,12 +110,6 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     """An evaluation's copy of the job's train.py, next to the script (to import the model)."""
 
 
-class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Long-poll for work; the coordinator answers 204 after `wait_s` with nothing."""
-
-    wait_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 25.0
-
-
 class UploadResponse(msgspec.Struct, kw_only=True):
     """A stored result file."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
 import msgspec
@@ -27,6 +28,10 @@ class StrategyBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag
     def name(self) -> str:
         """The strategy's tag, e.g. "fedavg"."""
         return str(type(self).__struct_config__.tag)
+
+    def problem(self, clients: int) -> tuple[str, str] | None:
+        """A (field, message) reason this rule cannot run with `clients` per round, or None."""
+        return None
 
 
 class FedAvg(StrategyBase, tag="fedavg"):
@@ -72,18 +77,21 @@ class Krum(StrategyBase, tag="krum"):
     f: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
     m: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
 
+    def problem(self, clients: int) -> tuple[str, str] | None:
+        if clients <= 2 * self.f + 2:
+            return "strategy.f", (
+                f"Krum with f={self.f} needs more than 2f+2 = {2 * self.f + 2} clients "
+                f"per round, and the job has {clients} shards"
+            )
+        if self.m > clients - self.f:
+            return "strategy.m", f"Multi-Krum can keep at most n - f = {clients - self.f} clients"
+        return None
+
 
 Strategy = FedAvg | FedProx | FedAdam | FedYogi | FedAdagrad | FedMedian | TrimmedMean | Krum
-STRATEGY_NAMES = (
-    "fedavg",
-    "fedprox",
-    "fedadam",
-    "fedyogi",
-    "fedadagrad",
-    "fedmedian",
-    "trimmed_mean",
-    "krum",
-)
+"""Every aggregation rule a job may ask for. A new rule: its struct here (in this union), and
+its merge in `coordinator/aggregation/rules.py`'s `RULES`."""
+STRATEGY_NAMES = tuple(str(t.__struct_config__.tag) for t in typing.get_args(Strategy))
 
 
 class Iid(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="name", tag="iid"):

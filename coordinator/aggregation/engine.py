@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from gridx.coordinator.aggregation import fedopt, robust
+from gridx.coordinator.aggregation import fedopt
 from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
 from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.aggregation.fedavg import weighted_mean
+from gridx.coordinator.aggregation.rules import RULES
 from gridx.coordinator.aggregation.tensorfile import (
     SafetensorsWriter,
     Spec,
@@ -25,9 +26,7 @@ from gridx.coordinator.aggregation.tensorfile import (
     signature_of,
 )
 from gridx.coordinator.aggregation.work import AggregationJob, AggregationResult
-from gridx.schemas.jobs import FedAdam, Krum, TrimmedMean
-
-SERVER_OPTIMIZERS = ("fedadam", "fedyogi", "fedadagrad")
+from gridx.schemas.jobs import FedAdam
 
 
 def aggregate(job: AggregationJob) -> AggregationResult:
@@ -53,24 +52,16 @@ def aggregate(job: AggregationJob) -> AggregationResult:
     try:
         if strategy.clip_norm is not None:
             result.clipped = [shards[i] for i in cs.clip(strategy.clip_norm)]
-        if strategy.name in SERVER_OPTIMIZERS and cs.base is not None:
-            assert isinstance(strategy, FedAdam)
+        if isinstance(strategy, FedAdam) and cs.base is not None:  # and FedYogi, FedAdagrad
             result.state = str(out / "state.safetensors")
             _server_optimizer(cs, strategy, job.state_in, sink, result.state)
         else:
-            chosen: list[int] | None = None
-            if isinstance(strategy, Krum):
-                chosen = robust.krum_select(robust.gram(cs), strategy.f, strategy.m)
+            rule = RULES[strategy.name]
+            chosen = rule.select(cs, strategy) if rule.select is not None else None
+            if chosen is not None:
                 result.selected = sorted(shards[i] for i in chosen)
-                chosen = sorted(chosen)
             for key in cs.names():
-                if strategy.name == "fedmedian":
-                    value = robust.median(cs, key)
-                elif isinstance(strategy, TrimmedMean):
-                    value = robust.trimmed_mean(cs, key, strategy.beta)
-                else:
-                    value = weighted_mean(cs, key, chosen, out=sink.buffer(key))
-                sink.put(key, value)
+                sink.put(key, rule.merge(cs, key, strategy, chosen, sink.buffer(key)))
                 cs.release()
         merged = time.perf_counter()
         sink.finish(result.model_pth)

@@ -85,7 +85,6 @@ SHARDS = "SELECT idx, blob_sha, rows FROM shards WHERE job_id = :job_id ORDER BY
 GET = _SELECT + " WHERE j.id = :id"
 OF_OWNER = _SELECT + " WHERE j.owner_id = :owner_id ORDER BY j.created_at DESC, j.id"
 ALL = _SELECT + " ORDER BY j.created_at DESC, j.id"
-BY_STATUS = _SELECT + " WHERE j.status = :status ORDER BY j.created_at"
 TRANSITION = {
     to: f"""
 UPDATE jobs SET status = :to, updated_at = :now, error = coalesce(:error, error),
@@ -162,11 +161,6 @@ async def list_jobs(conn: Conn, owner_id: int | None) -> list[JobRow]:
     if owner_id is None:
         return await fetch_all(conn, ALL, {}, JobRow)
     return await fetch_all(conn, OF_OWNER, {"owner_id": owner_id}, JobRow)
-
-
-async def with_status(conn: Conn, status: str) -> list[JobRow]:
-    """Jobs in one status, oldest first."""
-    return await fetch_all(conn, BY_STATUS, {"status": status}, JobRow)
 
 
 async def shards(conn: Conn, job_id: str) -> list[ShardRow]:

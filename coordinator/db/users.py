@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gridx.coordinator.db.connection import Conn, UniqueViolation, fetch_all, fetch_one
+from gridx.coordinator.db.connection import Conn, UniqueViolation, fetch_one
 from gridx.coordinator.errors import Conflict
 
 
@@ -29,7 +29,6 @@ SELECT u.id, u.email, u.role, u.created_at FROM api_keys k JOIN users u ON u.id 
 WHERE k.key_hash = :key_hash
 """
 BY_EMAIL = "SELECT id, email, role, created_at FROM users WHERE email = :email"
-ALL = "SELECT id, email, role, created_at FROM users ORDER BY id"
 
 
 async def create(conn: Conn, email: str, role: str, now: int) -> UserRow:
@@ -57,8 +56,3 @@ async def by_key_hash(conn: Conn, key_hash: str) -> UserRow | None:
 async def by_email(conn: Conn, email: str) -> UserRow | None:
     """A user by email."""
     return await fetch_one(conn, BY_EMAIL, {"email": email}, UserRow)
-
-
-async def list_all(conn: Conn) -> list[UserRow]:
-    """Every user."""
-    return await fetch_all(conn, ALL, {}, UserRow)

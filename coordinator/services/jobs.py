@@ -17,6 +17,7 @@ from gridx.coordinator.db import attempts, blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
+from gridx.coordinator.services.lifecycle import close_job
 from gridx.coordinator.services.rounds import first_round, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.sharding import split_lines, split_table, splitter
@@ -307,15 +308,10 @@ async def cancel(rt: Runtime, user: UserRow, job_id: str) -> JobSummary:
     row = await visible_job(rt, user, job_id)
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
-        if not await jobs.transition(conn, job_id, "cancelled", now):
+        if not await close_job(conn, job_id, "cancelled", {"by": user.email}, now):
             raise Conflict(
                 f"job {job_id} is already {row.status}; only unfinished jobs can be cancelled"
             )
-        await tasks.cancel_job(conn, job_id, now)
-        for rnd in await rounds.for_job(conn, job_id):
-            if rnd.status in ("running", "aggregating"):
-                await rounds.transition(conn, job_id, rnd.idx, "cancelled", now)
-        await events.append(conn, job_id, "job_cancelled", {"by": user.email}, now)
     return summary(await visible_job(rt, user, job_id))
 
 

@@ -1,9 +1,10 @@
-"""A job's end: failing it (its open tasks cancelled, its running round failed), and the
-message that says which task failed it."""
+"""A job's end before its last round: failed or cancelled (its open tasks cancelled, its open
+round ended the same way), and the message that says which task failed it."""
 
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from gridx.coordinator.db import events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
@@ -20,14 +21,34 @@ async def fail_job(conn: Conn, job_id: str, error: str, now: int) -> bool:
     Returns:
         False when the job had already finished.
     """
-    if not await jobs.transition(conn, job_id, "failed", now, error=error):
+    if not await close_job(conn, job_id, "failed", {"error": error}, now, error=error):
         return False
     log.info("job failed: %s", error, extra=ids(job=job_id))
+    return True
+
+
+async def close_job(
+    conn: Conn,
+    job_id: str,
+    status: Literal["failed", "cancelled"],
+    event: dict[str, object],
+    now: int,
+    error: str | None = None,
+) -> bool:
+    """End an unfinished job as `status` inside the caller's transaction: its open tasks are
+    cancelled, its open round takes the same status, and the log gets `job_<status>` with
+    `event`'s data.
+
+    Returns:
+        False when the job had already finished (nothing changes).
+    """
+    if not await jobs.transition(conn, job_id, status, now, error=error):
+        return False
     await tasks.cancel_job(conn, job_id, now)
     for rnd in await rounds.for_job(conn, job_id):
         if rnd.status in ("running", "aggregating"):
-            await rounds.transition(conn, job_id, rnd.idx, "failed", now)
-    await events.append(conn, job_id, "job_failed", {"error": error}, now)
+            await rounds.transition(conn, job_id, rnd.idx, status, now)
+    await events.append(conn, job_id, f"job_{status}", event, now)
     return True
 
 

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from gridx.coordinator.aggregation.engine import aggregate
 from gridx.coordinator.aggregation.networks import batcher, order_statistics
+from gridx.coordinator.aggregation.rules import RULES
 from gridx.coordinator.aggregation.weights import load_state
 from gridx.coordinator.aggregation.work import AggregationJob
-from gridx.coordinator.services.job_config import check_strategy
 from gridx.schemas.jobs import (
+    STRATEGY_NAMES,
     FedAdagrad,
     FedAdam,
     FedAvg,
@@ -216,12 +217,12 @@ def test_robust_rules_resist_two_byzantine_clients_out_of_ten(tmp_path: Path, at
 
 
 def test_strategy_parameters_are_checked_against_the_shard_count() -> None:
-    field, message = check_strategy(Krum(f=1), 4) or ("", "")
+    field, message = Krum(f=1).problem(4) or ("", "")
     assert field == "strategy.f" and "more than 2f+2 = 4" in message
-    assert check_strategy(Krum(f=1), 5) is None
-    assert (check_strategy(Krum(f=1, m=5), 5) or ("",))[0] == "strategy.m"
-    assert check_strategy(TrimmedMean(beta=0.45), 2) is None
-    assert check_strategy(FedMedian(), 1) is None
+    assert Krum(f=1).problem(5) is None
+    assert (Krum(f=1, m=5).problem(5) or ("",))[0] == "strategy.m"
+    assert TrimmedMean(beta=0.45).problem(2) is None
+    assert FedMedian().problem(1) is None
 
 
 @given(n=st.integers(1, 20), seed=st.integers(0, 1000))
@@ -236,3 +237,7 @@ def test_sorting_networks_sort(n: int, seed: int) -> None:
         torch.equal(a, ref[r]) for a, r in zip(order_statistics(rows, mid), mid, strict=True)
     ] == [True, True]
     assert len(batcher(n)) >= n - 1
+
+
+def test_every_strategy_of_the_contract_has_a_rule() -> None:
+    assert set(STRATEGY_NAMES) == set(RULES)

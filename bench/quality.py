@@ -9,7 +9,11 @@ The baseline is the same script trained centrally on all the data for the same t
 measured in the same run; the figure is the gap in held-out accuracy points (federated minus
 centralized).
 
-    python bench/quality.py [--rounds 3] [--epochs 10] [--variants ...] [--modes ...]
+A script that does not seed (or seeds from the clock) gives a different model on every run,
+centrally too, so one run of each is a draw: `--trials N` runs the baseline and every cell N
+times and compares the means (each cell's spread is printed beside it).
+
+    python bench/quality.py [--rounds 3] [--epochs 10] [--trials 1] [--variants ...] [--modes ...]
 Last line: {"cells": [...], "worst_gap_points": {"init_step": x, "init_model": y, "none": z}}
 """
 
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from statistics import mean
 
 from gridx.coordinator.cli.client import ApiClient
 from gridx.coordinator.cli.cluster import LocalCluster
@@ -56,6 +61,37 @@ def starting_model(work: Path) -> Path:
     return path
 
 
+def run_cell(
+    client: ApiClient,
+    work: Path,
+    script: Path,
+    start: Path,
+    args: argparse.Namespace,
+    variant: str,
+    mode: str,
+    strategy: str,
+    trial: int,
+) -> float:
+    """One federated job of a cell (seeded `trial`, as its baseline run); its held-out accuracy
+    (NaN when the job failed)."""
+    config = {
+        "name": f"{variant}-{mode}-{strategy}",
+        "rounds": args.rounds,
+        "shards": args.shards,
+        "epochs": args.epochs,
+        "seed": trial,
+        "init_step": mode == "init_step",
+        "strategy": {"name": strategy} | ({"mu": 0.01} if strategy == "fedprox" else {}),
+    }
+    detail = client.submit(
+        config, script, None, DIGITS / "data" / "train.csv", start if mode == "init_model" else None
+    )
+    detail = watch(client, detail.job.id, quiet=True)
+    if detail.job.status != "succeeded":
+        return float("nan")
+    return held_out(DIGITS, client.download(detail.job.id, "pth", work / "fed.pth"))[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -64,6 +100,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--modes", nargs="*", default=list(MODES))
     ap.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
+    ap.add_argument("--trials", type=int, default=1, help="runs of each cell and baseline")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gridx-quality-"))
     start = starting_model(work)
@@ -76,42 +113,29 @@ def main() -> None:
             script = work / f"{variant}.py"
             script.write_text(VARIANTS[variant]((DIGITS / "train.py").read_text()))
             (work / variant).mkdir()
-            central = train_central(
-                script, DIGITS / "data" / "train.csv", work / variant, args.rounds * args.epochs, 0
-            )
-            base = held_out(DIGITS, central)[1]
+            base = mean(
+                held_out(DIGITS, train_central(script, DIGITS / "data" / "train.csv",
+                                               work / variant, args.rounds * args.epochs, t))[1]
+                for t in range(args.trials)
+            )  # fmt: skip
             for mode in args.modes:
                 for strategy in args.strategies:
-                    config = {
-                        "name": f"{variant}-{mode}-{strategy}",
-                        "rounds": args.rounds,
-                        "shards": args.shards,
-                        "epochs": args.epochs,
-                        "init_step": mode == "init_step",
-                        "strategy": {"name": strategy}
-                        | ({"mu": 0.01} if strategy == "fedprox" else {}),
-                    }
-                    detail = client.submit(
-                        config,
-                        script,
-                        None,
-                        DIGITS / "data" / "train.csv",
-                        start if mode == "init_model" else None,
-                    )
-                    detail = watch(client, detail.job.id, quiet=True)
-                    if detail.job.status != "succeeded":
-                        fed = float("nan")
-                    else:
-                        model = client.download(detail.job.id, "pth", work / "fed.pth")
-                        fed = held_out(DIGITS, model)[1]
+                    runs = [
+                        run_cell(client, work, script, start, args, variant, mode, strategy, t)
+                        for t in range(args.trials)
+                    ]
+                    fed = mean(runs)
                     gap = round((fed - base) * 100, 2)
                     cells.append(
                         {"variant": variant, "mode": mode, "strategy": strategy,
-                         "federated": round(fed, 4), "central": round(base, 4), "gap_points": gap}
+                         "federated": round(fed, 4), "central": round(base, 4), "gap_points": gap,
+                         "runs": [round(r, 4) for r in runs]}
                     )  # fmt: skip
+                    spread = (max(runs) - min(runs)) * 100
                     print(
                         f"{variant:>15} {mode:>10} {strategy:>9}: federated {fed * 100:6.2f}%  "
-                        f"central {base * 100:6.2f}%  gap {gap:+6.2f} points",
+                        f"central {base * 100:6.2f}%  gap {gap:+6.2f} points "
+                        f"(spread of {args.trials}: {spread:.2f})",
                         flush=True,
                     )
     worst = {

@@ -40,6 +40,16 @@ def test_node_and_coordinator_crashes_leave_the_model_bit_identical(
     reference = clean["final_safetensors_sha256"]
     assert reference
 
+    # the coordinator is SIGKILLed while the initialisation step runs, and started again
+    job_id = _submit(client)
+    _in_round(client, job_id, -1)
+    cluster.kill_coordinator()
+    cluster.start_coordinator()
+    restarted = client.wait_done(job_id, 240)
+    assert restarted["job"]["status"] == "succeeded", restarted
+    assert [r["index"] for r in restarted["rounds"]] == [-1, 0, 1, 2]
+    assert restarted["final_safetensors_sha256"] == reference
+
     # the coordinator is SIGKILLed in the middle of round 2 and started again
     job_id = _submit(client)
     _in_round(client, job_id, 1)

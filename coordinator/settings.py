@@ -42,6 +42,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest job submission (train.py + requirements + data)."""
     max_code_bytes: int = 1 * MiB
     """Largest train.py / requirements.txt."""
+    max_unpacked_bytes: int = 4096 * MiB
+    """Largest size an uploaded archive (.zip, .tar, .tar.gz) may unpack to when it is split
+    into shards by member."""
     max_result_bytes: int = 512 * MiB
     """Largest weights file a node may upload."""
     max_json_bytes: int = 64 * 1024

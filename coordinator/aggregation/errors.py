@@ -1,8 +1,11 @@
-"""The aggregation side's error (torch-free, so the parent process can unpickle it from a pool
-worker without loading torch)."""
+"""The aggregation side's error, in the coordinator's one error tree (torch-free, so the parent
+process can unpickle it from a pool worker without loading torch)."""
 
 from __future__ import annotations
 
+from gridx.coordinator.errors import InvalidWeights
 
-class WeightsError(ValueError):
-    """A weight file that cannot be used; the message says why."""
+
+class WeightsError(InvalidWeights):
+    """A weight file that cannot be used; the message says why (422 `invalid_weights` if it ever
+    reaches a client unhandled)."""

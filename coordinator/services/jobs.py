@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import msgspec
 
 from gridx.coordinator.aggregation import work
 from gridx.coordinator.aggregation.errors import WeightsError
+from gridx.coordinator.archives import archive_kind, split_archive
 from gridx.coordinator.db import attempts, blobs, events, jobs, rounds, tasks
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.users import UserRow
@@ -30,6 +31,7 @@ from gridx.schemas.jobs import (
     JobConfig,
     JobDetail,
     JobSummary,
+    Partition,
     RoundInfo,
     TaskInfo,
 )
@@ -87,25 +89,38 @@ def _placement(config: JobConfig) -> jobs.Placement:
     )
 
 
+def _splitter(
+    rt: Runtime, name: str
+) -> Callable[[Path, list[Path], Partition, int], list[int]] | None:
+    """How a dataset called `name` is split into shards (None: it is sent whole)."""
+    archive = archive_kind(name)
+    if archive is not None:
+        cap = rt.settings.max_unpacked_bytes
+        return lambda src, parts, partition, seed: split_archive(
+            src, parts, archive, partition, seed, cap
+        )
+    kind = splitter(name)
+    return None if kind is None else split_table if kind == "table" else split_lines
+
+
 async def _split(rt: Runtime, sub: Submission) -> list[tuple[Path, int]]:
-    """A table or JSON Lines dataset split into the job's shards (temp files and their rows);
-    [] for data sent whole.
+    """A table, JSON Lines or archive dataset split into the job's shards (temp files and their
+    rows or files); [] for data sent whole.
 
     Raises:
         InvalidInput: the data cannot be split as the job asks.
     """
     config = sub.config
-    kind = splitter(sub.data_name or "")
-    if kind is None and not isinstance(config.partition, Iid):
+    split = _splitter(rt, sub.data_name or "")
+    if split is None and not isinstance(config.partition, Iid):
         raise InvalidInput(
-            "partition: only a table (.csv, .tsv, ...) or JSON Lines dataset can be split by "
-            "a column",
+            "partition: only a table (.csv, .tsv, ...), JSON Lines or an archive (.zip, .tar, "
+            ".tar.gz) can be split by a column",
             field="partition",
         )
-    if sub.data is None or kind is None:
+    if sub.data is None or split is None:
         return []
     parts = [rt.storage.temp_path(Path(sub.data_name or "").suffix) for _ in range(config.shards)]
-    split = split_table if kind == "table" else split_lines
     try:
         counts = await anyio.to_thread.run_sync(
             split, sub.data, parts, config.partition, config.seed

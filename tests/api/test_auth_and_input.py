@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 
 from tests.api.helpers import CSV, TRAIN, claim, register, submit
 from tests.support.api import Api, auth
@@ -172,6 +173,32 @@ def test_partitioners_shape_the_shards_and_bad_ones_are_422(api: Api) -> None:
     r = submit(api, api.alice, config, files=files)
     assert r.status_code == 422 and r.json()["field"] == "partition", r.text
     assert len(api.client.get("/jobs/", headers=api.alice).json()) == 1
+
+
+def test_an_archive_is_sharded_by_member_and_a_node_gets_its_shard(api: Api) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(7):
+            zf.writestr(f"{'cats' if i % 2 else 'dogs'}/{i}.png", f"img{i}".encode())
+    files = {"train_py": ("train.py", TRAIN), "data": ("images.zip", buf.getvalue())}
+    r = submit(api, api.alice, {"rounds": 1, "shards": 2}, files=files)
+    assert r.status_code == 201, r.text
+    assert [t["rows"] for t in r.json()["tasks"]] == [4, 3]  # files per shard: the weights
+    node = register(api, api.alice)
+    got: set[str] = set()
+    for _ in range(2):
+        task = claim(api, node)
+        assert task is not None and task["data"]["name"] == "images.zip"
+        shard = api.client.get(task["data"]["url"])
+        assert shard.status_code == 200
+        names = set(zipfile.ZipFile(io.BytesIO(shard.content)).namelist())
+        assert names and not names & got
+        got |= names
+    assert got == {f"{'cats' if i % 2 else 'dogs'}/{i}.png" for i in range(7)}
+    r = submit(
+        api, api.alice, {"rounds": 1, "shards": 2}, files={**files, "data": ("x.zip", b"no")}
+    )
+    assert r.status_code == 422 and r.json()["field"] == "data", r.text
 
 
 def test_file_names_are_stored_as_base_names_and_dot_dot_is_refused(api: Api) -> None:

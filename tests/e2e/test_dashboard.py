@@ -115,9 +115,9 @@ def test_submit_watch_and_download_a_federated_job(
     # the digits example through the form, 3 rounds
     page.get_by_label("train.py (required)").set_input_files(str(DIGITS / "train.py"))
     page.get_by_label("requirements.txt").set_input_files(str(DIGITS / "requirements.txt"))
-    page.get_by_label("Data (a .csv is split into shards by rows)").set_input_files(
-        str(DIGITS / "data" / "train.csv")
-    )
+    page.get_by_label(
+        "Data (a table or JSON Lines is split into shards by rows, an archive by file)"
+    ).set_input_files(str(DIGITS / "data" / "train.csv"))
     page.get_by_label("Evaluation script (evaluate.py, run on each round's model)").set_input_files(
         str(DIGITS / "evaluate.py")
     )

@@ -90,7 +90,7 @@ export default function Submit() {
           <input type="file" name="requirements" accept=".txt" />
         </label>
         <label>
-          Data (a .csv is split into shards by rows)
+          Data (a table or JSON Lines is split into shards by rows, an archive by file)
           <input type="file" name="data" aria-describedby="data-error" />
           {fieldError("data")}
         </label>

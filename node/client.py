@@ -35,6 +35,20 @@ T = TypeVar("T")
 CHUNK = 1 << 20
 
 
+async def _answer(resp: aiohttp.ClientResponse, kind: type[T]) -> T | None:
+    """A response's body as `kind`; None for 204.
+
+    Raises:
+        CoordinatorError: the coordinator answered with an error.
+    """
+    payload = await resp.read()
+    if resp.status == 204:
+        return None
+    if resp.status >= 400:
+        raise CoordinatorError(resp.status, _error(payload, resp.status))
+    return msgspec.json.decode(payload, type=kind)
+
+
 def backoff(attempt: int, base: float = 0.25, cap: float = 10.0) -> float:
     """Capped exponential backoff with full jitter."""
     return random.uniform(0, min(cap, base * 2**attempt))
@@ -92,12 +106,7 @@ class CoordinatorClient:
             headers={**self._headers(token), "Content-Type": "application/json"},
             params=params or None,
         ) as resp:
-            payload = await resp.read()
-            if resp.status == 204:
-                return None
-            if resp.status >= 400:
-                raise CoordinatorError(resp.status, _error(payload, resp.status))
-            return msgspec.json.decode(payload, type=kind)
+            return await _answer(resp, kind)
 
     async def register(self, enrolment_key: str, req: RegisterRequest) -> RegisterResponse:
         """Enrol this node (once)."""
@@ -123,12 +132,7 @@ class CoordinatorClient:
             headers=self._headers(),
             timeout=timeout,
         ) as resp:
-            payload = await resp.read()
-            if resp.status == 204:
-                return None
-            if resp.status >= 400:
-                raise CoordinatorError(resp.status, _error(payload, resp.status))
-            return msgspec.json.decode(payload, type=TaskAssignment)
+            return await _answer(resp, TaskAssignment)
 
     async def complete(self, req: CompleteTaskRequest) -> TaskAck:
         """Complete a task (idempotent through the lease token, so it is retried)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import ssl
 from pathlib import Path
 from typing import TypeVar
@@ -22,9 +21,11 @@ T = TypeVar("T")
 class ApiClient:
     """Calls the coordinator's user routes with an API key."""
 
-    def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, api_key: str, timeout: float = 60.0, ca_file: str | None = None
+    ) -> None:
+        """`ca_file`: a CA bundle to trust for an https coordinator (default: the system's)."""
         self.url = url.rstrip("/")
-        ca_file = os.environ.get("GRIDX_CA_FILE")  # trust this CA for an https coordinator
         self.http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {api_key}"},

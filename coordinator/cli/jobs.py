@@ -8,7 +8,7 @@ import click
 import msgspec
 
 from gridx.coordinator.cli.client import ApiClient, to_json
-from gridx.coordinator.cli.options import json_option, key_option, url_option, when
+from gridx.coordinator.cli.options import client_options, json_option, when
 from gridx.coordinator.cli.progress import format_metrics, last_failure, watch
 from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import INIT_ROUND, STRATEGY_NAMES, JobConfig
@@ -175,8 +175,7 @@ def job() -> None:
     show_default=True,
     help="Where --wait saves final_model.pth.",
 )
-@url_option
-@key_option
+@client_options
 @json_option
 def job_submit(
     train_py: Path,
@@ -190,15 +189,13 @@ def job_submit(
     params: tuple[str, ...],
     wait: bool,
     out: Path,
-    url: str,
-    api_key: str,
+    client: ApiClient,
     as_json: bool,
     **config: object,
 ) -> None:
     """Submit TRAIN_PY (+ requirements and data) as a federated job."""
     if bool(evaluate) != bool(test_data):
         raise click.UsageError("--evaluate and --test-data go together")
-    client = ApiClient(url, api_key)
     detail = client.submit(
         {**config, "strategy": _strategy(strategy, params), "partition": _partition(partition)},
         train_py,
@@ -226,12 +223,11 @@ def job_submit(
 
 
 @job.command("list")
-@url_option
-@key_option
+@client_options
 @json_option
-def job_list(url: str, api_key: str, as_json: bool) -> None:
+def job_list(client: ApiClient, as_json: bool) -> None:
     """Your jobs, newest first."""
-    rows = ApiClient(url, api_key).jobs()
+    rows = client.jobs()
     if as_json:
         click.echo(to_json(rows))
         return
@@ -249,12 +245,11 @@ def job_list(url: str, api_key: str, as_json: bool) -> None:
 
 @job.command("status")
 @click.argument("job_id")
-@url_option
-@key_option
+@client_options
 @json_option
-def job_status(job_id: str, url: str, api_key: str, as_json: bool) -> None:
+def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
     """One job: rounds with metrics, tasks with nodes and attempts."""
-    d = ApiClient(url, api_key).job(job_id)
+    d = client.job(job_id)
     if as_json:
         click.echo(to_json(d))
         return
@@ -283,12 +278,11 @@ def job_status(job_id: str, url: str, api_key: str, as_json: bool) -> None:
 
 @job.command("cancel")
 @click.argument("job_id")
-@url_option
-@key_option
+@client_options
 @json_option
-def job_cancel(job_id: str, url: str, api_key: str, as_json: bool) -> None:
+def job_cancel(job_id: str, client: ApiClient, as_json: bool) -> None:
     """Cancel an unfinished job."""
-    j = ApiClient(url, api_key).cancel(job_id)
+    j = client.cancel(job_id)
     click.echo(to_json(j) if as_json else f"{j.id} {j.status}")
 
 
@@ -303,9 +297,8 @@ def job_cancel(job_id: str, url: str, api_key: str, as_json: bool) -> None:
     default=None,
     help="File to write (default: final_model.<format>).",
 )
-@url_option
-@key_option
-def job_download(job_id: str, fmt: str, out: Path | None, url: str, api_key: str) -> None:
+@client_options
+def job_download(job_id: str, fmt: str, out: Path | None, client: ApiClient) -> None:
     """Download a finished job's model."""
-    path = ApiClient(url, api_key).download(job_id, fmt, out or Path(f"final_model.{fmt}"))
+    path = client.download(job_id, fmt, out or Path(f"final_model.{fmt}"))
     click.echo(str(path))

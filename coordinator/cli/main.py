@@ -11,7 +11,7 @@ import click
 
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.jobs import job
-from gridx.coordinator.cli.options import data_dir_option, json_option, key_option, url_option, when
+from gridx.coordinator.cli.options import client_options, data_dir_option, json_option, when
 from gridx.coordinator.settings import Settings, settings_from_env
 from gridx.schemas.envconfig import ConfigError
 
@@ -157,12 +157,11 @@ def node() -> None:
 
 
 @node.command("list")
-@url_option
-@key_option
+@client_options
 @json_option
-def node_list(url: str, api_key: str, as_json: bool) -> None:
+def node_list(client: ApiClient, as_json: bool) -> None:
     """Your nodes (an admin sees all)."""
-    rows = ApiClient(url, api_key).nodes()
+    rows = client.nodes()
     if as_json:
         click.echo(to_json(rows))
         return

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+
+from gridx.coordinator.cli.client import ApiClient
 
 url_option = click.option(
     "--url",
@@ -17,12 +21,33 @@ url_option = click.option(
 key_option = click.option(
     "--api-key", envvar="GRIDX_API_KEY", required=True, help="Your API key [GRIDX_API_KEY]."
 )
+ca_option = click.option(
+    "--ca-file",
+    envvar="GRIDX_CA_FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA bundle to trust for an https coordinator [GRIDX_CA_FILE].",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     help="Coordinator data folder [GRIDX_DATA_DIR; default gridx-data].",
 )
+
+
+def client_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`--url`, `--api-key` and `--ca-file`, handed to the command as one `client`."""
+
+    @url_option
+    @key_option
+    @ca_option
+    @functools.wraps(command)
+    def with_client(
+        *args: object, url: str, api_key: str, ca_file: str | None, **kw: object
+    ) -> None:
+        command(*args, client=ApiClient(url, api_key, ca_file=ca_file), **kw)
+
+    return with_client
 
 
 def when(ms: int) -> str:

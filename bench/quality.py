@@ -13,7 +13,7 @@ A script that does not seed (or seeds from the clock) gives a different model on
 centrally too, so one run of each is a draw: `--trials N` runs the baseline and every cell N
 times and compares the means (each cell's spread is printed beside it).
 
-    python bench/quality.py [--rounds 3] [--epochs 10] [--trials 1] [--variants ...] [--modes ...]
+    python bench/quality.py [--rounds 6] [--epochs 5] [--trials 1] [--variants ...] [--modes ...]
 Last line: {"cells": [...], "worst_gap_points": {"init_step": x, "init_model": y, "none": z}}
 """
 
@@ -94,8 +94,8 @@ def run_cell(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--shards", type=int, default=3)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--modes", nargs="*", default=list(MODES))

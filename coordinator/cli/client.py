@@ -114,8 +114,14 @@ def describe_error(status: int, payload: bytes) -> str:
         body = msgspec.json.decode(payload, type=ErrorBody)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return f"HTTP {status}: {payload[:200].decode('utf-8', 'replace')}"
+    tag = f"[HTTP {status} {body.code}]"
+    if len(body.errors) > 1:
+        each = "; ".join(
+            f"`{e.field}`: {e.message.removeprefix('invalid job config: ')}" for e in body.errors
+        )
+        return f"{len(body.errors)} invalid fields: {each} {tag}"
     where = f" (field `{body.field}`)" if body.field else ""
-    return f"{body.message}{where} [HTTP {status} {body.code}]"
+    return f"{body.message}{where} {tag}"
 
 
 def to_json(value: object) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+from gridx.coordinator.cli.client import describe_error
 from tests.api.helpers import CSV, TRAIN, claim, register, submit
 from tests.support.api import Api, auth
 
@@ -78,6 +79,16 @@ def test_invalid_config_is_422_naming_the_field(api: Api) -> None:
     r = submit(api, api.alice, {"rounds": 0}, files={"data": ("d.csv", CSV.encode())})
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} == {"rounds", "train_py"}
+    bad = {"rounds": 0, "shards": -3, "strategy": {"name": "krum", "f": 5}, "bogus": 1}
+    r = submit(api, api.alice, bad)
+    assert r.status_code == 422 and r.json()["field"] == "rounds"
+    # every bad field at once; Krum's f is judged against the shards only once they are valid
+    assert [e["field"] for e in r.json()["errors"]] == ["rounds", "shards", "bogus"], r.json()
+    r = submit(api, api.alice, {**bad, "shards": 4, "bogus": None})
+    assert [e["field"] for e in r.json()["errors"]] == ["rounds", "bogus", "strategy.f"], r.json()
+    line = describe_error(r.status_code, r.content)
+    assert line.startswith("3 invalid fields: `rounds`: ") and "`strategy.f`: Krum" in line
+    assert "\n" not in line and line.endswith("[HTTP 422 invalid_config]"), line
     r = submit(api, api.alice, files={"train_py": ("t.py", TRAIN), "evil": ("x", b"1")})
     assert r.status_code == 422 and r.json()["field"] == "evil"
     r = api.client.post("/jobs/", headers=api.alice, json={"rounds": 1})

@@ -64,6 +64,7 @@ async def _serve(config: NodeConfig) -> None:
 
 
 @click.group()
+@click.version_option(package_name="gridx", prog_name="gridx-node")
 def cli() -> None:
     """Grid-X node: lend this machine to federated training jobs."""
 

@@ -42,8 +42,11 @@ class ApiClient:
                 "(`gridx coordinator start`, or set --url / GRIDX_URL)"
             ) from exc
         if resp.status_code >= 400:
-            raise click.ClickException(describe_error(resp.status_code, resp.content))
-        return msgspec.json.decode(resp.content, type=kind)
+            raise click.ClickException(describe_error(resp.status_code, resp.content, self.url))
+        try:
+            return msgspec.json.decode(resp.content, type=kind)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise click.ClickException(not_gridx(self.url, resp.status_code)) from exc
 
     def submit(
         self,
@@ -108,12 +111,19 @@ class ApiClient:
         return dest
 
 
-def describe_error(status: int, payload: bytes) -> str:
+def not_gridx(url: str, status: int) -> str:
+    """What to say when a server answers in a way no Grid-X coordinator does."""
+    return (
+        f"{url} answered (HTTP {status}) but is not a Grid-X coordinator; check --url / GRIDX_URL"
+    )
+
+
+def describe_error(status: int, payload: bytes, url: str = "the server") -> str:
     """One line from an error answer."""
     try:
         body = msgspec.json.decode(payload, type=ErrorBody)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return f"HTTP {status}: {payload[:200].decode('utf-8', 'replace')}"
+        return not_gridx(url, status)
     tag = f"[HTTP {status} {body.code}]"
     if len(body.errors) > 1:
         each = "; ".join(

@@ -17,6 +17,7 @@ from gridx.schemas.envconfig import ConfigError
 
 
 @click.group()
+@click.version_option(package_name="gridx", prog_name="gridx")
 def cli() -> None:
     """Grid-X: federated training on machines that people lend."""
 

@@ -18,9 +18,7 @@ url_option = click.option(
     show_default=True,
     help="Coordinator URL [GRIDX_URL].",
 )
-key_option = click.option(
-    "--api-key", envvar="GRIDX_API_KEY", required=True, help="Your API key [GRIDX_API_KEY]."
-)
+key_option = click.option("--api-key", envvar="GRIDX_API_KEY", help="Your API key [GRIDX_API_KEY].")
 ca_option = click.option(
     "--ca-file",
     envvar="GRIDX_CA_FILE",
@@ -43,8 +41,13 @@ def client_options(command: Callable[..., None]) -> Callable[..., None]:
     @ca_option
     @functools.wraps(command)
     def with_client(
-        *args: object, url: str, api_key: str, ca_file: str | None, **kw: object
+        *args: object, url: str, api_key: str | None, ca_file: str | None, **kw: object
     ) -> None:
+        if not api_key:
+            raise click.UsageError(
+                "no API key: pass --api-key or set GRIDX_API_KEY (an admin creates one with "
+                "`gridx user create EMAIL` on the coordinator's host)"
+            )
         command(*args, client=ApiClient(url, api_key, ca_file=ca_file), **kw)
 
     return with_client

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gridx.node.worker import Worker
+from gridx.schemas.jobs import round_label
 
 log = logging.getLogger("gridx.node.status")
 
@@ -47,7 +48,7 @@ def _page(s: dict[str, Any]) -> str:
     current = s["current_task"]
     doing = (
         f"running <b>{e(current['task'])}</b> "
-        f"(round {current['round'] + 1}, shard {current['shard']})"
+        f"({round_label(current['round'])}, shard {current['shard']})"
         if current
         else ("draining: taking no new tasks" if s["draining"] else "idle, waiting for work")
     )

@@ -31,6 +31,7 @@ from gridx.schemas.agent import (
     RegisterRequest,
     TaskAssignment,
 )
+from gridx.schemas.jobs import round_label
 
 log = logging.getLogger("gridx.node")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -199,8 +200,7 @@ class Worker:
             await asyncio.sleep(self.heartbeat_s)
 
     async def _run_task(self, task: TaskAssignment) -> None:
-        where = "initialisation" if task.round < 0 else f"round {task.round}"
-        log.info("task %s (%s, shard %d)", task.task_id, where, task.shard)
+        log.info("task %s (%s, shard %d)", task.task_id, round_label(task.round), task.shard)
         self.current = task
         self.cancel_current.clear()
         root = self.config.state_dir / "tasks" / safe_filename(task.task_id, "task")

@@ -182,6 +182,7 @@ class TaskInfo(msgspec.Struct, kw_only=True):
 
     id: str
     round: int
+    """Its round's index, from 0."""
     shard: int
     status: TaskStatus
     node_id: str | None
@@ -206,6 +207,13 @@ INIT_ROUND = -1
 """The round of a job's initialisation step (see `JobConfig.init_step`): its tasks and its round
 are listed with the others, before round 0."""
 
+
+def round_label(index: int) -> str:
+    """A round as people read it: counted from 1 (the API's `round` and `index` count from 0),
+    and the initialisation step by name."""
+    return "the initialisation step" if index == INIT_ROUND else f"round {index + 1}"
+
+
 SUMMED_METRICS = frozenset({"samples", "n", "num_examples", "examples", "count"})
 """Metric keys that count things: a round reports their sum over its shards; every other key is
 the mean weighted by each shard's rows."""
@@ -215,6 +223,7 @@ class RoundInfo(msgspec.Struct, kw_only=True):
     """One round of federated averaging."""
 
     index: int
+    """From 0 (`INIT_ROUND`, -1, for the initialisation step); shown to people as index + 1."""
     status: RoundStatus
     input_model_sha256: str | None
     output_model_sha256: str | None
@@ -237,6 +246,8 @@ class JobSummary(msgspec.Struct, kw_only=True):
     owner: str
     status: JobStatus
     current_round: int
+    """The round running now, counted from 0 like every round index in the API (people read
+    `round_label`: round 1 is index 0); after the last round it stays at `rounds - 1`."""
     rounds: int
     shards: int
     tasks_done: int

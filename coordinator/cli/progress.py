@@ -8,7 +8,7 @@ import time
 import click
 
 from gridx.coordinator.cli.client import ApiClient
-from gridx.schemas.jobs import FINISHED, INIT_ROUND, JobDetail
+from gridx.schemas.jobs import FINISHED, INIT_ROUND, JobDetail, round_label
 
 
 def format_metrics(metrics: dict[str, float] | None) -> str:
@@ -29,10 +29,9 @@ def last_failure(detail: JobDetail) -> str:
         return ""
     task, first = min(attempts, key=lambda ta: (ta[1].finished_at or 0, ta[1].attempt))
     tail = (first.stderr_tail or "").strip()
-    where = "initialisation step" if task.round == INIT_ROUND else f"round {task.round + 1}"
+    where = f"{round_label(task.round)}, shard {task.shard}, try {first.attempt}"
     text = (
-        f"first failed attempt ({where}, shard {task.shard}, try {first.attempt}, "
-        f"node {first.node_id}): [{first.error_code}] {first.error}"
+        f"first failed attempt ({where}, node {first.node_id}): [{first.error_code}] {first.error}"
     )
     if tail:
         text += "\n--- stderr (tail) ---\n" + "\n".join(tail.splitlines()[-15:])

@@ -29,7 +29,7 @@ from gridx.coordinator.services.rounds import open_evaluation, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path, vote
 from gridx.coordinator.storage.base import Stored
-from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig
+from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig, round_label
 
 log = logging.getLogger("gridx.coordinator.rounds")
 _json = msgspec.json.Encoder()
@@ -190,11 +190,13 @@ async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
         try:
             result = await asyncio.get_running_loop().run_in_executor(rt.pool, work.aggregate, job)
         except WeightsError as exc:
-            await _abort(rt, job_id, f"aggregation of round {rnd.idx} refused an update: {exc}")
+            await _abort(
+                rt, job_id, f"aggregation of {round_label(rnd.idx)} refused an update: {exc}"
+            )
             return None
         except Exception as exc:
             log.exception("aggregation crashed", extra=ids(job=job_id, round=rnd.idx))
-            await _abort(rt, job_id, f"aggregation of round {rnd.idx} crashed: {exc!r}")
+            await _abort(rt, job_id, f"aggregation of {round_label(rnd.idx)} crashed: {exc!r}")
             return None
         rt.metrics.aggregations += 1
         rt.metrics.aggregation_seconds += result.merge_s + result.write_s

@@ -10,7 +10,7 @@ from gridx.coordinator.db import events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
-from gridx.schemas.jobs import INIT_ROUND
+from gridx.schemas.jobs import INIT_ROUND, round_label
 
 log = logging.getLogger("gridx.coordinator.rounds")
 
@@ -64,6 +64,6 @@ def task_failure_message(task: TaskRow) -> str:
             f"shard 0) failed after {tries}: [{task.error_code}] {task.error}"
         )
     return (
-        f"round {task.round_idx}, shard {task.shard} failed after {tries}: "
+        f"{round_label(task.round_idx)}, shard {task.shard} failed after {tries}: "
         f"[{task.error_code}] {task.error}"
     )

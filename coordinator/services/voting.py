@@ -15,7 +15,7 @@ from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
 from gridx.coordinator.services.lifecycle import fail_job
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.jobs import JobConfig
+from gridx.schemas.jobs import JobConfig, round_label
 
 log = logging.getLogger("gridx.coordinator.rounds")
 
@@ -133,7 +133,7 @@ async def _reissue(
             await fail_job(
                 conn,
                 job_id,
-                f"round {round_idx}, shard {shard}: {copy} copies and no "
+                f"{round_label(round_idx)}, shard {shard}: {copy} copies and no "
                 f"{quorum} of them agree within {config.replica_tolerance}",
                 now,
             )

@@ -121,5 +121,6 @@ def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
         raise click.UsageError(str(exc)) from exc
     try:
         asyncio.run(_serve(config))
-    except NodeError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except NodeError as exc:  # one line, and the exit code of its kind (3: the owner's mistake)
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)

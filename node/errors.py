@@ -8,17 +8,31 @@ from gridx.schemas.errors import ErrorBody
 class NodeError(Exception):
     """Something the node cannot do; the message says what and how to fix it."""
 
-
-class NotEnrolled(NodeError):
-    """The node has no identity and no enrolment key to get one, or the coordinator refused
-    its token."""
+    exit_code = 1
+    """What `gridx-node` exits with when this stops it."""
 
 
-class WeakSandbox(NodeError):
+class OwnerMistake(NodeError):
+    """The node's owner set something up wrong (a key, an email, a URL, a sandbox or executor
+    that is not there); `gridx-node` says what in one line and exits 3."""
+
+    exit_code = 3
+
+
+class NotEnrolled(OwnerMistake):
+    """The node has no identity and no usable enrolment key to get one (missing, unknown, or
+    another owner's), or the coordinator refused its token."""
+
+
+class Unreachable(OwnerMistake):
+    """No coordinator answers at the configured URL."""
+
+
+class WeakSandbox(OwnerMistake):
     """The sandbox self-test found gaps and the owner did not allow a weak sandbox."""
 
 
-class ExecutorUnavailable(NodeError):
+class ExecutorUnavailable(OwnerMistake):
     """The executor asked for cannot run here (no Docker engine, no executor image)."""
 
 
@@ -38,6 +52,7 @@ class CoordinatorError(NodeError):
     def __init__(self, status: int, body: ErrorBody) -> None:
         self.status = status
         self.code = body.code
+        self.message = body.message
         super().__init__(f"{status} {body.code}: {body.message}")
 
 

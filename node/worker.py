@@ -19,7 +19,13 @@ import aiohttp
 from gridx.node import __version__
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig
-from gridx.node.errors import CoordinatorError, IntegrityError, NotEnrolled, RequirementsError
+from gridx.node.errors import (
+    CoordinatorError,
+    IntegrityError,
+    NotEnrolled,
+    RequirementsError,
+    Unreachable,
+)
 from gridx.node.executors.base import Executor, RunResult, RunSpec
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity, load_identity, save_identity
@@ -84,14 +90,23 @@ async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilitie
             "this node is not registered yet: pass --enrolment-key (your API key from "
             "`gridx user create`) or set GRIDX_ENROLMENT_KEY / worker_config.env"
         )
-    resp = await client.register(
-        config.enrolment_key,
-        RegisterRequest(
-            name=config.name or platform.node() or "node",
-            owner_email=config.owner_email or None,
-            capabilities=caps,
-        ),
+    request = RegisterRequest(
+        name=config.name or platform.node() or "node",
+        owner_email=config.owner_email or None,
+        capabilities=caps,
     )
+    try:
+        resp = await client.register(config.enrolment_key, request)
+    except CoordinatorError as exc:
+        if exc.status in (401, 403):
+            hint = "GRIDX_OWNER_EMAIL" if exc.status == 403 else "GRIDX_ENROLMENT_KEY"
+            raise NotEnrolled(f"registration refused: {exc.message} (check {hint})") from exc
+        raise
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise Unreachable(
+            f"no coordinator answers at {config.coordinator_url} ({exc}); check --coordinator / "
+            "GRIDX_COORDINATOR_URL"
+        ) from exc
     ident = Identity(
         coordinator_url=config.coordinator_url, node_id=resp.node_id, node_token=resp.node_token
     )

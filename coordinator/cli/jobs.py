@@ -11,7 +11,7 @@ from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.options import client_options, json_option, when
 from gridx.coordinator.cli.progress import format_metrics, last_failure, watch
 from gridx.schemas.agent import SANDBOX_LEVELS
-from gridx.schemas.jobs import INIT_ROUND, STRATEGY_NAMES, JobConfig
+from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig, round_label
 
 
 def _strategy(name: str, params: tuple[str, ...]) -> dict[str, object]:
@@ -48,11 +48,6 @@ def _partition(spec: str) -> dict[str, object]:
     raise click.BadParameter(
         f"{spec!r}: use iid, by_column:COLUMN or dirichlet:COLUMN[:ALPHA]", param_hint="--partition"
     )
-
-
-def _round_name(idx: int) -> str:
-    """Rounds as users count them, from 1 (the initialisation step: `initial model`)."""
-    return "initial model" if idx == INIT_ROUND else f"round {idx + 1}"
 
 
 def _describe(config: JobConfig) -> str:
@@ -261,19 +256,64 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         f"timeout={c.task_timeout_s}s max_attempts={c.max_attempts} seed={c.seed}"
     )
     for r in d.rounds:
-        name = _round_name(r.index)
+        name = round_label(r.index)
         held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""
         click.echo(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}")
     for t in d.tasks:
         err = f"  [{t.error_code}] {t.error}" if t.error else ""
         what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
         click.echo(
-            f"    {_round_name(t.round)} {what}: {t.status:<9} node={t.node_id or '-'} "
+            f"    {round_label(t.round)} {what}: {t.status:<9} node={t.node_id or '-'} "
             f"attempts={t.attempts}/{t.max_attempts} losses={t.losses}/{t.max_losses} "
             f"rows={t.rows}{err}"
         )
     if j.status == "failed":
         click.echo(f"error: {j.error}\n{last_failure(d)}")
+
+
+@job.command("watch")
+@click.argument("job_id")
+@client_options
+@json_option
+def job_watch(job_id: str, client: ApiClient, as_json: bool) -> None:
+    """Follow a job already submitted, a bar per round, until it ends (exit 1 unless it
+    succeeded)."""
+    detail = watch(client, job_id, quiet=as_json)
+    if as_json:
+        click.echo(to_json({"job": detail.job, "rounds": detail.rounds}))
+    if detail.job.status != "succeeded":
+        raise click.ClickException(
+            f"job {job_id} {detail.job.status}: {detail.job.error or ''}\n{last_failure(detail)}"
+        )
+    if not as_json:
+        click.echo(f"job {job_id} succeeded: `gridx job download {job_id}`")
+
+
+@job.command("logs")
+@click.argument("job_id")
+@click.option("--task", "task_id", help="Only this task's attempts.")
+@client_options
+@json_option
+def job_logs(job_id: str, task_id: str | None, client: ApiClient, as_json: bool) -> None:
+    """Every attempt of every task: its node, how it ended, and the tail of its stderr."""
+    d = client.job(job_id)
+    tasks = [t for t in d.tasks if task_id in (None, t.id)]
+    if task_id is not None and not tasks:
+        raise click.ClickException(f"job {job_id} has no task {task_id!r}")
+    if as_json:
+        click.echo(to_json([{"task": t.id, "attempts": t.history} for t in tasks]))
+        return
+    for t in tasks:
+        what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
+        for a in t.history:
+            outcome = a.outcome or "running"
+            err = f" [{a.error_code}] {a.error}" if a.error else ""
+            click.echo(
+                f"== {round_label(t.round)}, {what}, attempt {a.attempt} on {a.node_id} "
+                f"({t.id}): {outcome}{err}"
+            )
+            for line in (a.stderr_tail or "").rstrip().splitlines():
+                click.echo(f"   {line}")
 
 
 @job.command("cancel")

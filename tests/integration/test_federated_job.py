@@ -78,6 +78,9 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     assert sum(n["tasks_done"] for n in nodes) == 10  # 1 init + 6 training + 3 evaluations
     status = gridx(cluster, "job", "status", result["job"]["id"])
     assert status.returncode == 0 and "round 3: done" in status.stdout
+    watched = gridx(cluster, "job", "watch", result["job"]["id"])  # any job, finished or not
+    assert watched.returncode == 0 and "round 3 held-out: " in watched.stdout
+    assert f"job {result['job']['id']} succeeded" in watched.stdout
     safetensors = tmp_path / "m.safetensors"
     dl = gridx(
         cluster,
@@ -194,6 +197,16 @@ def test_a_failed_job_shows_the_attempt_that_failed_not_the_cancellations_after(
     assert "first failed attempt (round 1, shard 1, try 1" in out.stderr, out.stderr
     assert "shard 1 cannot parse column 7" in out.stderr
     assert "job cancelled" not in out.stderr
+    job_id = json.loads(gridx(cluster, "job", "list", "--json").stdout)[0]["id"]
+    logs = gridx(cluster, "job", "logs", job_id)
+    assert logs.returncode == 0, logs.stderr
+    header = "== round 1, shard 1, attempt 1 on "
+    assert header in logs.stdout and "user_error" in logs.stdout, logs.stdout
+    assert "   shard 1 cannot parse column 7" in logs.stdout  # its stderr, indented
+    watched = gridx(cluster, "job", "watch", job_id)
+    assert watched.returncode == 1 and "first failed attempt (round 1, shard 1" in watched.stderr
+    missing = gridx(cluster, "job", "logs", job_id, "--task", "nope")
+    assert missing.returncode == 1 and "has no task 'nope'" in missing.stderr
 
 
 def test_the_regression_demo_matches_centralized_training() -> None:

@@ -16,7 +16,7 @@ from gridx.node.config import NodeConfig, load_config
 from gridx.node.errors import NodeError, WeakSandbox
 from gridx.node.executors import make_executor
 from gridx.node.selftest import explain, run_selftest
-from gridx.node.state import load_identity
+from gridx.node.state import load_identity, lock_state_dir
 from gridx.node.worker import Worker, capabilities, enrol
 from gridx.schemas.envconfig import ConfigError
 from gridx.schemas.redaction import Redact
@@ -24,6 +24,7 @@ from gridx.schemas.redaction import Redact
 
 async def _serve(config: NodeConfig) -> None:
     python = config.python or sys.executable
+    lock = lock_state_dir(config.state_dir)  # before anything in the folder is touched
     ident = load_identity(config.state_dir, config.coordinator_url)
     node_id = ident.node_id if ident else ""
     executor = make_executor(
@@ -61,6 +62,7 @@ async def _serve(config: NodeConfig) -> None:
         if page is not None:
             await page.cleanup()
         await client.close()
+        lock.close()
 
 
 @click.group()

@@ -24,6 +24,10 @@ class NotEnrolled(OwnerMistake):
     another owner's), or the coordinator refused its token."""
 
 
+class StateDirInUse(OwnerMistake):
+    """Another node runs with the same state folder."""
+
+
 class Unreachable(OwnerMistake):
     """No coordinator answers at the configured URL."""
 

@@ -1,11 +1,16 @@
-"""The node's identity, kept in a private state file so it registers only once."""
+"""The node's state folder: its identity, kept in a private file so it registers only once, and
+the lock that keeps a second node out of the folder."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
+from typing import IO
 
 import msgspec
+
+from gridx.node.errors import StateDirInUse
 
 
 class Identity(msgspec.Struct, kw_only=True):
@@ -45,3 +50,31 @@ def save_identity(state_dir: Path, ident: Identity) -> None:
     with os.fdopen(fd, "wb") as fh:
         fh.write(msgspec.json.encode(ident))
     os.replace(tmp, path)
+
+
+def lock_state_dir(state_dir: Path) -> IO[str]:
+    """Hold the state folder for this process (until it exits; keep the returned file open).
+
+    Two nodes in one folder would share an identity and remove each other's task folders.
+
+    Raises:
+        StateDirInUse: another live node holds it.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, STATE_MODE)
+    fh = (state_dir / "node.lock").open("a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise StateDirInUse(
+            f"another gridx-node (pid {holder}) runs with the state folder {state_dir}; give "
+            "this one its own --state-dir (or GRIDX_STATE_DIR)"
+        ) from exc
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh

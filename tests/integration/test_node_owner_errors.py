@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,14 @@ import pytest
 from gridx.coordinator.cli.cluster import LocalCluster, free_port
 
 
-def start_node(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def start_node(
+    tmp_path: Path, url: str, *args: str, state_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDX_")}
     return subprocess.run(
         [sys.executable, "-m", "gridx.node", "start", "--coordinator", url,
-         "--state-dir", str(tmp_path / "node"), "--executor", "process", "--status-port", "0",
-         "--allow-weak-sandbox", *args],
+         "--state-dir", str(state_dir or tmp_path / "node"), "--executor", "process",
+         "--status-port", "0", "--allow-weak-sandbox", *args],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )  # fmt: skip
 
@@ -53,3 +56,19 @@ def test_an_owner_mistake_is_one_line_and_exit_code_3(
     assert len(errors) == 1 and all(e in errors[0] for e in expected), out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "node" / "identity.json").exists()
+
+
+def test_a_second_node_in_the_same_state_folder_is_refused(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    first = cluster.add_node("first")
+    folder = cluster.root / "first"
+    deadline = time.monotonic() + 60
+    while not (folder / "identity.json").exists():  # the first node is up and registered
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    out = start_node(tmp_path, cluster.url, "--enrolment-key", cluster.api_key, state_dir=folder)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error: ")]
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert len(errors) == 1 and f"another gridx-node (pid {first.pid})" in errors[0], errors
+    assert first.poll() is None  # the first node carries on, its folder untouched

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+import click
 from aiohttp import web
 
 from gridx.node.worker import Worker
@@ -82,8 +83,12 @@ Up {s["uptime_s"]} s, {s["tasks_run"]} task(s) run.</p>
 <th>time</th></tr></thead><tbody>{rows}</tbody></table></body></html>"""
 
 
+PORT_TRIES = 20
+
+
 async def serve(worker: Worker, port: int) -> web.AppRunner | None:
-    """Start the page on 127.0.0.1:`port`; None (and a log line) when the port is taken."""
+    """Start the page on 127.0.0.1:`port`, or the next free port after it (the address is
+    logged and printed); None, with a warning, when none of `PORT_TRIES` is free."""
     app = web.Application()
 
     async def index(_: web.Request) -> web.Response:
@@ -96,11 +101,16 @@ async def serve(worker: Worker, port: int) -> web.AppRunner | None:
     app.router.add_get("/status.json", as_json)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-    except OSError as exc:
-        log.warning("status page not started on 127.0.0.1:%d: %s", port, exc)
-        await runner.cleanup()
-        return None
-    log.info("status page on http://127.0.0.1:%d/", port)
-    return runner
+    for candidate in range(port, port + PORT_TRIES):
+        try:
+            await web.TCPSite(runner, "127.0.0.1", candidate).start()
+        except OSError:
+            continue
+        if candidate != port:
+            log.warning("status page: port %d is taken, using %d", port, candidate)
+        log.info("status page on http://127.0.0.1:%d/", candidate)
+        click.echo(f"status page: http://127.0.0.1:{candidate}/", err=True)
+        return runner
+    log.warning("status page not started: ports %d-%d are taken", port, port + PORT_TRIES - 1)
+    await runner.cleanup()
+    return None

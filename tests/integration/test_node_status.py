@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -38,3 +39,20 @@ def test_node_serves_its_status_on_loopback(cluster: LocalCluster, client: Clien
     token = json.loads((cluster.root / "pi" / "identity.json").read_text())["node_token"]
     logs = "".join(p.read_text(errors="replace") for p in cluster.root.glob("*.log"))
     assert logs and cluster.api_key not in logs and token not in logs
+
+
+def test_a_taken_status_port_moves_the_page_to_the_next_free_one(cluster: LocalCluster) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = cluster.add_node("busy", args=("--status-port", str(port)))
+        log = cluster.root / "busy.log"
+        deadline = time.monotonic() + 60
+        while "status page: http://127.0.0.1:" not in log.read_text(errors="replace"):
+            assert node.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        text = log.read_text(errors="replace")
+        moved = int(text.split("status page: http://127.0.0.1:")[1].split("/")[0])
+        assert moved != port and f"port {port} is taken, using {moved}" in text
+        assert httpx.get(f"http://127.0.0.1:{moved}/status.json", timeout=5).json()["node_id"]

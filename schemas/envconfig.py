@@ -8,6 +8,7 @@ struct's fields, so a new field is settable the day it is added.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import msgspec
@@ -28,6 +29,13 @@ def _is_sequence(kind: object) -> bool:
     return isinstance(
         kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType | msgspec.inspect.TupleType
     )
+
+
+def _paths(kind: type, value: object) -> object:
+    """msgspec has no `Path`: a path field takes a string (a variable) or a path (a flag)."""
+    if kind is Path and isinstance(value, str | Path):
+        return Path(value)
+    raise NotImplementedError(f"cannot read {kind!r} from {type(value).__name__}")
 
 
 def from_env(
@@ -64,7 +72,7 @@ def from_env(
             values[key] = value
             origin[key] = "--" + key.replace("_", "-")
     try:
-        return msgspec.convert(values, kind, strict=False)
+        return msgspec.convert(values, kind, strict=False, dec_hook=_paths)
     except msgspec.ValidationError as exc:
         where = str(exc).rpartition("at `$.")[2].rstrip("`")
         raise ConfigError(f"{origin.get(where, where)}: {exc}") from exc

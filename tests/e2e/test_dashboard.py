@@ -211,3 +211,18 @@ def test_static_build_on_another_origin_needs_cors(
         shot(refused, "cors-refused")
     finally:
         server.shutdown()
+
+
+def test_a_missing_or_unknown_job_is_said_once_and_not_asked_again(site, browser) -> None:
+    page = browser.new_page()
+    sign_in(page, site.url, site.api_key)
+    page.goto(f"{site.url}/job/")
+    page.get_by_role("alert").filter(has_text="No job chosen").wait_for()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/jobs/j-nope" in r.url else None)
+    page.goto(f"{site.url}/job/?id=j-nope")
+    page.get_by_role("alert").filter(has_text="no job 'j-nope'").wait_for()
+    page.wait_for_timeout(3000)  # the old page re-polled every 2 s, forever
+    assert [u.split(site.url)[1] for u in asked] == ["/jobs/j-nope"], asked
+    shot(page, "unknown-job")
+    page.close()

@@ -26,11 +26,22 @@ function Job() {
   const [mode, setMode] = useState("connecting");
   useEffect(() => {
     if (!id) return;
+    let stop: (() => void) | null = null;
+    let gone = false;
+    // follow the job only once it is known to exist: an unknown id is said once, not re-asked
     getJson<JobDetail>(`/jobs/${id}`)
-      .then(setD)
+      .then((detail) => {
+        if (gone) return;
+        setD(detail);
+        stop = live<JobDetail>(`/jobs/${id}/events`, `/jobs/${id}`, setD, setMode);
+      })
       .catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)));
-    return live<JobDetail>(`/jobs/${id}/events`, `/jobs/${id}`, setD, setMode);
+    return () => {
+      gone = true;
+      stop?.();
+    };
   }, [id]);
+  if (!id) return <ErrorNote error="No job chosen: open one from the Jobs list." />;
   if (error) return <ErrorNote error={error} />;
   if (!d) return <p className="muted">Loading...</p>;
   const j = d.job;

@@ -69,7 +69,7 @@ def job() -> None:
 @click.option(
     "--data",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Dataset; a .csv is split into shards by rows.",
+    help="Dataset: a table or JSON Lines is split into shards by rows, an archive by file.",
 )
 @click.option(
     "--init-model",

@@ -62,6 +62,9 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """CA bundle to trust for an https coordinator (default: the system's trust store)."""
     executor_image: str = ""
     """The docker executor's image (default: `gridx-executor:latest`)."""
+    warm: bool = True
+    """Run the tasks of a job that allows it in one warm runner per job (bubblewrap or docker);
+    false: a fresh interpreter per task."""
 
 
 def read_env_file(path: Path) -> dict[str, str]:

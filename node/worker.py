@@ -26,7 +26,7 @@ from gridx.node.errors import (
     RequirementsError,
     Unreachable,
 )
-from gridx.node.executors.base import Executor, RunResult, RunSpec
+from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity, load_identity, save_identity
 from gridx.schemas.agent import (
@@ -170,6 +170,7 @@ class Worker:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+            await self.executor.shutdown()
 
     async def _poll(self) -> TaskAssignment | None:
         poll = asyncio.ensure_future(self.client.request_task(self.config.poll_wait_s))
@@ -218,9 +219,11 @@ class Worker:
         log.info("task %s (%s, shard %d)", task.task_id, round_label(task.round), task.shard)
         self.current = task
         self.cancel_current.clear()
-        root = self.config.state_dir / "tasks" / safe_filename(task.task_id, "task")
-        workdir, logdir = root / "work", root / "logs"
-        shutil.rmtree(root, ignore_errors=True)
+        name = safe_filename(task.task_id, "task")
+        # the work folder is all the task sees of this machine; its logs stay outside it
+        workdir, logdir = self._job_folder(task) / name, self.config.state_dir / "logs" / name
+        for folder in (workdir, logdir):
+            shutil.rmtree(folder, ignore_errors=True)
         workdir.mkdir(parents=True)
         try:
             result = await self._prepare_and_run(task, workdir, logdir)
@@ -231,7 +234,12 @@ class Worker:
                 log.warning("could not report task %s (%s); it will be reissued", task.task_id, exc)
         finally:
             self.current = None
-            shutil.rmtree(root, ignore_errors=True)
+            for folder in (workdir, logdir):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _job_folder(self, task: TaskAssignment) -> Path:
+        """Where the job's tasks work on this node (its warm runner shows this folder)."""
+        return self.config.state_dir / "tasks" / safe_filename(task.job_id, "job")
 
     def _env(self, task: TaskAssignment, workdir: Path) -> dict[str, str]:
         """The task's environment: the train.py (or evaluate.py) contract, nothing of ours."""
@@ -310,6 +318,9 @@ class Worker:
             gpu=task.gpu,
             script=script,
             wants_model=not evaluate,
+            warm=Warm(task.job_id, self._job_folder(task), tuple(task.preload))
+            if task.warm and self.config.warm
+            else None,
         )
         return await self.executor.run(spec, self.cancel_current)
 

@@ -108,6 +108,10 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     and its test data (`data`); it reports metrics and uploads nothing."""
     train: BlobRef | None = None
     """An evaluation's copy of the job's train.py, next to the script (to import the model)."""
+    warm: bool = False
+    """The task may run in its job's warm runner on the node."""
+    preload: list[str] = msgspec.field(default_factory=list)
+    """What that runner imports once."""
 
 
 class UploadResponse(msgspec.Struct, kw_only=True):

@@ -121,6 +121,12 @@ class Dirichlet(
 Partition = Iid | ByColumn | Dirichlet
 
 
+ModuleName = Annotated[
+    str,
+    msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", max_length=100),
+]
+
+
 class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What a user asks for when submitting a job. Every field has a bound."""
 
@@ -162,6 +168,14 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Run only on nodes with at least this many cores."""
     min_memory_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 0
     """Run only on nodes with at least this much memory."""
+    warm: bool = True
+    """Run the job's tasks on a node in one warm sandboxed runner that imports `preload` once
+    and forks a fresh child per task (no interpreter start or exit per task). False: a fresh
+    interpreter per task, for a script that needs one (it changes the interpreter for good)."""
+    preload: Annotated[list[ModuleName], msgspec.Meta(max_length=16)] = msgspec.field(
+        default_factory=lambda: ["torch", "numpy"]
+    )
+    """Modules the warm runner imports once (those the job does not have are skipped)."""
 
 
 class AttemptInfo(msgspec.Struct, kw_only=True):

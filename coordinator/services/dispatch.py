@@ -189,6 +189,8 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         prox_mu=config.strategy.mu if isinstance(config.strategy, FedProx) else None,
         kind="evaluate" if evaluate else "train",
         train=await ref(job.code_sha, "train.py") if evaluate else None,
+        warm=config.warm,
+        preload=config.preload,
     )
 
 

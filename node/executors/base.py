@@ -15,7 +15,19 @@ import msgspec
 
 log = logging.getLogger("gridx.node")
 TAIL_BYTES = 8192
+LOG_CAP = 8 << 20  # bytes of stdout / stderr kept on the node per run
 MAX_METRICS_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Warm:
+    """A task that may run in its job's warm runner (see `warm.py`)."""
+
+    job_id: str
+    folder: Path
+    """The job's folder on this node: every task's work folder is inside it."""
+    preload: tuple[str, ...] = ()
+    """Modules the runner imports once for all the job's tasks."""
 
 
 @dataclass
@@ -38,6 +50,8 @@ class RunSpec:
     """The script to run in the work folder (`evaluate.py` for a held-out evaluation)."""
     wants_model: bool = True
     """The run must write a model (training); an evaluation writes only metrics."""
+    warm: Warm | None = None
+    """Run in the job's warm runner where the executor has one (None: a cold start)."""
 
 
 @dataclass
@@ -56,6 +70,31 @@ class RunResult:
     def ok(self) -> bool:
         """True when the script produced weights."""
         return self.code is None
+
+
+async def drain(stream: asyncio.StreamReader, log: Path) -> str:
+    """Read a run's output to the end: the first LOG_CAP bytes go to `log`, the last TAIL_BYTES
+    come back. A script printing gigabytes fills neither the disk nor the node's memory."""
+    written = 0
+    tail = bytearray()
+    with log.open("wb") as fh:
+        while chunk := await stream.read(1 << 16):
+            if written < LOG_CAP:
+                fh.write(chunk[: LOG_CAP - written])
+                written += len(chunk)
+            tail += chunk
+            if len(tail) > 2 * TAIL_BYTES:
+                del tail[:-TAIL_BYTES]
+    return bytes(tail[-TAIL_BYTES:]).decode("utf-8", "replace")
+
+
+async def collect(drains: Awaitable[list[str]]) -> str:
+    """The stderr tail of a run's (stdout, stderr) drains, once both streams end."""
+    try:  # a descendant that escaped the kill could hold the pipes open
+        _, tail = await asyncio.wait_for(drains, 10)
+    except TimeoutError:
+        return "(output streams still open 10 s after the run ended; stopped reading)"
+    return tail
 
 
 def read_metrics(path: Path) -> dict[str, float]:
@@ -91,6 +130,10 @@ class Executor(Protocol):
 
     def cleanup(self) -> None:
         """Remove what earlier runs of this node left behind."""
+        ...
+
+    async def shutdown(self) -> None:
+        """End what the executor keeps between runs (its warm runners)."""
         ...
 
 

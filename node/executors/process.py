@@ -11,6 +11,7 @@ import os
 import resource
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,27 +19,22 @@ from typing import Any
 
 from gridx.node import cgroups, sandbox
 from gridx.node.environments import ensure_env
-from gridx.node.executors.base import TAIL_BYTES, RunResult, RunSpec, judge, stopped, wait_or_stop
+from gridx.node.executors.base import (
+    RunResult,
+    RunSpec,
+    collect,
+    drain,
+    judge,
+    stopped,
+    wait_or_stop,
+)
+from gridx.node.executors.warm import Runner, RunnerGone, Runners, WarmKey, key_of, runner_argv
 from gridx.node.state import STATE_MODE
 
 log = logging.getLogger("gridx.node")
-LOG_CAP = 8 << 20  # bytes of stdout / stderr kept on the node per run
-
-
-async def _drain(stream: asyncio.StreamReader, log: Path) -> str:
-    """Read a child's output to the end: the first LOG_CAP bytes go to `log`, the last TAIL_BYTES
-    come back. A script printing gigabytes fills neither the disk nor the node's memory."""
-    written = 0
-    tail = bytearray()
-    with log.open("wb") as fh:
-        while chunk := await stream.read(1 << 16):
-            if written < LOG_CAP:
-                fh.write(chunk[: LOG_CAP - written])
-                written += len(chunk)
-            tail += chunk
-            if len(tail) > 2 * TAIL_BYTES:
-                del tail[:-TAIL_BYTES]
-    return bytes(tail[-TAIL_BYTES:]).decode("utf-8", "replace")
+WARM_ISOLATION = "bubblewrap"
+"""Warm runners need a sandbox with its own /proc, /tmp and PID namespace: between tasks the
+runner kills every other process it sees and empties /tmp (see `runner.py`)."""
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -82,7 +78,8 @@ def _limits(spec: RunSpec, nproc: int, group: cgroups.TaskGroup | None) -> Calla
 
 class ProcessExecutor:
     """Runs `python train.py` in the process sandbox (`sandbox.py`), always with limits and a
-    timeout: a cgroup (processes, memory, kill) where the node may make one, and rlimits."""
+    timeout: a cgroup (processes, memory, kill) where the node may make one, and rlimits. Under
+    bubblewrap, a task that may run warm runs in its job's warm runner (`warm.py`)."""
 
     name = "process"
 
@@ -97,6 +94,7 @@ class ProcessExecutor:
         state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(state_dir, STATE_MODE)
         self.etc = sandbox.write_synthetic_etc(state_dir / "sandbox" / "etc")
+        self.runners = Runners(self._start_runner)
 
     async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
         """A virtualenv with the requirements (cached by hash), or the node's interpreter."""
@@ -106,6 +104,10 @@ class ProcessExecutor:
 
     def cleanup(self) -> None:
         """Nothing outlives a process run (its PID namespace and cgroup die with it)."""
+
+    async def shutdown(self) -> None:
+        """End the warm runners."""
+        await self.runners.close_all()
 
     def _readonly(self, runtime: str) -> list[Path]:
         """What the task sees read-only: the node's interpreter and the job's environment."""
@@ -126,43 +128,35 @@ class ProcessExecutor:
                     running += 1
         return running + cgroups.PIDS_MAX
 
-    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
-        """Run the script; kill it (its whole process tree) on timeout or when `cancel` is set."""
-        spec.logdir.mkdir(parents=True, exist_ok=True)
-        if self.user.switches:  # the task's uid writes its model here, and nowhere else
-            os.chown(spec.workdir, self.user.uid or 0, self.user.gid or 0)
-        cmd = sandbox.wrap(
-            [spec.runtime, "-u", spec.script, *spec.argv],
-            spec.workdir,
+    def _command(self, spec: RunSpec, argv: list[str], folder: Path) -> list[str]:
+        return sandbox.wrap(
+            [spec.runtime, *argv],
+            folder,
             self.isolation,
             self._readonly(spec.runtime),
             etc=self.etc,
             devices=sorted(glob.glob("/dev/nvidia*")) if spec.gpu else [],
         )
+
+    async def _start(
+        self, spec: RunSpec, cmd: list[str], cwd: Path, **kwargs: Any
+    ) -> tuple[asyncio.subprocess.Process, _Protocol, Callable[[], Any]]:
+        """Start a sandboxed process in its own cgroup; also hands back what kills it all."""
         mem = spec.memory_mb << 20
         group = self.cgroups.create(f"task-{secrets.token_hex(6)}", mem) if self.cgroups else None
-        limits = _limits(spec, self._nproc(), group)
-        started = time.monotonic()
         try:
             proc, protocol = await _spawn(
                 cmd,
-                cwd=spec.workdir,
-                env=spec.env,
+                cwd=cwd,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=limits,
+                preexec_fn=_limits(spec, self._nproc(), group),
+                **kwargs,
             )
         except BaseException:
             if group is not None:
                 group.kill()
             raise
-        assert proc.stdout is not None and proc.stderr is not None
-        drains = asyncio.gather(
-            _drain(proc.stdout, spec.logdir / "stdout.log"),
-            _drain(proc.stderr, spec.logdir / "stderr.log"),
-        )
 
         async def kill() -> None:
             with contextlib.suppress(ProcessLookupError):
@@ -170,14 +164,100 @@ class ProcessExecutor:
             if group is not None:
                 await asyncio.to_thread(group.kill)
 
+        return proc, protocol, kill
+
+    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """Run the script, warm where it may; kill it (its whole process tree, or its runner's
+        sandbox) on timeout or when `cancel` is set."""
+        spec.logdir.mkdir(parents=True, exist_ok=True)
+        if self.user.switches:  # the task's uid writes its model here, and nowhere else
+            os.chown(spec.workdir, self.user.uid or 0, self.user.gid or 0)
+        key = key_of(spec) if self.isolation == WARM_ISOLATION else None
+        if key is None:
+            return await self._cold(spec, cancel)
+        try:
+            for _ in range(2):  # a runner that died while idle is replaced once
+                runner = await self.runners.get(key, spec)
+                if runner is None:
+                    break
+                try:
+                    return await runner.run(spec, cancel, drain)
+                except RunnerGone as exc:
+                    log.warning("warm runner of job %s: %s", key.job_id, exc)
+                    await self.runners.close(key)
+        finally:
+            self.runners.release(key)
+        return await self._cold(spec, cancel)
+
+    async def _start_runner(self, key: WarmKey, spec: RunSpec, preload: tuple[str, ...]) -> Runner:
+        """A runner for `key` in a sandbox that shows the job's folder read-write.
+
+        Raises:
+            RunnerGone: it did not start or did not get ready in time.
+        """
+        assert spec.warm is not None
+        folder = spec.warm.folder
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = runner_argv(f"--control-fd {theirs.fileno()}", str(folder), preload)
+        env = {k: v for k, v in spec.env.items() if not k.startswith("GRIDX_")}
+        env["HOME"] = str(folder)
+        try:
+            proc, _, kill = await self._start(
+                spec,
+                self._command(spec, argv, folder),
+                folder,
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(theirs.fileno(),),
+            )
+        except OSError as exc:
+            ours.close()
+            raise RunnerGone(f"could not start: {exc}") from exc
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        assert proc.stderr is not None
+        errors = asyncio.ensure_future(
+            drain(proc.stderr, self.state_dir / "sandbox" / "runner.log")
+        )
+
+        async def end() -> None:
+            await kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 10)
+            errors.cancel()
+
+        runner = Runner(key, ours, end)
+        try:
+            await runner.ready()
+        except (RunnerGone, TimeoutError) as exc:
+            await runner.kill()
+            raise RunnerGone(f"did not start ({exc})") from exc
+        return runner
+
+    async def _cold(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """The script in a fresh interpreter of its own."""
+        cmd = self._command(spec, ["-u", spec.script, *spec.argv], spec.workdir)
+        started = time.monotonic()
+        proc, protocol, kill = await self._start(
+            spec,
+            cmd,
+            spec.workdir,
+            env=spec.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        drains = asyncio.gather(
+            drain(proc.stdout, spec.logdir / "stdout.log"),
+            drain(proc.stderr, spec.logdir / "stderr.log"),
+        )
         try:
             ended = await wait_or_stop(protocol.exited.wait(), cancel, spec.timeout_s, kill)
         finally:  # whatever the task left running (a daemon) goes with it
             await kill()
-        try:  # a descendant that escaped the kill could hold the pipes open
-            _, tail = await asyncio.wait_for(drains, 10)
-        except TimeoutError:
-            tail = "(output streams still open 10 s after the run ended; stopped reading)"
+        tail = await collect(drains)
         duration = time.monotonic() - started
         rc = proc.returncode
         if not ended:

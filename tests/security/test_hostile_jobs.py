@@ -98,6 +98,47 @@ header = json.dumps({{"w": {{"dtype": "F32", "shape": [1], "data_offsets": [0, 4
 with open("model.safetensors", "wb") as fh:
     fh.write(struct.pack("<Q", len(header)) + header + struct.pack("<f", 0.0))
 """
+# Two rounds of one shard on one node: under bubblewrap both tasks run in one warm runner. The
+# first leaves what it can (a module global, files, a daemon); the second looks for it. Both
+# go after the runner they were forked from (its memory, ptrace).
+WARM_PROBE = """
+import ctypes, glob, json, os, struct, sys
+MARKER = {marker!r}
+held = {{"warm": "runpy" in sys.modules}}
+ppid = os.getppid()
+with open(f"/proc/{{ppid}}/stat") as fh:
+    held["parent_started"] = int(fh.read().rsplit(")", 1)[1].split()[19])
+try:
+    open(f"/proc/{{ppid}}/mem", "rb").close()
+    held["parent_mem"] = False
+except OSError:
+    held["parent_mem"] = True
+held["ptrace"] = ctypes.CDLL(None, use_errno=True).ptrace(16, ppid, None, None) != 0
+folders = ("/tmp", "/dev/shm", os.path.dirname(os.getcwd()))
+if os.environ["GRIDX_ROUND"] == "0":
+    json.GRIDX_LEFT = MARKER
+    for folder in folders:
+        try:
+            open(os.path.join(folder, MARKER), "w").write("left")
+        except OSError:
+            pass
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", MARKER])
+        os._exit(0)
+    os.wait()
+else:
+    held["global"] = not hasattr(json, "GRIDX_LEFT")
+    held["files"] = not any(os.path.exists(os.path.join(f, MARKER)) for f in folders)
+    held["daemon"] = not any(
+        MARKER.encode() in open(p, "rb").read() for p in glob.glob("/proc/[0-9]*/cmdline")
+    )
+json.dump({{k: float(v) for k, v in held.items()}}, open("metrics.json", "w"))
+header = json.dumps({{"w": {{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}}}).encode()
+with open("model.safetensors", "wb") as fh:
+    fh.write(struct.pack("<Q", len(header)) + header + struct.pack("<f", 0.0))
+"""
 MEMORY_HOG = "chunks = []\nwhile True:\n    chunks.append(bytearray(64 << 20))\n"
 SPIN = "while True:\n    pass\n"
 
@@ -168,6 +209,19 @@ def _start_node(
     return cluster.root / "weak"
 
 
+def _check_warm(body: dict[str, Any], warm: bool) -> None:
+    """What the second task of a job found of the first (nothing), and that a warm runner's
+    tasks could not reach into the runner."""
+    assert body["job"]["status"] == "succeeded", body
+    first, second = (r["metrics"] for r in body["rounds"])
+    assert second["global"] == second["files"] == second["daemon"] == 1.0, second
+    assert first["warm"] == second["warm"] == float(warm)
+    if warm:  # one runner forked both tasks, and neither could touch it
+        assert first["parent_started"] == second["parent_started"]
+        for held in (first, second):
+            assert held["parent_mem"] == held["ptrace"] == 1.0, held
+
+
 def _leftovers(host: Host, state: Path) -> list[str]:
     """Files named with the marker anywhere a task could have written, and live processes
     carrying it (a daemon that outlived its task)."""
@@ -219,6 +273,9 @@ def test_hostile_jobs_are_contained_or_refused(
         "hostile": submit(cluster, tmp_path, "hostile", hostile),
         "memory": submit(cluster, tmp_path, "memory", MEMORY_HOG),
         "time": submit(cluster, tmp_path, "time", SPIN, "--timeout", "3"),
+        "warm": submit(
+            cluster, tmp_path, "warm", WARM_PROBE.format(marker=host.marker), "--rounds", "2"
+        ),
     }
     for name, line in (("url", f"{evil} @ file://{sdist}"), ("sdist", evil)):
         req = tmp_path / f"{name}.txt"
@@ -244,6 +301,7 @@ def test_hostile_jobs_are_contained_or_refused(
             Path(p).unlink()
     else:
         assert left == []
+    _check_warm(done.pop("warm"), warm=mode.startswith("bubblewrap"))
     errors = {name: b["tasks"][0]["error_code"] for name, b in done.items() if name != "hostile"}
     assert errors == {
         "memory": "out_of_memory",

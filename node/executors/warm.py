@@ -1,0 +1,251 @@
+"""Warm runners, the node's side: one sandboxed `runner.py` per job, started once, which forks a
+fresh child for each task (see `runner.py` for what keeps tasks apart).
+
+A runner is keyed by what must be equal for two tasks to share it: the job, its interpreter or
+image, its GPU flag and its preload list. Two jobs never share one. It ends when its job's tasks
+stop coming (`IDLE_S`), when a task of it is cancelled or runs past its time (the whole sandbox
+is killed then, so nothing of that task lingers), when it reports it could not make itself clean,
+or when more than `MAX_RUNNERS` are warm (least recently used first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridx.node.executors.base import RunResult, RunSpec, collect, judge, stopped
+
+log = logging.getLogger("gridx.node.warm")
+SOURCE = (Path(__file__).parent / "runner.py").read_text()
+IDLE_S = 120.0
+MAX_RUNNERS = 2
+START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class WarmKey:
+    """What two tasks must share to run in one runner."""
+
+    job_id: str
+    runtime: str
+    gpu: bool
+    preload: tuple[str, ...]
+
+
+def key_of(spec: RunSpec) -> WarmKey | None:
+    """The runner a task may use, or None for a cold start."""
+    if spec.warm is None:
+        return None
+    return WarmKey(spec.warm.job_id, spec.runtime, spec.gpu, spec.warm.preload)
+
+
+def runner_argv(control: str, jobdir: str, preload: tuple[str, ...]) -> list[str]:
+    """The arguments after the interpreter that start a runner."""
+    return ["-u", "-c", SOURCE, *control.split(" ", 1), "--jobdir", jobdir,
+            "--preload", ",".join(preload)]  # fmt: skip
+
+
+class RunnerGone(Exception):
+    """The runner ended or broke its protocol; the node starts another."""
+
+
+async def _read_pipe(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 16)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader
+
+
+class Runner:
+    """One started runner: its control socket and a way to kill its whole sandbox."""
+
+    def __init__(
+        self, key: WarmKey, control: socket.socket, kill: Callable[[], Awaitable[None]]
+    ) -> None:
+        self.key = key
+        self.control = control
+        self._kill = kill
+        self.dead = False
+        self.dirty = False
+        self.used = time.monotonic()
+        self.tasks = 0
+        self.preloaded: list[str] = []
+
+    async def _receive(self) -> dict[str, object]:
+        data = await asyncio.get_running_loop().sock_recv(self.control, 1 << 16)
+        if not data:
+            raise RunnerGone("the runner closed its socket")
+        message = json.loads(data)
+        if "error" in message:
+            raise RunnerGone(str(message["error"]))
+        return message
+
+    async def ready(self) -> None:
+        """Wait for the runner's preloads (its first message)."""
+        message = await asyncio.wait_for(self._receive(), START_TIMEOUT_S)
+        self.preloaded = [str(p) for p in message.get("preloaded", [])]  # type: ignore[attr-defined]
+
+    async def _outcome(self) -> int | None:
+        """The child's exit status, or None when the runner died or broke its protocol."""
+        try:
+            message = await self._receive()
+            if "started" in message:
+                message = await self._receive()
+            if message.get("clean") is False:
+                self.dirty = True
+            return int(message["rc"])  # type: ignore[call-overload]
+        except (RunnerGone, KeyError, ValueError, OSError) as exc:
+            log.warning("warm runner of job %s broke: %s", self.key.job_id, exc)
+            return None
+
+    async def kill(self) -> None:
+        """End the runner and everything in its sandbox (no receive may be pending)."""
+        if not self.dead:
+            self.dead = True
+            await self._kill()
+            with contextlib.suppress(OSError):
+                self.control.close()
+
+    async def run(
+        self, spec: RunSpec, cancel: asyncio.Event, drain: Callable[..., Awaitable[str]]
+    ) -> RunResult:
+        """One task in a fresh child of the runner.
+
+        Raises:
+            RunnerGone: the runner was dead before the task began (nothing of it ran).
+        """
+        self.used = time.monotonic()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        command = {
+            "workdir": str(spec.workdir),
+            "script": spec.script,
+            "argv": spec.argv,
+            "env": spec.env,
+            "keep": [str(spec.workdir)],
+        }
+        try:
+            socket.send_fds(self.control, [json.dumps(command).encode()], [out_w, err_w])
+        except OSError as exc:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise RunnerGone(f"the runner is gone ({exc})") from exc
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        drains = asyncio.gather(
+            drain(await _read_pipe(out_r), spec.logdir / "stdout.log"),
+            drain(await _read_pipe(err_r), spec.logdir / "stderr.log"),
+        )
+        started = time.monotonic()
+        self.tasks += 1
+        outcome = asyncio.ensure_future(self._outcome())
+        stop = asyncio.ensure_future(cancel.wait())
+        done, _ = await asyncio.wait(
+            {outcome, stop}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        stop.cancel()
+        ended = outcome in done
+        if not ended:
+            outcome.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await outcome
+        rc = outcome.result() if ended else None
+        if rc is None or self.dirty:  # stopped, or it broke its runner: nothing of it stays
+            await self.kill()
+        tail = await collect(drains)
+        duration = time.monotonic() - started
+        self.used = time.monotonic()
+        if not ended:
+            return stopped(spec, cancel, rc, tail, duration)
+        if rc is None:
+            msg = (
+                f"{spec.script} was killed with its sandbox: out of memory (limit "
+                f"{spec.memory_mb} MiB), or it ended the runner"
+            )
+            return RunResult("out_of_memory", msg, None, tail, duration)
+        return judge(spec, rc, tail, duration)
+
+
+Starter = Callable[[WarmKey, RunSpec, tuple[str, ...]], Awaitable[Runner]]
+
+
+class Runners:
+    """The warm runners of an executor, by key, with their idle timers."""
+
+    def __init__(self, start: Starter, idle_s: float = IDLE_S, limit: int = MAX_RUNNERS) -> None:
+        self._start = start
+        self.idle_s = idle_s
+        self.limit = limit
+        self.warm: dict[WarmKey, Runner] = {}
+        self.cold: set[WarmKey] = set()
+        """Keys whose runner would not start even without preloads: their tasks start cold."""
+        self._timers: dict[WarmKey, asyncio.TimerHandle] = {}
+
+    async def get(self, key: WarmKey, spec: RunSpec) -> Runner | None:
+        """The key's live runner, else a new one (closing the least recently used over limit);
+        None when no runner starts for it."""
+        runner = self.warm.get(key)
+        if runner is not None and not runner.dead:
+            self._disarm(key)
+            return runner
+        await self.close(key)
+        if key in self.cold:
+            return None
+        while len(self.warm) >= self.limit:
+            oldest = min(self.warm.values(), key=lambda r: r.used)
+            await self.close(oldest.key)
+        # a preload can end the runner outright (a library that aborts under the memory cap):
+        # then the job's tasks import it themselves, as they would cold
+        for preload in dict.fromkeys((key.preload, ())):
+            try:
+                runner = await self._start(key, spec, preload)
+            except RunnerGone as exc:
+                log.warning("warm runner of job %s (preload %s): %s", key.job_id, preload, exc)
+                continue
+            self.warm[key] = runner
+            log.info("warm runner for job %s (preloaded %s)", key.job_id, runner.preloaded)
+            return runner
+        self.cold.add(key)
+        return None
+
+    def release(self, key: WarmKey) -> None:
+        """The key's task is over: forget a dead runner, time out a live one."""
+        runner = self.warm.get(key)
+        if runner is None:
+            return
+        if runner.dead:
+            del self.warm[key]
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(
+            self.idle_s, lambda: asyncio.ensure_future(self.close(key))
+        )
+
+    def _disarm(self, key: WarmKey) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def close(self, key: WarmKey) -> None:
+        """End the key's runner, if any."""
+        self._disarm(key)
+        runner = self.warm.pop(key, None)
+        if runner is not None:
+            log.info("warm runner for job %s ended after %d tasks", key.job_id, runner.tasks)
+            await runner.kill()
+
+    async def close_all(self) -> None:
+        """End every runner (the node is stopping)."""
+        for key in list(self.warm):
+            await self.close(key)

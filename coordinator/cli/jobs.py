@@ -162,6 +162,20 @@ def job() -> None:
     show_default=True,
     help="Run only on nodes whose measured sandbox is at least this (weak, strong).",
 )
+@click.option(
+    "--warm/--no-warm",
+    default=True,
+    show_default=True,
+    help="Run the job's tasks on a node in one warm sandboxed runner that imports --preload "
+    "once and forks each task (--no-warm: a fresh interpreter per task).",
+)
+@click.option(
+    "--preload",
+    default="torch,numpy",
+    show_default=True,
+    callback=lambda _ctx, _param, value: [m for m in value.split(",") if m],
+    help="Modules the warm runner imports once, comma-separated.",
+)
 @click.option("--wait", is_flag=True, help="Follow the job and download the model when done.")
 @click.option(
     "--out",

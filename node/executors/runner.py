@@ -22,18 +22,19 @@ runner is not dumpable, so a child can neither ptrace it nor read or write its m
 """
 
 import atexit
+import builtins
 import contextlib
 import ctypes
 import importlib
 import json
 import os
-import runpy
 import shutil
 import signal
 import socket
 import sys
 import threading
 import traceback
+import types
 
 PR_SET_DUMPABLE = 4
 SWEPT = ("/tmp", "/dev/shm")
@@ -146,6 +147,19 @@ def _print_traceback(exc, script):
     traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
 
 
+def _run_main(script):
+    """Run `script` as `python script.py` runs it: a new `__main__` module, its globals
+    finalised afterwards (so files it left open are flushed, as at interpreter exit)."""
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    with open(script, "rb") as fh:
+        code = compile(fh.read(), script, "exec")
+    exec(code, main.__dict__)
+    main.__dict__.clear()
+
+
 def _child(cmd, out_fd, err_fd, control):
     """The task: a fresh process image of the runner that runs the script as `__main__`."""
     code = 1
@@ -167,8 +181,7 @@ def _child(cmd, out_fd, err_fd, control):
         if "numpy" in sys.modules:  # numpy seeds its global generator once, at import
             sys.modules["numpy"].random.seed()
         try:
-            scope = runpy.run_path(script, run_name="__main__")
-            scope.clear()  # what the script left (open files) is finalised as at exit
+            _run_main(script)
             code = 0
         except SystemExit as exc:
             code = _exit_code(exc)

@@ -49,7 +49,11 @@ wheel: web
 
 # Build the docker executor's image offline (debootstrap + docker import), unless it exists.
 executor-image IMAGE="gridx-executor:latest":
-    docker image inspect {{IMAGE}} >/dev/null 2>&1 || infra/executor/build_offline.sh {{IMAGE}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    recipe=$(cat infra/executor/build_offline.sh infra/executor/requirements.txt | sha256sum | cut -c1-16)
+    have=$(docker image inspect {{IMAGE}} --format '{{{{ index .Config.Labels "org.gridx.recipe" }}' 2>/dev/null || true)
+    [ "$have" = "$recipe" ] || infra/executor/build_offline.sh {{IMAGE}} "$recipe"
 
 # The node bundle for volunteers: dist/gridx-worker.tar.gz.
 worker-bundle:

@@ -51,6 +51,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest JSON body on every other route."""
     aggregation_workers: int = 2
     """Processes in the aggregation pool."""
+    warm_pool: bool = True
+    """Start the aggregation pool's processes and import torch in them at start-up (in the
+    background), so the job's first upload is not slowed by it; false for short-lived
+    processes that may never aggregate."""
     min_reputation: float = 0.5
     """Nodes whose reputation ((agreed + 1) / (agreed + disagreed + 1), from replicated jobs)
     falls below this get no more tasks."""

@@ -46,6 +46,16 @@ class AggregationResult:
     """Seconds more to finish writing the model files."""
 
 
+def warm_up() -> int:
+    """Import what the entry points need (torch among it) now, in this worker, so that the
+    first upload or merge does not pay for it. Returns the worker's pid."""
+    import os
+
+    from gridx.coordinator.aggregation import engine, replicas, weights  # noqa: F401
+
+    return os.getpid()
+
+
 def aggregate(job: AggregationJob) -> AggregationResult:
     """Merge one round (`engine.aggregate`)."""
     from gridx.coordinator.aggregation import engine

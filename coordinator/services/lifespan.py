@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from gridx.coordinator.aggregation import work
 from gridx.coordinator.clock import Clock, SystemClock
 from gridx.coordinator.db import connect
 from gridx.coordinator.pool import make_pool
@@ -33,6 +34,9 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = await connect(settings.db_url)
     pool = make_pool(settings.aggregation_workers)
+    if settings.warm_pool:  # fire and forget: start-up does not wait for torch
+        for _ in range(settings.aggregation_workers):
+            pool.submit(work.warm_up)
     signer = UrlSigner(settings.signing_key(), settings.public_url)
     the_clock = clock or SystemClock()
     storage = await open_storage(settings, signer, the_clock)

@@ -21,6 +21,7 @@ def settings(tmp_path: Path, new_database: Callable[[], str]) -> Settings:
         max_upload_bytes=200_000,
         max_code_bytes=10_000,
         max_result_bytes=1_000_000,
+        warm_pool=False,  # hundreds of short-lived apps; each would import torch twice
     )
 
 

@@ -168,6 +168,18 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Run only on nodes with at least this many cores."""
     min_memory_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 0
     """Run only on nodes with at least this much memory."""
+    backup_tasks: bool = False
+    """Stragglers, as MapReduce handles them: when a round waits only on tasks that have run
+    more than `backup_after` times the median of its finished ones, and a node asks for work
+    and finds none, that node gets a second copy of the slowest; the first valid result wins and
+    the other copy is cancelled, uncharged (jobs of one copy per shard)."""
+    backup_after: Annotated[float, msgspec.Meta(ge=1.0, le=100.0)] = 2.0
+    min_fraction: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 1.0
+    """Close a round once this fraction of its shards is in and `round_deadline_s` has passed:
+    the tasks still running are cancelled, their late results dropped (counted in the round's
+    `dropped`), and the merge weighs the shards that came in (1.0: wait for all)."""
+    round_deadline_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] | None = None
+    """Seconds after a round opens from which `min_fraction` may close it."""
     warm: bool = True
     """Run the job's tasks on a node in one warm sandboxed runner that imports `preload` once
     and forks a fresh child per task (no interpreter start or exit per task). False: a fresh

@@ -53,6 +53,15 @@ class Placement(msgspec.Struct, kw_only=True, frozen=True):
     arch: str | None = None
 
 
+class RoundRules(msgspec.Struct, kw_only=True, frozen=True):
+    """How a job's rounds treat stragglers (copied from its config into columns)."""
+
+    backup_after: float | None = None
+    """Back up a task running longer than this times its round's median (None: never)."""
+    min_fraction: float = 1.0
+    round_deadline_ms: int | None = None
+
+
 class ShardRow(msgspec.Struct, kw_only=True):
     """One slice of a job's data; `rows` is the sample weight."""
 
@@ -73,10 +82,12 @@ FROM jobs j JOIN users u ON u.id = j.owner_id
 INSERT = """
 INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
     data_name, require_docker, min_sandbox, require_gpu, min_cpus, min_memory_mb, arch, replicas,
-    shard_count, eval_code_sha, test_data_sha, test_data_name, created_at, updated_at)
+    shard_count, eval_code_sha, test_data_sha, test_data_name, backup_after, min_fraction,
+    round_deadline_ms, created_at, updated_at)
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
     :data_name, :require_docker, :min_sandbox, :require_gpu, :min_cpus, :min_memory_mb, :arch,
-    :replicas, :shard_count, :eval_code_sha, :test_data_sha, :test_data_name, :now, :now)
+    :replicas, :shard_count, :eval_code_sha, :test_data_sha, :test_data_name, :backup_after,
+    :min_fraction, :round_deadline_ms, :now, :now)
 """
 INSERT_SHARD = (
     "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
@@ -114,9 +125,11 @@ async def create(
     now: int,
     replicas: int = 1,
     evaluation: tuple[str, str, str] | None = None,
+    rules: RoundRules | None = None,
 ) -> None:
     """Insert a queued job and its shards [(blob sha or None, rows), ...], each trained in
     `replicas` copies."""
+    rules = rules or RoundRules()
     await conn.execute(
         INSERT,
         {
@@ -139,6 +152,9 @@ async def create(
             "eval_code_sha": evaluation[0] if evaluation else None,
             "test_data_sha": evaluation[1] if evaluation else None,
             "test_data_name": evaluation[2] if evaluation else None,
+            "backup_after": rules.backup_after,
+            "min_fraction": rules.min_fraction,
+            "round_deadline_ms": rules.round_deadline_ms,
             "now": now,
         },
     )

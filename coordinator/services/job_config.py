@@ -38,10 +38,23 @@ def decode_config(raw: bytes) -> JobConfig:
     else:
         problem = config.strategy.problem(config.shards)
         problems = [] if problem is None else [(problem[0], f"invalid job config: {problem[1]}")]
+        problems += [(f, f"invalid job config: {m}") for f, m in _round_rules(config)]
     if problems:
         field, message = problems[0]
         raise InvalidConfig(message, field=field, errors=problems)
     return config
+
+
+def _round_rules(config: JobConfig) -> list[tuple[str, str]]:
+    """What the straggler rules (backup tasks, early close) ask of the rest of the config."""
+    problems = []
+    if config.backup_tasks and config.replicas > 1:
+        problems.append(("$.backup_tasks", "backup tasks need replicas = 1 (copies already race)"))
+    if (config.min_fraction < 1.0) != (config.round_deadline_s is not None):
+        problems.append(
+            ("$.round_deadline_s", "min_fraction below 1 and round_deadline_s go together")
+        )
+    return problems
 
 
 def _problems(data: dict[str, object]) -> list[tuple[str, str]]:

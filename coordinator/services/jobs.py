@@ -210,6 +210,13 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             replicas=config.replicas,
             evaluation=files.evaluation,
             placement=_placement(config),
+            rules=jobs.RoundRules(
+                backup_after=config.backup_after if config.backup_tasks else None,
+                min_fraction=config.min_fraction,
+                round_deadline_ms=config.round_deadline_s * 1000
+                if config.round_deadline_s is not None
+                else None,
+            ),
             now=now,
         )
         start = (files.init_sha, init[1]) if files.init_sha and init else None

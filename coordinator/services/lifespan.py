@@ -10,7 +10,7 @@ from gridx.coordinator.aggregation import work
 from gridx.coordinator.clock import Clock, SystemClock
 from gridx.coordinator.db import connect
 from gridx.coordinator.pool import make_pool
-from gridx.coordinator.services import aggregation, dispatch, nodes
+from gridx.coordinator.services import aggregation, dispatch, nodes, stragglers
 from gridx.coordinator.services.node_cache import NODES_CHANNEL
 from gridx.coordinator.services.runtime import Runtime, default_replica
 from gridx.coordinator.services.wakeups import TASKS_CHANNEL
@@ -58,6 +58,7 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
         rt.background.every(
             settings.reaper_s, lambda: aggregation.adopt_orphans(rt), "aggregation sweeper"
         )
+        rt.background.every(settings.reaper_s, lambda: stragglers.sweep(rt), "straggler sweeper")
         adopted = await aggregation.adopt_orphans(rt)
         if adopted:
             log.info("picked up the aggregation of %d round(s)", adopted)

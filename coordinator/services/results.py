@@ -120,6 +120,8 @@ async def _record_success(
         )
         if done is None:
             raise StaleLease()
+        if config.backup_tasks:  # the first valid copy of a shard wins; the other is cancelled
+            await tasks.cancel_siblings(conn, done, now)
         if config.replicas == 1:  # a replicated copy earns its credit when its vote is in
             await nodes.credit(conn, node.id, done.compute_ms)
         await events.append(

@@ -1,0 +1,82 @@
+"""Rounds that do not wait for their slowest node: backup copies of straggling tasks (as
+MapReduce's backup tasks) and rounds that close at a deadline with a fraction of their shards.
+
+Both run in the coordinator's sweeper, every `reaper_s`: a backup is queued only while some
+node is idle (long-polling), and wakes it; the first valid result of a shard wins
+(`results._record_success` cancels the other copy, which is not charged). A round closed at its
+deadline cancels what it still waits for; those results, if they come, are refused as stale
+(dropped), and the round's `round_closed` event counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+
+from gridx.coordinator.db import events, jobs, rounds, tasks
+from gridx.coordinator.db.connection import Conn
+from gridx.coordinator.services.aggregation import start_aggregation
+from gridx.coordinator.services.runtime import Runtime
+
+log = logging.getLogger("gridx.coordinator.stragglers")
+
+
+async def sweep(rt: Runtime) -> int:
+    """Close overdue rounds, then back up the worst straggler if a node is idle. Returns how
+    many rounds closed and backups were queued."""
+    closed = await close_overdue(rt)
+    backups = 0
+    if len(rt.wakeups) > 0:
+        async with rt.db.transaction() as conn:
+            backups = await _offer_backup(conn, rt.clock.now_ms())
+        rt.wakeups.tasks_ready(backups)
+    return closed + backups
+
+
+async def _offer_backup(conn: Conn, now: int) -> int:
+    """Queue a second copy of the task that has run longest past `backup_after` times its
+    round's median (none before a task of that round has finished)."""
+    worst: tuple[float, tasks.Straggler] | None = None
+    medians: dict[tuple[str, int], float] = {}
+    for s in await tasks.stragglers(conn):
+        key = (s.job_id, s.round_idx)
+        if key not in medians:
+            times = await tasks.round_times(conn, *key)
+            medians[key] = statistics.median(times) if times else 0.0
+        if medians[key] <= 0:
+            continue
+        ratio = (now - s.started_at) / medians[key]
+        if ratio > s.backup_after and (worst is None or ratio > worst[0]):
+            worst = (ratio, s)
+    if worst is None:
+        return 0
+    ratio, s = worst
+    original = await tasks.get(conn, s.id)
+    assert original is not None
+    backup = await tasks.insert_backup(conn, s, original.max_attempts, original.max_losses, now)
+    payload = {"task": s.id, "backup": backup, "times_median": round(ratio, 1)}
+    await events.append(conn, s.job_id, "backup_task", payload, now)
+    log.info("backup copy %s of %s (%.1fx the round's median)", backup, s.id, ratio)
+    return 1
+
+
+async def close_overdue(rt: Runtime) -> int:
+    """Close every round whose deadline passed with `min_fraction` of its shards in, and merge
+    what came."""
+    now = rt.clock.now_ms()
+    closed = 0
+    for job_id, idx in await tasks.overdue_rounds(rt.db.reader, now):
+        async with rt.db.transaction() as conn:
+            await rounds.lock(conn, job_id, idx)
+            dropped = await tasks.cancel_round(conn, job_id, idx, now)
+            if await tasks.round_pending(conn, job_id, idx) > 0:
+                continue
+            if await rounds.transition(conn, job_id, idx, "aggregating", now) is None:
+                continue
+            await jobs.transition(conn, job_id, "aggregating", now)
+            payload = {"round": idx, "dropped": len(dropped)}
+            await events.append(conn, job_id, "round_closed", payload, now)
+        log.info("round %d of %s closed at its deadline, %d dropped", idx, job_id, len(dropped))
+        start_aggregation(rt, job_id, idx)
+        closed += 1
+    return closed

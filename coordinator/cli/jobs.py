@@ -163,6 +163,24 @@ def job() -> None:
     help="Run only on nodes whose measured sandbox is at least this (weak, strong).",
 )
 @click.option(
+    "--backup-tasks",
+    is_flag=True,
+    help="Give a second copy of a round's straggling task to an idle node; first result wins.",
+)
+@click.option(
+    "--min-fraction",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="With --round-deadline: close a round once this fraction of its shards is in.",
+)
+@click.option(
+    "--round-deadline",
+    "round_deadline_s",
+    type=int,
+    help="Seconds after a round opens from which --min-fraction may close it.",
+)
+@click.option(
     "--warm/--no-warm",
     default=True,
     show_default=True,

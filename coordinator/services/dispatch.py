@@ -158,12 +158,11 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
     assert code is not None
     # a replicated job's copies share their shard; an evaluation uses no shard
     shard = 0 if evaluate else task.shard
-    shard_sha = shards[shard].blob_sha
     if evaluate:  # the round's merged model on the job's test data
         data = await ref(job.test_data_sha, job.test_data_name or "test_data")
         model = await ref(rnd.output_sha, "model.pth")
     else:
-        data = await ref(shard_sha, job.data_name or "data")
+        data = await ref(shards[shard].blob_sha, job.data_name or "data")
         model = await ref(rnd.input_sha, "init_model.pth")
     return TaskAssignment(
         task_id=task.id,

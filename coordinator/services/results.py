@@ -10,7 +10,7 @@ import msgspec
 
 from gridx.coordinator.aggregation import work
 from gridx.coordinator.aggregation.errors import WeightsError
-from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, tasks
+from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, stragglers, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
@@ -121,7 +121,7 @@ async def _record_success(
         if done is None:
             raise StaleLease()
         if config.backup_tasks:  # the first valid copy of a shard wins; the other is cancelled
-            await tasks.cancel_siblings(conn, done, now)
+            await stragglers.cancel_siblings(conn, done, now)
         if config.replicas == 1:  # a replicated copy earns its credit when its vote is in
             await nodes.credit(conn, node.id, done.compute_ms)
         await events.append(

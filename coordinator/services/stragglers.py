@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import statistics
 
-from gridx.coordinator.db import events, jobs, rounds, tasks
+from gridx.coordinator.db import events, jobs, rounds, stragglers, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.services.aggregation import start_aggregation
 from gridx.coordinator.services.runtime import Runtime
@@ -36,12 +36,12 @@ async def sweep(rt: Runtime) -> int:
 async def _offer_backup(conn: Conn, now: int) -> int:
     """Queue a second copy of the task that has run longest past `backup_after` times its
     round's median (none before a task of that round has finished)."""
-    worst: tuple[float, tasks.Straggler] | None = None
+    worst: tuple[float, stragglers.Straggler] | None = None
     medians: dict[tuple[str, int], float] = {}
-    for s in await tasks.stragglers(conn):
+    for s in await stragglers.stragglers(conn):
         key = (s.job_id, s.round_idx)
         if key not in medians:
-            times = await tasks.round_times(conn, *key)
+            times = await stragglers.round_times(conn, *key)
             medians[key] = statistics.median(times) if times else 0.0
         if medians[key] <= 0:
             continue
@@ -53,8 +53,10 @@ async def _offer_backup(conn: Conn, now: int) -> int:
     ratio, s = worst
     original = await tasks.get(conn, s.id)
     assert original is not None
-    backup = await tasks.insert_backup(conn, s, original.max_attempts, original.max_losses, now)
-    payload = {"task": s.id, "backup": backup, "times_median": round(ratio, 1)}
+    backup = await stragglers.insert_backup(
+        conn, s, original.max_attempts, original.max_losses, now
+    )
+    payload: dict[str, object] = {"task": s.id, "backup": backup, "median_x": round(ratio, 1)}
     await events.append(conn, s.job_id, "backup_task", payload, now)
     log.info("backup copy %s of %s (%.1fx the round's median)", backup, s.id, ratio)
     return 1
@@ -65,16 +67,16 @@ async def close_overdue(rt: Runtime) -> int:
     what came."""
     now = rt.clock.now_ms()
     closed = 0
-    for job_id, idx in await tasks.overdue_rounds(rt.db.reader, now):
+    for job_id, idx in await stragglers.overdue_rounds(rt.db.reader, now):
         async with rt.db.transaction() as conn:
             await rounds.lock(conn, job_id, idx)
-            dropped = await tasks.cancel_round(conn, job_id, idx, now)
+            dropped = await stragglers.cancel_round(conn, job_id, idx, now)
             if await tasks.round_pending(conn, job_id, idx) > 0:
                 continue
             if await rounds.transition(conn, job_id, idx, "aggregating", now) is None:
                 continue
             await jobs.transition(conn, job_id, "aggregating", now)
-            payload = {"round": idx, "dropped": len(dropped)}
+            payload: dict[str, object] = {"round": idx, "dropped": len(dropped)}
             await events.append(conn, job_id, "round_closed", payload, now)
         log.info("round %d of %s closed at its deadline, %d dropped", idx, job_id, len(dropped))
         start_aggregation(rt, job_id, idx)

@@ -88,7 +88,7 @@ async def drain(stream: asyncio.StreamReader, log: Path) -> str:
     return bytes(tail[-TAIL_BYTES:]).decode("utf-8", "replace")
 
 
-async def collect(drains: Awaitable[list[str]]) -> str:
+async def collect(drains: Awaitable[tuple[str, str]]) -> str:
     """The stderr tail of a run's (stdout, stderr) drains, once both streams end."""
     try:  # a descendant that escaped the kill could hold the pipes open
         _, tail = await asyncio.wait_for(drains, 10)

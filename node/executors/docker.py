@@ -73,6 +73,9 @@ class DockerExecutor:
                 "(or `docker build -t gridx-executor infra/executor`)"
             ) from exc
 
+    async def shutdown(self) -> None:
+        """Nothing stays between runs (each task's container is removed after it)."""
+
     def cleanup(self) -> None:
         """Remove containers an earlier run of this node left (a crash mid-task)."""
         for c in self.client.containers.list(

@@ -21,6 +21,8 @@ node reads and removes) are emptied after each task and again before the next; t
 runner is not dumpable, so a child can neither ptrace it nor read or write its memory.
 """
 
+from __future__ import annotations
+
 import atexit
 import builtins
 import contextlib
@@ -35,6 +37,7 @@ import sys
 import threading
 import traceback
 import types
+from typing import Any, NoReturn
 
 PR_SET_DUMPABLE = 4
 SWEPT = ("/tmp", "/dev/shm")
@@ -46,7 +49,7 @@ def _undumpable() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-def _preload(names):
+def _preload(names: list[str]) -> list[str]:
     done = []
     for name in names:
         try:
@@ -57,7 +60,7 @@ def _preload(names):
     return done
 
 
-def _others():
+def _others() -> list[int]:
     """The pids in this sandbox's PID namespace other than ours and its init."""
     me = os.getpid()
     found = []
@@ -67,7 +70,7 @@ def _others():
     return found
 
 
-def _reap():
+def _reap() -> None:
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -77,7 +80,7 @@ def _reap():
             return
 
 
-def _kill_others():
+def _kill_others() -> bool:
     """Kill whatever the last task left running. True when none is left."""
     for _ in range(50):
         pids = _others()
@@ -91,16 +94,16 @@ def _kill_others():
     return not _others()
 
 
-def _mounts():
+def _mounts() -> set[str]:
     """The mount points this sandbox sees (bind mounts of the host's folders among them)."""
-    found = set()
+    found: set[str] = set()
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             found.add(line.split()[4].encode().decode("unicode_escape"))
     return found
 
 
-def _empty(folder, keep, mounts):
+def _empty(folder: str, keep: set[str], mounts: set[str]) -> None:
     """Delete what is in `folder` but `keep`, never crossing into a mount point (a path the
     sandbox shows from the host is not the runner's to delete)."""
     try:
@@ -120,7 +123,7 @@ def _empty(folder, keep, mounts):
                 os.unlink(path)
 
 
-def _sweep(jobdir, keep):
+def _sweep(jobdir: str, keep: set[str]) -> None:
     mounts = _mounts()
     for folder in SWEPT:
         _empty(folder, keep, mounts)
@@ -128,7 +131,7 @@ def _sweep(jobdir, keep):
         _empty(jobdir, keep, mounts)
 
 
-def _exit_code(exc):
+def _exit_code(exc: SystemExit) -> int:
     """What `python script.py` exits with for a SystemExit."""
     code = exc.code
     if code is None:
@@ -139,7 +142,7 @@ def _exit_code(exc):
     return 1
 
 
-def _print_traceback(exc, script):
+def _print_traceback(exc: BaseException, script: str) -> None:
     """The traceback as `python script.py` prints it: from the script's first frame on."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != script:
@@ -147,12 +150,12 @@ def _print_traceback(exc, script):
     traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
 
 
-def _run_main(script):
+def _run_main(script: str) -> None:
     """Run `script` as `python script.py` runs it: a new `__main__` module, its globals
     finalised afterwards (so files it left open are flushed, as at interpreter exit)."""
     main = types.ModuleType("__main__")
     main.__file__ = script
-    main.__builtins__ = builtins
+    main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     with open(script, "rb") as fh:
         code = compile(fh.read(), script, "exec")
@@ -160,7 +163,7 @@ def _run_main(script):
     main.__dict__.clear()
 
 
-def _child(cmd, out_fd, err_fd, control):
+def _child(cmd: dict[str, Any], out_fd: int, err_fd: int, control: socket.socket) -> NoReturn:
     """The task: a fresh process image of the runner that runs the script as `__main__`."""
     code = 1
     try:
@@ -202,17 +205,17 @@ def _child(cmd, out_fd, err_fd, control):
         os._exit(code)
 
 
-def _status(status):
+def _status(status: int) -> int:
     if os.WIFSIGNALED(status):
         return -os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
 
 
-def _send(control, message):
+def _send(control: socket.socket, message: dict[str, Any]) -> None:
     control.send(json.dumps(message).encode())
 
 
-def serve(control, jobdir, preload):
+def serve(control: socket.socket, jobdir: str, preload: list[str]) -> None:
     _undumpable()
     _send(control, {"ready": True, "preloaded": _preload(preload)})
     sys.stdout.flush()
@@ -243,7 +246,7 @@ def serve(control, jobdir, preload):
             return
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     args = dict(zip(argv[::2], argv[1::2], strict=False))
     if "--control-fd" in args:
         control = socket.socket(fileno=int(args["--control-fd"]))

@@ -17,6 +17,7 @@ Last line: {"s_per_round_2n_small": x, "cold_s_per_round_2n_small": y, "speedup_
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import tempfile
@@ -56,7 +57,7 @@ def per_round_s(client: ApiClient, job_id: str) -> float:
     if detail.job.status != "succeeded":
         raise SystemExit(f"job {job_id} {detail.job.status}: {detail.job.error}")
     ends = [r.finished_at or 0 for r in detail.rounds if r.index >= 0]
-    return statistics.median((b - a) / 1000 for a, b in zip(ends, ends[1:], strict=False))
+    return statistics.median((b - a) / 1000 for a, b in itertools.pairwise(ends))
 
 
 def run_case(

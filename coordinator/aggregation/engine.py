@@ -109,11 +109,14 @@ class ModelSink:
         self.tensors[key] = value
 
     def finish(self, pth_path: str) -> None:
-        """Write both files."""
+        """Write both files. The `.pth` goes without the zip's CRC32 records (torch.load does
+        not need them): every blob is already checked end to end by its SHA-256, and the CRC
+        was most of the time of writing it."""
         writer = SafetensorsWriter(self.path, self.specs)
         for key in sorted(self.tensors):
             writer.write(key, self.tensors[key])
         writer.close()
+        torch.serialization.set_crc32_options(False)
         torch.save(self.tensors, pth_path)
         self.tensors.clear()
 

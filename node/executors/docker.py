@@ -16,6 +16,7 @@ import functools
 import io
 import logging
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -34,7 +35,23 @@ from gridx.node.environments import (
     run_pip,
 )
 from gridx.node.errors import ExecutorUnavailable
-from gridx.node.executors.base import TAIL_BYTES, RunResult, RunSpec, judge, stopped, wait_or_stop
+from gridx.node.executors.base import (
+    TAIL_BYTES,
+    RunResult,
+    RunSpec,
+    judge,
+    stopped,
+    wait_or_stop,
+)
+from gridx.node.executors.warm import (
+    START_TIMEOUT_S,
+    Runner,
+    RunnerGone,
+    Runners,
+    WarmKey,
+    key_of,
+    runner_argv,
+)
 
 log = logging.getLogger("gridx.node.docker")
 DEFAULT_IMAGE = "gridx-executor:latest"
@@ -54,7 +71,8 @@ def docker_available() -> bool:
 
 
 class DockerExecutor:
-    """Runs each task in a fresh, locked-down container."""
+    """Runs each task in a fresh, locked-down container; a task that may run warm runs in its
+    job's warm runner, one locked-down container per job (`warm.py`)."""
 
     name = "docker"
     isolation = "docker"
@@ -72,9 +90,11 @@ class DockerExecutor:
                 "`infra/executor/build_offline.sh` "
                 "(or `docker build -t gridx-executor infra/executor`)"
             ) from exc
+        self.runners = Runners(self._start_runner)
 
     async def shutdown(self) -> None:
-        """Nothing stays between runs (each task's container is removed after it)."""
+        """End the warm runners (their containers go with them)."""
+        await self.runners.close_all()
 
     def cleanup(self) -> None:
         """Remove containers an earlier run of this node left (a crash mid-task)."""
@@ -179,16 +199,10 @@ class DockerExecutor:
         env.update({"HOME": WORKDIR, "PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": "/tmp"})
         return env
 
-    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
-        """Run the script in a container; kill it on timeout or when `cancel` is set."""
-        spec.logdir.mkdir(parents=True, exist_ok=True)
-        os.chmod(spec.workdir, 0o777)  # the container's uid 65534 writes the model here
-        container: Any = self.client.containers.create(
-            spec.runtime,
-            ["python3", "-u", spec.script, *spec.argv],
-            working_dir=WORKDIR,
-            volumes={str(spec.workdir): {"bind": WORKDIR, "mode": "rw"}},
-            environment=self._container_env(spec),
+    def _locked_down(self, spec: RunSpec) -> dict[str, Any]:
+        """The container options every run gets: no network, read-only root, uid 65534, no
+        capabilities, the node's limits."""
+        return dict(
             network_mode="none",
             read_only=True,
             tmpfs={"/tmp": "rw,noexec,nosuid,size=256m"},
@@ -200,10 +214,81 @@ class DockerExecutor:
             pids_limit=256,
             nano_cpus=int(self.cpus * 1e9),
             ulimits=[Ulimit(name="fsize", soft=spec.max_output_bytes, hard=spec.max_output_bytes)],
-            labels={LABEL: self.node_id, "org.gridx.task": spec.env.get("GRIDX_TASK_ID", "")},
             log_config=LogConfig(type="json-file", config={"max-size": "8m", "max-file": "1"}),
             device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpu else [],
             detach=True,
+        )
+
+    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """Run the script, warm where it may; kill it (or its runner's container) on timeout or
+        when `cancel` is set."""
+        spec.logdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(spec.workdir, 0o777)  # the container's uid 65534 writes the model here
+        key = key_of(spec)
+        result = await self.runners.run(key, spec, cancel) if key is not None else None
+        return result or await self._cold(spec, cancel)
+
+    async def _start_runner(self, key: WarmKey, spec: RunSpec, preload: tuple[str, ...]) -> Runner:
+        """A runner in a container that shows the job's folder read-write, at the same path
+        (so the task's paths need no rewriting); it connects back over a socket in that folder.
+
+        Raises:
+            RunnerGone: it did not start or connect in time.
+        """
+        assert spec.warm is not None
+        folder = spec.warm.folder
+        path = folder / f".control-{os.urandom(6).hex()}"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(str(path))
+        os.chmod(path, 0o777)
+        listener.listen(1)
+        listener.setblocking(False)
+        env = {k: v for k, v in spec.env.items() if not k.startswith("GRIDX_")}
+        env.update({"HOME": str(folder), "PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": "/tmp"})
+        container: Any = None
+        try:
+            container = self.client.containers.create(
+                spec.runtime,
+                ["python3", *runner_argv(f"--control {path}", str(folder), preload)],
+                working_dir=str(folder),
+                volumes={str(folder): {"bind": str(folder), "mode": "rw"}},
+                environment=env,
+                labels={LABEL: self.node_id, "org.gridx.job": key.job_id},
+                **self._locked_down(spec),
+            )
+            await asyncio.to_thread(container.start)
+            loop = asyncio.get_running_loop()
+            control, _ = await asyncio.wait_for(loop.sock_accept(listener), START_TIMEOUT_S)
+        except (DockerException, TimeoutError, OSError) as exc:
+            if container is not None:
+                await asyncio.to_thread(_remove, container)
+            raise RunnerGone(f"its container did not start or connect ({exc})") from exc
+        finally:
+            listener.close()
+            path.unlink(missing_ok=True)
+        control.setblocking(False)
+
+        async def end() -> None:
+            await asyncio.to_thread(_remove, container)
+
+        runner = Runner(key, control, end)
+        try:
+            await runner.ready()
+        except (RunnerGone, TimeoutError) as exc:
+            await runner.kill()
+            raise RunnerGone(f"did not start ({exc})") from exc
+        return runner
+
+    async def _cold(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """The script in a fresh container of its own."""
+        container: Any = self.client.containers.create(
+            spec.runtime,
+            ["python3", "-u", spec.script, *spec.argv],
+            working_dir=WORKDIR,
+            volumes={str(spec.workdir): {"bind": WORKDIR, "mode": "rw"}},
+            environment=self._container_env(spec),
+            labels={LABEL: self.node_id, "org.gridx.task": spec.env.get("GRIDX_TASK_ID", "")},
+            **self._locked_down(spec),
         )
         started = time.monotonic()
         try:

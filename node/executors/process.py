@@ -173,21 +173,8 @@ class ProcessExecutor:
         if self.user.switches:  # the task's uid writes its model here, and nowhere else
             os.chown(spec.workdir, self.user.uid or 0, self.user.gid or 0)
         key = key_of(spec) if self.isolation == WARM_ISOLATION else None
-        if key is None:
-            return await self._cold(spec, cancel)
-        try:
-            for _ in range(2):  # a runner that died while idle is replaced once
-                runner = await self.runners.get(key, spec)
-                if runner is None:
-                    break
-                try:
-                    return await runner.run(spec, cancel, drain)
-                except RunnerGone as exc:
-                    log.warning("warm runner of job %s: %s", key.job_id, exc)
-                    await self.runners.close(key)
-        finally:
-            self.runners.release(key)
-        return await self._cold(spec, cancel)
+        result = await self.runners.run(key, spec, cancel) if key is not None else None
+        return result or await self._cold(spec, cancel)
 
     async def _start_runner(self, key: WarmKey, spec: RunSpec, preload: tuple[str, ...]) -> Runner:
         """A runner for `key` in a sandbox that shows the job's folder read-write.

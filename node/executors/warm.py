@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridx.node.executors.base import RunResult, RunSpec, collect, judge, stopped
+from gridx.node.executors.base import RunResult, RunSpec, collect, drain, judge, stopped
 
 log = logging.getLogger("gridx.node.warm")
 SOURCE = (Path(__file__).parent / "runner.py").read_text()
@@ -116,9 +116,7 @@ class Runner:
             with contextlib.suppress(OSError):
                 self.control.close()
 
-    async def run(
-        self, spec: RunSpec, cancel: asyncio.Event, drain: Callable[..., Awaitable[str]]
-    ) -> RunResult:
+    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
         """One task in a fresh child of the runner.
 
         Raises:
@@ -217,6 +215,23 @@ class Runners:
             log.info("warm runner for job %s (preloaded %s)", key.job_id, runner.preloaded)
             return runner
         self.cold.add(key)
+        return None
+
+    async def run(self, key: WarmKey, spec: RunSpec, cancel: asyncio.Event) -> RunResult | None:
+        """The task in the key's runner (one that died while idle is replaced, once); None when
+        no runner starts for it (the executor then runs it cold)."""
+        try:
+            for _ in range(2):
+                runner = await self.get(key, spec)
+                if runner is None:
+                    return None
+                try:
+                    return await runner.run(spec, cancel)
+                except RunnerGone as exc:
+                    log.warning("warm runner of job %s: %s", key.job_id, exc)
+                    await self.close(key)
+        finally:
+            self.release(key)
         return None
 
     def release(self, key: WarmKey) -> None:

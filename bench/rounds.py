@@ -6,12 +6,15 @@ per round over rounds 2..10 (a round: from the end of the previous one to the en
 Cases: 2 and 8 nodes with a small model, 2 nodes with a 100 MB model, and (where a Docker engine
 with the executor image answers) 2 docker nodes. The baseline, measured in the same run, is the
 same job with `--no-warm` (a fresh interpreter per task: the cost this bench exists to show).
-A straggler case runs 4 nodes with one 10x slower (a sleep keyed on its name), with and
-without backup tasks, against 4 equal nodes.
+The straggler case trains the digits example (4 nodes, 4 shards) with one node 10x slower (it
+sleeps 9x its own training time, keyed on its state folder's name): the whole job's time with
+backup tasks, and with `min_fraction` 0.75 and a 1 s deadline, against the same job on 4 equal
+nodes (and with no straggler rule, for scale), each with its held-out accuracy.
 
-    python bench/rounds.py [--rounds 10] [--cases 2n_small 8n_small 2n_large docker_2n_small]
+    python bench/rounds.py [--rounds 10] [--cases 2n_small 8n_small 2n_large docker_2n_small
+                            straggler]
 Last line: {"s_per_round_2n_small": x, "cold_s_per_round_2n_small": y, "speedup_2n_small": z,
-            ..., "straggler_slowdown": ...}
+            ..., "straggler_slowdown": ..., "deadline_slowdown": ...}
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import itertools
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 
 from gridx.coordinator.cli.client import ApiClient
 from gridx.coordinator.cli.cluster import LocalCluster
+from gridx.coordinator.cli.demo import held_out
 from gridx.coordinator.cli.progress import watch
 from gridx.node.executors.docker import docker_available
 
@@ -36,6 +41,19 @@ import torch
 state = torch.load(os.environ["GRIDX_INIT_MODEL"], weights_only=True)
 torch.save({k: v + 1e-3 for k, v in state.items()}, os.environ["GRIDX_OUTPUT"])
 """
+DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits"
+SLOW = """\
+import atexit, os, time
+_started = time.perf_counter()
+if "node-slow" in os.getcwd():  # the work folder lies in the node's state folder
+    atexit.register(lambda: time.sleep(9 * (time.perf_counter() - _started)))
+"""
+STRAGGLER_RULES = {  # job config on top of the digits job
+    "equal": {},  # 4 equal nodes (the slow one runs the unslowed script)
+    "no_rule": {},
+    "backup": {"backup_tasks": True},
+    "deadline": {"min_fraction": 0.75, "round_deadline_s": 1},
+}
 CASES = {  # nodes, parameters of the model, executor
     "2n_small": (2, 1_000, "process"),
     "8n_small": (8, 1_000, "process"),
@@ -79,16 +97,51 @@ def run_case(
     return figures
 
 
+def straggler_case(work: Path, rounds: int) -> dict[str, float]:
+    """The digits job on 4 nodes, one 10x slower, under each straggler rule."""
+    plain = (DIGITS / "train.py").read_text()
+    scripts = {"equal": work / "digits.py", "slow": work / "digits_slow.py"}
+    scripts["equal"].write_text(plain)
+    scripts["slow"].write_text(SLOW + plain)
+    out: dict[str, float] = {}
+    with LocalCluster(work / "straggler") as cluster:
+        for name in ("node-0", "node-1", "node-2", "node-slow"):
+            cluster.add_node(name, args=("--executor", "process"))
+        client = ApiClient(cluster.url, cluster.api_key)
+        for rule, extra in STRAGGLER_RULES.items():
+            config = {"name": rule, "rounds": rounds, "shards": 4, "epochs": 2, "seed": 1}
+            script = scripts["equal" if rule == "equal" else "slow"]
+            started = time.perf_counter()
+            detail = client.submit(config | extra, script, None, DIGITS / "data/train.csv", None)
+            detail = watch(client, detail.job.id, quiet=True)
+            seconds = time.perf_counter() - started
+            if detail.job.status != "succeeded":
+                raise SystemExit(f"{rule}: job {detail.job.status}: {detail.job.error}")
+            model = client.download(detail.job.id, "pth", work / f"{rule}.pth")
+            accuracy = held_out(DIGITS, model)[1]
+            print(f"  straggler {rule:9s} {seconds:7.1f} s  held-out accuracy {accuracy:.4f}")
+            out[f"straggler_{rule}_s"] = round(seconds, 2)
+            out[f"straggler_{rule}_accuracy"] = round(accuracy, 4)
+    out["straggler_slowdown"] = round(out["straggler_backup_s"] / out["straggler_equal_s"], 2)
+    out["deadline_slowdown"] = round(out["straggler_deadline_s"] / out["straggler_equal_s"], 2)
+    out["no_rule_slowdown"] = round(out["straggler_no_rule_s"] / out["straggler_equal_s"], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--cases", nargs="*", default=list(CASES))
+    ap.add_argument("--cases", nargs="*", default=[*CASES, "straggler"])
+    ap.add_argument("--straggler-rounds", type=int, default=5)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gridx-bench-rounds-"))
     script = work / "train.py"
     script.write_text(TRIVIAL)
     out: dict[str, float] = {}
     for name in args.cases:
+        if name == "straggler":
+            out |= straggler_case(work, args.straggler_rounds)
+            continue
         if CASES[name][2] == "docker" and not docker_available():
             print(f"  {name}: skipped (no Docker engine answers)")
             continue

@@ -25,11 +25,13 @@ WHERE job_id = :job_id AND round_idx = :round_idx AND kind = 'train'
     AND status IN ('queued', 'leased')
 {_RET}
 """
-# Leased training tasks of running jobs with backup tasks, with no other copy yet, that have
-# run longer than `backup_after` times the median of their round's finished tasks (the median
-# is taken in Python: `round_times`).
+# Leased training tasks of running jobs with backup tasks, with no other copy yet, and whether
+# their node already lost a copy to a backup in this job (the threshold, `backup_after` times
+# the median of the round's finished tasks, is applied in Python: `round_times`).
 STRAGGLERS = """
-SELECT t.id, t.job_id, t.round_idx, t.shard, j.shard_count, j.backup_after, a.started_at
+SELECT t.id, t.job_id, t.round_idx, t.shard, j.shard_count, j.backup_after, a.started_at,
+    CASE WHEN EXISTS (SELECT 1 FROM tasks o WHERE o.job_id = t.job_id
+        AND o.node_id = t.node_id AND o.error_code = 'superseded') THEN 1 ELSE 0 END AS known_slow
 FROM tasks t JOIN jobs j ON j.id = t.job_id
     JOIN attempts a ON a.task_id = t.id AND a.finished_at IS NULL
 WHERE t.status = 'leased' AND t.kind = 'train' AND t.round_idx >= 0
@@ -62,6 +64,8 @@ class Straggler(msgspec.Struct, kw_only=True):
     shard_count: int
     backup_after: float
     started_at: int
+    known_slow: int
+    """Its node lost a copy to a backup earlier in this job."""
 
 
 async def stragglers(conn: Conn) -> list[Straggler]:

@@ -35,7 +35,8 @@ async def sweep(rt: Runtime) -> int:
 
 async def _offer_backup(conn: Conn, now: int) -> int:
     """Queue a second copy of the task that has run longest past `backup_after` times its
-    round's median (none before a task of that round has finished)."""
+    round's median (past the median itself where its node already lost a copy to a backup in
+    this job); none before a task of that round has finished."""
     worst: tuple[float, stragglers.Straggler] | None = None
     medians: dict[tuple[str, int], float] = {}
     for s in await stragglers.stragglers(conn):
@@ -46,7 +47,9 @@ async def _offer_backup(conn: Conn, now: int) -> int:
         if medians[key] <= 0:
             continue
         ratio = (now - s.started_at) / medians[key]
-        if ratio > s.backup_after and (worst is None or ratio > worst[0]):
+        # a node that already lost a copy to a backup is not waited on that long again
+        threshold = 1.0 if s.known_slow else s.backup_after
+        if ratio > threshold and (worst is None or ratio > worst[0]):
             worst = (ratio, s)
     if worst is None:
         return 0

@@ -1,4 +1,4 @@
-"""Seconds per round of a trivial federated job, warm runners against cold starts.
+"""Seconds per round of a trivial federated job: Grid-X against Flower, and against cold starts.
 
 Each client loads the round's model, adds 1e-3 to every tensor and saves it; 10 rounds, one
 shard per node, a real coordinator and real nodes on loopback. The figure is the median time
@@ -6,6 +6,9 @@ per round over rounds 2..10 (a round: from the end of the previous one to the en
 Cases: 2 and 8 nodes with a small model, 2 nodes with a 100 MB model, and (where a Docker engine
 with the executor image answers) 2 docker nodes. The baseline, measured in the same run, is the
 same job with `--no-warm` (a fresh interpreter per task: the cost this bench exists to show).
+Where the `bench` extra is installed (Flower), the same job also runs as a Flower app
+(`bench/flower_app`) on Flower's deployment runtime: a SuperLink and one SuperNode per node,
+started by the bench on loopback, the same model and rounds, timed the same way.
 The straggler case trains the digits example (4 nodes, 4 shards) with one node 10x slower (it
 sleeps 9x its own training time, keyed on its state folder's name): the whole job's time with
 backup tasks, and with `min_fraction` 0.75 and a 1 s deadline, against the same job on 4 equal
@@ -13,16 +16,25 @@ nodes (and with no straggler rule, for scale), each with its held-out accuracy.
 
     python bench/rounds.py [--rounds 10] [--cases 2n_small 8n_small 2n_large docker_2n_small
                             straggler]
-Last line: {"s_per_round_2n_small": x, "cold_s_per_round_2n_small": y, "speedup_2n_small": z,
-            ..., "straggler_slowdown": ..., "deadline_slowdown": ...}
+Last line: {"s_per_round_2n_small": x, "flower_s_per_round_2n_small": y, "speedup_2n_small": y/x,
+            "cold_s_per_round_2n_small": z, "speedup_vs_cold_2n_small": z/x, ... (8n_small,
+            2n_large, docker_2n_small), "docker_vs_process_2n_small": ...,
+            "straggler_slowdown": ..., "deadline_slowdown": ...}
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import itertools
 import json
+import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +88,70 @@ def per_round_s(client: ApiClient, job_id: str) -> float:
         raise SystemExit(f"job {job_id} {detail.job.status}: {detail.job.error}")
     ends = [r.finished_at or 0 for r in detail.rounds if r.index >= 0]
     return statistics.median((b - a) / 1000 for a, b in itertools.pairwise(ends))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _kill_matching(marks: list[str]) -> None:
+    """Kill every process whose command line names one of `marks` (Flower's daemons spawn
+    helpers of their own, in sessions of their own)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if any(m in text for m in marks):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+
+
+def flower_per_round_s(work: Path, nodes: int, params: int, rounds: int) -> float:
+    """The same job as a Flower app on Flower's deployment runtime; median s/round (2..)."""
+    home = work / "flwr-home"
+    home.mkdir(parents=True, exist_ok=True)
+    link = _free_port()
+    ports = [_free_port() for _ in range(nodes)]
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "bench"\n\n[superlink.bench]\n'
+        f'address = "127.0.0.1:{link}"\ninsecure = true\n'
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    logs = (work / "flower.log").open("ab")
+    daemons = [
+        subprocess.Popen(
+            ["flower-superlink", "--insecure", "--port", str(link),
+             "--disable-runtime-dependency-installation"],
+            env=env, stdout=logs, stderr=logs, start_new_session=True,
+        )
+    ]  # fmt: skip
+    times = work / "flower-times.json"
+    try:
+        time.sleep(3)
+        for i, port in enumerate(ports):
+            daemons.append(
+                subprocess.Popen(
+                    ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}",
+                     "--port", str(port), "--node-config", f"partition-id={i}"],
+                    env=env, stdout=logs, stderr=logs, start_new_session=True,
+                )
+            )  # fmt: skip
+        config = f"times-file='{times}' num-rounds={rounds} params={params} nodes={nodes}"
+        subprocess.run(
+            ["flwr", "run", str(Path(__file__).parent / "flower_app"), "bench",
+             "--run-config", config, "--stream"],
+            env=env, stdout=logs, stderr=logs, timeout=3600, check=True,
+        )  # fmt: skip
+        ends = json.loads(times.read_text())
+    finally:
+        _kill_matching([f"127.0.0.1:{p}" for p in (link, *ports)] + [f":{link} "])
+        for d in daemons:
+            d.wait(10)
+    return statistics.median(b - a for a, b in itertools.pairwise(ends))
 
 
 def run_case(
@@ -138,6 +214,10 @@ def main() -> None:
     script = work / "train.py"
     script.write_text(TRIVIAL)
     out: dict[str, float] = {}
+    has_flower = importlib.util.find_spec("flwr") is not None
+    flower: dict[tuple[int, int], float] = {}
+    if not has_flower:
+        print("  (no Flower here: `pip install -e '.[bench]'` adds the Flower baseline)")
     for name in args.cases:
         if name == "straggler":
             out |= straggler_case(work, args.straggler_rounds)
@@ -148,7 +228,19 @@ def main() -> None:
         figures = run_case(work, name, args.rounds, script, ("warm", "cold"))
         out[f"s_per_round_{name}"] = round(figures["warm"], 4)
         out[f"cold_s_per_round_{name}"] = round(figures["cold"], 4)
-        out[f"speedup_{name}"] = round(figures["cold"] / figures["warm"], 2)
+        out[f"speedup_vs_cold_{name}"] = round(figures["cold"] / figures["warm"], 2)
+        nodes, params, _ = CASES[name]
+        if has_flower:  # the Flower app is the same whatever executor Grid-X's nodes use
+            if (nodes, params) not in flower:
+                flower[nodes, params] = flower_per_round_s(
+                    work / f"flower-{name}", nodes, params, args.rounds
+                )
+                print(f"  {name:16s} Flower {flower[nodes, params]:7.3f} s/round", flush=True)
+            out[f"flower_s_per_round_{name}"] = round(flower[nodes, params], 4)
+            out[f"speedup_{name}"] = round(flower[nodes, params] / figures["warm"], 2)
+    if "s_per_round_docker_2n_small" in out and "s_per_round_2n_small" in out:
+        ratio = out["s_per_round_docker_2n_small"] / out["s_per_round_2n_small"]
+        out["docker_vs_process_2n_small"] = round(ratio, 2)
     print(json.dumps(out))
 
 

@@ -1,0 +1,1 @@
+"""bench/rounds.py's trivial job as a Flower app."""

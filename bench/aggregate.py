@@ -4,7 +4,8 @@ Builds ResNet-like client models (50 float32 tensors: conv kernels and per-chann
 N=10 x 25 M and N=50 x 5 M parameters with random sample counts, writes them as safetensors, and
 in one run measures:
   - the machine's streaming in-place add (torch `add_` over the same bytes in memory): the bound;
-  - Grid-X FedAvg from the files (fresh process each, so its peak RSS growth can be read);
+  - Grid-X FedAvg from the files to the round's model.pth (a round that is not the last),
+    in a fresh process each, so its peak RSS growth can be read;
   - Flower 1.42's `aggregate` on the same arrays already in memory;
   - FedMedian, trimmed mean (beta 0.2) and Krum (f=2) against Flower's same rules, N=10 x 5 M.
 Prints seconds, GB/s of client input, peak RSS growth in models, and the ratios; the last line is
@@ -115,11 +116,12 @@ def gridx_child(args: argparse.Namespace) -> None:
     }
     clients = json.loads(Path(args.clients).read_text())
     out = Path(tempfile.mkdtemp(dir=args.dir))
-    job = AggregationJob(
+    job = AggregationJob(  # a round that is not the job's last: it writes the round's .pth
         clients=[tuple(c) for c in clients],
         strategy=strategies[args.child],
         out_dir=str(out),
         max_bytes=1 << 40,
+        safetensors=False,
     )
     # warm up on tiny files, so lazy imports and first-use allocations are not counted
     tiny = make_clients(out / "warmup", 5, 10_000, seed=0)
@@ -214,14 +216,15 @@ def main() -> None:
             merge_gbps = input_gb / ours["merge_seconds"]
             print(
                 f"    of which the merge  : {ours['merge_seconds']:6.3f} s  {merge_gbps:6.2f} GB/s "
-                "(the rest writes model.safetensors and model.pth)"
+                "(the rest writes the round's model.pth; only a job's last round also writes "
+                "model.safetensors)"
             )
             print(
                 f"  Flower, in memory     : {flower_s:6.3f} s  {flower_gbps:6.2f} GB/s "
                 "(result left in memory)"
             )
             print(
-                f"  Grid-X / Flower {ours_gbps / flower_gbps:.2f}x with both files written, "
+                f"  Grid-X / Flower {ours_gbps / flower_gbps:.2f}x with the round's model written, "
                 f"{merge_gbps / flower_gbps:.2f}x merge only; "
                 f"Grid-X / bandwidth {ours_gbps / bw:.0%} ({merge_gbps / bw:.0%} merge only)"
             )

@@ -1,9 +1,9 @@
 """One aggregation, start to finish: the process pool's entry point.
 
 `aggregate()` opens the round's client files (sorted by shard), optionally clips their updates,
-applies the job's strategy tensor by tensor, and streams the result to a safetensors file, then
-writes the same tensors as a torch `.pth` state_dict (what train.py scripts load). Server
-optimizers also write their state file. Memory stays about one model whatever N is.
+applies the job's strategy tensor by tensor into one buffer, then writes the result as a torch
+`.pth` state_dict (what train.py scripts load) and, for the job's last round, as safetensors too.
+Server optimizers also write their state file. Memory stays about one model whatever N is.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def aggregate(job: AggregationJob) -> AggregationResult:
     out = Path(job.out_dir)
     result = AggregationResult(
         signature=signature_of(cs.specs),
-        model_safetensors=str(out / "model.safetensors"),
+        model_safetensors=str(out / "model.safetensors") if job.safetensors else None,
         model_pth=str(out / "model.pth"),
     )
     started = time.perf_counter()
@@ -72,17 +72,19 @@ def aggregate(job: AggregationJob) -> AggregationResult:
 
 
 class ModelSink:
-    """Collects the merged tensors, then writes them as safetensors and as a `.pth` state_dict.
+    """Collects the merged tensors, then writes them as a `.pth` state_dict (and as safetensors
+    when given a path).
 
-    float32 outputs live in one flat buffer kept by this process across aggregations (a pool
-    worker reuses it every round), so the merge writes to memory that is already mapped. (Writing
-    the files from a thread while merging was tried: on two cores it slowed the merge more than
-    it hid the writes.)
+    float32 outputs live in one flat buffer kept by this process across aggregations of a model
+    of the same size (a pool worker reuses it every round of a job), so the merge writes to
+    memory that is already mapped. It is exactly the model's size: `torch.save` writes the whole
+    buffer the tensors are views of. (Writing the files from a thread while merging was tried:
+    on two cores it slowed the merge more than it hid the writes.)
     """
 
     _arena = torch.empty(0)
 
-    def __init__(self, path: str, specs: dict[str, Spec]) -> None:
+    def __init__(self, path: str | None, specs: dict[str, Spec]) -> None:
         self.path = path
         self.specs = specs
         self.tensors: dict[str, torch.Tensor] = {}
@@ -93,7 +95,7 @@ class ModelSink:
             if dtype == torch.float32:
                 self._offsets[key] = total
                 total += math.prod(shape)
-        if ModelSink._arena.numel() < total:
+        if ModelSink._arena.numel() != total:
             ModelSink._arena = torch.empty(total, dtype=torch.float32)
 
     def buffer(self, key: str) -> torch.Tensor | None:
@@ -109,13 +111,14 @@ class ModelSink:
         self.tensors[key] = value
 
     def finish(self, pth_path: str) -> None:
-        """Write both files. The `.pth` goes without the zip's CRC32 records (torch.load does
+        """Write the files. The `.pth` goes without the zip's CRC32 records (torch.load does
         not need them): every blob is already checked end to end by its SHA-256, and the CRC
         was most of the time of writing it."""
-        writer = SafetensorsWriter(self.path, self.specs)
-        for key in sorted(self.tensors):
-            writer.write(key, self.tensors[key])
-        writer.close()
+        if self.path is not None:
+            writer = SafetensorsWriter(self.path, self.specs)
+            for key in sorted(self.tensors):
+                writer.write(key, self.tensors[key])
+            writer.close()
         torch.serialization.set_crc32_options(False)
         torch.save(self.tensors, pth_path)
         self.tensors.clear()

@@ -26,6 +26,9 @@ class AggregationJob:
     """The round's input model (None in round 0)."""
     state_in: str | None = None
     """The server optimizer's state from the previous round, if any."""
+    safetensors: bool = True
+    """Also write the model as safetensors (the job's last round: its final download); every
+    round writes the `.pth` the next round's tasks start from."""
 
 
 @dataclass
@@ -33,7 +36,7 @@ class AggregationResult:
     """Where the outputs went and what the rule decided."""
 
     signature: str
-    model_safetensors: str
+    model_safetensors: str | None
     model_pth: str
     state: str | None = None
     selected: list[int] = field(default_factory=list)

@@ -51,11 +51,12 @@ class _Round:
 
 @dataclass
 class _Merged:
-    """What the pool made, stored: the model (.pth and .safetensors), the optimizer state."""
+    """What the pool made, stored: the model (.pth, and .safetensors in the last round), the
+    optimizer state."""
 
     result: work.AggregationResult
     pth: Stored
-    safetensors: Stored
+    safetensors: Stored | None
     state: Stored | None
 
 
@@ -186,6 +187,7 @@ async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
             max_bytes=rt.settings.max_result_bytes,
             base_model=await blob_path(rt, this.input_sha) if this and this.input_sha else None,
             state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
+            safetensors=rnd.idx + 1 >= rnd.config.rounds,  # the final model's second format
         )
         try:
             result = await asyncio.get_running_loop().run_in_executor(rt.pool, work.aggregate, job)
@@ -203,7 +205,9 @@ async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
         return _Merged(
             result=result,
             pth=await rt.storage.adopt(Path(result.model_pth)),
-            safetensors=await rt.storage.adopt(Path(result.model_safetensors)),
+            safetensors=await rt.storage.adopt(Path(result.model_safetensors))
+            if result.model_safetensors
+            else None,
             state=await rt.storage.adopt(Path(result.state)) if result.state else None,
         )
     finally:
@@ -235,7 +239,7 @@ async def _commit(
                 "succeeded",
                 now,
                 final_pth_sha=pth_sha,
-                final_st_sha=merged.safetensors[0],
+                final_st_sha=merged.safetensors[0] if merged.safetensors else None,
             )
         else:
             moved = await jobs.transition(conn, job_id, "running", now, current_round=idx + 1)

@@ -148,9 +148,10 @@ def flower_per_round_s(work: Path, nodes: int, params: int, rounds: int) -> floa
         )  # fmt: skip
         ends = json.loads(times.read_text())
     finally:
-        _kill_matching([f"127.0.0.1:{p}" for p in (link, *ports)] + [f":{link} "])
         for d in daemons:
+            d.kill()
             d.wait(10)
+        _kill_matching([f"127.0.0.1:{p}" for p in (link, *ports)])  # their helpers
     return statistics.median(b - a for a, b in itertools.pairwise(ends))
 
 
@@ -178,7 +179,8 @@ def straggler_case(work: Path, rounds: int) -> dict[str, float]:
     plain = (DIGITS / "train.py").read_text()
     scripts = {"equal": work / "digits.py", "slow": work / "digits_slow.py"}
     scripts["equal"].write_text(plain)
-    scripts["slow"].write_text(SLOW + plain)
+    head, future, rest = plain.partition("from __future__ import annotations\n")
+    scripts["slow"].write_text(head + future + SLOW + rest if future else SLOW + plain)
     out: dict[str, float] = {}
     with LocalCluster(work / "straggler") as cluster:
         for name in ("node-0", "node-1", "node-2", "node-slow"):

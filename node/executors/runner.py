@@ -150,17 +150,29 @@ def _print_traceback(exc: BaseException, script: str) -> None:
     traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
 
 
-def _run_main(script: str) -> None:
-    """Run `script` as `python script.py` runs it: a new `__main__` module, its globals
-    finalised afterwards (so files it left open are flushed, as at interpreter exit)."""
-    main = types.ModuleType("__main__")
+def _run_main(script: str, main: types.ModuleType) -> None:
+    """Run `script` as `python script.py` runs it, in `main`, a new `__main__` module."""
     main.__file__ = script
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     with open(script, "rb") as fh:
         code = compile(fh.read(), script, "exec")
     exec(code, main.__dict__)
-    main.__dict__.clear()
+
+
+def _finish(main: types.ModuleType) -> int:
+    """What the interpreter does at exit, in its order: wait for non-daemon threads, run the
+    `atexit` handlers, then finalise the script's globals (so files it left open are flushed).
+    Returns 1 where that raised, else 0."""
+    try:
+        if hasattr(threading, "_shutdown"):
+            threading._shutdown()
+        atexit._run_exitfuncs()
+        main.__dict__.clear()
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 def _child(cmd: dict[str, Any], out_fd: int, err_fd: int, control: socket.socket) -> NoReturn:
@@ -183,21 +195,17 @@ def _child(cmd: dict[str, Any], out_fd: int, err_fd: int, control: socket.socket
         sys.path[0] = cmd["workdir"]
         if "numpy" in sys.modules:  # numpy seeds its global generator once, at import
             sys.modules["numpy"].random.seed()
+        main = types.ModuleType("__main__")
         try:
-            _run_main(script)
+            _run_main(script, main)
             code = 0
         except SystemExit as exc:
             code = _exit_code(exc)
         except BaseException as exc:
             _print_traceback(exc, script)
             code = 1
-        try:
-            if hasattr(threading, "_shutdown"):
-                threading._shutdown()  # non-daemon threads, as at interpreter exit
-            atexit._run_exitfuncs()
-        except BaseException:
-            traceback.print_exc()
-            code = code or 1
+        failed = _finish(main)  # always, whatever the script's own outcome
+        code = code or failed
     finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(BaseException):

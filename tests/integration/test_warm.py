@@ -99,7 +99,8 @@ def test_tasks_of_a_job_share_one_runner_and_behave_as_a_fresh_interpreter(
             "      os.getcwd() == os.path.dirname(__file__), numpy.random.randint(1 << 30))\n"
             "json.LEFT = os.environ['LEFT'] = 'x'\n"
             "f = open('unclosed.txt', 'w'); f.write('flushed at exit')\n"
-            "atexit.register(lambda: open('atexit.txt', 'w').write('ran'))\n" + WRITES
+            "DONE = 'ran'  # a handler may use the script's globals: they outlive it\n"
+            "atexit.register(lambda: open('atexit.txt', 'w').write(DONE))\n" + WRITES
         )
         seen = []
         for _ in range(3):

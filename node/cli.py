@@ -97,6 +97,12 @@ def cli() -> None:
     "advertises the level it measured, and jobs can refuse it [GRIDX_ALLOW_WEAK_SANDBOX].",
 )
 @click.option("--python", help="Interpreter for train.py (default: this one).")
+@click.option(
+    "--warm/--no-warm",
+    default=None,
+    help="Run a job's tasks in one warm sandboxed runner per job where the job allows it "
+    "(default) [GRIDX_WARM].",
+)
 @click.option("--memory-mb", type=int, help="Memory cap per task (MiB).")
 @click.option("--cpus", type=int, help="Threads per task (0: all).")
 @click.option(

@@ -271,13 +271,7 @@ class DockerExecutor:
         async def end() -> None:
             await asyncio.to_thread(_remove, container)
 
-        runner = Runner(key, control, end)
-        try:
-            await runner.ready()
-        except (RunnerGone, TimeoutError) as exc:
-            await runner.kill()
-            raise RunnerGone(f"did not start ({exc})") from exc
-        return runner
+        return await Runner.started(key, control, end)
 
     async def _cold(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
         """The script in a fresh container of its own."""

@@ -215,13 +215,7 @@ class ProcessExecutor:
                 await asyncio.wait_for(proc.wait(), 10)
             errors.cancel()
 
-        runner = Runner(key, ours, end)
-        try:
-            await runner.ready()
-        except (RunnerGone, TimeoutError) as exc:
-            await runner.kill()
-            raise RunnerGone(f"did not start ({exc})") from exc
-        return runner
+        return await Runner.started(key, ours, end)
 
     async def _cold(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
         """The script in a fresh interpreter of its own."""

@@ -90,10 +90,23 @@ class Runner:
             raise RunnerGone(str(message["error"]))
         return message
 
-    async def ready(self) -> None:
-        """Wait for the runner's preloads (its first message)."""
-        message = await asyncio.wait_for(self._receive(), START_TIMEOUT_S)
-        self.preloaded = [str(p) for p in message.get("preloaded", [])]  # type: ignore[attr-defined]
+    @classmethod
+    async def started(
+        cls, key: WarmKey, control: socket.socket, kill: Callable[[], Awaitable[None]]
+    ) -> Runner:
+        """A runner just launched, once it has imported its preloads (its first message).
+
+        Raises:
+            RunnerGone: it ended or said nothing within START_TIMEOUT_S (it is killed).
+        """
+        runner = cls(key, control, kill)
+        try:
+            message = await asyncio.wait_for(runner._receive(), START_TIMEOUT_S)
+        except (RunnerGone, TimeoutError) as exc:
+            await runner.kill()
+            raise RunnerGone(f"did not start ({exc})") from exc
+        runner.preloaded = [str(p) for p in message.get("preloaded", [])]  # type: ignore[attr-defined]
+        return runner
 
     async def _outcome(self) -> int | None:
         """The child's exit status, or None when the runner died or broke its protocol."""

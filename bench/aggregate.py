@@ -121,7 +121,7 @@ def gridx_child(args: argparse.Namespace) -> None:
         strategy=strategies[args.child],
         out_dir=str(out),
         max_bytes=1 << 40,
-        safetensors=False,
+        final=False,
     )
     # warm up on tiny files, so lazy imports and first-use allocations are not counted
     tiny = make_clients(out / "warmup", 5, 10_000, seed=0)

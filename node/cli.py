@@ -28,7 +28,13 @@ async def _serve(config: NodeConfig) -> None:
     ident = load_identity(config.state_dir, config.coordinator_url)
     node_id = ident.node_id if ident else ""
     executor = make_executor(
-        config.executor, config.state_dir, python, node_id, config.sandbox, config.executor_image
+        config.executor,
+        config.state_dir,
+        python,
+        node_id,
+        config.sandbox,
+        config.executor_image,
+        config.warm_idle_s,
     )
     executor.cleanup()
     report = await run_selftest(executor, config.state_dir, await executor.prepare(None, None))
@@ -49,6 +55,7 @@ async def _serve(config: NodeConfig) -> None:
             ident.node_id,
             config.sandbox,
             config.executor_image,
+            config.warm_idle_s,
         )
     client = CoordinatorClient(config.coordinator_url, ident.node_token, config.ca_file)
     worker = Worker(config, client, ident, executor, report)

@@ -65,6 +65,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     warm: bool = True
     """Run the tasks of a job that allows it in one warm runner per job (bubblewrap or docker);
     false: a fresh interpreter per task."""
+    warm_idle_s: float = 120.0
+    """Seconds a job's warm runner (its memory, its container) waits for the job's next task."""
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -44,7 +44,7 @@ def aggregate(job: AggregationJob) -> AggregationResult:
     out = Path(job.out_dir)
     result = AggregationResult(
         signature=signature_of(cs.specs),
-        model_safetensors=str(out / "model.safetensors") if job.safetensors else None,
+        model_safetensors=str(out / "model.safetensors") if job.final else None,
         model_pth=str(out / "model.pth"),
     )
     started = time.perf_counter()
@@ -64,7 +64,7 @@ def aggregate(job: AggregationJob) -> AggregationResult:
                 sink.put(key, rule.merge(cs, key, strategy, chosen, sink.buffer(key)))
                 cs.release()
         merged = time.perf_counter()
-        sink.finish(result.model_pth)
+        sink.finish(result.model_pth, crc32=job.final)
         result.merge_s, result.write_s = merged - started, time.perf_counter() - merged
     finally:
         cs.close()
@@ -110,17 +110,21 @@ class ModelSink:
         """Hand over a merged tensor."""
         self.tensors[key] = value
 
-    def finish(self, pth_path: str) -> None:
-        """Write the files. The `.pth` goes without the zip's CRC32 records (torch.load does
-        not need them): every blob is already checked end to end by its SHA-256, and the CRC
-        was most of the time of writing it."""
+    def finish(self, pth_path: str, crc32: bool) -> None:
+        """Write the files. Without `crc32` the `.pth` has no CRC32 records (torch.load does not
+        need them, and every blob is checked end to end by its SHA-256): computing them was most
+        of the time of writing it."""
         if self.path is not None:
             writer = SafetensorsWriter(self.path, self.specs)
             for key in sorted(self.tensors):
                 writer.write(key, self.tensors[key])
             writer.close()
-        torch.serialization.set_crc32_options(False)
-        torch.save(self.tensors, pth_path)
+        before = torch.serialization.get_crc32_options()
+        torch.serialization.set_crc32_options(crc32)
+        try:
+            torch.save(self.tensors, pth_path)
+        finally:
+            torch.serialization.set_crc32_options(before)
         self.tensors.clear()
 
 

@@ -26,9 +26,10 @@ class AggregationJob:
     """The round's input model (None in round 0)."""
     state_in: str | None = None
     """The server optimizer's state from the previous round, if any."""
-    safetensors: bool = True
-    """Also write the model as safetensors (the job's last round: its final download); every
-    round writes the `.pth` the next round's tasks start from."""
+    final: bool = True
+    """The job's last round: its model is the user's download, so it is also written as
+    safetensors, and its `.pth` keeps the zip's CRC32 records (any zip tool can check it). Every
+    other round writes only the `.pth` the next round's tasks load, without them."""
 
 
 @dataclass

@@ -187,7 +187,7 @@ async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
             max_bytes=rt.settings.max_result_bytes,
             base_model=await blob_path(rt, this.input_sha) if this and this.input_sha else None,
             state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
-            safetensors=rnd.idx + 1 >= rnd.config.rounds,  # the final model's second format
+            final=rnd.idx + 1 >= rnd.config.rounds,
         )
         try:
             result = await asyncio.get_running_loop().run_in_executor(rt.pool, work.aggregate, job)

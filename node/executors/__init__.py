@@ -10,6 +10,7 @@ from pathlib import Path
 from gridx.node.errors import ExecutorUnavailable
 from gridx.node.executors.base import Executor
 from gridx.node.executors.process import ProcessExecutor
+from gridx.node.executors.warm import IDLE_S
 
 log = logging.getLogger("gridx.node")
 
@@ -21,6 +22,7 @@ def make_executor(
     node_id: str,
     isolation: str = "auto",
     image: str = "",
+    warm_idle_s: float = IDLE_S,
 ) -> Executor:
     """`auto` (docker when an engine answers and has the executor image, else process),
     `docker` or `process` (under `isolation`: `auto` for the strongest that works).
@@ -33,7 +35,7 @@ def make_executor(
 
         if docker_available():
             try:
-                return DockerExecutor(node_id=node_id, image=image or None)
+                return DockerExecutor(node_id=node_id, image=image or None, warm_idle_s=warm_idle_s)
             except ExecutorUnavailable as exc:
                 if kind == "docker":
                     raise
@@ -42,4 +44,6 @@ def make_executor(
             raise ExecutorUnavailable(
                 "--executor docker: no Docker engine answers (is dockerd running? DOCKER_HOST?)"
             )
-    return ProcessExecutor(state_dir, python, node_id, None if isolation == "auto" else isolation)
+    return ProcessExecutor(
+        state_dir, python, node_id, None if isolation == "auto" else isolation, warm_idle_s
+    )

@@ -16,6 +16,7 @@ import functools
 import io
 import logging
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from gridx.node.executors.base import (
     wait_or_stop,
 )
 from gridx.node.executors.warm import (
+    IDLE_S,
     START_TIMEOUT_S,
     Runner,
     RunnerGone,
@@ -56,6 +58,7 @@ from gridx.node.executors.warm import (
 log = logging.getLogger("gridx.node.docker")
 DEFAULT_IMAGE = "gridx-executor:latest"
 WORKDIR = "/work"
+CONTROL_DIR = "/run/gridx"
 LABEL = "org.gridx.node"
 
 
@@ -77,7 +80,13 @@ class DockerExecutor:
     name = "docker"
     isolation = "docker"
 
-    def __init__(self, node_id: str, image: str | None = None, cpus: float = 0) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        image: str | None = None,
+        cpus: float = 0,
+        warm_idle_s: float = IDLE_S,
+    ) -> None:
         self.client = docker.from_env(timeout=60)
         self.image = image or DEFAULT_IMAGE
         self.node_id = node_id
@@ -90,7 +99,7 @@ class DockerExecutor:
                 "`infra/executor/build_offline.sh` "
                 "(or `docker build -t gridx-executor infra/executor`)"
             ) from exc
-        self.runners = Runners(self._start_runner)
+        self.runners = Runners(self._start_runner, idle_s=warm_idle_s)
 
     async def shutdown(self) -> None:
         """End the warm runners (their containers go with them)."""
@@ -230,28 +239,34 @@ class DockerExecutor:
 
     async def _start_runner(self, key: WarmKey, spec: RunSpec, preload: tuple[str, ...]) -> Runner:
         """A runner in a container that shows the job's folder read-write, at the same path
-        (so the task's paths need no rewriting); it connects back over a socket in that folder.
+        (so the task's paths need no rewriting). It connects back over a socket in a short
+        folder of its own, shown read-only at CONTROL_DIR (a socket path has at most 107 bytes;
+        the job's folder may be deeper), which is removed once it has connected.
 
         Raises:
             RunnerGone: it did not start or connect in time.
         """
         assert spec.warm is not None
         folder = spec.warm.folder
-        path = folder / f".control-{os.urandom(6).hex()}"
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        listener.bind(str(path))
-        os.chmod(path, 0o777)
-        listener.listen(1)
-        listener.setblocking(False)
         env = {k: v for k, v in spec.env.items() if not k.startswith("GRIDX_")}
         env.update({"HOME": str(folder), "PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": "/tmp"})
+        rendezvous = Path(tempfile.mkdtemp(prefix="gridx-"))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         container: Any = None
         try:
+            os.chmod(rendezvous, 0o755)
+            listener.bind(str(rendezvous / "control"))
+            os.chmod(rendezvous / "control", 0o777)
+            listener.listen(1)
+            listener.setblocking(False)
             container = self.client.containers.create(
                 spec.runtime,
-                ["python3", *runner_argv(f"--control {path}", str(folder), preload)],
+                ["python3", *runner_argv(f"--control {CONTROL_DIR}/control", str(folder), preload)],
                 working_dir=str(folder),
-                volumes={str(folder): {"bind": str(folder), "mode": "rw"}},
+                volumes={
+                    str(folder): {"bind": str(folder), "mode": "rw"},
+                    str(rendezvous): {"bind": CONTROL_DIR, "mode": "ro"},
+                },
                 environment=env,
                 labels={LABEL: self.node_id, "org.gridx.job": key.job_id},
                 **self._locked_down(spec),
@@ -265,7 +280,7 @@ class DockerExecutor:
             raise RunnerGone(f"its container did not start or connect ({exc})") from exc
         finally:
             listener.close()
-            path.unlink(missing_ok=True)
+            shutil.rmtree(rendezvous, ignore_errors=True)
         control.setblocking(False)
 
         async def end() -> None:

@@ -28,7 +28,15 @@ from gridx.node.executors.base import (
     stopped,
     wait_or_stop,
 )
-from gridx.node.executors.warm import Runner, RunnerGone, Runners, WarmKey, key_of, runner_argv
+from gridx.node.executors.warm import (
+    IDLE_S,
+    Runner,
+    RunnerGone,
+    Runners,
+    WarmKey,
+    key_of,
+    runner_argv,
+)
 from gridx.node.state import STATE_MODE
 
 log = logging.getLogger("gridx.node")
@@ -84,7 +92,12 @@ class ProcessExecutor:
     name = "process"
 
     def __init__(
-        self, state_dir: Path, python: str, node_id: str = "", isolation: str | None = None
+        self,
+        state_dir: Path,
+        python: str,
+        node_id: str = "",
+        isolation: str | None = None,
+        warm_idle_s: float = IDLE_S,
     ) -> None:
         self.state_dir = state_dir
         self.python = python
@@ -94,7 +107,7 @@ class ProcessExecutor:
         state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(state_dir, STATE_MODE)
         self.etc = sandbox.write_synthetic_etc(state_dir / "sandbox" / "etc")
-        self.runners = Runners(self._start_runner)
+        self.runners = Runners(self._start_runner, idle_s=warm_idle_s)
 
     async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
         """A virtualenv with the requirements (cached by hash), or the node's interpreter."""

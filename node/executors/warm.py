@@ -221,7 +221,7 @@ class Runners:
         for preload in dict.fromkeys((key.preload, ())):
             try:
                 runner = await self._start(key, spec, preload)
-            except RunnerGone as exc:
+            except (RunnerGone, OSError) as exc:  # never the worker's end: the task runs cold
                 log.warning("warm runner of job %s (preload %s): %s", key.job_id, preload, exc)
                 continue
             self.warm[key] = runner

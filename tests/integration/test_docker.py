@@ -94,7 +94,10 @@ def test_hostile_script_is_contained(cluster: LocalCluster, client: Client) -> N
 def test_limits_become_clear_reasons_and_containers_are_removed(
     cluster: LocalCluster, client: Client
 ) -> None:
-    _docker_node(cluster, "box", "--memory-mb", "200")
+    # a job's warm runner (its container) ends a second after the job's last task
+    cluster.add_node(
+        "box", {"GRIDX_WARM_IDLE_S": "1"}, ("--executor", "docker", "--memory-mb", "200")
+    )
     one = {"rounds": 1, "shards": 1, "max_attempts": 1}
     hog = client.submit(b"import numpy\nx = numpy.ones(400_000_000)\n", one)
     slow = client.submit(b"import time\ntime.sleep(60)\n", {**one, "task_timeout_s": 3})
@@ -108,6 +111,11 @@ def test_limits_become_clear_reasons_and_containers_are_removed(
             assert "bad config: 42" in body["tasks"][0]["history"][-1]["stderr_tail"]
     assert reasons == {"hog": "out_of_memory", "slow": "timeout", "crash": "nonzero_exit"}
     engine = docker.from_env()
+    deadline = time.monotonic() + 30
+    while (
+        engine.containers.list(all=True, filters={"label": LABEL}) and time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
     assert engine.containers.list(all=True, filters={"label": LABEL}) == []
     # cancelling a job stops its container within a heartbeat
     job_id = client.submit(b"import time\ntime.sleep(120)\n", one)

@@ -110,3 +110,29 @@ def test_counts_are_summed_and_everything_else_is_row_weighted() -> None:
         [({"accuracy": 0.5, "samples": 100.0}, 100.0), ({"accuracy": 0.8, "samples": 200.0}, 200.0)]
     )
     assert out == {"accuracy": pytest.approx(0.7), "samples": 300.0}
+
+
+def test_a_round_writes_its_pth_only_and_the_last_round_both_files_with_crc(
+    tmp_path: Path,
+) -> None:
+    import zipfile
+
+    clients = [(i, str(write_pth(tmp_path / f"{i}.pth", state(i))), 1.0) for i in range(2)]
+    expected = run(tmp_path, clients, "final")  # the last round: both formats, equal
+    assert torch.serialization.get_crc32_options()  # the process-wide option is left alone
+    final = tmp_path / "final" / "model.pth"
+    with zipfile.ZipFile(final) as zf:
+        assert zf.testzip() is None  # the user's download: every CRC32 record checks
+    out = tmp_path / "round"
+    out.mkdir()
+    result = aggregate(
+        AggregationJob(
+            clients=clients, strategy=FedAvg(), out_dir=str(out), max_bytes=CAP, final=False
+        )
+    )
+    assert result.model_safetensors is None and sorted(p.name for p in out.iterdir()) == [
+        "model.pth"
+    ]
+    got = torch.load(result.model_pth, weights_only=True)  # what the next round's tasks load
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+    assert torch.serialization.get_crc32_options()

@@ -123,10 +123,16 @@ class ProcessExecutor:
         await self.runners.close_all()
 
     def _readonly(self, runtime: str) -> list[Path]:
-        """What the task sees read-only: the node's interpreter and the job's environment."""
+        """What the task sees read-only: the node's interpreter and the job's environment.
+
+        The environment (`ensure_env`: a virtualenv of the node's interpreter, `runtime` its
+        bin/python) is found from its path, never by running it: its site-packages hold the
+        job's wheels, and a `.pth` file among them runs code at interpreter start-up, which
+        must only ever happen inside the sandbox.
+        """
         paths = list(sandbox.interpreter_paths(self.python))
         if runtime != self.python:
-            paths += sandbox.interpreter_paths(runtime)
+            paths.append(Path(runtime).parent.parent)
         return paths
 
     def _nproc(self) -> int:

@@ -4,6 +4,7 @@ and which requirements a node accepts. (The whole sandbox is attacked in tests/s
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,18 @@ def test_requirements_name_packages_or_are_refused() -> None:
         with pytest.raises(RequirementsError) as err:
             check_requirements(text)
         assert err.value.code == code, text
+
+
+def test_a_jobs_environment_is_never_run_on_the_host(tmp_path: Path) -> None:
+    """Its site-packages hold the job's wheels; a `.pth` among them would run at start-up."""
+    from gridx.node.executors.process import ProcessExecutor
+
+    env = tmp_path / "envs" / "abc"
+    (env / "bin").mkdir(parents=True)
+    marker = tmp_path / "ran-on-the-host"
+    python = env / "bin" / "python"
+    python.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    python.chmod(0o755)
+    executor = ProcessExecutor(tmp_path / "state", sys.executable, "n", isolation="none")
+    shown = executor._readonly(str(python))
+    assert env in shown and not marker.exists()

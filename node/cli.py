@@ -9,15 +9,17 @@ import sys
 from pathlib import Path
 
 import click
+import msgspec
 
-from gridx.node import status_page
+from gridx.node import datasets, status_page
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig, load_config
+from gridx.node.enrolment import capabilities, enrol
 from gridx.node.errors import NodeError, WeakSandbox
 from gridx.node.executors import make_executor
 from gridx.node.selftest import explain, run_selftest
 from gridx.node.state import load_identity, lock_state_dir
-from gridx.node.worker import Worker, capabilities, enrol
+from gridx.node.worker import Worker
 from gridx.schemas.envconfig import ConfigError
 from gridx.schemas.redaction import Redact
 
@@ -139,3 +141,77 @@ def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
     except NodeError as exc:  # one line, and the exit code of its kind (3: the owner's mistake)
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
+
+
+def _state_dir(state_dir: Path | None) -> Path:
+    try:
+        return load_config(None, state_dir=state_dir).state_dir
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+_state_option = click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="The node's state folder (default: GRIDX_STATE_DIR or ~/.gridx-node).",
+)
+
+
+@cli.group()
+def dataset() -> None:
+    """Datasets this machine holds for jobs that train where the data lives. The coordinator
+    sees only their names, formats, columns and row counts; a running node picks up every
+    change at its next heartbeat."""
+
+
+@dataset.command("add")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--description", default="", help="What it holds, shown to job owners.")
+@click.option(
+    "--allow-user",
+    "allow_users",
+    multiple=True,
+    metavar="EMAIL",
+    help="Someone besides you who may train on it (repeat; default: only you).",
+)
+@_state_option
+def dataset_add(
+    name: str, path: Path, description: str, allow_users: tuple[str, ...], state_dir: Path | None
+) -> None:
+    """Declare PATH (a .csv, .tsv, .jsonl file or a folder) as dataset NAME."""
+    try:
+        item = datasets.add(_state_dir(state_dir), name, path, description, list(allow_users))
+    except NodeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    who = ", ".join(item.allow_users) or "only you"
+    cols = f", columns {', '.join(item.columns)}" if item.columns else ""
+    click.echo(f"{item.name}: {item.format}, {item.rows} rows{cols}; usable by {who}")
+
+
+@dataset.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_state_option
+def dataset_list(as_json: bool, state_dir: Path | None) -> None:
+    """The datasets this node declares (and where each lives on this machine)."""
+    items = datasets.load(_state_dir(state_dir))
+    if as_json:
+        click.echo(msgspec.json.encode(items).decode())
+        return
+    if not items:
+        click.echo("no datasets: add one with `gridx-node dataset add NAME PATH`")
+    for d in items:
+        who = ", ".join(d.allow_users) or "only you"
+        click.echo(f"{d.name}\t{d.format}\t{d.rows} rows\t{d.path}\tusable by {who}")
+
+
+@dataset.command("remove")
+@click.argument("name")
+@_state_option
+def dataset_remove(name: str, state_dir: Path | None) -> None:
+    """Stop offering dataset NAME (its copies for tasks are deleted; the data is not)."""
+    if not datasets.remove(_state_dir(state_dir), name):
+        click.echo(f"Error: no dataset {name!r} on this node", err=True)
+        sys.exit(3)
+    click.echo(f"{name}: removed")

@@ -62,3 +62,8 @@ class CoordinatorError(NodeError):
 
 class IntegrityError(NodeError):
     """A downloaded file does not match its sha256."""
+
+
+class DatasetError(OwnerMistake):
+    """A declared dataset cannot be read or used as declared (missing, unreadable, its columns
+    changed under a job)."""

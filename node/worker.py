@@ -6,35 +6,35 @@ import asyncio
 import contextlib
 import logging
 import os
-import platform
 import re
 import shutil
-import subprocess
 import time
 from collections import deque
 from pathlib import Path
 
 import aiohttp
 
-from gridx.node import __version__
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig
+from gridx.node.datasets import Catalog
+from gridx.node.enrolment import capabilities
 from gridx.node.errors import (
     CoordinatorError,
+    DatasetError,
     IntegrityError,
     NotEnrolled,
     RequirementsError,
-    Unreachable,
 )
 from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
+from gridx.node.private_training import add_clipping, local_data
 from gridx.node.selftest import SandboxReport, explain
-from gridx.node.state import Identity, load_identity, save_identity
+from gridx.node.state import Identity
 from gridx.schemas.agent import (
     Capabilities,
     CompleteTaskRequest,
+    DatasetInfo,
     FailTaskRequest,
     HeartbeatRequest,
-    RegisterRequest,
     TaskAssignment,
 )
 from gridx.schemas.jobs import round_label
@@ -47,72 +47,6 @@ def safe_filename(name: str, default: str) -> str:
     """A file name from the coordinator reduced to a harmless basename."""
     base = _SAFE_NAME.sub("_", Path(name).name).lstrip(".")
     return base[:100] or default
-
-
-def cuda_gpus() -> int:
-    """How many NVIDIA GPUs `nvidia-smi -L` lists (0 without the driver)."""
-    if not shutil.which("nvidia-smi"):
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
-
-
-def capabilities(executor: Executor, report: SandboxReport) -> Capabilities:
-    """What this machine offers, given the executor it runs tasks with and what its sandbox
-    self-test measured."""
-    memory_mb = 0
-    with contextlib.suppress(OSError, ValueError):
-        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
-    return Capabilities(
-        arch=platform.machine(),
-        cpus=os.cpu_count() or 1,
-        memory_mb=memory_mb,
-        executors=sorted({"process", executor.name}),
-        isolation=executor.isolation,  # type: ignore[arg-type]
-        sandbox=report.level,  # type: ignore[arg-type]
-        sandbox_gaps=report.gaps,
-        docker=executor.name == "docker",
-        gpus=cuda_gpus(),
-        version=__version__,
-    )
-
-
-async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilities) -> Identity:
-    """The saved identity, or a new one from registering with the enrolment key."""
-    ident = load_identity(config.state_dir, config.coordinator_url)
-    if ident is not None:
-        return ident
-    if not config.enrolment_key:
-        raise NotEnrolled(
-            "this node is not registered yet: pass --enrolment-key (your API key from "
-            "`gridx user create`) or set GRIDX_ENROLMENT_KEY / worker_config.env"
-        )
-    request = RegisterRequest(
-        name=config.name or platform.node() or "node",
-        owner_email=config.owner_email or None,
-        capabilities=caps,
-    )
-    try:
-        resp = await client.register(config.enrolment_key, request)
-    except CoordinatorError as exc:
-        if exc.status in (401, 403):
-            hint = "GRIDX_OWNER_EMAIL" if exc.status == 403 else "GRIDX_ENROLMENT_KEY"
-            raise NotEnrolled(f"registration refused: {exc.message} (check {hint})") from exc
-        raise
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise Unreachable(
-            f"no coordinator answers at {config.coordinator_url} ({exc}); check --coordinator / "
-            "GRIDX_COORDINATOR_URL"
-        ) from exc
-    ident = Identity(
-        coordinator_url=config.coordinator_url, node_id=resp.node_id, node_token=resp.node_token
-    )
-    save_identity(config.state_dir, ident)
-    log.info("registered as %s", ident.node_id)
-    return ident
 
 
 class Worker:
@@ -139,6 +73,9 @@ class Worker:
         self.draining = False
         self.started_at = time.time()
         self.history: deque[dict[str, object]] = deque(maxlen=20)
+        self.catalog = Catalog(config.state_dir)
+        self.datasets_sent: list[DatasetInfo] | None = None
+        """What the coordinator last acknowledged of this node's datasets."""
 
     def request_stop(self) -> None:
         """SIGTERM / SIGINT: stop polling, hand the running task back."""
@@ -195,15 +132,26 @@ class Worker:
         await asyncio.sleep(1.0)
         return None
 
+    async def _datasets(self) -> list[DatasetInfo] | None:
+        """The node's datasets for the next heartbeat when they changed (None: unchanged)."""
+        try:
+            now = await asyncio.to_thread(self.catalog.infos)
+        except DatasetError as exc:
+            log.warning("datasets: %s", exc)
+            return None
+        return None if now == self.datasets_sent else now
+
     async def _heartbeats(self) -> None:
         caps: Capabilities | None = capabilities(self.executor, self.report)  # until acknowledged
         while True:
             running = [self.current.task_id] if self.current else []
             try:
+                held = await self._datasets()
                 resp = await self.client.heartbeat(
-                    HeartbeatRequest(running=running, capabilities=caps)
+                    HeartbeatRequest(running=running, capabilities=caps, datasets=held)
                 )
                 caps = None
+                self.datasets_sent = held if held is not None else self.datasets_sent
                 self.heartbeat_s = resp.heartbeat_s
                 if resp.drain != self.draining:
                     log.info("coordinator says %s", "drain" if resp.drain else "back to work")
@@ -289,6 +237,14 @@ class Worker:
                 init = workdir / ("model_in.pth" if evaluate else "init_model.pth")
                 await self.client.download(task.init_model, init)
                 env["GRIDX_MODEL" if evaluate else "GRIDX_INIT_MODEL"] = str(init)
+            data_dir = None
+            if task.dataset is not None:  # this node's own data, staged for the sandbox
+                data_dir, data = await asyncio.to_thread(
+                    local_data, self.catalog, self.config.state_dir, task.dataset
+                )
+                env["GRIDX_DATA"] = str(data)
+            if task.client_clip is not None:
+                script = add_clipping(workdir, script, task.client_clip, env)
             req: Path | None = None
             if task.requirements is not None:
                 req = logdir / "requirements.txt"
@@ -299,6 +255,9 @@ class Worker:
             )
         except RequirementsError as exc:
             return RunResult(exc.code, str(exc), None, exc.tail, 0.0)
+        except DatasetError as exc:
+            self.datasets_sent = None  # tell the coordinator what this node holds now
+            return RunResult("dataset_unavailable", str(exc), None, "", 0.0)
         except (
             IntegrityError,
             CoordinatorError,
@@ -321,6 +280,7 @@ class Worker:
             warm=Warm(task.job_id, self._job_folder(task), tuple(task.preload))
             if task.warm and self.config.warm
             else None,
+            data=data_dir,
         )
         return await self.executor.run(spec, self.cancel_current)
 
@@ -368,7 +328,7 @@ class Worker:
             return
         if self.stop.is_set():
             kind, code, message = "released", "released", "node shutting down"
-        elif result.code == "download_failed":
+        elif result.code in ("download_failed", "dataset_unavailable"):
             kind, code, message = "node_error", result.code, result.message
         else:
             kind, code, message = "user_error", result.code or "error", result.message

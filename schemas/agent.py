@@ -18,6 +18,26 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Short = Annotated[str, msgspec.Meta(max_length=100)]
 Tail = Annotated[str, msgspec.Meta(max_length=16_384)]
 Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+DatasetName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+"""A node-local dataset's name: letters, digits, `.`, `_`, `-` (it names a folder on nodes)."""
+DatasetFormat = Literal["csv", "tsv", "jsonl", "folder"]
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+
+
+class DatasetInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A dataset a node holds, as the node advertises it: never a byte of its content."""
+
+    name: DatasetName
+    format: DatasetFormat
+    columns: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=2000)
+    ] = []
+    """The header of a table (the keys of a JSON Lines file's first row); none for a folder."""
+    rows: Annotated[int, msgspec.Meta(ge=0, le=1 << 50)] = 0
+    """Rows of a table or JSON Lines file, files of a folder: the update's sample weight."""
+    description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    allow_users: Annotated[list[Email], msgspec.Meta(max_length=256)] = []
+    """Who besides the node's owner may train on it (emails)."""
 
 
 class Capabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -59,6 +79,9 @@ class HeartbeatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
     running: Annotated[list[Short], msgspec.Meta(max_length=64)] = []
     capabilities: Capabilities | None = None
+    datasets: Annotated[list[DatasetInfo], msgspec.Meta(max_length=64)] | None = None
+    """Every dataset the node holds, when that changed since the last acknowledged heartbeat
+    (None: unchanged)."""
 
 
 class HeartbeatResponse(msgspec.Struct, kw_only=True):
@@ -76,6 +99,14 @@ class BlobRef(msgspec.Struct, kw_only=True):
     sha256: str
     size: int
     name: str
+
+
+class LocalData(msgspec.Struct, kw_only=True):
+    """A task on a dataset the node holds: its name, and the column order the job uses (a
+    table whose header lists the same columns in another order is reordered by name)."""
+
+    name: str
+    columns: list[str] = []
 
 
 class TaskAssignment(msgspec.Struct, kw_only=True):
@@ -112,6 +143,11 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     """The task may run in its job's warm runner on the node."""
     preload: list[str] = msgspec.field(default_factory=list)
     """What that runner imports once."""
+    dataset: LocalData | None = None
+    """Train on this node's copy of a dataset (`data` is then None)."""
+    client_clip: float | None = None
+    """Clip the update (weights minus `init_model`) to this L2 norm before uploading it
+    (differential privacy with client-side clipping; the coordinator checks it)."""
 
 
 class UploadResponse(msgspec.Struct, kw_only=True):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from gridx.schemas.agent import SandboxLevel
+from gridx.schemas.agent import DatasetName, SandboxLevel
 
 JobStatus = Literal["queued", "running", "aggregating", "succeeded", "failed", "cancelled"]
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
@@ -120,6 +120,29 @@ class Dirichlet(
 
 Partition = Iid | ByColumn | Dirichlet
 
+MEAN_RULES = frozenset({"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"})
+"""The rules built on the mean of the updates: the only ones central DP's noise calibration
+(sensitivity clip_norm / n) holds for."""
+
+
+class Privacy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Central differential privacy (DP-FedAvg, McMahan et al. 2018), as Flower's server-side
+    fixed clipping: each update is clipped to `clip_norm`, the clipped updates are averaged
+    uniformly, and Gaussian noise of standard deviation `noise_multiplier * clip_norm / n` is
+    added to the mean of the n updates. The privacy spent is tracked with `dp-accounting`'s
+    RDP accountant, per round, as (epsilon, delta)."""
+
+    noise_multiplier: Annotated[float, msgspec.Meta(ge=0, le=1000)]
+    clip_norm: Positive
+    delta: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    """The delta of (epsilon, delta); default 1 / the rows of the data the job trains on."""
+    max_epsilon: Positive | None = None
+    """Stop the job (with the model of the last round that fits) before a round would take
+    epsilon past this budget."""
+    client_clip: bool = False
+    """Nodes clip their own update before uploading it; the coordinator refuses an update whose
+    norm exceeds `clip_norm` instead of clipping it silently."""
+
 
 ModuleName = Annotated[
     str,
@@ -188,6 +211,18 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         default_factory=lambda: ["torch", "numpy"]
     )
     """Modules the warm runner imports once (those the job does not have are skipped)."""
+    dataset: DatasetName | None = None
+    """Train on a dataset the nodes hold (none is uploaded): each round, one task on every
+    eligible node that holds a dataset of this name and lets the job's owner use it."""
+    min_nodes: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
+    """A round on a node-local dataset starts once this many eligible nodes hold it."""
+    max_nodes: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
+    """At most this many nodes train in one round (the rest wait for a later job)."""
+    max_weight: Annotated[int, msgspec.Meta(ge=1, le=1 << 50)] | None = None
+    """Cap on a node-local update's sample weight (the row count its node declared), so no
+    node can dominate the mean by claiming many rows."""
+    dp: Privacy | None = None
+    """Central differential privacy (see `Privacy`)."""
 
 
 class AttemptInfo(msgspec.Struct, kw_only=True):
@@ -221,6 +256,7 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     verdict: str | None = None
     """Replicated jobs: `agreed` or `disagreed` with the majority of its shard's copies."""
     rows: int
+    """Its sample weight: the shard's rows, or the rows its node declared (capped)."""
     metrics: dict[str, float] | None
     error_code: str | None
     error: str | None
@@ -262,6 +298,10 @@ class RoundInfo(msgspec.Struct, kw_only=True):
     held_out: dict[str, float] | None = None
     """The job's evaluation script on its test data with this round's model (None: the job has
     none, or its evaluation has not finished)."""
+    epsilon: float | None = None
+    """Differentially private jobs: the epsilon spent up to and including this round."""
+    nodes: list[str] = []
+    """The names of the nodes whose updates this round merged."""
 
 
 class JobSummary(msgspec.Struct, kw_only=True):
@@ -279,6 +319,7 @@ class JobSummary(msgspec.Struct, kw_only=True):
     tasks_done: int
     tasks_total: int
     error: str | None
+    """Why the job failed, or why it stopped before its last round (a privacy budget)."""
     created_at: int
     updated_at: int
 
@@ -293,6 +334,8 @@ class JobDetail(msgspec.Struct, kw_only=True):
     data_sha256: str | None
     final_model_sha256: str | None
     final_safetensors_sha256: str | None
+    delta: float | None = None
+    """Differentially private jobs: the delta every round's epsilon is reported at."""
     rounds: list[RoundInfo]
     tasks: list[TaskInfo]
 

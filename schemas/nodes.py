@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-from gridx.schemas.agent import Capabilities
+from gridx.schemas.agent import Capabilities, DatasetFormat, DatasetInfo
 
 NodeStatus = Literal["online", "offline", "draining"]
 
@@ -27,6 +27,24 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     `min_reputation` the node gets no tasks."""
     agreed: int = 0
     disagreed: int = 0
+    datasets: list[DatasetInfo] = []
+    """What the node declared it holds (names, columns, row counts; never the data)."""
+
+
+class DatasetSummary(msgspec.Struct, kw_only=True):
+    """A node-local dataset name as the fleet holds it (`GET /datasets`)."""
+
+    name: str
+    format: DatasetFormat
+    columns: list[str]
+    """The columns most of its nodes declare (a node with other columns is left out of jobs)."""
+    rows: int
+    """Rows over the online nodes that hold it."""
+    nodes: int
+    """Online nodes that hold it."""
+    usable_nodes: int
+    """Of those, the ones whose owners let the caller train on it."""
+    description: str = ""
 
 
 class UserInfo(msgspec.Struct, kw_only=True):

@@ -4,11 +4,14 @@
 applies the job's strategy tensor by tensor into one buffer, then writes the result as a torch
 `.pth` state_dict (what train.py scripts load) and, for the job's last round, as safetensors too.
 Server optimizers also write their state file. Memory stays about one model whatever N is.
+Differentially private jobs add Gaussian noise to the merged update (to the mean before a server
+optimizer's step), from a generator seeded by the OS's entropy.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -49,19 +52,21 @@ def aggregate(job: AggregationJob) -> AggregationResult:
     )
     started = time.perf_counter()
     sink = ModelSink(result.model_safetensors, cs.specs)
+    noise = Noise(job.noise_std)
     try:
         if strategy.clip_norm is not None:
             result.clipped = [shards[i] for i in cs.clip(strategy.clip_norm)]
         if isinstance(strategy, FedAdam) and cs.base is not None:  # and FedYogi, FedAdagrad
             result.state = str(out / "state.safetensors")
-            _server_optimizer(cs, strategy, job.state_in, sink, result.state)
+            _server_optimizer(cs, strategy, job.state_in, sink, result.state, noise)
         else:
             rule = RULES[strategy.name]
             chosen = rule.select(cs, strategy) if rule.select is not None else None
             if chosen is not None:
                 result.selected = sorted(shards[i] for i in chosen)
             for key in cs.names():
-                sink.put(key, rule.merge(cs, key, strategy, chosen, sink.buffer(key)))
+                merged_key = rule.merge(cs, key, strategy, chosen, sink.buffer(key))
+                sink.put(key, noise.add(merged_key) if cs.is_float(key) else merged_key)
                 cs.release()
         merged = time.perf_counter()
         sink.finish(result.model_pth, crc32=job.final)
@@ -69,6 +74,22 @@ def aggregate(job: AggregationJob) -> AggregationResult:
     finally:
         cs.close()
     return result
+
+
+class Noise:
+    """Gaussian noise of a fixed standard deviation, added in place to merged tensors."""
+
+    def __init__(self, std: float) -> None:
+        self.std = std
+        self.generator = torch.Generator()
+        self.generator.manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+
+    def add(self, value: torch.Tensor) -> torch.Tensor:
+        """`value` plus noise (itself, changed in place; untouched when the std is 0)."""
+        if self.std > 0:
+            draw = torch.randn(value.shape, generator=self.generator, dtype=torch.float64)
+            value.add_((draw * self.std).to(value.dtype))
+        return value
 
 
 class ModelSink:
@@ -129,7 +150,12 @@ class ModelSink:
 
 
 def _server_optimizer(
-    cs: ClientSet, s: FedAdam, state_in: str | None, writer: ModelSink, state_out: str
+    cs: ClientSet,
+    s: FedAdam,
+    state_in: str | None,
+    writer: ModelSink,
+    state_out: str,
+    noise: Noise,
 ) -> None:
     assert cs.base is not None
     state_specs: dict[str, Spec] = {"step": (torch.int64, ())}
@@ -157,7 +183,7 @@ def _server_optimizer(
             m = prev.get(f"m/{key}").clone() if prev else torch.zeros_like(x)
             v = prev.get(f"v/{key}").clone() if prev else torch.zeros_like(x)
             new_x, m, second_moments[key] = fedopt.fedopt_step(
-                s.name, x, avg.to(acc), m, v, step, s.eta, s.beta1, s.beta2, s.tau
+                s.name, x, noise.add(avg.to(acc)), m, v, step, s.eta, s.beta1, s.beta2, s.tau
             )
             writer.put(key, new_x.to(dtype))
             state.write(f"m/{key}", m)

@@ -21,6 +21,7 @@ __all__ = [
     "initial_model",
     "load_state",
     "signature",
+    "update_norm",
     "validate_file",
 ]
 
@@ -40,13 +41,22 @@ def signature(state: StateDict) -> str:
     return signature_of({k: (v.dtype, tuple(v.shape)) for k, v in state.items()})
 
 
-def validate_file(path: str, max_bytes: int, expected_signature: str | None) -> str:
+def validate_file(
+    path: str,
+    max_bytes: int,
+    expected_signature: str | None,
+    base: str | None = None,
+    max_norm: float | None = None,
+) -> str:
     """Check a client's weight file completely, one tensor in memory at a time (pool entry point).
 
     Args:
         path: the uploaded file.
         max_bytes: size cap.
         expected_signature: keys/shapes/dtypes it must match, None to accept any.
+        base: the round's input model, against which `max_norm` bounds the update.
+        max_norm: the largest L2 norm the update (weights minus `base`) may have (a node
+            that clips its own update: checked, never clipped silently).
 
     Returns:
         The file's signature.
@@ -62,7 +72,34 @@ def validate_file(path: str, max_bytes: int, expected_signature: str | None) -> 
                 "GRIDX_INIT_MODEL and save its state_dict"
             )
         tf.check_finite()
+        if base is not None and max_norm is not None:
+            norm = update_norm(tf, base, max_bytes)
+            if norm > max_norm * (1 + 1e-4):
+                raise WeightsError(
+                    f"the update's L2 norm is {norm:.6g}, over the job's clip_norm {max_norm:g}: "
+                    "the job clips on the nodes (dp.client_clip), so this node did not"
+                )
     return sig
+
+
+def update_norm(tf: TensorFile, base: str, max_bytes: int) -> float:
+    """The L2 norm of `tf`'s float tensors minus `base`'s, one tensor at a time.
+
+    Raises:
+        WeightsError: `base` does not match `tf`.
+    """
+    total = 0.0
+    with TensorFile(base, max_bytes) as b:
+        if b.signature != tf.signature:
+            raise WeightsError("keys, shapes or dtypes differ from this round's input model")
+        for key in tf.names():
+            if not tf.specs[key][0].is_floating_point:
+                continue
+            diff = tf.get(key).to(torch.float64) - b.get(key).to(torch.float64)
+            total += float(torch.dot(diff.view(-1), diff.view(-1)))
+            tf.release(key)
+            b.release(key)
+    return total**0.5
 
 
 def initial_model(path: str, out: str, max_bytes: int) -> str:

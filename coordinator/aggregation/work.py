@@ -30,6 +30,9 @@ class AggregationJob:
     """The job's last round: its model is the user's download, so it is also written as
     safetensors, and its `.pth` keeps the zip's CRC32 records (any zip tool can check it). Every
     other round writes only the `.pth` the next round's tasks load, without them."""
+    noise_std: float = 0.0
+    """Central differential privacy: Gaussian noise of this standard deviation is added to
+    every coordinate of the merged update (0: none)."""
 
 
 @dataclass
@@ -67,11 +70,17 @@ def aggregate(job: AggregationJob) -> AggregationResult:
     return engine.aggregate(job)
 
 
-def validate_file(path: str, max_bytes: int, expected_signature: str | None) -> str:
+def validate_file(
+    path: str,
+    max_bytes: int,
+    expected_signature: str | None,
+    base: str | None = None,
+    max_norm: float | None = None,
+) -> str:
     """Check an uploaded weight file; its signature (`weights.validate_file`)."""
     from gridx.coordinator.aggregation import weights
 
-    return weights.validate_file(path, max_bytes, expected_signature)
+    return weights.validate_file(path, max_bytes, expected_signature, base, max_norm)
 
 
 def initial_model(path: str, out: str, max_bytes: int) -> str:

@@ -30,6 +30,7 @@ ROUTES: list[Any] = [
     users.me,
     nodes.list_nodes,
     nodes.drain,
+    nodes.list_datasets,
     blobs.download_blob,
     dashboard.overview,
     dashboard.contributors,

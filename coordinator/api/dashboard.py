@@ -3,7 +3,7 @@ server-sent event streams.
 
 A stream sends the whole current view as a JSON `data:` line whenever it changes, plus a comment
 after 15 s of quiet to keep proxies from closing it: the overview is re-read twice a second, a
-job is re-read when its event log grows (`services.jobs.follow`).
+job is re-read when its event log grows (`services.job_views.follow`).
 Clients fall back to polling the plain routes if a stream drops.
 """
 
@@ -19,7 +19,7 @@ from litestar import MediaType, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
 
-from gridx.coordinator.services import jobs, stats
+from gridx.coordinator.services import job_views, stats
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.settings import Settings
@@ -113,5 +113,5 @@ async def overview_events(rt: Runtime, user: User) -> ServerSentEvent:
 @get("/jobs/{job_id:str}/events", tags=["jobs"])
 async def job_events(rt: Runtime, user: User, job_id: str) -> ServerSentEvent:
     """A job's full detail, sent again after each event in its log, until it is settled."""
-    await jobs.visible_job(rt, user, job_id)  # 404 before the stream starts
-    return ServerSentEvent(_events(jobs.follow(rt, user, job_id, POLL_S)))
+    await job_views.visible_job(rt, user, job_id)  # 404 before the stream starts
+    return ServerSentEvent(_events(job_views.follow(rt, user, job_id, POLL_S)))

@@ -11,7 +11,7 @@ from litestar.response import File
 
 from gridx.coordinator.api.multipart import MultipartReceiver
 from gridx.coordinator.errors import InvalidConfig, InvalidInput
-from gridx.coordinator.services import jobs
+from gridx.coordinator.services import job_views, jobs
 from gridx.coordinator.services.job_config import decode_config
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
@@ -142,12 +142,12 @@ class JobController(Controller):
     @get("/")
     async def list_jobs(self, rt: Runtime, user: User) -> list[JobSummary]:
         """The caller's jobs, newest first (an admin sees all)."""
-        return await jobs.list_jobs(rt, user)
+        return await job_views.list_jobs(rt, user)
 
     @get("/{job_id:str}")
     async def detail(self, rt: Runtime, user: User, job_id: str) -> JobDetail:
         """A job with its config, rounds, tasks and attempts."""
-        return await jobs.detail(rt, user, job_id)
+        return await job_views.detail(rt, user, job_id)
 
     @post("/{job_id:str}/cancel", status_code=200)
     async def cancel(self, rt: Runtime, user: User, job_id: str) -> JobSummary:

@@ -1,4 +1,4 @@
-"""`/nodes`: a user's nodes, and draining one."""
+"""`/nodes`: a user's nodes, and draining one; `/datasets`: what the fleet's nodes hold."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from litestar import get, post
 from gridx.coordinator.services import nodes
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.nodes import NodeInfo
+from gridx.schemas.nodes import DatasetSummary, NodeInfo
 
 
 class DrainRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -27,3 +27,10 @@ async def list_nodes(rt: Runtime, user: User) -> list[NodeInfo]:
 async def drain(rt: Runtime, user: User, node_id: str, data: DrainRequest) -> NodeInfo:
     """Let a node finish its task and take no more (`{"drain": false}` puts it back to work)."""
     return await nodes.set_draining(rt, user, node_id, data.drain)
+
+
+@get("/datasets", tags=["nodes"])
+async def list_datasets(rt: Runtime, user: User) -> list[DatasetSummary]:
+    """The datasets online nodes declared (names, columns, row counts; the data stays on the
+    nodes), each with how many of its nodes let the caller train on it."""
+    return await nodes.list_datasets(rt, user)

@@ -1,5 +1,5 @@
 """The append-only event log: every change to a job (and node enrolments), in order. The job
-stream follows it (`services.jobs.follow`)."""
+stream follows it (`services.job_views.follow`)."""
 
 from __future__ import annotations
 

@@ -40,6 +40,9 @@ class JobRow(msgspec.Struct, kw_only=True):
     eval_code_sha: str | None = None
     test_data_sha: str | None = None
     test_data_name: str | None = None
+    dataset: str | None = None
+    """A node-local dataset's name (the job uploaded no data)."""
+    dp_delta: float | None = None
 
 
 class Placement(msgspec.Struct, kw_only=True, frozen=True):
@@ -74,7 +77,7 @@ _SELECT = """
 SELECT j.id, j.owner_id, u.email AS owner_email, j.name, j.status, j.config, j.code_sha,
     j.requirements_sha, j.data_sha, j.data_name, j.current_round, j.final_pth_sha,
     j.final_st_sha, j.error, j.created_at, j.updated_at, j.eval_code_sha, j.test_data_sha,
-    j.test_data_name,
+    j.test_data_name, j.dataset, j.dp_delta,
     (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.status = 'succeeded') AS tasks_done,
     (SELECT count(*) FROM tasks t WHERE t.job_id = j.id) AS tasks_total
 FROM jobs j JOIN users u ON u.id = j.owner_id
@@ -83,11 +86,11 @@ INSERT = """
 INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
     data_name, require_docker, min_sandbox, require_gpu, min_cpus, min_memory_mb, arch, replicas,
     shard_count, eval_code_sha, test_data_sha, test_data_name, backup_after, min_fraction,
-    round_deadline_ms, created_at, updated_at)
+    round_deadline_ms, dataset, dp_delta, created_at, updated_at)
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
     :data_name, :require_docker, :min_sandbox, :require_gpu, :min_cpus, :min_memory_mb, :arch,
     :replicas, :shard_count, :eval_code_sha, :test_data_sha, :test_data_name, :backup_after,
-    :min_fraction, :round_deadline_ms, :now, :now)
+    :min_fraction, :round_deadline_ms, :dataset, :dp_delta, :now, :now)
 """
 INSERT_SHARD = (
     "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
@@ -126,6 +129,8 @@ async def create(
     replicas: int = 1,
     evaluation: tuple[str, str, str] | None = None,
     rules: RoundRules | None = None,
+    dataset: str | None = None,
+    dp_delta: float | None = None,
 ) -> None:
     """Insert a queued job and its shards [(blob sha or None, rows), ...], each trained in
     `replicas` copies."""
@@ -155,6 +160,8 @@ async def create(
             "backup_after": rules.backup_after,
             "min_fraction": rules.min_fraction,
             "round_deadline_ms": rules.round_deadline_ms,
+            "dataset": dataset,
+            "dp_delta": dp_delta,
             "now": now,
         },
     )

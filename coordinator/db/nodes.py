@@ -93,6 +93,16 @@ async def list_nodes(conn: Conn, owner_id: int | None) -> list[NodeRow]:
     return await fetch_all(conn, OF_OWNER, {"owner_id": owner_id}, NodeRow)
 
 
+async def names(conn: Conn, node_ids: list[str]) -> dict[str, str]:
+    """The display names of these nodes, by id."""
+    if not node_ids:
+        return {}
+    marks = ", ".join(f":n{i}" for i in range(len(node_ids)))
+    sql = f"SELECT id, name FROM nodes WHERE id IN ({marks})"  # marks only, never input
+    rows = await conn.fetch(sql, {f"n{i}": n for i, n in enumerate(node_ids)})
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
 async def touch_many(conn: Conn, seen: dict[str, int]) -> None:
     """Record the latest heartbeat time of many nodes in one statement batch."""
     await conn.executemany(TOUCH, [{"id": k, "now": v} for k, v in sorted(seen.items())])

@@ -33,11 +33,12 @@ class RoundRow(msgspec.Struct, kw_only=True):
     aggregator: str | None
     aggregator_expires_at: int | None
     held_out: str | None = None
+    epsilon: float | None = None
 
 
 _COLS = (
     "job_id, idx, status, input_sha, output_sha, signature, metrics, state_sha, started_at, "
-    "finished_at, aggregator, aggregator_expires_at, held_out"
+    "finished_at, aggregator, aggregator_expires_at, held_out, epsilon"
 )
 INSERT = """
 INSERT INTO rounds (job_id, idx, status, input_sha, signature, started_at)
@@ -75,6 +76,7 @@ TRANSITION = {
     to: f"""
 UPDATE rounds SET status = :to, output_sha = coalesce(:output_sha, output_sha),
     metrics = coalesce(:metrics, metrics), state_sha = coalesce(:state_sha, state_sha),
+    epsilon = coalesce(CAST(:epsilon AS DOUBLE PRECISION), epsilon),
     finished_at = {":now" if to in ("done", "failed", "cancelled") else "finished_at"},
     aggregator = {"NULL" if to == "running" else "aggregator"}
 WHERE job_id = :job_id AND idx = :idx AND status IN ({sources})
@@ -125,6 +127,7 @@ async def transition(
     output_sha: str | None = None,
     metrics: str | None = None,
     state_sha: str | None = None,
+    epsilon: float | None = None,
 ) -> RoundRow | None:
     """Move a round to `to` if allowed; None when its status did not allow it."""
     return await fetch_one(
@@ -138,6 +141,7 @@ async def transition(
             "output_sha": output_sha,
             "metrics": metrics,
             "state_sha": state_sha,
+            "epsilon": epsilon,
         },
         RoundRow,
     )
@@ -169,9 +173,19 @@ async def orphaned(conn: Conn, now: int) -> list[RoundRow]:
     return await fetch_all(conn, ORPHANED, {"now": now}, RoundRow)
 
 
+ROUND_SIZE = """
+SELECT count(*) FROM tasks WHERE job_id = :job_id AND round_idx = :round_idx AND kind = 'train'
+    AND copy = 0
+"""
 HELD_OUT = "UPDATE rounds SET held_out = :held_out WHERE job_id = :job_id AND idx = :idx"
 
 
 async def set_held_out(conn: Conn, job_id: str, idx: int, metrics: str) -> None:
     """Record the held-out evaluation of a round's model (JSON metrics)."""
     await conn.execute(HELD_OUT, {"job_id": job_id, "idx": idx, "held_out": metrics})
+
+
+async def size(conn: Conn, job_id: str, round_idx: int) -> int:
+    """How many shards (or nodes) a round trains on."""
+    params = {"job_id": job_id, "round_idx": round_idx}
+    return cast(int, await fetch_value(conn, ROUND_SIZE, params) or 0)

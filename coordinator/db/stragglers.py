@@ -50,7 +50,11 @@ SELECT r.job_id, r.idx FROM rounds r JOIN jobs j ON j.id = r.job_id
 WHERE r.status = 'running' AND j.status = 'running' AND j.round_deadline_ms IS NOT NULL
     AND r.started_at + j.round_deadline_ms <= :now AND r.idx >= 0
     AND (SELECT count(*) FROM tasks t WHERE t.job_id = r.job_id AND t.round_idx = r.idx
-        AND t.kind = 'train' AND t.status = 'succeeded') >= j.min_fraction * j.shard_count
+        AND t.kind = 'train' AND t.status = 'succeeded') >= j.min_fraction * (
+        SELECT count(*) FROM tasks t WHERE t.job_id = r.job_id AND t.round_idx = r.idx
+            AND t.kind = 'train' AND t.copy = 0)
+    AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.job_id AND t.round_idx = r.idx
+        AND t.kind = 'train' AND t.status = 'succeeded')
 """
 
 

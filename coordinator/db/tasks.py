@@ -6,6 +6,7 @@ import msgspec
 
 from gridx.coordinator.db import attempts
 from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, fetch_value, rows_of
+from gridx.coordinator.db.datasets import MAY_USE
 from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities
 from gridx.schemas.jobs import INIT_ROUND
 
@@ -51,17 +52,21 @@ class TaskRow(msgspec.Struct, kw_only=True):
     verdict: str | None = None
     compute_ms: int = 0
     kind: str = "train"
+    target_node: str | None = None
+    """The only node that may take it (a task on a node-local dataset)."""
+    weight: int | None = None
+    """Its update's sample weight when no shard gives one (the rows its node declared)."""
 
 
 _RET = """RETURNING id, job_id, round_idx, slot, shard, copy, status, node_id, lease_token,
 lease_expires_at, attempts, max_attempts, losses, max_losses, result_sha, metrics, error_code,
-error, verdict, compute_ms, kind"""
+error, verdict, compute_ms, kind, target_node, weight"""
 
 INSERT = """
 INSERT INTO tasks (id, job_id, round_idx, slot, shard, copy, status, max_attempts, max_losses,
-    kind, created_at, updated_at)
+    kind, target_node, weight, created_at, updated_at)
 VALUES (:id, :job_id, :round_idx, :slot, :shard, :copy, 'queued', :max_attempts, :max_losses,
-    :kind, :now, :now)
+    :kind, :target_node, :weight, :now, :now)
 """
 GET = f"SELECT {_RET.removeprefix('RETURNING ')} FROM tasks WHERE id = :id"
 FOR_JOB = f"""
@@ -83,7 +88,9 @@ UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL, 
 WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 >= max_losses
 {_RET}
 """
-# The oldest queued task of an active job whose placement this node meets, that is not a copy of
+# The oldest queued task of an active job whose placement this node meets (a task bound to a
+# node only to that node, while it still holds the job's dataset for the job's owner), that is
+# not a copy of
 # a shard whose other copy this node's owner holds or did, for a node whose reputation (agreed
 # + 1) / (agreed + disagreed + 1) is at least :min_reputation. On PostgreSQL,
 # replicas claiming at once skip each other's locked candidates instead of queueing on them.
@@ -99,6 +106,10 @@ WHERE status = 'queued' AND id = (
         AND (j.require_gpu = 0 OR :gpus > 0)
         AND j.min_cpus <= :cpus AND j.min_memory_mb <= :memory_mb
         AND (j.arch IS NULL OR j.arch = :arch)
+        AND (t.target_node IS NULL OR t.target_node = :node_id)
+        AND (j.dataset IS NULL OR t.kind = 'evaluate' OR EXISTS (
+            SELECT 1 FROM node_datasets d JOIN nodes n ON n.id = d.node_id
+            WHERE d.node_id = :node_id AND d.name = j.dataset AND {{may_use}}))
         AND (t.copy = 0 OR j.replicas > 1 OR NOT EXISTS (
             SELECT 1 FROM tasks o WHERE o.job_id = t.job_id AND o.round_idx = t.round_idx
                 AND o.shard = t.shard AND o.node_id = :node_id AND o.status = 'leased'))
@@ -115,8 +126,8 @@ WHERE status = 'queued' AND id = (
 {_RET}
 """
 CLAIM = {
-    "sqlite": _CLAIM.format(lock=""),
-    "postgresql": _CLAIM.format(lock="FOR UPDATE OF t SKIP LOCKED"),
+    "sqlite": _CLAIM.format(lock="", may_use=MAY_USE),
+    "postgresql": _CLAIM.format(lock="FOR UPDATE OF t SKIP LOCKED", may_use=MAY_USE),
 }
 # Attempt rows are numbered on their own: a released (refunded) try still keeps its row.
 RENEW = """
@@ -174,9 +185,11 @@ async def insert_round(
     max_losses: int,
     now: int,
     kind: str = "train",
+    targets: list[tuple[str, int]] | None = None,
 ) -> list[str]:
     """Enqueue tasks of a round of a job of `shards` shards, one per slot; returns their ids.
-    `kind` `evaluate`: the held-out evaluation of the round's model (its slot is ignored)."""
+    `kind` `evaluate`: the held-out evaluation of the round's model (its slot is ignored).
+    `targets`: per slot, the (node, sample weight) of a task bound to one node."""
     if kind == "evaluate":  # one per round, in a slot of its own
         slots, ids = [EVAL_SLOT], [f"{job_id}-r{round_idx}-eval"]
     else:
@@ -195,9 +208,11 @@ async def insert_round(
                 "max_attempts": max_attempts,
                 "max_losses": max_losses,
                 "kind": kind,
+                "target_node": targets[i][0] if targets else None,
+                "weight": targets[i][1] if targets else None,
                 "now": now,
             }
-            for s, tid in zip(slots, ids, strict=True)
+            for i, (s, tid) in enumerate(zip(slots, ids, strict=True))
         ],
     )
     return ids

@@ -24,12 +24,14 @@ from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
+from gridx.coordinator.services import privacy
 from gridx.coordinator.services.lifecycle import fail_job
+from gridx.coordinator.services.local_data import Fleet
 from gridx.coordinator.services.rounds import open_evaluation, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path, vote
 from gridx.coordinator.storage.base import Stored
-from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig, round_label
+from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig, Strategy, round_label
 
 log = logging.getLogger("gridx.coordinator.rounds")
 _json = msgspec.json.Encoder()
@@ -47,6 +49,45 @@ class _Round:
 
     def shard_of(self, task: TaskRow) -> int:
         return task.shard
+
+    def weight_of(self, task: TaskRow) -> int:
+        """A task's sample weight: its shard's rows, or the rows its node declared (capped)."""
+        return task.weight if task.weight is not None else self.rows[task.shard]
+
+    @property
+    def planned_last(self) -> bool:
+        """The job's last round as configured."""
+        return self.idx + 1 >= self.config.rounds
+
+    @property
+    def over_budget(self) -> bool:
+        """A DP job whose next round would spend more than its `max_epsilon`."""
+        dp, delta = self.config.dp, self.job.dp_delta
+        if dp is None or delta is None or self.idx == INIT_ROUND or self.planned_last:
+            return False
+        return not privacy.affordable(dp, self.idx + 2, delta)
+
+    @property
+    def last(self) -> bool:
+        """Whether this round's model is the job's final one."""
+        return self.planned_last or self.over_budget
+
+    @property
+    def epsilon(self) -> float | None:
+        """A DP job's epsilon spent once this round is merged."""
+        dp, delta = self.config.dp, self.job.dp_delta
+        if dp is None or delta is None or self.idx == INIT_ROUND:
+            return None
+        return privacy.finite(privacy.epsilon(dp.noise_multiplier, self.idx + 1, delta))
+
+    def strategy(self) -> Strategy:
+        """The rule to merge with: the job's (DP: clipping at its clip norm); the
+        initialisation step's one model is taken as it is (any rule would need more)."""
+        if self.idx == INIT_ROUND:
+            return FedAvg()
+        if self.config.dp is not None:
+            return msgspec.structs.replace(self.config.strategy, clip_norm=self.config.dp.clip_norm)
+        return self.config.strategy
 
 
 @dataclass
@@ -125,20 +166,16 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
         return
     metrics = weighted_metrics(
         [
-            (
-                msgspec.json.decode(t.metrics or "{}", type=dict[str, float]),
-                rnd.rows[rnd.shard_of(t)],
-            )
+            (msgspec.json.decode(t.metrics or "{}", type=dict[str, float]), rnd.weight_of(t))
             for t in rnd.done
         ]
     )
     ready = await _commit(rt, rnd, merged, metrics, lease_ms)
     if ready is None:
         return
-    last = round_idx + 1 >= rnd.config.rounds
     log.info(
         "round done%s %s",
-        ", job succeeded" if last else "",
+        ", job succeeded" if rnd.last else "",
         metrics,
         extra=ids(job=job_id, round=round_idx, replica=rt.replica),
     )
@@ -171,23 +208,24 @@ async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
     this = await rounds.get(reader, job_id, rnd.idx)
     prev = await rounds.get(reader, job_id, rnd.idx - 1) if rnd.idx > 0 else None
     out_dir = Path(tempfile.mkdtemp(dir=rt.storage.tmp))
+    dp = rnd.config.dp if rnd.idx != INIT_ROUND else None
     try:
         job = work.AggregationJob(
             clients=[
                 (
                     rnd.shard_of(t),
                     await blob_path(rt, t.result_sha),
-                    float(rnd.rows[rnd.shard_of(t)]),
+                    1.0 if dp is not None else float(rnd.weight_of(t)),  # DP: a uniform mean
                 )
                 for t in rnd.done
             ],
-            # the initialisation step's one model is taken as it is (any rule would need more)
-            strategy=rnd.config.strategy if rnd.idx != INIT_ROUND else FedAvg(),
+            strategy=rnd.strategy(),
             out_dir=str(out_dir),
             max_bytes=rt.settings.max_result_bytes,
             base_model=await blob_path(rt, this.input_sha) if this and this.input_sha else None,
             state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
-            final=rnd.idx + 1 >= rnd.config.rounds,
+            final=rnd.last,
+            noise_std=privacy.noise_std(dp, len(rnd.done)) if dp is not None else 0.0,
         )
         try:
             result = await asyncio.get_running_loop().run_in_executor(rt.pool, work.aggregate, job)
@@ -219,8 +257,7 @@ async def _commit(
 ) -> int | None:
     """Record the merged round, if this replica still holds its lease and the job still runs,
     and open what follows; how many tasks became ready (None: nothing was committed)."""
-    job_id, idx = rnd.job.id, rnd.idx
-    last = idx + 1 >= rnd.config.rounds
+    job_id, idx, last = rnd.job.id, rnd.idx, rnd.last
     pth_sha = merged.pth[0]
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
@@ -240,6 +277,7 @@ async def _commit(
                 now,
                 final_pth_sha=pth_sha,
                 final_st_sha=merged.safetensors[0] if merged.safetensors else None,
+                error=_budget_note(rnd),
             )
         else:
             moved = await jobs.transition(conn, job_id, "running", now, current_round=idx + 1)
@@ -254,6 +292,7 @@ async def _commit(
             output_sha=pth_sha,
             metrics=_json.encode(metrics).decode(),
             state_sha=merged.state[0] if merged.state else None,
+            epsilon=rnd.epsilon,
         )
         await events.append(
             conn,
@@ -265,22 +304,36 @@ async def _commit(
                 "model": pth_sha,
                 "selected": merged.result.selected,
                 "clipped": merged.result.clipped,
+                "epsilon": rnd.epsilon,
             },
             now,
         )
-        return await _open_next(conn, rnd, (pth_sha, merged.result.signature), last, now)
+        return await _open_next(conn, rnd, (pth_sha, merged.result.signature), now, Fleet.of(rt))
 
 
-async def _open_next(conn: Conn, rnd: _Round, model: tuple[str, str], last: bool, now: int) -> int:
+def _budget_note(rnd: _Round) -> str | None:
+    """Why a DP job ends before its last round (None: it does not)."""
+    if not rnd.over_budget or rnd.config.dp is None or rnd.job.dp_delta is None:
+        return None
+    return privacy.stop_note(rnd.config.dp, rnd.idx + 1, rnd.config.rounds, rnd.job.dp_delta)
+
+
+async def _open_next(
+    conn: Conn, rnd: _Round, model: tuple[str, str], now: int, fleet: Fleet
+) -> int:
     """What a merged round leads to (same transaction): its held-out evaluation, if the job has
     one, and the next round from `model` (its sha and signature), or the job's success."""
     ready = 0
+    job_id = rnd.job.id
     if rnd.job.eval_code_sha and rnd.idx != INIT_ROUND:
-        ready += await open_evaluation(conn, rnd.job.id, rnd.config, rnd.idx, now)
-    if last:
-        await events.append(conn, rnd.job.id, "job_succeeded", {"model": model[0]}, now)
+        ready += await open_evaluation(conn, job_id, rnd.config, rnd.idx, now)
+    if rnd.last:
+        note = _budget_note(rnd)
+        if note is not None:
+            await events.append(conn, job_id, "privacy_budget_reached", {"note": note}, now)
+        await events.append(conn, job_id, "job_succeeded", {"model": model[0]}, now)
         return ready
-    return ready + await open_round(conn, rnd.job.id, rnd.config, rnd.idx + 1, model, now)
+    return ready + await open_round(conn, job_id, rnd.config, rnd.idx + 1, model, now, fleet)
 
 
 async def _abort(rt: Runtime, job_id: str, error: str) -> None:

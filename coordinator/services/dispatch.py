@@ -4,6 +4,7 @@ the task inputs its links download."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db import blobs, datasets, events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
@@ -19,7 +20,7 @@ from gridx.coordinator.errors import Forbidden, NotFound
 from gridx.coordinator.logs import ids
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.agent import BlobRef, Capabilities, TaskAssignment
+from gridx.schemas.agent import BlobRef, Capabilities, LocalData, TaskAssignment
 from gridx.schemas.jobs import INIT_ROUND, FedProx, JobConfig
 
 log = logging.getLogger("gridx.coordinator.dispatch")
@@ -141,17 +142,7 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         raise RuntimeError(f"task {task.id} lost its job or round")
     config = msgspec.json.decode(job.config, type=JobConfig)
     ttl = rt.settings.signed_url_s
-
-    async def ref(sha: str | None, name: str) -> BlobRef | None:
-        if sha is None:
-            return None
-        blob = await blobs.get(reader, sha)
-        if blob is None:
-            raise RuntimeError(f"blob {sha} is missing")
-        url = await rt.storage.download_url(
-            sha, blob.storage_key, ttl, task.id, task.lease_token or ""
-        )
-        return BlobRef(url=url, sha256=sha, size=blob.size, name=name)
+    ref = functools.partial(_ref, rt, task)
 
     evaluate = task.kind == "evaluate"
     code = await ref(job.eval_code_sha if evaluate else job.code_sha, "train.py")
@@ -161,16 +152,17 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
     if evaluate:  # the round's merged model on the job's test data
         data = await ref(job.test_data_sha, job.test_data_name or "test_data")
         model = await ref(rnd.output_sha, "model.pth")
-    else:
-        data = await ref(shards[shard].blob_sha, job.data_name or "data")
+    else:  # node-local data: the node's own copy, nothing to download
+        data = await ref(shards[shard].blob_sha, job.data_name or "data") if shards else None
         model = await ref(rnd.input_sha, "init_model.pth")
+    dp = config.dp
     return TaskAssignment(
         task_id=task.id,
         job_id=task.job_id,
         round=task.round_idx,
         rounds=config.rounds,
         shard=shard,
-        num_shards=len(shards),
+        num_shards=len(shards) or await rounds.size(reader, task.job_id, task.round_idx),
         # the initialisation step's first try runs no epochs; its fallback an ordinary run
         epochs=0 if task.round_idx == INIT_ROUND and task.attempts <= 1 else config.epochs,
         seed=config.seed,
@@ -190,7 +182,31 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         train=await ref(job.code_sha, "train.py") if evaluate else None,
         warm=config.warm,
         preload=config.preload,
+        dataset=await _local_data(rt, job) if not evaluate else None,
+        client_clip=dp.clip_norm if dp and dp.client_clip and not evaluate and model else None,
     )
+
+
+async def _ref(rt: Runtime, task: TaskRow, sha: str | None, name: str) -> BlobRef | None:
+    """A signed link to a blob, for the node holding `task`'s lease (None for no blob)."""
+    if sha is None:
+        return None
+    blob = await blobs.get(rt.db.reader, sha)
+    if blob is None:
+        raise RuntimeError(f"blob {sha} is missing")
+    url = await rt.storage.download_url(
+        sha, blob.storage_key, rt.settings.signed_url_s, task.id, task.lease_token or ""
+    )
+    return BlobRef(url=url, sha256=sha, size=blob.size, name=name)
+
+
+async def _local_data(rt: Runtime, job: jobs.JobRow) -> LocalData | None:
+    """What a training task on node-local data tells its node: the dataset, its columns."""
+    if job.dataset is None:
+        return None
+    columns = await datasets.job_columns(rt.db.reader, job.id)
+    order = msgspec.json.decode(columns, type=list[str]) if columns else []
+    return LocalData(name=job.dataset, columns=order)
 
 
 async def input_file(rt: Runtime, sha256: str, task_id: str, lease: str) -> Path:

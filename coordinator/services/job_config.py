@@ -6,7 +6,7 @@ import msgspec
 
 from gridx.coordinator.errors import BadRequest, InvalidConfig
 from gridx.schemas.errors import field_of
-from gridx.schemas.jobs import JobConfig, StrategyBase
+from gridx.schemas.jobs import MEAN_RULES, Iid, JobConfig, StrategyBase
 
 
 def decode_config(raw: bytes) -> JobConfig:
@@ -36,13 +36,56 @@ def decode_config(raw: bytes) -> JobConfig:
     except RecursionError as exc:
         raise BadRequest("job config is nested too deeply", field="config") from exc
     else:
-        problem = config.strategy.problem(config.shards)
+        problem = config.strategy.problem(clients(config))
         problems = [] if problem is None else [(problem[0], f"invalid job config: {problem[1]}")]
-        problems += [(f, f"invalid job config: {m}") for f, m in _round_rules(config)]
+        rules = _round_rules(config) + _local_rules(config) + _privacy_rules(config)
+        problems += [(f, f"invalid job config: {m}") for f, m in rules]
     if problems:
         field, message = problems[0]
         raise InvalidConfig(message, field=field, errors=problems)
     return config
+
+
+def clients(config: JobConfig) -> int:
+    """The fewest updates a round of the job merges: its shards, or for a job on node-local
+    data the nodes it waits for."""
+    return config.min_nodes if config.dataset is not None else config.shards
+
+
+def _local_rules(config: JobConfig) -> list[tuple[str, str]]:
+    """What a job on node-local data cannot also ask for."""
+    if config.dataset is None:
+        return []
+    problems = []
+    if config.min_nodes > config.max_nodes:
+        problems.append(("$.min_nodes", "min_nodes must not exceed max_nodes"))
+    if config.replicas > 1:
+        problems.append(("$.replicas", "each node holds its own data: replicas must be 1"))
+    if config.backup_tasks:
+        problems.append(("$.backup_tasks", "only the node holding the data can run its task"))
+    if not isinstance(config.partition, Iid):
+        problems.append(("$.partition", "node-local data is already split by its nodes"))
+    return problems
+
+
+def _privacy_rules(config: JobConfig) -> list[tuple[str, str]]:
+    """Central DP's noise calibration holds for the mean of clipped updates only."""
+    if config.dp is None:
+        return []
+    problems = []
+    if config.strategy.name not in MEAN_RULES:
+        problems.append(
+            (
+                "$.strategy",
+                "differential privacy needs a mean-based strategy "
+                f"({', '.join(sorted(MEAN_RULES))}): the noise is calibrated to the mean's "
+                "sensitivity clip_norm / n, which "
+                f"{config.strategy.name} does not have",
+            )
+        )
+    if config.strategy.clip_norm is not None:
+        problems.append(("$.strategy.clip_norm", "with dp, clipping is dp.clip_norm"))
+    return problems
 
 
 def _round_rules(config: JobConfig) -> list[tuple[str, str]]:
@@ -69,6 +112,8 @@ def _problems(data: dict[str, object]) -> list[tuple[str, str]]:
             problems.append((field_of(str(exc)) or key, f"invalid job config: {exc}"))
     strategy = valid.get("strategy")
     shards = valid.get("shards", None if "shards" in data else JobConfig().shards)
+    if valid.get("dataset") is not None:
+        shards = valid.get("min_nodes", None if "min_nodes" in data else JobConfig().min_nodes)
     if isinstance(strategy, StrategyBase) and isinstance(shards, int):
         problem = strategy.problem(shards)
         if problem is not None:

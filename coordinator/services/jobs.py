@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,26 +14,25 @@ import msgspec
 from gridx.coordinator.aggregation import work
 from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.archives import archive_kind, split_archive
-from gridx.coordinator.db import attempts, blobs, events, jobs, rounds, tasks
-from gridx.coordinator.db.jobs import JobRow
+from gridx.coordinator.db import blobs, events, jobs
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
+from gridx.coordinator.services import privacy
+from gridx.coordinator.services.job_views import detail, summary, visible_job
 from gridx.coordinator.services.lifecycle import close_job
+from gridx.coordinator.services.local_data import Fleet
 from gridx.coordinator.services.rounds import first_round, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.sharding import split_lines, split_table, splitter
 from gridx.coordinator.storage.base import Stored
 from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import (
-    SUMMED_METRICS,
-    AttemptInfo,
+    INIT_ROUND,
     Iid,
     JobConfig,
     JobDetail,
     JobSummary,
     Partition,
-    RoundInfo,
-    TaskInfo,
 )
 
 _json = msgspec.json.Encoder()
@@ -175,13 +174,35 @@ async def _adopt_files(
     return _Files(stored, code_sha, req_sha, data_sha, shards, init_sha, evaluation)
 
 
+def _check_sources(sub: Submission) -> None:
+    """Data comes one way: uploaded, or named on the nodes.
+
+    Raises:
+        InvalidInput: both, or a DP job with no model to clip its first round against.
+    """
+    config = sub.config
+    if config.dataset is not None and sub.data is not None:
+        raise InvalidInput(
+            f"the job trains on the nodes' dataset {config.dataset!r}: upload no data with it",
+            field="data",
+        )
+    if config.dp is not None and sub.init_model is None and first_round(config, None) != INIT_ROUND:
+        raise InvalidInput(
+            "differential privacy clips every update against the round's input model: give "
+            "an init_model, or keep init_step with more than one shard",
+            field="dp",
+        )
+
+
 async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
     """Store a job's files, shard its data, and open its first round.
 
     Raises:
-        InvalidInput: unusable data (e.g. fewer rows than shards) or initial model.
+        InvalidInput: unusable data (e.g. fewer rows than shards) or initial model, or a
+            privacy budget that not even one round fits.
     """
     config = sub.config
+    _check_sources(sub)
     # checked and split before anything is stored, so a refusal leaves nothing in the store
     init = await _initial_model(rt, sub.init_model)
     try:
@@ -190,6 +211,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
         if init:
             init[0].unlink(missing_ok=True)
         raise
+    delta = None if config.dataset else _delta(config, [n for _, n in row_shards])
     files = await _adopt_files(rt, sub, init[0] if init else None, row_shards)
     job_id = "j-" + uuid.uuid4().hex[:12]
     now = rt.clock.now_ms()
@@ -217,108 +239,37 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
                 if config.round_deadline_s is not None
                 else None,
             ),
+            dataset=config.dataset,
+            dp_delta=delta,
             now=now,
         )
         start = (files.init_sha, init[1]) if files.init_sha and init else None
-        ready = await open_round(conn, job_id, config, first_round(config, start), start, now)
+        first = first_round(config, start)
+        ready = await open_round(conn, job_id, config, first, start, now, Fleet.of(rt))
         await events.append(conn, job_id, "job_submitted", {"owner": user.email}, now)
     rt.wakeups.tasks_ready(ready)
     return await detail(rt, user, job_id)
 
 
-def summary(row: JobRow) -> JobSummary:
-    """The listing view of a job."""
-    config = msgspec.json.decode(row.config, type=JobConfig)
-    return JobSummary(
-        id=row.id,
-        name=row.name,
-        owner=row.owner_email,
-        status=row.status,  # type: ignore[arg-type]
-        current_round=row.current_round,
-        rounds=config.rounds,
-        shards=config.shards,
-        tasks_done=row.tasks_done,
-        tasks_total=config.rounds * config.shards,
-        error=row.error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-async def visible_job(rt: Runtime, user: UserRow, job_id: str) -> JobRow:
-    """A job the caller may see (its owner, or an admin).
+def _delta(config: JobConfig, rows: list[int]) -> float | None:
+    """An uploaded-data DP job's delta (1 / its rows unless it chose one), once its budget was
+    checked.
 
     Raises:
-        NotFound: no such job, or it belongs to someone else (indistinguishable on purpose).
+        InvalidInput: not even one round fits `max_epsilon`.
     """
-    row = await jobs.get(rt.db.reader, job_id)
-    if row is None or (row.owner_id != user.id and user.role != "admin"):
-        raise NotFound(f"no job {job_id!r}")
-    return row
-
-
-async def list_jobs(rt: Runtime, user: UserRow) -> list[JobSummary]:
-    """The caller's jobs (all jobs for an admin), newest first."""
-    rows = await jobs.list_jobs(rt.db.reader, None if user.role == "admin" else user.id)
-    return [summary(r) for r in rows]
-
-
-async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
-    """A job with its rounds, tasks and every attempt."""
-    row = await visible_job(rt, user, job_id)
-    reader = rt.db.reader
-    rows = {s.idx: s.rows for s in await jobs.shards(reader, job_id)}
-    history: dict[str, list[AttemptInfo]] = {}
-    for a in await attempts.for_job(reader, job_id):
-        history.setdefault(a.task_id, []).append(
-            msgspec.convert(msgspec.to_builtins(a), AttemptInfo)
+    if config.dp is not None and config.dp.delta is None and not rows:
+        raise InvalidInput(
+            "differential privacy needs dp.delta here: the job's data is not a table, JSON Lines "
+            "or archive Grid-X splits, so its rows are unknown (1 / rows is the default)",
+            field="dp.delta",
         )
-    metrics_type = dict[str, float]
-    return JobDetail(
-        job=summary(row),
-        config=msgspec.json.decode(row.config, type=JobConfig),
-        code_sha256=row.code_sha,
-        requirements_sha256=row.requirements_sha,
-        data_sha256=row.data_sha,
-        final_model_sha256=row.final_pth_sha,
-        final_safetensors_sha256=row.final_st_sha,
-        rounds=[
-            RoundInfo(
-                index=r.idx,
-                status=r.status,  # type: ignore[arg-type]
-                input_model_sha256=r.input_sha,
-                output_model_sha256=r.output_sha,
-                metrics=msgspec.json.decode(r.metrics, type=metrics_type) if r.metrics else None,
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                summed_metrics=sorted(SUMMED_METRICS & set(msgspec.json.decode(r.metrics or "{}"))),
-                held_out=msgspec.json.decode(r.held_out, type=metrics_type) if r.held_out else None,
-            )
-            for r in await rounds.for_job(reader, job_id)
-        ],
-        tasks=[
-            TaskInfo(
-                id=t.id,
-                round=t.round_idx,
-                shard=t.shard,
-                copy=t.copy,
-                verdict=t.verdict,
-                status=t.status,  # type: ignore[arg-type]
-                node_id=t.node_id,
-                attempts=t.attempts,
-                max_attempts=t.max_attempts,
-                losses=t.losses,
-                max_losses=t.max_losses,
-                rows=rows.get(t.shard, 0) if t.kind == "train" else 0,
-                metrics=msgspec.json.decode(t.metrics, type=metrics_type) if t.metrics else None,
-                error_code=t.error_code,
-                error=t.error,
-                history=history.get(t.id, []),
-                kind=t.kind,  # type: ignore[arg-type]
-            )
-            for t in await tasks.for_job(reader, job_id)
-        ],
-    )
+    delta = privacy.default_delta(config, rows)
+    if config.dp is not None and delta is not None:
+        problem = privacy.budget_problem(config.dp, delta)
+        if problem is not None:
+            raise InvalidInput(f"privacy budget: {problem}", field="dp.max_epsilon")
+    return delta
 
 
 async def cancel(rt: Runtime, user: UserRow, job_id: str) -> JobSummary:
@@ -354,23 +305,3 @@ async def model_file(rt: Runtime, user: UserRow, job_id: str, fmt: str) -> Path:
     if blob is None:
         raise NotFound("the model file is missing from storage")
     return await rt.storage.local_path(blob.storage_key)
-
-
-async def follow(
-    rt: Runtime, user: UserRow, job_id: str, poll_s: float
-) -> AsyncIterator[JobDetail]:
-    """A job's detail now, then again after each new event in its log, until it is settled.
-
-    The log is checked every `poll_s` seconds (one indexed count); the detail is read only
-    when the job changed.
-    """
-    seen = -1
-    while True:
-        count = await events.count_for_job(rt.db.reader, job_id)
-        if count != seen:
-            seen = count
-            current = await detail(rt, user, job_id)
-            yield current
-            if current.settled:
-                return
-        await asyncio.sleep(poll_s)

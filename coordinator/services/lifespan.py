@@ -10,7 +10,7 @@ from gridx.coordinator.aggregation import work
 from gridx.coordinator.clock import Clock, SystemClock
 from gridx.coordinator.db import connect
 from gridx.coordinator.pool import make_pool
-from gridx.coordinator.services import aggregation, dispatch, nodes, stragglers
+from gridx.coordinator.services import aggregation, dispatch, local_data, nodes, stragglers
 from gridx.coordinator.services.node_cache import NODES_CHANNEL
 from gridx.coordinator.services.runtime import Runtime, default_replica
 from gridx.coordinator.services.wakeups import TASKS_CHANNEL
@@ -59,6 +59,9 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
             settings.reaper_s, lambda: aggregation.adopt_orphans(rt), "aggregation sweeper"
         )
         rt.background.every(settings.reaper_s, lambda: stragglers.sweep(rt), "straggler sweeper")
+        rt.background.every(
+            settings.reaper_s, lambda: local_data.place_waiting(rt), "node-local placement"
+        )
         adopted = await aggregation.adopt_orphans(rt)
         if adopted:
             log.info("picked up the aggregation of %d round(s)", adopted)

@@ -6,20 +6,22 @@ import uuid
 
 import msgspec
 
-from gridx.coordinator.db import events, nodes, tasks
+from gridx.coordinator.db import datasets, events, nodes, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Forbidden, NotFound, Unauthorized
+from gridx.coordinator.services import local_data
 from gridx.coordinator.services.auth import bearer, hash_secret, new_secret
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
     Capabilities,
+    DatasetInfo,
     HeartbeatRequest,
     HeartbeatResponse,
     RegisterRequest,
     RegisterResponse,
 )
-from gridx.schemas.nodes import NodeInfo, NodeStatus
+from gridx.schemas.nodes import DatasetSummary, NodeInfo, NodeStatus
 
 _caps_encoder = msgspec.json.Encoder()
 
@@ -82,6 +84,9 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
         async with rt.db.transaction() as conn:
             await nodes.set_capabilities(conn, node.id, encoded)
         rt.node_cache.set_capabilities(node.id, encoded)
+    if req.datasets is not None:  # what it holds changed: names and counts, never the data
+        async with rt.db.transaction() as conn:
+            await datasets.replace_for_node(conn, node.id, local_data.declared(req.datasets))
     cancel = await tasks.not_held(rt.db.reader, node.id, list(req.running))
     return HeartbeatResponse(
         cancel=cancel, drain=bool(node.draining), heartbeat_s=rt.settings.heartbeat_s
@@ -160,6 +165,23 @@ async def set_draining(rt: Runtime, user: UserRow, node_id: str, draining: bool)
 
 
 async def list_nodes(rt: Runtime, user: UserRow) -> list[NodeInfo]:
-    """The caller's nodes; every node for an admin."""
+    """The caller's nodes, with the datasets they declared; every node for an admin."""
     rows = await nodes.list_nodes(rt.db.reader, None if user.role == "admin" else user.id)
-    return [node_info(rt, r) for r in rows]
+    held: dict[str, list[DatasetInfo]] = {}
+    for d in await datasets.of_nodes(rt.db.reader, [r.id for r in rows]):
+        held.setdefault(d.node_id, []).append(local_data.info(d))
+    return [msgspec.structs.replace(node_info(rt, r), datasets=held.get(r.id, [])) for r in rows]
+
+
+async def list_datasets(rt: Runtime, user: UserRow) -> list[DatasetSummary]:
+    """Every dataset name online nodes hold, with how many of them let the caller use it."""
+    rows = await nodes.list_nodes(rt.db.reader, None)
+    online = {r.id for r in rows if node_info(rt, r).status == "online"}
+    owners = {r.id: r.owner_id for r in rows}
+    found = await datasets.of_nodes(rt.db.reader, sorted(online))
+    usable = {
+        (d.node_id, d.name)
+        for d in found
+        if owners.get(d.node_id) == user.id or user.email in d.allowed
+    }
+    return local_data.summarize(found, online, usable)

@@ -19,6 +19,7 @@ from gridx.coordinator.services.aggregation import start_aggregation
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.rounds import start_aggregation_if_done
 from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.services.voting import blob_path
 from gridx.schemas.agent import CompleteTaskRequest, FailTaskRequest, TaskAck, UploadResponse
 from gridx.schemas.jobs import JobConfig
 
@@ -158,6 +159,9 @@ async def _checked_weights(
             "task's upload_url first"
         )
     rnd = await rounds.get(rt.db.reader, task.job_id, task.round_idx)
+    dp = (await _config_of(rt, task.job_id)).dp
+    # a job that clips on its nodes gets each update's norm checked against its input model
+    base = rnd.input_sha if dp is not None and dp.client_clip and rnd is not None else None
     try:
         sig = await asyncio.get_running_loop().run_in_executor(
             rt.pool,
@@ -165,6 +169,8 @@ async def _checked_weights(
             str(await rt.storage.local_path(blob.storage_key)),
             rt.settings.max_result_bytes,
             rnd.signature if rnd else None,
+            await blob_path(rt, base) if base else None,
+            dp.clip_norm if base and dp else None,
         )
     except WeightsError as exc:
         await _give_up(rt, node, task, "user_error", "invalid_weights", str(exc), "")

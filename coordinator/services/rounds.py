@@ -5,6 +5,7 @@ from __future__ import annotations
 from gridx.coordinator.db import events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import INIT_TRIES, TaskRow
+from gridx.coordinator.services.local_data import Fleet, place
 from gridx.schemas.jobs import INIT_ROUND, JobConfig
 
 
@@ -21,12 +22,14 @@ async def open_round(
     idx: int,
     start: tuple[str, str] | None,
     now: int,
+    fleet: Fleet,
 ) -> int:
     """Create round `idx` from `start` (the input model's sha and signature; None: each node
     initialises its own) and enqueue its tasks, in the caller's transaction.
 
     Every shard gets `config.replicas` copies; the initialisation step trains shard 0 only,
-    in as many copies, with `INIT_TRIES` attempts.
+    in as many copies, with `INIT_TRIES` attempts. A job on node-local data gets one task per
+    node that holds it (`local_data.place`; the round waits if too few are there).
 
     Returns:
         How many tasks became ready.
@@ -40,6 +43,8 @@ async def open_round(
         signature=start[1] if start else None,
         now=now,
     )
+    if config.dataset is not None:
+        return await place(conn, job_id, config, idx, now, fleet, announce=True)
     shards = [0] if idx == INIT_ROUND else range(k)
     slots = [s + c * k for c in range(config.replicas) for s in shards]
     await tasks.insert_round(

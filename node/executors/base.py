@@ -52,6 +52,8 @@ class RunSpec:
     """The run must write a model (training); an evaluation writes only metrics."""
     warm: Warm | None = None
     """Run in the job's warm runner where the executor has one (None: a cold start)."""
+    data: Path | None = None
+    """A folder of this node's own data, shown read-only at the same path (node-local jobs)."""
 
 
 @dataclass

@@ -266,6 +266,7 @@ class DockerExecutor:
                 volumes={
                     str(folder): {"bind": str(folder), "mode": "rw"},
                     str(rendezvous): {"bind": CONTROL_DIR, "mode": "ro"},
+                    **_data_volume(spec),
                 },
                 environment=env,
                 labels={LABEL: self.node_id, "org.gridx.job": key.job_id},
@@ -294,7 +295,7 @@ class DockerExecutor:
             spec.runtime,
             ["python3", "-u", spec.script, *spec.argv],
             working_dir=WORKDIR,
-            volumes={str(spec.workdir): {"bind": WORKDIR, "mode": "rw"}},
+            volumes={str(spec.workdir): {"bind": WORKDIR, "mode": "rw"}, **_data_volume(spec)},
             environment=self._container_env(spec),
             labels={LABEL: self.node_id, "org.gridx.task": spec.env.get("GRIDX_TASK_ID", "")},
             **self._locked_down(spec),
@@ -327,6 +328,11 @@ class DockerExecutor:
 def _kill(container: Any) -> None:
     with contextlib.suppress(NotFound, DockerException):  # it may have just exited
         container.kill()
+
+
+def _data_volume(spec: RunSpec) -> dict[str, dict[str, str]]:
+    """The node-local data folder, read-only at its own path (GRIDX_DATA names it)."""
+    return {str(spec.data): {"bind": str(spec.data), "mode": "ro"}} if spec.data else {}
 
 
 def _remove(container: Any) -> None:

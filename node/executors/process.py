@@ -152,7 +152,7 @@ class ProcessExecutor:
             [spec.runtime, *argv],
             folder,
             self.isolation,
-            self._readonly(spec.runtime),
+            [*self._readonly(spec.runtime), *([spec.data] if spec.data else [])],
             etc=self.etc,
             devices=sorted(glob.glob("/dev/nvidia*")) if spec.gpu else [],
         )

@@ -38,13 +38,16 @@ class WarmKey:
     runtime: str
     gpu: bool
     preload: tuple[str, ...]
+    data: str = ""
+    """The node-local data folder its sandbox shows (a new version: a new runner)."""
 
 
 def key_of(spec: RunSpec) -> WarmKey | None:
     """The runner a task may use, or None for a cold start."""
     if spec.warm is None:
         return None
-    return WarmKey(spec.warm.job_id, spec.runtime, spec.gpu, spec.warm.preload)
+    data = str(spec.data) if spec.data else ""
+    return WarmKey(spec.warm.job_id, spec.runtime, spec.gpu, spec.warm.preload, data)
 
 
 def runner_argv(control: str, jobdir: str, preload: tuple[str, ...]) -> list[str]:

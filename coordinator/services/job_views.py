@@ -1,0 +1,154 @@
+"""Jobs as the API shows them: listings, the detail view with rounds and tasks, the live feed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from gridx.coordinator.db import attempts, events, jobs, nodes, rounds, tasks
+from gridx.coordinator.db.jobs import JobRow
+from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.errors import NotFound
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.jobs import (
+    SUMMED_METRICS,
+    AttemptInfo,
+    JobConfig,
+    JobDetail,
+    JobSummary,
+    RoundInfo,
+    TaskInfo,
+)
+
+
+def summary(row: JobRow) -> JobSummary:
+    """The listing view of a job."""
+    config = msgspec.json.decode(row.config, type=JobConfig)
+    return JobSummary(
+        id=row.id,
+        name=row.name,
+        owner=row.owner_email,
+        status=row.status,  # type: ignore[arg-type]
+        current_round=row.current_round,
+        rounds=config.rounds,
+        shards=config.shards,
+        tasks_done=row.tasks_done,
+        tasks_total=config.rounds * (config.min_nodes if config.dataset else config.shards),
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def visible_job(rt: Runtime, user: UserRow, job_id: str) -> JobRow:
+    """A job the caller may see (its owner, or an admin).
+
+    Raises:
+        NotFound: no such job, or it belongs to someone else (indistinguishable on purpose).
+    """
+    row = await jobs.get(rt.db.reader, job_id)
+    if row is None or (row.owner_id != user.id and user.role != "admin"):
+        raise NotFound(f"no job {job_id!r}")
+    return row
+
+
+async def list_jobs(rt: Runtime, user: UserRow) -> list[JobSummary]:
+    """The caller's jobs (all jobs for an admin), newest first."""
+    rows = await jobs.list_jobs(rt.db.reader, None if user.role == "admin" else user.id)
+    return [summary(r) for r in rows]
+
+
+async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
+    """A job with its rounds, tasks and every attempt."""
+    row = await visible_job(rt, user, job_id)
+    reader = rt.db.reader
+    rows = {s.idx: s.rows for s in await jobs.shards(reader, job_id)}
+    history: dict[str, list[AttemptInfo]] = {}
+    for a in await attempts.for_job(reader, job_id):
+        history.setdefault(a.task_id, []).append(
+            msgspec.convert(msgspec.to_builtins(a), AttemptInfo)
+        )
+    task_rows = await tasks.for_job(reader, job_id)
+    names = await nodes.names(reader, sorted({t.node_id for t in task_rows if t.node_id}))
+    merged: dict[int, list[str]] = {}
+    for t in task_rows:
+        if t.kind == "train" and t.status == "succeeded" and t.node_id:
+            merged.setdefault(t.round_idx, []).append(names.get(t.node_id, t.node_id))
+    return JobDetail(
+        job=summary(row),
+        config=msgspec.json.decode(row.config, type=JobConfig),
+        code_sha256=row.code_sha,
+        requirements_sha256=row.requirements_sha,
+        data_sha256=row.data_sha,
+        final_model_sha256=row.final_pth_sha,
+        final_safetensors_sha256=row.final_st_sha,
+        delta=row.dp_delta,
+        rounds=[
+            _round_info(r, merged.get(r.idx, [])) for r in await rounds.for_job(reader, job_id)
+        ],
+        tasks=[_task_info(t, rows, history.get(t.id, [])) for t in task_rows],
+    )
+
+
+_Metrics = dict[str, float]
+
+
+def _round_info(r: rounds.RoundRow, merged: list[str]) -> RoundInfo:
+    return RoundInfo(
+        index=r.idx,
+        status=r.status,  # type: ignore[arg-type]
+        input_model_sha256=r.input_sha,
+        output_model_sha256=r.output_sha,
+        metrics=msgspec.json.decode(r.metrics, type=_Metrics) if r.metrics else None,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        summed_metrics=sorted(SUMMED_METRICS & set(msgspec.json.decode(r.metrics or "{}"))),
+        held_out=msgspec.json.decode(r.held_out, type=_Metrics) if r.held_out else None,
+        epsilon=r.epsilon,
+        nodes=merged if r.status == "done" else [],
+    )
+
+
+def _task_info(t: tasks.TaskRow, rows: dict[int, int], history: list[AttemptInfo]) -> TaskInfo:
+    weight = t.weight if t.weight is not None else rows.get(t.shard, 0)
+    return TaskInfo(
+        id=t.id,
+        round=t.round_idx,
+        shard=t.shard,
+        copy=t.copy,
+        verdict=t.verdict,
+        status=t.status,  # type: ignore[arg-type]
+        node_id=t.node_id or t.target_node,
+        attempts=t.attempts,
+        max_attempts=t.max_attempts,
+        losses=t.losses,
+        max_losses=t.max_losses,
+        rows=weight if t.kind == "train" else 0,
+        metrics=msgspec.json.decode(t.metrics, type=_Metrics) if t.metrics else None,
+        error_code=t.error_code,
+        error=t.error,
+        history=history,
+        kind=t.kind,  # type: ignore[arg-type]
+    )
+
+
+async def follow(
+    rt: Runtime, user: UserRow, job_id: str, poll_s: float
+) -> AsyncIterator[JobDetail]:
+    """A job's detail now, then again after each new event in its log, until it is settled.
+
+    The log is checked every `poll_s` seconds (one indexed count); the detail is read only
+    when the job changed.
+    """
+    seen = -1
+    while True:
+        count = await events.count_for_job(rt.db.reader, job_id)
+        if count != seen:
+            seen = count
+            current = await detail(rt, user, job_id)
+            yield current
+            if current.settled:
+                return
+        await asyncio.sleep(poll_s)

@@ -1,0 +1,222 @@
+"""Jobs on data that never leaves its nodes: what nodes declare they hold, and placing each
+round's tasks on the nodes that hold the job's dataset.
+
+A round of such a job gets one task per eligible node, bound to that node, weighted by the rows
+the node declared (capped by the job's `max_weight`). Eligible: heard from recently, not
+draining, of good standing, meeting the job's placement, holding a dataset of that name whose
+owner lets the job's owner use it, with the job's columns (in any order: the node reorders its
+table by name). A round that finds fewer than `min_nodes` waits, placed again by the sweeper
+(`place_waiting`) until enough are there; the claim re-checks dataset and permission.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import msgspec
+
+from gridx.coordinator.db import datasets, events, jobs, tasks
+from gridx.coordinator.db.connection import Conn
+from gridx.coordinator.db.datasets import DatasetRow, Holder
+from gridx.coordinator.services import privacy
+from gridx.coordinator.services.lifecycle import fail_job
+from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities, DatasetInfo
+from gridx.schemas.jobs import INIT_ROUND, JobConfig
+from gridx.schemas.nodes import DatasetSummary
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Which nodes count as present when a round is placed."""
+
+    alive_ms: int
+    """Heard from within this many milliseconds."""
+    min_reputation: float
+
+    @classmethod
+    def of(cls, rt: Runtime) -> Fleet:
+        """The coordinator's settings for it."""
+        s = rt.settings
+        return cls(alive_ms=int(s.node_offline_s * 1000), min_reputation=s.min_reputation)
+
+
+def allows(config: JobConfig, caps: Capabilities) -> bool:
+    """Whether a node with `caps` meets the job's placement (as `tasks.CLAIM` checks it)."""
+    return (
+        (caps.docker or not config.require_docker)
+        and SANDBOX_LEVELS.index(caps.sandbox) >= SANDBOX_LEVELS.index(config.min_sandbox)
+        and (caps.gpus > 0 or not config.require_gpu)
+        and caps.cpus >= config.min_cpus
+        and caps.memory_mb >= config.min_memory_mb
+        and (config.arch is None or caps.arch == config.arch)
+    )
+
+
+def _columns_problem(want: list[str], have: list[str]) -> str | None:
+    """Why a node's columns cannot stand for the job's (None: the same set, any order)."""
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    if not missing and not extra:
+        return None
+    parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+        [f"extra {', '.join(extra)}"] if extra else []
+    )
+    return "its columns differ from the job's: " + "; ".join(parts)
+
+
+def _majority(holders: list[Holder]) -> list[str]:
+    """The column order of the first node (by id) among those with the most common column set."""
+    cols = [msgspec.json.decode(h.columns, type=list[str]) for h in holders]
+    counts = collections.Counter(frozenset(c) for c in cols)
+    best = max(counts.values())
+    return next(c for c in cols if counts[frozenset(c)] == best)
+
+
+def _matching(found: list[Holder], want: list[str]) -> tuple[list[Holder], list[dict[str, str]]]:
+    """The nodes whose columns are the job's (any order), and why each other one is not."""
+    chosen: list[Holder] = []
+    skipped: list[dict[str, str]] = []
+    for h in found:
+        problem = _columns_problem(want, msgspec.json.decode(h.columns, type=list[str]))
+        if problem is None:
+            chosen.append(h)
+        else:
+            skipped.append({"node": h.node_id, "reason": problem})
+    return chosen, skipped
+
+
+async def place(
+    conn: Conn,
+    job_id: str,
+    config: JobConfig,
+    idx: int,
+    now: int,
+    fleet: Fleet,
+    announce: bool = False,
+) -> int:
+    """Bind round `idx`'s tasks to the nodes that hold the job's dataset (same transaction as
+    the round's row); returns how many became ready (0: too few nodes, the round waits, said
+    in a `waiting_for_nodes` event when `announce`)."""
+    found = await datasets.holders(conn, job_id, now - fleet.alive_ms, fleet.min_reputation)
+    found = [
+        h for h in found if allows(config, msgspec.json.decode(h.capabilities, type=Capabilities))
+    ]
+    need = 1 if idx == INIT_ROUND else config.min_nodes
+    if len(found) < need:
+        if announce:
+            payload: dict[str, object] = {"round": idx, "min_nodes": need, "eligible": len(found)}
+            await events.append(conn, job_id, "waiting_for_nodes", payload, now)
+        return 0
+    fixed = await datasets.job_columns(conn, job_id)
+    want = msgspec.json.decode(fixed, type=list[str]) if fixed else _majority(found)
+    chosen, skipped = _matching(found, want)
+    if len(chosen) < need:
+        if announce:
+            payload = {"round": idx, "min_nodes": need, "eligible": len(chosen)}
+            payload["skipped"] = skipped
+            await events.append(conn, job_id, "waiting_for_nodes", payload, now)
+        return 0
+    chosen = chosen[: config.max_nodes]
+    delta = privacy.default_delta(config, [h.rows for h in chosen])
+    await datasets.fix_columns(conn, job_id, _json.encode(want).decode(), delta)
+    if config.dp is not None and idx == 0:
+        problem = privacy.budget_problem(config.dp, await datasets.job_delta(conn, job_id))
+        if problem is not None:
+            await fail_job(conn, job_id, f"privacy budget: {problem}", now)
+            return 0
+    chosen = chosen[:1] if idx == INIT_ROUND else chosen
+    cap = config.max_weight or (1 << 62)
+    targets = [(h.node_id, max(1, min(h.rows, cap))) for h in chosen]
+    await tasks.insert_round(
+        conn,
+        job_id=job_id,
+        round_idx=idx,
+        shards=len(chosen),
+        slots=list(range(len(chosen))),
+        max_attempts=tasks.INIT_TRIES if idx == INIT_ROUND else config.max_attempts,
+        max_losses=config.max_node_losses,
+        now=now,
+        targets=targets,
+    )
+    payload = {"round": idx, "nodes": [h.node_id for h in chosen]}
+    payload["skipped"] = skipped
+    await events.append(conn, job_id, "round_placed", payload, now)
+    return len(chosen)
+
+
+async def place_waiting(rt: Runtime) -> int:
+    """One sweep: place the rounds that wait for nodes; returns how many tasks became ready."""
+    ready = 0
+    fleet = Fleet.of(rt)
+    for job_id, idx in await datasets.waiting_rounds(rt.db.reader):
+        job = await jobs.get(rt.db.reader, job_id)
+        if job is None:
+            continue
+        config = msgspec.json.decode(job.config, type=JobConfig)
+        async with rt.db.transaction() as conn:
+            if await datasets.round_has_tasks(conn, job_id, idx):
+                continue  # another replica placed it meanwhile
+            ready += await place(conn, job_id, config, idx, rt.clock.now_ms(), fleet)
+    rt.wakeups.tasks_ready(ready)
+    return ready
+
+
+def declared(datasets_in: list[DatasetInfo]) -> list[DatasetRow]:
+    """A heartbeat's datasets as rows for `datasets.replace_for_node` (the node id is set
+    there); emails compared in lower case, as users' are."""
+    return [
+        DatasetRow(
+            node_id="",
+            name=d.name,
+            format=d.format,
+            columns=_json.encode(d.columns).decode(),
+            rows=d.rows,
+            description=d.description,
+            allowed=sorted({e.strip().lower() for e in d.allow_users}),
+        )
+        for d in datasets_in
+    ]
+
+
+def info(row: DatasetRow) -> DatasetInfo:
+    """A stored declaration as the node sent it."""
+    return DatasetInfo(
+        name=row.name,
+        format=row.format,  # type: ignore[arg-type]
+        columns=msgspec.json.decode(row.columns, type=list[str]),
+        rows=row.rows,
+        description=row.description,
+        allow_users=row.allowed,
+    )
+
+
+def summarize(
+    rows: list[DatasetRow], online: set[str], usable: set[tuple[str, str]]
+) -> list[DatasetSummary]:
+    """`GET /datasets`: each name over the online nodes that hold it; `usable` holds the
+    (node, name) pairs the caller may train on."""
+    by_name: dict[str, list[DatasetRow]] = {}
+    for r in rows:
+        if r.node_id in online:
+            by_name.setdefault(r.name, []).append(r)
+    out = []
+    for name in sorted(by_name):
+        group = by_name[name]
+        counts = collections.Counter(frozenset(msgspec.json.decode(r.columns)) for r in group)
+        best = max(counts.values())
+        first = next(r for r in group if counts[frozenset(msgspec.json.decode(r.columns))] == best)
+        out.append(
+            DatasetSummary(
+                name=name,
+                format=first.format,  # type: ignore[arg-type]
+                columns=msgspec.json.decode(first.columns, type=list[str]),
+                rows=sum(r.rows for r in group),
+                nodes=len(group),
+                usable_nodes=sum((r.node_id, r.name) in usable for r in group),
+                description=next((r.description for r in group if r.description), ""),
+            )
+        )
+    return out

@@ -1,0 +1,90 @@
+"""Who this node is to the coordinator: what it offers (`capabilities`), and its identity,
+registered once with the owner's enrolment key (`enrol`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+
+import aiohttp
+
+from gridx.node import __version__
+from gridx.node.client import CoordinatorClient
+from gridx.node.config import NodeConfig
+from gridx.node.errors import CoordinatorError, NotEnrolled, Unreachable
+from gridx.node.executors.base import Executor
+from gridx.node.selftest import SandboxReport
+from gridx.node.state import Identity, load_identity, save_identity
+from gridx.schemas.agent import Capabilities, RegisterRequest
+
+log = logging.getLogger("gridx.node")
+
+
+def cuda_gpus() -> int:
+    """How many NVIDIA GPUs `nvidia-smi -L` lists (0 without the driver)."""
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def capabilities(executor: Executor, report: SandboxReport) -> Capabilities:
+    """What this machine offers, given the executor it runs tasks with and what its sandbox
+    self-test measured."""
+    memory_mb = 0
+    with contextlib.suppress(OSError, ValueError):
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    return Capabilities(
+        arch=platform.machine(),
+        cpus=os.cpu_count() or 1,
+        memory_mb=memory_mb,
+        executors=sorted({"process", executor.name}),
+        isolation=executor.isolation,  # type: ignore[arg-type]
+        sandbox=report.level,  # type: ignore[arg-type]
+        sandbox_gaps=report.gaps,
+        docker=executor.name == "docker",
+        gpus=cuda_gpus(),
+        version=__version__,
+    )
+
+
+async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilities) -> Identity:
+    """The saved identity, or a new one from registering with the enrolment key."""
+    ident = load_identity(config.state_dir, config.coordinator_url)
+    if ident is not None:
+        return ident
+    if not config.enrolment_key:
+        raise NotEnrolled(
+            "this node is not registered yet: pass --enrolment-key (your API key from "
+            "`gridx user create`) or set GRIDX_ENROLMENT_KEY / worker_config.env"
+        )
+    request = RegisterRequest(
+        name=config.name or platform.node() or "node",
+        owner_email=config.owner_email or None,
+        capabilities=caps,
+    )
+    try:
+        resp = await client.register(config.enrolment_key, request)
+    except CoordinatorError as exc:
+        if exc.status in (401, 403):
+            hint = "GRIDX_OWNER_EMAIL" if exc.status == 403 else "GRIDX_ENROLMENT_KEY"
+            raise NotEnrolled(f"registration refused: {exc.message} (check {hint})") from exc
+        raise
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise Unreachable(
+            f"no coordinator answers at {config.coordinator_url} ({exc}); check --coordinator / "
+            "GRIDX_COORDINATOR_URL"
+        ) from exc
+    ident = Identity(
+        coordinator_url=config.coordinator_url, node_id=resp.node_id, node_token=resp.node_token
+    )
+    save_identity(config.state_dir, ident)
+    log.info("registered as %s", ident.node_id)
+    return ident

@@ -13,7 +13,7 @@ import msgspec
 
 from gridx.schemas.errors import ErrorBody
 from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
-from gridx.schemas.nodes import NodeInfo
+from gridx.schemas.nodes import DatasetSummary, NodeInfo
 
 T = TypeVar("T")
 
@@ -95,6 +95,10 @@ class ApiClient:
     def nodes(self) -> list[NodeInfo]:
         """The caller's nodes."""
         return self._call("GET", "/nodes", list[NodeInfo])
+
+    def datasets(self) -> list[DatasetSummary]:
+        """The datasets online nodes hold."""
+        return self._call("GET", "/datasets", list[DatasetSummary])
 
     def download(self, job_id: str, fmt: str, dest: Path) -> Path:
         """Save the final model to `dest`."""

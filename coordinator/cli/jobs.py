@@ -8,46 +8,11 @@ import click
 import msgspec
 
 from gridx.coordinator.cli.client import ApiClient, to_json
+from gridx.coordinator.cli.job_specs import partition_spec, privacy_spec, strategy_spec
 from gridx.coordinator.cli.options import client_options, json_option, when
 from gridx.coordinator.cli.progress import format_metrics, last_failure, watch
 from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig, round_label
-
-
-def _strategy(name: str, params: tuple[str, ...]) -> dict[str, object]:
-    """`--strategy krum --param f=1` as the config's strategy object."""
-    out: dict[str, object] = {"name": name}
-    for item in params:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
-        except ValueError as exc:
-            raise click.BadParameter(
-                f"{item!r}: value must be a number", param_hint="--param"
-            ) from exc
-    return out
-
-
-def _partition(spec: str) -> dict[str, object]:
-    """`iid`, `by_column:COLUMN` or `dirichlet:COLUMN[:ALPHA]` as the config's partition."""
-    name, _, rest = spec.partition(":")
-    if name == "iid" and not rest:
-        return {"name": "iid"}
-    column, _, alpha = rest.partition(":")
-    if name == "by_column" and column and not alpha:
-        return {"name": name, "column": column}
-    if name == "dirichlet" and column:
-        try:
-            return {"name": name, "column": column, **({"alpha": float(alpha)} if alpha else {})}
-        except ValueError as exc:
-            raise click.BadParameter(
-                f"alpha {alpha!r} is not a number", param_hint="--partition"
-            ) from exc
-    raise click.BadParameter(
-        f"{spec!r}: use iid, by_column:COLUMN or dirichlet:COLUMN[:ALPHA]", param_hint="--partition"
-    )
 
 
 def _describe(config: JobConfig) -> str:
@@ -194,6 +159,22 @@ def job() -> None:
     callback=lambda _ctx, _param, value: [m for m in value.split(",") if m],
     help="Modules the warm runner imports once, comma-separated.",
 )
+@click.option(
+    "--dataset",
+    help="Train on the dataset of this name that nodes hold (no --data: it never leaves them); "
+    "one task per node each round (`gridx datasets` lists them).",
+)
+@click.option("--min-nodes", type=int, help="With --dataset: nodes a round waits for [1].")
+@click.option("--max-nodes", type=int, help="With --dataset: nodes a round trains on at most [64].")
+@click.option(
+    "--max-weight", type=int, help="With --dataset: cap on a node's sample weight (its rows)."
+)
+@click.option(
+    "--dp",
+    metavar="K=V,...",
+    help="Central differential privacy: noise_multiplier=Z,clip_norm=C[,delta=D]"
+    "[,max_epsilon=E][,client_clip=1].",
+)
 @click.option("--wait", is_flag=True, help="Follow the job and download the model when done.")
 @click.option(
     "--out",
@@ -214,6 +195,7 @@ def job_submit(
     partition: str,
     strategy: str,
     params: tuple[str, ...],
+    dp: str | None,
     wait: bool,
     out: Path,
     client: ApiClient,
@@ -224,7 +206,12 @@ def job_submit(
     if bool(evaluate) != bool(test_data):
         raise click.UsageError("--evaluate and --test-data go together")
     detail = client.submit(
-        {**config, "strategy": _strategy(strategy, params), "partition": _partition(partition)},
+        {
+            **{k: v for k, v in config.items() if v is not None},
+            "strategy": strategy_spec(strategy, params),
+            "partition": partition_spec(partition),
+            **({"dp": privacy_spec(dp)} if dp else {}),
+        },
         train_py,
         requirements,
         data,
@@ -287,10 +274,14 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         f"config: rounds={c.rounds} shards={c.shards} epochs={c.epochs} strategy={_describe(c)} "
         f"timeout={c.task_timeout_s}s max_attempts={c.max_attempts} seed={c.seed}"
     )
+    if c.dataset:
+        click.echo(f"data: dataset {c.dataset!r} on the nodes that hold it (never uploaded)")
     for r in d.rounds:
         name = round_label(r.index)
         held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""
-        click.echo(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}")
+        eps = f"  epsilon={r.epsilon:.3g} (delta {d.delta:.3g})" if r.epsilon and d.delta else ""
+        who = f"  nodes: {', '.join(r.nodes)}" if c.dataset and r.nodes else ""
+        click.echo(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}{eps}{who}")
     for t in d.tasks:
         err = f"  [{t.error_code}] {t.error}" if t.error else ""
         what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"

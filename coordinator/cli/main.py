@@ -180,6 +180,27 @@ def node_list(client: ApiClient, as_json: bool) -> None:
         )
 
 
+@cli.command("datasets")
+@client_options
+@json_option
+def datasets(client: ApiClient, as_json: bool) -> None:
+    """Datasets the online nodes hold, for jobs that train where the data lives
+    (`gridx job submit train.py --dataset NAME`)."""
+    rows = client.datasets()
+    if as_json:
+        click.echo(to_json(rows))
+        return
+    if not rows:
+        click.echo("no node holds a dataset: `gridx-node dataset add NAME PATH` on a node")
+        return
+    click.echo(f"{'NAME':<20} {'FORMAT':<7} {'ROWS':>9} {'NODES':>5} {'YOURS':>5}  COLUMNS")
+    for d in rows:
+        cols = ", ".join(d.columns)
+        click.echo(
+            f"{d.name:<20} {d.format:<7} {d.rows:>9} {d.nodes:>5} {d.usable_nodes:>5}  {cols}"
+        )
+
+
 # --- demo ------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--rounds", default=3, show_default=True, type=int)

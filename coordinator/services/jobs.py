@@ -157,7 +157,7 @@ async def _adopt_files(
         stored.append(item)
         return item[0]
 
-    k = sub.config.shards
+    k = 0 if sub.config.dataset else sub.config.shards  # node-local data: no shards here
     init_sha = await adopt(init) if init else None
     evaluation = None
     if sub.evaluate is not None and sub.test_data is not None:

@@ -68,11 +68,13 @@ def _columns_problem(want: list[str], have: list[str]) -> str | None:
 
 
 def _majority(holders: list[Holder]) -> list[str]:
-    """The column order of the first node (by id) among those with the most common column set."""
+    """The job's column order: of the most common column set, its most common order (ties: the
+    first node by id)."""
     cols = [msgspec.json.decode(h.columns, type=list[str]) for h in holders]
-    counts = collections.Counter(frozenset(c) for c in cols)
-    best = max(counts.values())
-    return next(c for c in cols if counts[frozenset(c)] == best)
+    sets = collections.Counter(frozenset(c) for c in cols)
+    best = max(sets.values())
+    orders = collections.Counter(tuple(c) for c in cols if sets[frozenset(c)] == best)
+    return list(orders.most_common(1)[0][0])
 
 
 def _matching(found: list[Holder], want: list[str]) -> tuple[list[Holder], list[dict[str, str]]]:

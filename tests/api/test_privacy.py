@@ -41,9 +41,8 @@ def _finished(api: Api, job_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         body = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
-        if body["job"]["status"] != "running" and body["job"]["status"] != "queued":
-            if body["job"]["status"] != "aggregating":
-                return dict(body)
+        if body["job"]["status"] not in ("queued", "running", "aggregating"):
+            return dict(body)
         time.sleep(0.05)
     raise AssertionError("the job did not finish")
 

@@ -56,7 +56,7 @@ def test_tables_json_lines_and_folders_are_measured(tmp_path: Path) -> None:
 def test_bad_names_and_unknown_formats_are_refused(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not a dataset name"):
         datasets.add(tmp_path / "s", "../etc", _write(tmp_path / "a.csv", "x\n1\n"), "", [])
-    with pytest.raises(DatasetError, match="a dataset is a .csv"):
+    with pytest.raises(DatasetError, match=r"a dataset is a \.csv"):
         datasets.add(tmp_path / "s", "doc", _write(tmp_path / "a.docx", "x"), "", [])
 
 
@@ -113,7 +113,7 @@ def test_the_dataset_commands(tmp_path: Path) -> None:
     listed = json.loads(_node("list", "--json", "--state-dir", state).stdout)
     assert [(d["name"], d["rows"], d["path"]) for d in listed] == [("clinic", 2, str(src))]
     bad = _node("add", "x", str(_write(tmp_path / "n.bin", "")), "--state-dir", state)
-    assert bad.returncode == 3 and bad.stderr.startswith("Error: ") and "\n" == bad.stderr[-1]
+    assert bad.returncode == 3 and bad.stderr.startswith("Error: ") and bad.stderr[-1] == "\n"
     assert _node("remove", "clinic", "--state-dir", state).returncode == 0
     missing = _node("remove", "clinic", "--state-dir", state)
     assert missing.returncode == 3 and "no dataset 'clinic'" in missing.stderr

@@ -30,6 +30,8 @@ CATALOG = "datasets.json"
 STAGED = "datasets"
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 DELIMITERS = {"csv": ",", "tsv": "\t"}
+MAX_DATASETS = 64
+"""As many as a heartbeat may carry (`HeartbeatRequest.datasets`)."""
 
 
 class Declared(msgspec.Struct, kw_only=True):
@@ -92,7 +94,9 @@ def measure(d: Declared) -> Declared:
         kind = _format(path)
         st = stamp(path)
         if kind == "folder":
-            return msgspec.structs.replace(d, format=kind, columns=[], rows=st[0], stamp=st)
+            return _checked(
+                msgspec.structs.replace(d, format=kind, columns=[], rows=st[0], stamp=st)
+            )
         with path.open(newline="", encoding="utf-8", errors="replace") as fh:
             if kind == "jsonl":
                 columns, rows = _jsonl(fh)
@@ -104,7 +108,21 @@ def measure(d: Declared) -> Declared:
         raise DatasetError(f"{path}: {exc.strerror or exc}") from exc
     except csv.Error as exc:
         raise DatasetError(f"{path}: not a readable {kind} table ({exc})") from exc
-    return msgspec.structs.replace(d, format=kind, columns=columns, rows=rows, stamp=st)
+    return _checked(msgspec.structs.replace(d, format=kind, columns=columns, rows=rows, stamp=st))
+
+
+def _checked(d: Declared) -> Declared:
+    """`d` if the coordinator will take what it says of it (a heartbeat it refused would take
+    the node offline).
+
+    Raises:
+        DatasetError: too many columns, names too long, a bad email or description.
+    """
+    try:
+        msgspec.convert(msgspec.to_builtins(d.info()), DatasetInfo)
+    except msgspec.ValidationError as exc:
+        raise DatasetError(f"{d.path}: cannot be offered as dataset {d.name!r}: {exc}") from exc
+    return d
 
 
 def _jsonl(fh: object) -> tuple[list[str], int]:
@@ -205,8 +223,11 @@ class Catalog:
         return out
 
     def infos(self) -> list[DatasetInfo]:
-        """What the heartbeat advertises."""
-        return [d.info() for d in self.current()]
+        """What the heartbeat advertises (the first MAX_DATASETS by name)."""
+        found = sorted(self.current(), key=lambda d: d.name)
+        for d in found[MAX_DATASETS:]:
+            self.problems[d.name] = f"a node offers at most {MAX_DATASETS} datasets"
+        return [d.info() for d in found[:MAX_DATASETS]]
 
     def find(self, name: str) -> Declared | None:
         """A readable dataset of that name."""

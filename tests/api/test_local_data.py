@@ -154,3 +154,21 @@ def test_a_job_on_a_dataset_uploads_no_data(api: Api) -> None:
         data={"config": json.dumps({"dataset": "clinic"})},
     )
     assert r.status_code == 422 and r.json()["field"] == "data", r.text
+
+
+def test_a_node_that_leaves_is_dropped_by_the_round_deadline(api: Api, tmp_path: Path) -> None:
+    stays, leaves = register(api, api.alice, "stays"), register(api, api.alice, "leaves")
+    _declare(api, stays, _clinic(["x", "label"], rows=10))
+    _declare(api, leaves, _clinic(["x", "label"], rows=10))
+    config = {"dataset": "clinic", "rounds": 1, "min_nodes": 2}
+    config |= {"min_fraction": 0.5, "round_deadline_s": 60}
+    job_id = _submit(api, api.alice, config).json()["job"]["id"]
+    gone = claim(api, leaves)  # it takes its task, then is never heard from again
+    task = claim(api, stays)
+    assert gone is not None and task is not None
+    sha = upload(api, task, _weights(tmp_path / "w.pth", 3.0))
+    assert complete(api, stays, task, sha).status_code == 200
+    api.clock.advance(61)  # past the deadline with half the nodes in: the round closes
+    body = wait_status(api, api.alice, job_id, "succeeded")
+    assert body["rounds"][0]["nodes"] == ["stays"]
+    assert {t["status"] for t in body["tasks"]} == {"succeeded", "cancelled"}

@@ -10,6 +10,8 @@ import functools
 import http.server
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,3 +228,39 @@ def test_a_missing_or_unknown_job_is_said_once_and_not_asked_again(site, browser
     assert [u.split(site.url)[1] for u in asked] == ["/jobs/j-nope"], asked
     shot(page, "unknown-job")
     page.close()
+
+
+def test_a_job_on_a_dataset_the_nodes_hold_with_differential_privacy(site, browser) -> None:
+    """The form's second way to bring data: a dataset a node holds; the job page shows it, the
+    nodes each round merged and the privacy spent; the nodes page lists what nodes hold."""
+    declared = subprocess.run(
+        [sys.executable, "-m", "gridx.node", "dataset", "add", "digits",
+         str(DIGITS / "data" / "train.csv"), "--state-dir", str(site.root / "holder")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert declared.returncode == 0, declared.stderr
+    site.add_node("holder")
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    sign_in(page, site.url, site.api_key)
+    page.goto(f"{site.url}/submit/")
+    page.get_by_label("A dataset on the nodes").check()
+    page.wait_for_selector("select[name=dataset] option[value=digits]", timeout=60_000)
+    page.get_by_label("train.py (required)").set_input_files(str(DIGITS / "train.py"))
+    page.get_by_label("Rounds").fill("2")
+    page.get_by_label("Local epochs").fill("1")
+    page.get_by_label("DP noise multiplier (empty: no differential privacy)").fill("1.5")
+    shot(page, "submit-local-data")
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_url("**/job/?id=*")
+    page.wait_for_selector("h1 .badge.succeeded", timeout=240_000)
+    assert "dataset digits" in page.locator("[data-dataset]").inner_text()
+    assert "epsilon" in page.locator("[data-privacy]").inner_text()
+    assert "epsilon" in page.locator("[data-round='2']").inner_text()
+    assert "holder" in page.locator("[data-round='2'] [data-round-nodes]").inner_text()
+    shot(page, "job-local-data")
+    page.goto(f"{site.url}/fleet/")
+    page.wait_for_selector("[data-node=holder] [data-datasets]")
+    assert (
+        "digits (csv, 1437 rows)" in page.locator("[data-node=holder] [data-datasets]").inner_text()
+    )
+    shot(page, "nodes-datasets")

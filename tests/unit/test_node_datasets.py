@@ -117,3 +117,11 @@ def test_the_dataset_commands(tmp_path: Path) -> None:
     assert _node("remove", "clinic", "--state-dir", state).returncode == 0
     missing = _node("remove", "clinic", "--state-dir", state)
     assert missing.returncode == 3 and "no dataset 'clinic'" in missing.stderr
+
+
+def test_a_table_the_coordinator_would_refuse_is_not_offered(tmp_path: Path) -> None:
+    wide = _write(tmp_path / "wide.csv", ",".join(f"c{i}" for i in range(2001)) + "\n")
+    with pytest.raises(DatasetError, match="cannot be offered"):
+        datasets.add(tmp_path / "s", "wide", wide, "", [])
+    with pytest.raises(DatasetError, match="cannot be offered"):
+        datasets.add(tmp_path / "s", "ok", _write(tmp_path / "ok.csv", "x\n"), "", ["@"])

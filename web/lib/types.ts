@@ -42,6 +42,10 @@ export interface RoundInfo {
   held_out: Record<string, number> | null;
   started_at: number;
   finished_at: number | null;
+  /** Differentially private jobs: epsilon spent up to and including this round. */
+  epsilon?: number | null;
+  /** Names of the nodes whose updates the round merged. */
+  nodes?: string[];
 }
 
 export const INIT_ROUND = -1;
@@ -65,6 +69,8 @@ export interface JobDetail {
   job: JobSummary;
   config: Record<string, unknown> & { strategy: Record<string, unknown> };
   final_model_sha256: string | null;
+  /** Differentially private jobs: the delta every epsilon is reported at. */
+  delta?: number | null;
   rounds: RoundInfo[];
   tasks: TaskInfo[];
 }
@@ -87,6 +93,28 @@ export interface NodeInfo {
   tasks_done: number;
   reputation: number;
   disagreed: number;
+  datasets?: DatasetInfo[];
+}
+
+/** A dataset a node declared: names and counts, never the data. */
+export interface DatasetInfo {
+  name: string;
+  format: string;
+  columns: string[];
+  rows: number;
+  description: string;
+  allow_users: string[];
+}
+
+/** A dataset name as the fleet's online nodes hold it (GET /datasets). */
+export interface DatasetSummary {
+  name: string;
+  format: string;
+  columns: string[];
+  rows: number;
+  nodes: number;
+  usable_nodes: number;
+  description: string;
 }
 
 export interface Overview {

@@ -41,6 +41,7 @@ export default function Fleet() {
                 <th>Last seen</th>
                 <th>Tasks done</th>
                 <th title="(agreed + 1) / (agreed + disagreed + 1) over replicated shards">Reputation</th>
+                <th title="declared by the node: names and row counts, never the data">Datasets</th>
                 <th />
               </tr>
             </thead>
@@ -65,6 +66,15 @@ export default function Fleet() {
                   <td>{ago(n.last_seen)}</td>
                   <td>{n.tasks_done}</td>
                   <td>{n.reputation.toFixed(2)}{n.disagreed > 0 ? ` (${n.disagreed} disagreed)` : ""}</td>
+                  <td data-datasets>
+                    {n.datasets && n.datasets.length > 0
+                      ? n.datasets.map((d) => (
+                          <div key={d.name} title={d.columns.join(", ")}>
+                            {d.name} <span className="muted">({d.format}, {d.rows} rows)</span>
+                          </div>
+                        ))
+                      : "-"}
+                  </td>
                   <td>
                     <button
                       type="button"

@@ -62,6 +62,10 @@ function Job() {
   const failed = d.tasks.flatMap((t) =>
     t.history.filter((h) => h.error).map((h) => ({ task: t, attempt: h })),
   );
+  const eps = d.rounds.filter((r) => r.epsilon != null);
+  const spent = eps.length ? eps[eps.length - 1].epsilon! : null;
+  const dp = d.config.dp as { max_epsilon?: number } | null | undefined;
+  const maxEps = dp?.max_epsilon;
   const act = (fn: () => Promise<unknown>) => fn().catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)));
   return (
     <>
@@ -72,7 +76,18 @@ function Job() {
         {j.id} · owner {j.owner} · submitted {ago(j.created_at)} ·{" "}
         {FINISHED.includes(j.status) ? "finished" : mode === "live" ? "updating live" : "updating every 2 s"}
       </p>
-      {j.error && <p className="error">{j.error}</p>}
+      {j.error && <p className={j.status === "succeeded" ? "muted" : "error"}>{j.error}</p>}
+      {typeof d.config.dataset === "string" && (
+        <p data-dataset>
+          Data: dataset <strong>{d.config.dataset}</strong> on the nodes that hold it (never uploaded)
+        </p>
+      )}
+      {d.delta != null && (
+        <p data-privacy>
+          Differential privacy: epsilon {spent !== null ? spent.toFixed(2) : "0"} spent so far
+          {maxEps ? ` of ${maxEps}` : ""} (delta {d.delta.toPrecision(2)})
+        </p>
+      )}
       <div className="actions">
         {j.status === "succeeded" && (
           <>
@@ -109,6 +124,13 @@ function Job() {
             <li key={i} className={status} data-round={i + 1} data-status={status}>
               Round {i + 1}: {status}
               {r?.finished_at ? ` · ${duration((r.finished_at - r.started_at) / 1000)}` : ""}
+              {r?.epsilon != null ? ` · epsilon ${r.epsilon.toFixed(2)}` : ""}
+              {r?.nodes && r.nodes.length > 0 && typeof d.config.dataset === "string" ? (
+                <span className="muted" data-round-nodes>
+                  {" "}
+                  · {r.nodes.join(", ")}
+                </span>
+              ) : null}
             </li>
           );
         })}

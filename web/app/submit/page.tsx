@@ -1,11 +1,11 @@
 "use client";
 
 import { useRouter } from "next/navigation";
-import { useState } from "react";
+import { useEffect, useState } from "react";
 
 import { ErrorNote } from "@/components/Shell";
-import { ApiError, postForm } from "@/lib/api";
-import type { JobDetail } from "@/lib/types";
+import { ApiError, getJson, postForm } from "@/lib/api";
+import type { DatasetSummary, JobDetail } from "@/lib/types";
 
 const STRATEGIES: Record<string, string[]> = {
   fedavg: [],
@@ -21,6 +21,14 @@ const STRATEGIES: Record<string, string[]> = {
 export default function Submit() {
   const router = useRouter();
   const [strategy, setStrategy] = useState("fedavg");
+  const [source, setSource] = useState<"upload" | "nodes">("upload");
+  const [datasets, setDatasets] = useState<DatasetSummary[] | null>(null);
+  useEffect(() => {
+    if (source === "nodes" && datasets === null)
+      getJson<DatasetSummary[]>("/datasets")
+        .then(setDatasets)
+        .catch(() => setDatasets([]));
+  }, [source, datasets]);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -45,16 +53,24 @@ export default function Submit() {
             const v = num(`param_${p}`);
             if (v !== undefined) params[p] = v;
           }
+          const local = source === "nodes";
+          const noise = num("dp_noise_multiplier");
           const config = {
             name: String(f.get("name") ?? ""),
             rounds: num("rounds"),
-            shards: num("shards"),
             epochs: num("epochs"),
             replicas: num("replicas"),
             strategy: { name: strategy, ...params },
+            ...(local
+              ? { dataset: String(f.get("dataset") ?? ""), min_nodes: num("min_nodes"), max_nodes: num("max_nodes") }
+              : { shards: num("shards") }),
+            ...(noise !== undefined
+              ? { dp: { noise_multiplier: noise, clip_norm: num("dp_clip_norm"), max_epsilon: num("dp_max_epsilon") } }
+              : {}),
           };
           const body = new FormData();
-          for (const k of ["train_py", "requirements", "data", "evaluate_py", "test_data"]) {
+          const files = ["train_py", "requirements", "evaluate_py", "test_data", ...(local ? [] : ["data"])];
+          for (const k of files) {
             const file = f.get(k);
             if (file instanceof File && file.size > 0) body.append(k, file, file.name);
           }
@@ -71,7 +87,8 @@ export default function Submit() {
                   ? [{ field: err.body.field, message: err.body.message }]
                   : [];
               const byField: Record<string, string> = {};
-              for (const e of list) byField[e.field.replace(/^strategy\./, "param_")] = e.message;
+              for (const e of list)
+                byField[e.field.replace(/^\$\./, "").replace(/^strategy\./, "param_").replace(/^dp\./, "dp_")] = e.message;
               setErrors(byField);
               setError(list.length ? null : err.body.message);
             } else setError(String(err));
@@ -89,11 +106,51 @@ export default function Submit() {
           requirements.txt
           <input type="file" name="requirements" accept=".txt" />
         </label>
-        <label>
-          Data (a table or JSON Lines is split into shards by rows, an archive by file)
-          <input type="file" name="data" aria-describedby="data-error" />
-          {fieldError("data")}
-        </label>
+        <fieldset className="source">
+          <legend>Data</legend>
+          <label className="inline">
+            <input type="radio" name="source" checked={source === "upload"} onChange={() => setSource("upload")} /> My data
+            (uploaded, split into shards)
+          </label>
+          <label className="inline">
+            <input type="radio" name="source" checked={source === "nodes"} onChange={() => setSource("nodes")} /> A dataset on
+            the nodes (it never leaves them)
+          </label>
+        </fieldset>
+        {source === "upload" ? (
+          <label>
+            Data (a table or JSON Lines is split into shards by rows, an archive by file)
+            <input type="file" name="data" aria-describedby="data-error" />
+            {fieldError("data")}
+          </label>
+        ) : (
+          <>
+            <label>
+              Dataset
+              <select name="dataset" aria-describedby="dataset-error">
+                {(datasets ?? []).map((d) => (
+                  <option key={d.name} value={d.name} disabled={d.usable_nodes === 0}>
+                    {d.name} ({d.format}, {d.rows} rows on {d.nodes} nodes, {d.usable_nodes} yours to use)
+                  </option>
+                ))}
+              </select>
+              {datasets !== null && datasets.length === 0 && (
+                <span className="muted">No online node holds a dataset yet (gridx-node dataset add NAME PATH).</span>
+              )}
+              {fieldError("dataset")}
+            </label>
+            <label>
+              Min nodes (a round waits for them)
+              <input name="min_nodes" type="number" defaultValue={1} aria-describedby="min_nodes-error" />
+              {fieldError("min_nodes")}
+            </label>
+            <label>
+              Max nodes per round
+              <input name="max_nodes" type="number" defaultValue={64} aria-describedby="max_nodes-error" />
+              {fieldError("max_nodes")}
+            </label>
+          </>
+        )}
         <label>
           Evaluation script (evaluate.py, run on each round&apos;s model)
           <input type="file" name="evaluate_py" accept=".py" aria-describedby="evaluate_py-error" />
@@ -113,11 +170,13 @@ export default function Submit() {
           <input name="rounds" type="number" defaultValue={3} aria-describedby="rounds-error" />
           {fieldError("rounds")}
         </label>
-        <label>
-          Shards (tasks per round)
-          <input name="shards" type="number" defaultValue={2} aria-describedby="shards-error" />
-          {fieldError("shards")}
-        </label>
+        {source === "upload" && (
+          <label>
+            Shards (tasks per round)
+            <input name="shards" type="number" defaultValue={2} aria-describedby="shards-error" />
+            {fieldError("shards")}
+          </label>
+        )}
         <label>
           Local epochs
           <input name="epochs" type="number" defaultValue={5} aria-describedby="epochs-error" />
@@ -145,6 +204,22 @@ export default function Submit() {
             {fieldError(`param_${p}`)}
           </label>
         ))}
+        <label>
+          DP noise multiplier (empty: no differential privacy)
+          <input name="dp_noise_multiplier" type="number" step="any" aria-describedby="dp_noise_multiplier-error" />
+          {fieldError("dp_noise_multiplier")}
+          {fieldError("dp")}
+        </label>
+        <label>
+          DP clip norm
+          <input name="dp_clip_norm" type="number" step="any" defaultValue={1} aria-describedby="dp_clip_norm-error" />
+          {fieldError("dp_clip_norm")}
+        </label>
+        <label>
+          DP budget (max epsilon)
+          <input name="dp_max_epsilon" type="number" step="any" placeholder="none" aria-describedby="dp_max_epsilon-error" />
+          {fieldError("dp_max_epsilon")}
+        </label>
         <div className="actions">
           <button type="submit" disabled={busy}>
             {busy ? "Uploading..." : "Submit job"}

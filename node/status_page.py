@@ -41,6 +41,10 @@ def status(worker: Worker) -> dict[str, Any]:
             "shard": current.shard,
         },
         "recent": list(worker.history),
+        "datasets": [
+            {"name": d.name, "format": d.format, "rows": d.rows} for d in worker.datasets_sent or []
+        ],
+        "dataset_problems": dict(worker.catalog.problems),
     }
 
 
@@ -67,6 +71,17 @@ def _page(s: dict[str, Any]) -> str:
         )
         or '<tr><td colspan="5">no tasks yet</td></tr>'
     )
+    held = "".join(
+        f"<li>{e(d['name'])} ({e(d['format'])}, {d['rows']} rows)</li>" for d in s["datasets"]
+    ) + "".join(
+        f'<li class="warn">{e(n)}: {e(why)}</li>' for n, why in s["dataset_problems"].items()
+    )
+    offered = (
+        f"<h2>Datasets offered</h2><ul>{held}</ul><p>Only these names, formats, columns and "
+        "row counts leave this machine.</p>"
+        if held
+        else ""
+    )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="3"><title>Grid-X node {e(s["node_id"])}</title>
@@ -78,7 +93,7 @@ text-align:left}}.warn{{background:#fee;padding:.5rem;border-radius:.3rem}}</sty
 <code>{e(s["coordinator"])}</code>.</p>
 <p>Executor: <b>{e(s["executor"])}</b>, isolation: <b>{e(s["isolation"])}</b>.
 Up {s["uptime_s"]} s, {s["tasks_run"]} task(s) run.</p>
-<p>Now: {doing}.</p>
+<p>Now: {doing}.</p>{offered}
 <h2>Recent tasks</h2><table><thead><tr><th>task</th><th>round</th><th>shard</th><th>result</th>
 <th>time</th></tr></thead><tbody>{rows}</tbody></table></body></html>"""
 

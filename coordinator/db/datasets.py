@@ -64,8 +64,9 @@ WHERE r.status = 'running' AND j.dataset IS NOT NULL AND j.status IN ('queued', 
 ORDER BY r.started_at
 """
 SET_COLUMNS = """
-UPDATE jobs SET dataset_columns = :columns, dp_delta = coalesce(dp_delta, :delta)
-WHERE id = :job_id AND dataset_columns IS NULL
+UPDATE jobs SET dataset_columns = coalesce(dataset_columns, :columns),
+    dp_delta = coalesce(dp_delta, CAST(:delta AS DOUBLE PRECISION))
+WHERE id = :job_id
 """
 JOB_COLUMNS = "SELECT dataset_columns FROM jobs WHERE id = :job_id"
 JOB_DELTA = "SELECT dp_delta FROM jobs WHERE id = :job_id"
@@ -137,7 +138,8 @@ async def job_columns(conn: Conn, job_id: str) -> str | None:
 
 
 async def fix_columns(conn: Conn, job_id: str, columns: str, delta: float | None) -> None:
-    """Fix a job's column order (a JSON list) and default delta, unless already fixed."""
+    """Fix a job's column order (a JSON list) and its delta (None: not yet), each unless
+    already fixed."""
     await conn.execute(SET_COLUMNS, {"job_id": job_id, "columns": columns, "delta": delta})
 
 

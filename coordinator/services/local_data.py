@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gridx.coordinator.db import datasets, events, jobs, tasks
+from gridx.coordinator.db import datasets, events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.datasets import DatasetRow, Holder
 from gridx.coordinator.services import privacy
@@ -122,7 +122,8 @@ async def place(
             await events.append(conn, job_id, "waiting_for_nodes", payload, now)
         return 0
     chosen = chosen[: config.max_nodes]
-    delta = privacy.default_delta(config, [h.rows for h in chosen])
+    # delta is 1 / the rows of the first training round (the initialisation step has one node)
+    delta = None if idx == INIT_ROUND else privacy.default_delta(config, [h.rows for h in chosen])
     await datasets.fix_columns(conn, job_id, _json.encode(want).decode(), delta)
     if config.dp is not None and idx == 0:
         problem = privacy.budget_problem(config.dp, await datasets.job_delta(conn, job_id))
@@ -159,6 +160,7 @@ async def place_waiting(rt: Runtime) -> int:
             continue
         config = msgspec.json.decode(job.config, type=JobConfig)
         async with rt.db.transaction() as conn:
+            await rounds.lock(conn, job_id, idx)  # replicas sweeping at once place it once
             if await datasets.round_has_tasks(conn, job_id, idx):
                 continue  # another replica placed it meanwhile
             ready += await place(conn, job_id, config, idx, rt.clock.now_ms(), fleet)

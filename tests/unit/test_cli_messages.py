@@ -51,3 +51,22 @@ def test_a_server_that_is_not_a_coordinator_is_named_as_such(not_gridx: str) -> 
     assert out.exit_code == 1
     assert f"{not_gridx} answered (HTTP 404) but is not a Grid-X coordinator" in out.output
     assert "check --url / GRIDX_URL" in out.output and len(out.output.strip().splitlines()) == 1
+
+
+def test_dp_is_spelled_as_key_value_pairs() -> None:
+    from gridx.coordinator.cli.job_specs import privacy_spec
+
+    assert privacy_spec("noise_multiplier=1.1, clip_norm=1,max_epsilon=8,client_clip=yes") == {
+        "noise_multiplier": 1.1,
+        "clip_norm": 1,
+        "max_epsilon": 8,
+        "client_clip": True,
+    }
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        privacy_spec("noise_multiplier")
+    with pytest.raises(Exception, match="must be a number"):
+        privacy_spec("clip_norm=big")
+    bad = CliRunner().invoke(
+        cli, ["job", "submit", __file__, "--dp", "clip_norm", "--api-key", "k"]
+    )
+    assert bad.exit_code == 2 and "--dp" in bad.output and "KEY=VALUE" in bad.output

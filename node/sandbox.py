@@ -189,7 +189,8 @@ def _bwrap_base() -> list[str]:
         args += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
     for path, link in system_paths():
         args += ["--symlink", link, path] if link else ["--ro-bind", path, path]
-    return [*args, "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # a private /tmp the task's user can write (tempfile needs one: torch._dynamo's import does)
+    return [*args, "--dev", "/dev", "--proc", "/proc", "--perms", "01777", "--tmpfs", "/tmp"]
 
 
 def _bind(args: list[str], made: set[str], flag: str, path: Path) -> None:

@@ -59,12 +59,16 @@ with these."""
 def _preload(names: list[str]) -> list[str]:
     done = []
     for name in names:
+        before = set(sys.modules)
         try:
             importlib.import_module(name)
             for companion in COMPANIONS.get(name, ()):
                 importlib.import_module(companion)
             done.append(name)
         except Exception as exc:  # the task meets the same error at its own import
+            # what the failed import left half-made would break the tasks' own import of it
+            for partial in set(sys.modules) - before:
+                del sys.modules[partial]
             print(f"runner: preload {name!r} failed: {exc!r}", file=sys.stderr)
     return done
 

@@ -31,9 +31,14 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"
 
 
 class RecordingProxy(http.server.ThreadingHTTPServer):
-    """Forwards every request to the coordinator and keeps every request body."""
+    """Forwards every request to the coordinator and keeps every request body. Its threads are
+    joined when it closes (the nodes long-poll for 2 s at most, so that is quick)."""
 
-    daemon_threads = True
+    daemon_threads = False
+    block_on_close = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a node that hung up mid-answer (stopped at the end of the test)
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -44,6 +49,7 @@ class RecordingProxy(http.server.ThreadingHTTPServer):
 
 class _Forward(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 10  # an idle kept-alive connection ends its thread
     server: RecordingProxy
 
     def log_message(self, *args: Any) -> None:
@@ -88,7 +94,10 @@ def proxy(cluster: LocalCluster) -> Iterator[RecordingProxy]:
     try:
         yield server
     finally:
+        for name in list(cluster.nodes):  # their connections end, and with them the threads
+            cluster.kill_node(name)
         server.shutdown()
+        server.server_close()
 
 
 def _split(tmp_path: Path, canaries: list[str]) -> list[Path]:
@@ -164,7 +173,7 @@ def test_a_job_on_data_that_stays_on_its_nodes(
     # one at a time: five sandbox self-tests at once on two cores share the task user's limits
     for i, name in enumerate(("site-a", "site-b", "site-c", "no-data", "eve-node")):
         key = ("--enrolment-key", eve_key) if name == "eve-node" else ()
-        cluster.add_node(name, args=(*via_proxy, *key))
+        cluster.add_node(name, {"GRIDX_POLL_WAIT_S": "2"}, args=(*via_proxy, *key))
         client.wait_for_nodes(i + 1)  # the admin sees every node, eve's too
 
     config = {"dataset": "digits", "rounds": ROUNDS, "epochs": EPOCHS, "min_nodes": 3}

@@ -8,7 +8,7 @@ accountant gives that epsilon after all rounds at delta = 1 / rows; every update
 `--clip` and the job reports the epsilon it spent. Accuracy is the example's own evaluate.py
 on its test split.
 
-    python bench/privacy.py [--rounds 5] [--shards 50] [--epochs 3] [--clip 1.0]
+    python bench/privacy.py [--rounds 5] [--shards 100] [--epochs 5] [--clip 1.0]
 Last line: {"accuracy_no_dp": a, "accuracy_eps_1": b, "ratio_eps_1": b / a, ... 3, 8,
             "noise_multiplier_eps_1": z, "epsilon_spent_eps_1": e, ...}
 """
@@ -44,8 +44,8 @@ def noise_for(target: float, rounds: int, delta: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--shards", type=int, default=50)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--shards", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--clip", type=float, default=1.0)
     args = ap.parse_args()
     delta = 1.0 / ROWS

@@ -237,14 +237,7 @@ class Worker:
                 init = workdir / ("model_in.pth" if evaluate else "init_model.pth")
                 await self.client.download(task.init_model, init)
                 env["GRIDX_MODEL" if evaluate else "GRIDX_INIT_MODEL"] = str(init)
-            data_dir = None
-            if task.dataset is not None:  # this node's own data, staged for the sandbox
-                data_dir, data = await asyncio.to_thread(
-                    local_data, self.catalog, self.config.state_dir, task.dataset
-                )
-                env["GRIDX_DATA"] = str(data)
-            if task.client_clip is not None:
-                script = add_clipping(workdir, script, task.client_clip, env)
+            data_dir, script = await self._private_inputs(task, workdir, script, env)
             req: Path | None = None
             if task.requirements is not None:
                 req = logdir / "requirements.txt"
@@ -283,6 +276,21 @@ class Worker:
             data=data_dir,
         )
         return await self.executor.run(spec, self.cancel_current)
+
+    async def _private_inputs(
+        self, task: TaskAssignment, workdir: Path, script: str, env: dict[str, str]
+    ) -> tuple[Path | None, str]:
+        """This node's own copy of the job's dataset (the folder the sandbox shows), and the
+        script to run (a wrapper when the job clips its updates on the node)."""
+        data_dir = None
+        if task.dataset is not None:
+            data_dir, data = await asyncio.to_thread(
+                local_data, self.catalog, self.config.state_dir, task.dataset
+            )
+            env["GRIDX_DATA"] = str(data)
+        if task.client_clip is not None:
+            script = add_clipping(workdir, script, task.client_clip, env)
+        return data_dir, script
 
     async def _complete(self, task: TaskAssignment, result: RunResult) -> None:
         """Upload the weights (an evaluation has none) and complete with the metrics."""

@@ -100,6 +100,8 @@ async def insert_backup(
             "max_attempts": max_attempts,
             "max_losses": max_losses,
             "kind": "train",
+            "target_node": None,
+            "weight": None,
             "now": now,
         },
     )

@@ -67,13 +67,12 @@ def _columns_problem(want: list[str], have: list[str]) -> str | None:
     return "its columns differ from the job's: " + "; ".join(parts)
 
 
-def _majority(holders: list[Holder]) -> list[str]:
-    """The job's column order: of the most common column set, its most common order (ties: the
-    first node by id)."""
-    cols = [msgspec.json.decode(h.columns, type=list[str]) for h in holders]
-    sets = collections.Counter(frozenset(c) for c in cols)
+def common_columns(tables: list[list[str]]) -> list[str]:
+    """The columns a job on these tables uses: of the most common column set, its most common
+    order (ties: the first given)."""
+    sets = collections.Counter(frozenset(c) for c in tables)
     best = max(sets.values())
-    orders = collections.Counter(tuple(c) for c in cols if sets[frozenset(c)] == best)
+    orders = collections.Counter(tuple(c) for c in tables if sets[frozenset(c)] == best)
     return list(orders.most_common(1)[0][0])
 
 
@@ -113,7 +112,8 @@ async def place(
             await events.append(conn, job_id, "waiting_for_nodes", payload, now)
         return 0
     fixed = await datasets.job_columns(conn, job_id)
-    want = msgspec.json.decode(fixed, type=list[str]) if fixed else _majority(found)
+    tables = [msgspec.json.decode(h.columns, type=list[str]) for h in found]
+    want = msgspec.json.decode(fixed, type=list[str]) if fixed else common_columns(tables)
     chosen, skipped = _matching(found, want)
     if len(chosen) < need:
         if announce:
@@ -209,14 +209,13 @@ def summarize(
     out = []
     for name in sorted(by_name):
         group = by_name[name]
-        counts = collections.Counter(frozenset(msgspec.json.decode(r.columns)) for r in group)
-        best = max(counts.values())
-        first = next(r for r in group if counts[frozenset(msgspec.json.decode(r.columns))] == best)
+        columns = common_columns([msgspec.json.decode(r.columns, type=list[str]) for r in group])
+        first = next(r for r in group if msgspec.json.decode(r.columns) == columns)
         out.append(
             DatasetSummary(
                 name=name,
                 format=first.format,  # type: ignore[arg-type]
-                columns=msgspec.json.decode(first.columns, type=list[str]),
+                columns=columns,
                 rows=sum(r.rows for r in group),
                 nodes=len(group),
                 usable_nodes=sum((r.node_id, r.name) in usable for r in group),

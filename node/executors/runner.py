@@ -49,21 +49,12 @@ def _undumpable() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-COMPANIONS = {"torch": ("torch.nn", "torch.optim", "torch._dynamo")}
-"""What a preload brings along: the modules a training script's first optimizer step imports
-(`torch._dynamo` alone is 800, loaded lazily by torch's `_disable_dynamo` wrappers): the digits
-example's task took 2.8 s in a fresh child of a runner that had imported only `torch`, 0.03 s
-with these."""
-
-
 def _preload(names: list[str]) -> list[str]:
     done = []
     for name in names:
         before = set(sys.modules)
         try:
             importlib.import_module(name)
-            for companion in COMPANIONS.get(name, ()):
-                importlib.import_module(companion)
             done.append(name)
         except Exception as exc:  # the task meets the same error at its own import
             # what the failed import left half-made would break the tasks' own import of it

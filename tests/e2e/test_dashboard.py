@@ -141,7 +141,7 @@ def test_submit_watch_and_download_a_federated_job(
         page.wait_for_function(
             f"document.querySelectorAll(\"[data-series='training accuracy'] circle\").length >= {r}"
         )
-        assert points.count() == r
+        assert points.count() >= r  # (a fast job may be rounds ahead by now)
         # the round's model on the test data, from the job's own evaluate.py
         page.wait_for_function(
             f'document.querySelectorAll("{held_out}").length >= {r}', timeout=120_000
@@ -242,9 +242,18 @@ def test_a_job_on_a_dataset_the_nodes_hold_with_differential_privacy(site, brows
     site.add_node("holder")
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     sign_in(page, site.url, site.api_key)
+    page.goto(f"{site.url}/fleet/")  # the nodes page lists what each node holds
+    held = page.locator("[data-node=holder] [data-datasets]")
+    held.wait_for(timeout=120_000)
+    page.wait_for_function(
+        "document.querySelector('[data-node=holder] [data-datasets]').textContent"
+        ".includes('digits (csv, 1437 rows)')",
+        timeout=60_000,
+    )
+    shot(page, "nodes-datasets")
     page.goto(f"{site.url}/submit/")
     page.get_by_label("A dataset on the nodes").check()
-    page.wait_for_selector("select[name=dataset] option[value=digits]", timeout=60_000)
+    page.wait_for_selector("select[name=dataset] option[value=digits]", state="attached")
     page.get_by_label("train.py (required)").set_input_files(str(DIGITS / "train.py"))
     page.get_by_label("Rounds").fill("2")
     page.get_by_label("Local epochs").fill("1")
@@ -252,15 +261,9 @@ def test_a_job_on_a_dataset_the_nodes_hold_with_differential_privacy(site, brows
     shot(page, "submit-local-data")
     page.get_by_role("button", name="Submit job").click()
     page.wait_for_url("**/job/?id=*")
-    page.wait_for_selector("h1 .badge.succeeded", timeout=240_000)
+    page.wait_for_selector("h1 .badge.succeeded", timeout=180_000)
     assert "dataset digits" in page.locator("[data-dataset]").inner_text()
     assert "epsilon" in page.locator("[data-privacy]").inner_text()
     assert "epsilon" in page.locator("[data-round='2']").inner_text()
     assert "holder" in page.locator("[data-round='2'] [data-round-nodes]").inner_text()
     shot(page, "job-local-data")
-    page.goto(f"{site.url}/fleet/")
-    page.wait_for_selector("[data-node=holder] [data-datasets]")
-    assert (
-        "digits (csv, 1437 rows)" in page.locator("[data-node=holder] [data-datasets]").inner_text()
-    )
-    shot(page, "nodes-datasets")

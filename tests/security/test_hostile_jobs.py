@@ -216,7 +216,7 @@ def _check_warm(body: dict[str, Any], weak: bool) -> None:
     """What the second task of a job found of the first (nothing, but the weak fallback's
     advertised gap: files in the host's /tmp), and that a warm runner's tasks could not reach
     into the runner. Every strong sandbox runs warm; the weak fallback never does."""
-    assert body["job"]["status"] == "succeeded", body
+    assert body["job"]["status"] == "succeeded", (body["job"]["error"], body["tasks"])
     first, second = (r["metrics"] for r in body["rounds"])
     assert second["global"] == second["daemon"] == 1.0, second
     assert second["files"] == float(not weak), second
@@ -292,7 +292,7 @@ def test_hostile_jobs_are_contained_or_refused(
     done = {name: client.wait_done(job_id, 240) for name, job_id in jobs.items()}
 
     body = done["hostile"]
-    assert body["job"]["status"] == "succeeded", body
+    assert body["job"]["status"] == "succeeded", (body["job"]["error"], body["tasks"])
     held: dict[str, Any] = body["rounds"][0]["metrics"]
     assert held["processes"] < 256  # the fork bomb stopped
     del held["processes"]

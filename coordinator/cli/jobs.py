@@ -292,6 +292,8 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         )
     if j.status == "failed":
         click.echo(f"error: {j.error}\n{last_failure(d)}")
+    elif j.error:  # a job that ended early on purpose (its privacy budget) says why
+        click.echo(f"note: {j.error}")
 
 
 @job.command("watch")

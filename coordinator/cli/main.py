@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 from pathlib import Path
 
@@ -133,8 +134,17 @@ def user_create(email: str, admin: bool, data_dir: Path | None, as_json: bool) -
     from gridx.coordinator.errors import GridXError
     from gridx.coordinator.services.auth import create_user
 
+    settings = _settings(data_dir=data_dir)
+    implicit = data_dir is None and not os.environ.get("GRIDX_DATA_DIR")
+    if implicit and not settings.database_url and not settings.db_path.exists():
+        raise click.UsageError(
+            f"no coordinator database at {settings.db_path.resolve()}: pass --data-dir (the "
+            "folder `gridx coordinator start` uses) or set GRIDX_DATA_DIR or GRIDX_DATABASE_URL; "
+            "a key made elsewhere would not open this coordinator"
+        )
+
     async def go() -> tuple[str, str]:
-        db = await connect(_settings(data_dir=data_dir).db_url)
+        db = await connect(settings.db_url)
         try:
             row, key = await create_user(db, SystemClock(), email, admin)
         finally:

@@ -9,21 +9,28 @@ from pathlib import Path
 
 import click
 
+from gridx.coordinator.cli import profiles
 from gridx.coordinator.cli.client import ApiClient
 
+DEFAULT_URL = "http://127.0.0.1:8080"
 url_option = click.option(
     "--url",
     envvar="GRIDX_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="Coordinator URL [GRIDX_URL].",
+    help=f"Coordinator URL [GRIDX_URL, else the profile's, else {DEFAULT_URL}].",
 )
-key_option = click.option("--api-key", envvar="GRIDX_API_KEY", help="Your API key [GRIDX_API_KEY].")
+key_option = click.option(
+    "--api-key", envvar="GRIDX_API_KEY", help="Your API key [GRIDX_API_KEY, else the profile's]."
+)
 ca_option = click.option(
     "--ca-file",
     envvar="GRIDX_CA_FILE",
     type=click.Path(exists=True, dir_okay=False),
-    help="CA bundle to trust for an https coordinator [GRIDX_CA_FILE].",
+    help="CA bundle to trust for an https coordinator [GRIDX_CA_FILE, else the profile's].",
+)
+profile_option = click.option(
+    "--profile",
+    envvar="GRIDX_PROFILE",
+    help="A profile of ~/.config/gridx/config.toml [GRIDX_PROFILE; default: its `default`].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 data_dir_option = click.option(
@@ -39,16 +46,30 @@ def client_options(command: Callable[..., None]) -> Callable[..., None]:
     @url_option
     @key_option
     @ca_option
+    @profile_option
     @functools.wraps(command)
     def with_client(
-        *args: object, url: str, api_key: str | None, ca_file: str | None, **kw: object
+        *args: object,
+        url: str | None,
+        api_key: str | None,
+        ca_file: str | None,
+        profile: str | None,
+        **kw: object,
     ) -> None:
+        chosen = profiles.profile(profile)  # flags and variables win over it
+        api_key = api_key or chosen.get("api_key")
         if not api_key:
             raise click.UsageError(
-                "no API key: pass --api-key or set GRIDX_API_KEY (an admin creates one with "
-                "`gridx user create EMAIL` on the coordinator's host)"
+                "no API key: pass --api-key or set GRIDX_API_KEY, or give a profile an api_key "
+                f"in {profiles.config_path()} (an admin creates keys with `gridx user create "
+                "EMAIL` on the coordinator's host)"
             )
-        command(*args, client=ApiClient(url, api_key, ca_file=ca_file), **kw)
+        client = ApiClient(
+            url or chosen.get("url") or DEFAULT_URL,
+            api_key,
+            ca_file=ca_file or chosen.get("ca_file"),
+        )
+        command(*args, client=client, **kw)
 
     return with_client
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -40,8 +41,9 @@ def test_both_clis_print_their_version() -> None:
         assert out.exit_code == 0 and out.output.startswith(f"{name}, version "), out.output
 
 
-def test_a_missing_key_names_the_flag_and_the_variable() -> None:
-    out = CliRunner().invoke(cli, ["job", "list"], env={"GRIDX_API_KEY": ""})
+def test_a_missing_key_names_the_flag_and_the_variable(tmp_path: Path) -> None:
+    env = {"GRIDX_API_KEY": "", "GRIDX_CONFIG": str(tmp_path / "none.toml")}
+    out = CliRunner().invoke(cli, ["job", "list"], env=env)
     assert out.exit_code == 2
     assert "pass --api-key or set GRIDX_API_KEY" in out.output and "gridx user create" in out.output
 
@@ -70,3 +72,66 @@ def test_dp_is_spelled_as_key_value_pairs() -> None:
         cli, ["job", "submit", __file__, "--dp", "clip_norm", "--api-key", "k"]
     )
     assert bad.exit_code == 2 and "--dp" in bad.output and "KEY=VALUE" in bad.output
+
+
+def _config(tmp_path: Path, text: str) -> dict[str, str]:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return {"GRIDX_CONFIG": str(path), "GRIDX_URL": "", "GRIDX_API_KEY": "", "GRIDX_PROFILE": ""}
+
+
+def test_profiles_give_the_url_and_key_and_variables_win(tmp_path: Path, not_gridx: str) -> None:
+    env = _config(
+        tmp_path,
+        f'default = "here"\n[profiles.here]\nurl = "{not_gridx}"\napi_key = "gxk_a"\n'
+        '[profiles.nowhere]\nurl = "http://127.0.0.1:9"\napi_key = "gxk_b"\n',
+    )
+    used = CliRunner().invoke(cli, ["job", "list"], env=env)  # the default profile
+    assert used.exit_code == 1 and f"{not_gridx} answered (HTTP 404)" in used.output, used.output
+    chosen = CliRunner().invoke(cli, ["job", "list", "--profile", "nowhere"], env=env)
+    assert "127.0.0.1:9" in chosen.output, chosen.output
+    wins = CliRunner().invoke(cli, ["job", "list"], env={**env, "GRIDX_URL": "http://127.0.0.1:9"})
+    assert "127.0.0.1:9" in wins.output, wins.output  # the variable over the profile
+    missing = CliRunner().invoke(cli, ["job", "list", "--profile", "prod"], env=env)
+    assert missing.exit_code == 2
+    assert "no profile 'prod'" in missing.output and "profiles: here, nowhere" in missing.output
+
+
+def test_a_broken_config_file_is_named(tmp_path: Path) -> None:
+    env = _config(tmp_path, "default = \n")
+    out = CliRunner().invoke(cli, ["job", "list"], env=env)
+    assert out.exit_code == 2 and "config.toml" in out.output, out.output
+    env = _config(tmp_path, '[profiles.x]\nurl = "u"\npassword = "p"\n')
+    out = CliRunner().invoke(cli, ["job", "list", "--profile", "x"], env=env)
+    assert out.exit_code == 2 and "found password" in out.output, out.output
+
+
+def test_user_create_without_a_data_dir_refuses_to_invent_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"GRIDX_DATA_DIR": "", "GRIDX_DATABASE_URL": ""}
+    out = CliRunner().invoke(cli, ["user", "create", "a@b.org"], env=env)
+    assert out.exit_code == 2, out.output
+    assert "pass --data-dir" in out.output and "GRIDX_DATA_DIR" in out.output
+    assert not (tmp_path / "gridx-data").exists()  # nothing made
+    made = CliRunner().invoke(cli, ["user", "create", "a@b.org", "--data-dir", "d"], env=env)
+    assert made.exit_code == 0 and "API key" in made.output, made.output
+
+
+def test_shell_completion_works_as_documented() -> None:
+    import subprocess
+    import sys
+
+    for prog, var, module in (
+        ("gridx", "_GRIDX_COMPLETE", "gridx.coordinator.cli"),
+        ("gridx-node", "_GRIDX_NODE_COMPLETE", "gridx.node"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", f"import sys; sys.argv[0] = {prog!r}; import runpy; "
+             f"runpy.run_module({module!r}, run_name='__main__')"],
+            env={**__import__("os").environ, var: "bash_source"},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        func = prog.replace("-", "_")
+        assert f"_{func}_completion()" in out.stdout, (prog, out.stdout[:300], out.stderr[-300:])

@@ -39,7 +39,7 @@ typecheck:
 
 # Build the dashboard (static export in web/out, served by the coordinator at /).
 web:
-    cd web && npm ci --no-audit --no-fund --loglevel=error && npx next build
+    cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 # A wheel that carries the built dashboard (gridx/coordinator/web_static).
 wheel: web

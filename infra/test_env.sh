@@ -27,7 +27,7 @@ fi
 [ -x .venv/bin/python ] || just setup
 # the dashboard, built again when a source is newer than the build
 if [ ! -f web/out/index.html ] || [ -n "$(find web/app web/components web/lib web/public \
-        web/package-lock.json web/next.config.ts -newer web/out/index.html 2>/dev/null | head -1)" ]; then
+        web/package-lock.json web/next.config.ts web/scripts -newer web/out/index.html 2>/dev/null | head -1)" ]; then
     just web
 fi
 

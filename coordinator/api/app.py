@@ -12,10 +12,19 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from gridx.coordinator.api import agent, blobs, dashboard, errors, health, jobs, nodes, users
+from gridx.coordinator.api import (
+    agent,
+    blobs,
+    dashboard,
+    errors,
+    health,
+    jobs,
+    nodes,
+    openapi,
+    users,
+)
 from gridx.coordinator.api.deps import provide_node, provide_rt, provide_user
 from gridx.coordinator.clock import Clock
 from gridx.coordinator.errors import GridXError
@@ -76,7 +85,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             app.state.rt = rt
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTES, *dashboard.static_handlers(settings)],
         dependencies={
             "rt": Provide(provide_rt, sync_to_thread=False),
@@ -95,7 +104,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         if settings.cors_origins
         else None,
         request_max_body_size=settings.max_json_bytes,
-        openapi_config=OpenAPIConfig(title="Grid-X coordinator", version="0.1.0"),
+        openapi_config=openapi.config(),
         logging_config=None,  # the process configures logging (`gridx.coordinator.logs`)
         debug=False,
     )
+    openapi.complete(app)
+    return app

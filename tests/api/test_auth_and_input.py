@@ -139,6 +139,37 @@ def test_openapi_schema_lists_the_routes(api: Api) -> None:
         assert p in paths, p
 
 
+def test_openapi_declares_the_bearer_scheme_the_bodies_and_each_routes_errors(api: Api) -> None:
+    doc = api.client.get("/schema/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["bearer"]["description"],
+    }
+    assert doc["security"] == [{"bearer": []}]
+    paths = doc["paths"]
+    submit = paths["/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert submit["schema"]["required"] == ["train_py"]
+    assert submit["schema"]["properties"]["data"] == {"type": "string", "format": "binary"}
+    assert submit["schema"]["properties"]["config"] == {"$ref": "#/components/schemas/JobConfig"}
+    assert submit["encoding"]["config"]["contentType"] == "application/json"
+    upload = paths["/agent/results/{task_id}"]["put"]
+    assert "application/octet-stream" in upload["requestBody"]["content"]
+    assert upload["security"] == [{}]  # the signed link is the credential
+    feed = paths["/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+    assert list(feed) == ["text/event-stream"]
+    assert sorted(paths["/healthz"]["get"]["responses"]) == ["200", "500"]
+    assert "507" not in paths["/jobs/{job_id}"]["get"]["responses"]
+    assert {"401", "404", "409"} <= set(paths["/jobs/{job_id}/cancel"]["post"]["responses"])
+    assert "429" in paths["/agent/register"]["post"]["responses"]
+
+
+def test_the_docs_page_loads_swagger_ui_from_the_coordinator(api: Api) -> None:
+    page = api.client.get("/schema/swagger").text
+    assert "/api-docs/swagger-ui-bundle.js" in page and "/api-docs/swagger-ui.css" in page
+    assert "cdn" not in page.lower() and "https://" not in page
+
+
 def test_deeply_nested_json_is_400_not_a_crash(api: Api) -> None:
     deep = b"[" * 30_000 + b"]" * 30_000  # 60 KB: under the size cap, past any decoder's depth
     headers = {**api.alice, "content-type": "application/json"}

@@ -267,3 +267,27 @@ def test_a_job_on_a_dataset_the_nodes_hold_with_differential_privacy(site, brows
     assert "epsilon" in page.locator("[data-round='2']").inner_text()
     assert "holder" in page.locator("[data-round='2'] [data-round-nodes]").inner_text()
     shot(page, "job-local-data")
+
+
+def test_the_api_docs_render_with_the_network_cut(site, browser) -> None:
+    """Swagger UI comes from the coordinator itself: nothing leaves 127.0.0.1."""
+    from urllib.parse import urlparse
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    outside: list[str] = []
+
+    def only_loopback(route) -> None:
+        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    page.goto(f"{site.url}/schema/swagger")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
+    assert "Grid-X coordinator" in page.locator(".swagger-ui .info .title").inner_text()
+    page.wait_for_selector("button.authorize")  # the Bearer scheme gives an Authorize button
+    page.wait_for_selector("text=/jobs", timeout=30_000)
+    shot(page, "api-docs-offline")
+    assert outside == []

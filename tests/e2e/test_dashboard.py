@@ -291,3 +291,37 @@ def test_the_api_docs_render_with_the_network_cut(site, browser) -> None:
     page.wait_for_selector("text=/jobs", timeout=30_000)
     shot(page, "api-docs-offline")
     assert outside == []
+
+
+def test_pages_load_without_console_errors_or_failed_requests(site, browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, site.url, site.api_key)
+    problems: list[str] = []
+    page.on(
+        "console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None
+    )
+    page.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.request.method} {r.url} {r.status}") if r.status >= 400 else None
+        ),
+    )
+    page.on(  # a feed or a prefetch the next navigation closes is aborted, not failed
+        "requestfailed",
+        lambda r: (
+            None
+            if "ERR_ABORTED" in (r.failure or "")
+            else problems.append(f"failed: {r.method} {r.url} {r.failure}")
+        ),
+    )
+    for path, ready in (
+        ("/", "[data-testid=nodes-online]"),
+        ("/job-list/", "h1"),
+        ("/fleet/", "table"),
+        ("/contributors/", "h1"),
+        ("/submit/", "form"),
+    ):
+        page.goto(f"{site.url}{path}")
+        page.wait_for_selector(ready)
+        page.wait_for_timeout(1000)  # the page's first refreshes (its feeds stay open)
+    assert problems == [], "\n".join(problems)

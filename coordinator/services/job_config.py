@@ -58,13 +58,13 @@ def _local_rules(config: JobConfig) -> list[tuple[str, str]]:
         return []
     problems = []
     if config.min_nodes > config.max_nodes:
-        problems.append(("$.min_nodes", "min_nodes must not exceed max_nodes"))
+        problems.append(("min_nodes", "min_nodes must not exceed max_nodes"))
     if config.replicas > 1:
-        problems.append(("$.replicas", "each node holds its own data: replicas must be 1"))
+        problems.append(("replicas", "each node holds its own data: replicas must be 1"))
     if config.backup_tasks:
-        problems.append(("$.backup_tasks", "only the node holding the data can run its task"))
+        problems.append(("backup_tasks", "only the node holding the data can run its task"))
     if not isinstance(config.partition, Iid):
-        problems.append(("$.partition", "node-local data is already split by its nodes"))
+        problems.append(("partition", "node-local data is already split by its nodes"))
     return problems
 
 
@@ -76,7 +76,7 @@ def _privacy_rules(config: JobConfig) -> list[tuple[str, str]]:
     if config.strategy.name not in MEAN_RULES:
         problems.append(
             (
-                "$.strategy",
+                "strategy",
                 "differential privacy needs a mean-based strategy "
                 f"({', '.join(sorted(MEAN_RULES))}): the noise is calibrated to the mean's "
                 "sensitivity clip_norm / n, which "
@@ -84,7 +84,7 @@ def _privacy_rules(config: JobConfig) -> list[tuple[str, str]]:
             )
         )
     if config.strategy.clip_norm is not None:
-        problems.append(("$.strategy.clip_norm", "with dp, clipping is dp.clip_norm"))
+        problems.append(("strategy.clip_norm", "with dp, clipping is dp.clip_norm"))
     return problems
 
 
@@ -92,10 +92,10 @@ def _round_rules(config: JobConfig) -> list[tuple[str, str]]:
     """What the straggler rules (backup tasks, early close) ask of the rest of the config."""
     problems = []
     if config.backup_tasks and config.replicas > 1:
-        problems.append(("$.backup_tasks", "backup tasks need replicas = 1 (copies already race)"))
+        problems.append(("backup_tasks", "backup tasks need replicas = 1 (copies already race)"))
     if (config.min_fraction < 1.0) != (config.round_deadline_s is not None):
         problems.append(
-            ("$.round_deadline_s", "min_fraction below 1 and round_deadline_s go together")
+            ("round_deadline_s", "min_fraction below 1 and round_deadline_s go together")
         )
     return problems
 

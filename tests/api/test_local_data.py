@@ -129,9 +129,9 @@ def test_a_round_waits_for_min_nodes_then_starts_when_they_come(api: Api) -> Non
 @pytest.mark.parametrize(
     ("config", "field"),
     [
-        ({"dataset": "clinic", "replicas": 2}, "$.replicas"),
-        ({"dataset": "clinic", "min_nodes": 5, "max_nodes": 2}, "$.min_nodes"),
-        ({"dataset": "clinic", "backup_tasks": True}, "$.backup_tasks"),
+        ({"dataset": "clinic", "replicas": 2}, "replicas"),
+        ({"dataset": "clinic", "min_nodes": 5, "max_nodes": 2}, "min_nodes"),
+        ({"dataset": "clinic", "backup_tasks": True}, "backup_tasks"),
         ({"dataset": "bad name!"}, "dataset"),
     ],
 )

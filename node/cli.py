@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 import msgspec
 
-from gridx.node import datasets, status_page
+from gridx.node import availability, datasets, status_page
+from gridx.node.availability import parse_hours
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig, load_config
 from gridx.node.enrolment import capabilities, enrol
@@ -112,6 +113,15 @@ def cli() -> None:
     help="Run a job's tasks in one warm sandboxed runner per job where the job allows it "
     "(default) [GRIDX_WARM].",
 )
+@click.option(
+    "--hours", help="Take tasks only between these hours, e.g. 22-07 (local time) [GRIDX_HOURS]."
+)
+@click.option(
+    "--when-idle",
+    is_flag=True,
+    default=None,
+    help="Take tasks only while the machine is otherwise idle [GRIDX_WHEN_IDLE].",
+)
 @click.option("--memory-mb", type=int, help="Memory cap per task (MiB).")
 @click.option("--cpus", type=int, help="Threads per task (0: all).")
 @click.option(
@@ -134,7 +144,8 @@ def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
         handler.addFilter(Redact())
     try:
         config = load_config(env_file, **flags)
-    except ConfigError as exc:
+        parse_hours(config.hours)
+    except (ConfigError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:
         asyncio.run(_serve(config))
@@ -215,3 +226,20 @@ def dataset_remove(name: str, state_dir: Path | None) -> None:
         click.echo(f"Error: no dataset {name!r} on this node", err=True)
         sys.exit(3)
     click.echo(f"{name}: removed")
+
+
+@cli.command()
+@_state_option
+def pause(state_dir: Path | None) -> None:
+    """Take no new task (the running one finishes) until `gridx-node resume`; kept across
+    restarts."""
+    availability.pause(_state_dir(state_dir))
+    click.echo("paused: the node finishes its task, if any, and takes no more")
+
+
+@cli.command()
+@_state_option
+def resume(state_dir: Path | None) -> None:
+    """Take tasks again."""
+    was = availability.resume(_state_dir(state_dir))
+    click.echo("resumed" if was else "the node was not paused")

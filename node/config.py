@@ -67,6 +67,10 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     false: a fresh interpreter per task."""
     warm_idle_s: float = 120.0
     """Seconds a job's warm runner (its memory, its container) waits for the job's next task."""
+    hours: str = ""
+    """Take tasks only between these hours, e.g. `22-07` (local time; empty: any time)."""
+    when_idle: bool = False
+    """Take tasks only while the machine is otherwise idle (1-minute load under half its cores)."""
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from gridx.node import availability
 from gridx.node.worker import Worker
 from gridx.schemas.jobs import round_label
 
@@ -45,6 +46,8 @@ def status(worker: Worker) -> dict[str, Any]:
             {"name": d.name, "format": d.format, "rows": d.rows} for d in worker.datasets_sent or []
         ],
         "dataset_problems": dict(worker.catalog.problems),
+        "resting": worker.resting,
+        "credits": availability.credits(worker.config.state_dir),
     }
 
 
@@ -55,7 +58,13 @@ def _page(s: dict[str, Any]) -> str:
         f"running <b>{e(current['task'])}</b> "
         f"({round_label(current['round'])}, shard {current['shard']})"
         if current
-        else ("draining: taking no new tasks" if s["draining"] else "idle, waiting for work")
+        else (
+            "draining: taking no new tasks"
+            if s["draining"]
+            else f"resting: {e(s['resting'])}"
+            if s["resting"]
+            else "idle, waiting for work"
+        )
     )
     warn = (
         '<p class="warn">No isolation: tasks run as this user with network access. '
@@ -92,7 +101,9 @@ text-align:left}}.warn{{background:#fee;padding:.5rem;border-radius:.3rem}}</sty
 <p><b>{e(s["node_id"])}</b> ({e(s["name"] or "")}) lends this machine to
 <code>{e(s["coordinator"])}</code>.</p>
 <p>Executor: <b>{e(s["executor"])}</b>, isolation: <b>{e(s["isolation"])}</b>.
-Up {s["uptime_s"]} s, {s["tasks_run"]} task(s) run.</p>
+Up {s["uptime_s"]} s, {s["tasks_run"]} task(s) run.
+This machine has given {s["credits"]["tasks"]:g} task(s),
+{s["credits"]["seconds"] / 3600:.2f} h of compute.</p>
 <p>Now: {doing}.</p>{offered}
 <h2>Recent tasks</h2><table><thead><tr><th>task</th><th>round</th><th>shard</th><th>result</th>
 <th>time</th></tr></thead><tbody>{rows}</tbody></table></body></html>"""

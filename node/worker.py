@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
+from gridx.node.availability import Schedule, credit, parse_hours
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig
 from gridx.node.datasets import Catalog
@@ -74,6 +76,10 @@ class Worker:
         self.started_at = time.time()
         self.history: deque[dict[str, object]] = deque(maxlen=20)
         self.catalog = Catalog(config.state_dir)
+        self.schedule = Schedule(hours=parse_hours(config.hours), when_idle=config.when_idle)
+        self.cpus = os.cpu_count() or 1
+        self.resting: str | None = None
+        """Why the node takes no task now (paused, outside its hours, busy), if it does not."""
         self.datasets_sent: list[DatasetInfo] | None = None
         """What the coordinator last acknowledged of this node's datasets."""
 
@@ -92,7 +98,10 @@ class Worker:
         beat = asyncio.create_task(self._heartbeats())
         try:
             while not self.stop.is_set():
-                if self.draining:  # finish nothing new until the owner undrains us
+                self.resting = self.schedule.why_not(
+                    self.config.state_dir, dt.datetime.now(), os.getloadavg()[0], self.cpus
+                )
+                if self.draining or self.resting:  # take nothing new until the owner allows
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stop.wait(), self.heartbeat_s)
                     continue
@@ -292,8 +301,9 @@ class Worker:
             script = add_clipping(workdir, script, task.client_clip, env)
         return data_dir, script
 
-    async def _complete(self, task: TaskAssignment, result: RunResult) -> None:
-        """Upload the weights (an evaluation has none) and complete with the metrics."""
+    async def _complete(self, task: TaskAssignment, result: RunResult) -> bool:
+        """Upload the weights (an evaluation has none) and complete with the metrics; whether
+        the coordinator took them."""
         try:
             sha = None
             if result.output is not None:
@@ -316,6 +326,8 @@ class Worker:
             )
         except CoordinatorError as exc:
             log.warning("task %s result not accepted: %s", task.task_id, exc)
+            return False
+        return True
 
     async def _report(self, task: TaskAssignment, result: RunResult) -> None:
         self.history.appendleft(
@@ -332,7 +344,8 @@ class Worker:
             log.info("task %s stopped: the coordinator no longer wants it", task.task_id)
             return
         if result.ok:
-            await self._complete(task, result)
+            if await self._complete(task, result):  # the owner's own tally
+                credit(self.config.state_dir, result.duration_s)
             return
         if self.stop.is_set():
             kind, code, message = "released", "released", "node shutting down"

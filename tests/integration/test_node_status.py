@@ -56,3 +56,47 @@ def test_a_taken_status_port_moves_the_page_to_the_next_free_one(cluster: LocalC
         moved = int(text.split("status page: http://127.0.0.1:")[1].split("/")[0])
         assert moved != port and f"port {port} is taken, using {moved}" in text
         assert httpx.get(f"http://127.0.0.1:{moved}/status.json", timeout=5).json()["node_id"]
+
+
+def _status(url: str) -> dict:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return dict(httpx.get(f"{url}/status.json", timeout=1).json())
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "status page never came up"
+            time.sleep(0.2)
+
+
+def test_a_paused_node_takes_nothing_until_resumed_and_keeps_its_own_tally(
+    cluster: LocalCluster, client: Client
+) -> None:
+    import subprocess
+    import sys
+
+    def node_cli(*args: str) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "gridx.node", *args, "--state-dir", str(cluster.root / "pi")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+
+    node_cli("pause")  # before it even starts: kept in its state folder
+    port = free_port()
+    cluster.add_node("pi", args=("--status-port", str(port)))
+    url = f"http://127.0.0.1:{port}"
+    while "paused" not in str(_status(url)["resting"]):
+        time.sleep(0.2)
+    client.wait_for_nodes(1)
+    job_id = client.submit(
+        b"import torch\ntorch.save({'w': torch.zeros(1)}, 'model.pth')\n",
+        {"rounds": 1, "shards": 1},
+    )
+    time.sleep(3)  # several of its loops: a paused node never asks for work
+    assert client.job(job_id)["job"]["status"] == "queued"
+    assert "resting: paused by its owner" in httpx.get(f"{url}/").text
+    node_cli("resume")
+    assert client.wait_done(job_id)["job"]["status"] == "succeeded"
+    status = _status(url)
+    assert status["resting"] is None and status["credits"]["tasks"] == 1
+    assert "This machine has given 1 task(s)" in httpx.get(f"{url}/").text

@@ -51,18 +51,21 @@ def key_of(spec: RunSpec) -> WarmKey | None:
 
 
 COMPANIONS = {"torch": ("torch.nn", "torch.optim", "torch._dynamo")}
-"""What a preload brings along where memory allows: the modules a training script's first
-optimizer step imports (`torch._dynamo` alone is 800, loaded lazily by torch's
-`_disable_dynamo` wrappers): the digits example's task took 2.8 s in a fresh child of a runner
-that had imported only `torch`, 0.03 s with these, for about 70 MB more in the runner."""
-COMPANION_MIN_MB = 1024
-"""Tasks capped below this keep that memory for themselves."""
+"""What a preload brings along: the modules a training script's first optimizer step imports
+(`torch._dynamo` alone is 800, loaded lazily by torch's `_disable_dynamo` wrappers): the digits
+example's task took 2.8 s in a fresh child of a runner that had imported only `torch`, 0.03 s
+with these, for about 70 MB more in the runner."""
+PRELOAD_MIN_MB = 1024
+"""Tasks capped below this get a warm interpreter with nothing preloaded: the runner's memory
+counts against the task's cap (torch alone is about 220 MB, and every process the task forks
+copies its page tables), and a small cap is the task's to spend."""
 
 
-def with_companions(preload: tuple[str, ...], memory_mb: int) -> tuple[str, ...]:
-    """`preload` and what each brings along (`COMPANIONS`), if the task's cap leaves room."""
-    if memory_mb < COMPANION_MIN_MB:
-        return preload
+def preloads(preload: tuple[str, ...], memory_mb: int) -> tuple[str, ...]:
+    """What a runner for tasks capped at `memory_mb` imports: `preload` and what each brings
+    along (`COMPANIONS`), or nothing under `PRELOAD_MIN_MB`."""
+    if memory_mb < PRELOAD_MIN_MB:
+        return ()
     extra = (c for p in preload for c in COMPANIONS.get(p, ()) if c not in preload)
     return (*preload, *dict.fromkeys(extra))
 
@@ -238,8 +241,8 @@ class Runners:
             await self.close(oldest.key)
         # a preload can end the runner outright (a library that aborts under the memory cap):
         # then the job's tasks import it themselves, as they would cold
-        fuller = with_companions(key.preload, spec.memory_mb)
-        for preload in dict.fromkeys((fuller, key.preload, ())):
+        fuller = preloads(key.preload, spec.memory_mb)
+        for preload in dict.fromkeys((fuller, fuller[: len(key.preload)], ())):
             try:
                 runner = await self._start(key, spec, preload)
             except (RunnerGone, OSError) as exc:  # never the worker's end: the task runs cold

@@ -173,7 +173,7 @@ function Job() {
                   <Status value={t.status} />
                   {t.verdict ? <> <Status value={t.verdict} /></> : null}
                 </td>
-                <td>{t.node_id ?? "-"}</td>
+                <td title={t.node_id ?? undefined}>{t.node_name ?? t.node_id ?? "-"}</td>
                 <td title="tries of the code / nodes lost with it">
                   {t.attempts}/{t.max_attempts}
                   {t.losses > 0 ? `, lost ${t.losses}/${t.max_losses}` : ""}

@@ -148,7 +148,7 @@ def test_submit_watch_and_download_a_federated_job(
         )
         shot(page, f"job-round-{r}")
     ticks = [
-        float(t) for t in page.locator(".chart").first.locator("[data-tick]").all_inner_texts()
+        float(t) for t in page.locator(".chart").first.locator("[data-tick]").all_text_contents()
     ]
     assert len(ticks) >= 3 and max(ticks) <= 1.0, ticks  # an accuracy axis ends at 1 at most
     legend = page.locator(".chart").first.locator(".legend li").all_inner_texts()

@@ -247,6 +247,8 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     shard: int
     status: TaskStatus
     node_id: str | None
+    node_name: str | None = None
+    """The display name of the node that holds or held it."""
     attempts: int
     max_attempts: int
     losses: int = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
@@ -72,9 +72,13 @@ def gridx_error(_: Request, exc: GridXError) -> Response[ErrorBody]:
     return Response(body, status_code=exc.status_code)
 
 
-def http_error(_: Request, exc: HTTPException) -> Response[ErrorBody]:
+def http_error(request: Request, exc: HTTPException) -> Response[Any]:
     """Litestar's own errors (bad JSON, failed validation, unknown route) in the same shape."""
     status = exc.status_code
+    if status == 405 and request.method == "HEAD" and request.url.path == "/":
+        # browsers and monitors ask HEAD of the dashboard's root, which the static files router
+        # answers only below it: say it is there, as its GET would
+        return Response(b"", media_type=MediaType.HTML, status_code=200)
     message = exc.detail or "error"
     field: str | None = None
     if isinstance(exc, ValidationException):

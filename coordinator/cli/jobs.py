@@ -285,8 +285,9 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
     for t in d.tasks:
         err = f"  [{t.error_code}] {t.error}" if t.error else ""
         what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
+        node = t.node_name or t.node_id or "-"
         click.echo(
-            f"    {round_label(t.round)} {what}: {t.status:<9} node={t.node_id or '-'} "
+            f"    {round_label(t.round)} {what}: {t.status:<9} node={node} "
             f"attempts={t.attempts}/{t.max_attempts} losses={t.losses}/{t.max_losses} "
             f"rows={t.rows}{err}"
         )

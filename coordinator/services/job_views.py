@@ -71,7 +71,8 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
             msgspec.convert(msgspec.to_builtins(a), AttemptInfo)
         )
     task_rows = await tasks.for_job(reader, job_id)
-    names = await nodes.names(reader, sorted({t.node_id for t in task_rows if t.node_id}))
+    held = {n for t in task_rows for n in (t.node_id, t.target_node) if n}
+    names = await nodes.names(reader, sorted(held))
     merged: dict[int, list[str]] = {}
     for t in task_rows:
         if t.kind == "train" and t.status == "succeeded" and t.node_id:
@@ -88,7 +89,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
         rounds=[
             _round_info(r, merged.get(r.idx, [])) for r in await rounds.for_job(reader, job_id)
         ],
-        tasks=[_task_info(t, rows, history.get(t.id, [])) for t in task_rows],
+        tasks=[_task_info(t, rows, history.get(t.id, []), names) for t in task_rows],
     )
 
 
@@ -111,8 +112,11 @@ def _round_info(r: rounds.RoundRow, merged: list[str]) -> RoundInfo:
     )
 
 
-def _task_info(t: tasks.TaskRow, rows: dict[int, int], history: list[AttemptInfo]) -> TaskInfo:
+def _task_info(
+    t: tasks.TaskRow, rows: dict[int, int], history: list[AttemptInfo], names: dict[str, str]
+) -> TaskInfo:
     weight = t.weight if t.weight is not None else rows.get(t.shard, 0)
+    node = t.node_id or t.target_node
     return TaskInfo(
         id=t.id,
         round=t.round_idx,
@@ -120,7 +124,8 @@ def _task_info(t: tasks.TaskRow, rows: dict[int, int], history: list[AttemptInfo
         copy=t.copy,
         verdict=t.verdict,
         status=t.status,  # type: ignore[arg-type]
-        node_id=t.node_id or t.target_node,
+        node_id=node,
+        node_name=names.get(node) if node else None,
         attempts=t.attempts,
         max_attempts=t.max_attempts,
         losses=t.losses,

@@ -147,6 +147,10 @@ def test_submit_watch_and_download_a_federated_job(
             f'document.querySelectorAll("{held_out}").length >= {r}', timeout=120_000
         )
         shot(page, f"job-round-{r}")
+    ticks = [
+        float(t) for t in page.locator(".chart").first.locator("[data-tick]").all_text_contents()
+    ]
+    assert len(ticks) >= 3 and max(ticks) <= 1.0, ticks  # an accuracy axis ends at 1 at most
     legend = page.locator(".chart").first.locator(".legend li").all_inner_texts()
     assert [t.strip(" \u25cf") for t in legend] == ["training accuracy", "held-out accuracy"]
     page.wait_for_selector("h1 .badge.succeeded", timeout=60_000)
@@ -293,8 +297,9 @@ def test_the_api_docs_render_with_the_network_cut(site, browser) -> None:
     assert outside == []
 
 
-def test_pages_load_without_console_errors_or_failed_requests(site, browser) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+@pytest.mark.parametrize("width", [1280, 390])
+def test_pages_load_without_console_errors_or_failed_requests(site, browser, width) -> None:
+    page = browser.new_page(viewport={"width": width, "height": 900})
     sign_in(page, site.url, site.api_key)
     problems: list[str] = []
     page.on(
@@ -324,4 +329,12 @@ def test_pages_load_without_console_errors_or_failed_requests(site, browser) -> 
         page.goto(f"{site.url}{path}")
         page.wait_for_selector(ready)
         page.wait_for_timeout(1000)  # the page's first refreshes (its feeds stay open)
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= width, f"{path} is {wide} px wide at {width} px"
+        shot(page, f"page-{path.strip('/') or 'overview'}-{width}")
     assert problems == [], "\n".join(problems)
+    page.goto(f"{site.url}/fleet/")
+    page.wait_for_selector("table")
+    for what in (page.locator("th", has_text="Status"), page.get_by_role("button").last):
+        box = what.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= width, (what, box)

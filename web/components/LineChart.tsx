@@ -1,6 +1,8 @@
 // A small SVG line chart: series of (x, y) points with labelled axes and a legend. Plain SVG keeps the
 // static build small and works without JavaScript-heavy chart libraries.
 
+import { niceAxis, roundLabels } from "@/lib/ticks";
+
 export interface Series {
   name: string;
   color: string;
@@ -10,32 +12,31 @@ export interface Series {
 export function LineChart({ title, series, yLabel }: { title: string; series: Series[]; yLabel: string }) {
   const w = 420;
   const h = 200;
-  const pad = { l: 44, r: 12, t: 12, b: 30 };
+  const pad = { l: 52, r: 12, t: 12, b: 34 };
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) {
     return <p className="empty">{title}: no finished round yet.</p>;
   }
   const xmax = Math.max(...all.map((p) => p.x), 1);
-  const ymin = Math.min(...all.map((p) => p.y));
-  const ymax = Math.max(...all.map((p) => p.y));
-  const span = ymax - ymin || Math.abs(ymax) || 1;
-  const lo = ymin - span * 0.1;
-  const hi = ymax + span * 0.1;
+  const axis = niceAxis(Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y)));
+  const { lo, hi } = axis;
   const sx = (x: number) => pad.l + ((x - 1) / Math.max(xmax - 1, 1)) * (w - pad.l - pad.r);
   const sy = (y: number) => pad.t + (1 - (y - lo) / (hi - lo)) * (h - pad.t - pad.b);
-  const ticks = [lo, (lo + hi) / 2, hi];
   return (
     <figure className="chart">
       <figcaption>{title}</figcaption>
       <svg viewBox={`0 0 ${w} ${h}`} role="img" aria-label={`${title} (${yLabel}) by round`}>
         <line x1={pad.l} y1={h - pad.b} x2={w - pad.r} y2={h - pad.b} className="axis" />
         <line x1={pad.l} y1={pad.t} x2={pad.l} y2={h - pad.b} className="axis" />
-        {ticks.map((t) => (
-          <text key={t} x={pad.l - 6} y={sy(t) + 4} textAnchor="end" className="tick">
-            {t.toFixed(3)}
-          </text>
+        {axis.ticks.map((t) => (
+          <g key={t}>
+            <line x1={pad.l} y1={sy(t)} x2={w - pad.r} y2={sy(t)} className="grid" />
+            <text x={pad.l - 6} y={sy(t) + 4} textAnchor="end" className="tick" data-tick>
+              {axis.label(t)}
+            </text>
+          </g>
         ))}
-        {Array.from({ length: xmax }, (_, i) => i + 1).map((x) => (
+        {roundLabels(xmax).map((x) => (
           <text key={x} x={sx(x)} y={h - pad.b + 16} textAnchor="middle" className="tick">
             {x}
           </text>

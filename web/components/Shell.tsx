@@ -4,7 +4,8 @@ import Link from "next/link";
 import { usePathname, useRouter } from "next/navigation";
 import { useEffect, useState, type ReactNode } from "react";
 
-import { getKey, setKey } from "@/lib/api";
+import { getJson, getKey, setKey } from "@/lib/api";
+import type { UserInfo } from "@/lib/types";
 
 const LINKS = [
   ["/", "Overview"],
@@ -21,6 +22,13 @@ export function Shell({ children }: { children: ReactNode }) {
   const [key, setLocalKey] = useState<string | null | undefined>(undefined);
   useEffect(() => setLocalKey(getKey()), [path]);
   const signingIn = path.startsWith("/signin");
+  const [me, setMe] = useState<UserInfo | null>(null);
+  useEffect(() => {
+    if (key)
+      getJson<UserInfo>("/me")
+        .then(setMe)
+        .catch(() => setMe(null));
+  }, [key]);
   useEffect(() => {
     // read storage, not state: right after sign-in the state still holds the old value
     if (!getKey() && !signingIn) router.replace("/signin/");
@@ -38,12 +46,18 @@ export function Shell({ children }: { children: ReactNode }) {
                 {label}
               </Link>
             ))}
+            {me && (
+              <span className="who" data-testid="signed-in" title={`signed in as ${me.role}`}>
+                {me.email}
+              </span>
+            )}
             <button
               type="button"
               className="link"
               onClick={() => {
                 setKey(null);
                 setLocalKey(null);
+                setMe(null);
                 router.replace("/signin/");
               }}
             >

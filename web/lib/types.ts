@@ -17,6 +17,8 @@ export interface TaskInfo {
   shard: number;
   status: string;
   node_id: string | null;
+  /** The display name of that node. */
+  node_name?: string | null;
   attempts: number;
   max_attempts: number;
   losses: number;

@@ -29,9 +29,9 @@ export default function Contributors() {
             <thead>
               <tr>
                 <th>Owner</th>
-                <th>Nodes</th>
+                <th className="lo">Nodes</th>
                 <th>Tasks done</th>
-                <th>Compute given</th>
+                <th className="lo">Compute given</th>
                 <th>Credit</th>
               </tr>
             </thead>
@@ -39,9 +39,9 @@ export default function Contributors() {
               {rows.map((r) => (
                 <tr key={r.owner}>
                   <td>{r.owner}</td>
-                  <td>{r.nodes}</td>
+                  <td className="lo">{r.nodes}</td>
                   <td>{r.tasks_done}</td>
-                  <td>{duration(r.compute_s)}</td>
+                  <td className="lo">{duration(r.compute_s)}</td>
                   <td>{r.credit.toFixed(2)}</td>
                 </tr>
               ))}

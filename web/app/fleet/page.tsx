@@ -34,14 +34,14 @@ export default function Fleet() {
             <thead>
               <tr>
                 <th>Node</th>
-                <th>Owner</th>
-                <th>Machine</th>
-                <th>Executor / isolation</th>
+                <th className="lo">Owner</th>
+                <th className="lo">Machine</th>
+                <th className="lo">Executor / isolation</th>
                 <th>Status</th>
-                <th>Last seen</th>
+                <th className="lo">Last seen</th>
                 <th>Tasks done</th>
-                <th title="(agreed + 1) / (agreed + disagreed + 1) over replicated shards">Reputation</th>
-                <th title="declared by the node: names and row counts, never the data">Datasets</th>
+                <th className="lo" title="(agreed + 1) / (agreed + disagreed + 1) over replicated shards">Reputation</th>
+                <th className="lo" title="declared by the node: names and row counts, never the data">Datasets</th>
                 <th />
               </tr>
             </thead>
@@ -52,21 +52,21 @@ export default function Fleet() {
                     {n.name}
                     <div className="muted">{n.id}</div>
                   </td>
-                  <td>{n.owner}</td>
-                  <td>
+                  <td className="lo">{n.owner}</td>
+                  <td className="lo">
                     {n.capabilities.arch || "?"}, {n.capabilities.cpus} cores, {bytes(n.capabilities.memory_mb * 1048576)}
                     {n.capabilities.gpus ? `, ${n.capabilities.gpus} GPU` : ""}
                   </td>
-                  <td>
+                  <td className="lo">
                     {n.capabilities.docker ? "docker" : "process"} / {n.capabilities.isolation}
                   </td>
                   <td>
                     <Status value={n.status} />
                   </td>
-                  <td>{ago(n.last_seen)}</td>
+                  <td className="lo">{ago(n.last_seen)}</td>
                   <td>{n.tasks_done}</td>
-                  <td>{n.reputation.toFixed(2)}{n.disagreed > 0 ? ` (${n.disagreed} disagreed)` : ""}</td>
-                  <td data-datasets>
+                  <td className="lo">{n.reputation.toFixed(2)}{n.disagreed > 0 ? ` (${n.disagreed} disagreed)` : ""}</td>
+                  <td className="lo" data-datasets>
                     {n.datasets && n.datasets.length > 0
                       ? n.datasets.map((d) => (
                           <div key={d.name} title={d.columns.join(", ")}>

@@ -37,8 +37,8 @@ export default function JobList() {
                 <th>Job</th>
                 <th>Status</th>
                 <th>Progress</th>
-                <th>Owner</th>
-                <th>Age</th>
+                <th className="lo">Owner</th>
+                <th className="lo">Age</th>
               </tr>
             </thead>
             <tbody>
@@ -58,8 +58,8 @@ export default function JobList() {
                       round {Math.min(j.current_round + 1, j.rounds)}/{j.rounds}
                     </span>
                   </td>
-                  <td>{j.owner}</td>
-                  <td>{ago(j.created_at)}</td>
+                  <td className="lo">{j.owner}</td>
+                  <td className="lo">{ago(j.created_at)}</td>
                 </tr>
               ))}
             </tbody>

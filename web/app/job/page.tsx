@@ -156,9 +156,9 @@ function Job() {
               <th>Shard</th>
               <th>Status</th>
               <th>Node</th>
-              <th>Attempt</th>
-              <th>Rows</th>
-              <th>Metrics</th>
+              <th className="lo">Attempt</th>
+              <th className="lo">Rows</th>
+              <th className="lo">Metrics</th>
             </tr>
           </thead>
           <tbody>
@@ -173,13 +173,13 @@ function Job() {
                   <Status value={t.status} />
                   {t.verdict ? <> <Status value={t.verdict} /></> : null}
                 </td>
-                <td>{t.node_id ?? "-"}</td>
-                <td title="tries of the code / nodes lost with it">
+                <td title={t.node_id ?? undefined}>{t.node_name ?? t.node_id ?? "-"}</td>
+                <td className="lo" title="tries of the code / nodes lost with it">
                   {t.attempts}/{t.max_attempts}
                   {t.losses > 0 ? `, lost ${t.losses}/${t.max_losses}` : ""}
                 </td>
-                <td>{t.rows}</td>
-                <td>{t.metrics ? Object.entries(t.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ") : "-"}</td>
+                <td className="lo">{t.rows}</td>
+                <td className="lo">{t.metrics ? Object.entries(t.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ") : "-"}</td>
               </tr>
             ))}
           </tbody>

@@ -141,10 +141,12 @@ class DockerExecutor:
         with tempfile.TemporaryDirectory() as tmp:
             # On the host, and safe there: after check_requirements every line names a package,
             # and with wheels only pip builds nothing, so no code of the job's runs here.
-            wheels = Path(tmp)
+            wheels = Path(tmp) / "wheels"
+            checked = Path(tmp) / "requirements.txt"  # the checked lines, never the job's file
+            checked.write_bytes(files["requirements.txt"])
             rc, out = await run_pip(
                 sys.executable, "-m", "pip", "download", *WHEELS_ONLY, *self._wheel_target(),
-                "-q", "-d", str(wheels), "-r", str(requirements),
+                "-q", "-d", str(wheels), "-r", str(checked),
             )  # fmt: skip
             if rc != 0:
                 raise await explain_failure(sys.executable, out, "pip could not fetch the wheels")

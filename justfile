@@ -41,6 +41,10 @@ typecheck:
 web:
     cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
+# Write web/openapi.json from the coordinator's routes (the dashboard's types come from it).
+api-types:
+    {{venv}}/bin/gridx coordinator openapi --out web/openapi.json
+
 # A wheel that carries the built dashboard (gridx/coordinator/web_static).
 wheel: web
     rm -rf coordinator/web_static && cp -r web/out coordinator/web_static

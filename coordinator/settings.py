@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     long_poll_s: float = 25.0
     """Upper bound of a `request_task` long-poll."""
     reaper_s: float = 1.0
+    history_sample_s: float = 10.0
+    """How often the fleet is sampled for the dashboard's charts (nodes online, throughput)."""
     """How often expired leases are returned to the queue when no node asks."""
     signed_url_s: int = 900
     """Lifetime of signed blob URLs."""

@@ -10,18 +10,23 @@ an sdist runs its build backend, which is arbitrary code: nodes never do that. S
 The process executor installs into a virtualenv per requirements hash, which tasks then see
 read-only inside the sandbox; each environment sees the node's own packages through a `.pth`
 file naming the node interpreter's site-packages (`--system-site-packages` would skip a
-virtualenv's), so a requirement that is already there (torch, numpy) is never downloaded again.
+virtualenv's), so a requirement that is already there (torch, numpy) is never downloaded again,
+and the node's frameworks are pinned (`wheels.PINNED`). pip plans first (a dry run) so that the
+download shows as progress (`wheels.watch`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
+from gridx.node import wheels
 from gridx.node.errors import RequirementsError
 
 INSTALL_TIMEOUT_S = 900
@@ -68,10 +73,13 @@ def check_requirements(text: str) -> list[str]:
     return lines
 
 
-async def run_pip(*cmd: str) -> tuple[int, str]:
+async def run_pip(*cmd: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run a command (pip) to the end; (exit status, last 8 KB of its output)."""
     proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *cmd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **env} if env else None,
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), INSTALL_TIMEOUT_S)
@@ -101,11 +109,72 @@ async def explain_failure(base_python: str, out: str, what: str) -> Requirements
     return RequirementsError(what, out)
 
 
-async def ensure_env(requirements: Path, sha256: str, cache_dir: Path, base_python: str) -> str:
-    """The interpreter of an environment with `requirements` installed (built once per hash).
+def conflict(lines: list[str], pins: list[str], out: str = "") -> RequirementsError | None:
+    """A requirement the node's pinned frameworks cannot meet: asked for directly (a line
+    whose version excludes the node's), or through another package (pip's ResolutionImpossible
+    naming it). None when there is none."""
+    for pin in pins:
+        name, version = pin.split("==", 1)
+        for line in lines:
+            req = Requirement(line)
+            if canonicalize_name(req.name) != name:
+                continue
+            if not req.specifier.contains(version, prereleases=True):
+                return RequirementsError(
+                    f"requirements.txt asks for {line}; this node provides {name} {version} and "
+                    "never downloads a second copy: loosen that line (or leave it out)",
+                    code="requirements_conflict",
+                )
+        if "ResolutionImpossible" in out and re.search(rf"\b{re.escape(name)}\b", out):
+            return RequirementsError(
+                f"a package in requirements.txt needs another {name} than this node's {version} "
+                "(nodes never download a second copy): pin versions that work with it",
+                out,
+                code="requirements_conflict",
+            )
+    return None
+
+
+async def node_pins(python: str) -> list[str]:
+    """`name==version` of the frameworks `python` already has (see wheels.PINNED)."""
+    rc, out = await run_pip(python, "-c", wheels.PINS_SCRIPT)
+    return out.split() if rc == 0 else []
+
+
+async def plan(
+    pip: list[str], checked: Path, pins: list[str], tmp: Path, extra: tuple[str, ...] = ()
+) -> list[wheels.Wheel]:
+    """What `pip install -r checked` would download, with sizes (a dry run: metadata only).
 
     Raises:
-        RequirementsError: rejected, needs a build, or pip failed.
+        RequirementsError: nothing installable (no wheel, a conflict with a pinned framework).
+    """
+    report = tmp / "report.json"
+    cons = wheels.constraints(pins, tmp)
+    rc, out = await run_pip(
+        *pip, "install", "--dry-run", "--report", str(report), "-q", *WHEELS_ONLY, *extra,
+        "-c", str(cons), "-r", str(checked), env={"TMPDIR": str(tmp)},
+    )  # fmt: skip
+    if rc != 0:
+        lines = check_requirements(checked.read_text())
+        what = "pip could not install requirements.txt"
+        raise conflict(lines, pins, out) or await explain_failure(pip[0], out, what)
+    return await wheels.with_sizes(wheels.parse_report(report.read_bytes()))
+
+
+async def ensure_env(
+    requirements: Path,
+    sha256: str,
+    cache_dir: Path,
+    base_python: str,
+    progress: wheels.Progress = wheels.quiet,
+) -> str:
+    """The interpreter of an environment with `requirements` installed (built once per hash);
+    `progress` hears what is being downloaded and installed.
+
+    Raises:
+        RequirementsError: rejected, needs a build, conflicts with the node's frameworks, or
+            pip failed.
     """
     lines = check_requirements(requirements.read_text())
     if not lines:
@@ -116,6 +185,7 @@ async def ensure_env(requirements: Path, sha256: str, cache_dir: Path, base_pyth
         return str(python)
     shutil.rmtree(env_dir, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    progress("creating the environment")
     rc, out = await run_pip(base_python, "-m", "venv", "--without-pip", str(env_dir))
     if rc != 0:
         raise RequirementsError("could not create a virtual environment", out)
@@ -126,14 +196,27 @@ async def ensure_env(requirements: Path, sha256: str, cache_dir: Path, base_pyth
     Path(purelib.strip(), "_gridx_base.pth").write_text(base_paths)
     checked = env_dir / "requirements.txt"
     checked.write_text("\n".join(lines) + "\n")
+    pip = [base_python, "-m", "pip", "--python", str(python)]
     # On the host, and safe there: every line names a package (check_requirements) and pip
     # takes wheels only, whose installation unpacks files and runs none of their code.
-    rc, out = await run_pip(
-        base_python, "-m", "pip", "--python", str(python), "install", *WHEELS_ONLY, "-q", "-r",
-        str(checked),
-    )  # fmt: skip
-    if rc != 0:
+    try:
+        with wheels.pip_tmp(cache_dir / ".tmp") as tmp:
+            pins = await node_pins(base_python)
+            if clash := conflict(lines, pins):
+                raise clash
+            needed = await plan(pip, checked, pins, tmp)
+            if needed:
+                install = asyncio.ensure_future(run_pip(
+                    *pip, "install", *WHEELS_ONLY, "-q", "-c", str(tmp / "constraints.txt"),
+                    "-r", str(checked), env={"TMPDIR": str(tmp)},
+                ))  # fmt: skip
+                rc, out = await wheels.watch(install, needed, [tmp], progress)
+                if rc != 0:
+                    raise await explain_failure(
+                        base_python, out, "pip could not install requirements.txt"
+                    )
+    except BaseException:
         shutil.rmtree(env_dir, ignore_errors=True)
-        raise await explain_failure(base_python, out, "pip could not install requirements.txt")
+        raise
     (env_dir / ".ready").touch()
     return str(python)

@@ -40,6 +40,15 @@ def status(worker: Worker) -> dict[str, Any]:
             "job": current.job_id,
             "round": current.round,
             "shard": current.shard,
+            "phase": worker.phase.step if worker.phase else None,
+            "phase_detail": worker.phase.detail if worker.phase else None,
+        },
+        "caps": {
+            "cpus": worker.config.cpus or worker.cpus,
+            "memory_mb": worker.config.memory_mb,
+            "hours": worker.config.hours or None,
+            "when_idle": worker.config.when_idle,
+            "paused": (worker.config.state_dir / availability.PAUSED).exists(),
         },
         "recent": list(worker.history),
         "datasets": [
@@ -51,21 +60,49 @@ def status(worker: Worker) -> dict[str, Any]:
     }
 
 
-def _page(s: dict[str, Any]) -> str:
+def duration(seconds: float) -> str:
+    """Seconds for people: 0.4 s, 17.6 s, 3 min 49 s, 2 h 05 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _doing(s: dict[str, Any]) -> str:
+    """What the node does now, in a sentence."""
     e = html.escape
     current = s["current_task"]
-    doing = (
-        f"running <b>{e(current['task'])}</b> "
-        f"({round_label(current['round'])}, shard {current['shard']})"
-        if current
-        else (
-            "draining: taking no new tasks"
-            if s["draining"]
-            else f"resting: {e(s['resting'])}"
-            if s["resting"]
-            else "idle, waiting for work"
+    if current:
+        step = e(current["phase"] or "starting")
+        detail = f": {e(current['phase_detail'])}" if current["phase_detail"] else ""
+        return (
+            f"<b>{step}</b>{detail}, task <b>{e(current['task'])}</b> "
+            f"({round_label(current['round'])}, shard {current['shard']})"
         )
+    if s["draining"]:
+        return "draining: taking no new tasks"
+    if s["resting"]:
+        return f"resting: {e(s['resting'])}"
+    return "idle, waiting for work"
+
+
+def _caps(caps: dict[str, Any]) -> str:
+    """The limits the owner set, as they apply now."""
+    when = [f"between {caps['hours']}" if caps["hours"] else "at any hour"]
+    if caps["when_idle"]:
+        when.append("only while the machine is otherwise idle")
+    paused = " <b>Paused</b> (<code>gridx-node resume</code> to lend again)." * caps["paused"]
+    return (
+        f"Each task gets at most {caps['cpus']} CPU(s) and {caps['memory_mb']} MiB of memory; "
+        f"tasks run {', '.join(when)}.{paused}"
     )
+
+
+def _page(s: dict[str, Any]) -> str:
+    e = html.escape
+    doing = _doing(s)
     warn = (
         '<p class="warn">No isolation: tasks run as this user with network access. '
         "Install Docker or bubblewrap.</p>"
@@ -74,11 +111,13 @@ def _page(s: dict[str, Any]) -> str:
     )
     rows = (
         "".join(
-            f"<tr><td>{e(str(r['task']))}</td><td>{r['round']}</td><td>{r['shard']}</td>"
-            f"<td>{e(str(r['result']))}</td><td>{r['seconds']} s</td></tr>"
+            f"<tr><td>{e(str(r['task']))}</td>"
+            f"<td>{round_label(int(r['round'])).removeprefix('round ')}</td><td>{r['shard']}</td>"
+            f"<td>{e(str(r['result']))}</td><td>{duration(float(r['prepare_seconds']))}</td>"
+            f"<td>{duration(float(r['seconds']))}</td></tr>"
             for r in s["recent"]
         )
-        or '<tr><td colspan="5">no tasks yet</td></tr>'
+        or '<tr><td colspan="6">no tasks yet</td></tr>'
     )
     held = "".join(
         f"<li>{e(d['name'])} ({e(d['format'])}, {d['rows']} rows)</li>" for d in s["datasets"]
@@ -101,12 +140,13 @@ text-align:left}}.warn{{background:#fee;padding:.5rem;border-radius:.3rem}}</sty
 <p><b>{e(s["node_id"])}</b> ({e(s["name"] or "")}) lends this machine to
 <code>{e(s["coordinator"])}</code>.</p>
 <p>Executor: <b>{e(s["executor"])}</b>, isolation: <b>{e(s["isolation"])}</b>.
-Up {s["uptime_s"]} s, {s["tasks_run"]} task(s) run.
+Up {duration(s["uptime_s"])}, {s["tasks_run"]} task(s) run.
 This machine has given {s["credits"]["tasks"]:g} task(s),
-{s["credits"]["seconds"] / 3600:.2f} h of compute.</p>
+{duration(s["credits"]["seconds"])} of compute.</p>
+<p>{_caps(s["caps"])}</p>
 <p>Now: {doing}.</p>{offered}
 <h2>Recent tasks</h2><table><thead><tr><th>task</th><th>round</th><th>shard</th><th>result</th>
-<th>time</th></tr></thead><tbody>{rows}</tbody></table></body></html>"""
+<th>preparing</th><th>training</th></tr></thead><tbody>{rows}</tbody></table></body></html>"""
 
 
 PORT_TRIES = 20

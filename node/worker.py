@@ -31,6 +31,7 @@ from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
 from gridx.node.private_training import add_clipping, local_data
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity
+from gridx.node.task_env import task_env
 from gridx.schemas.agent import (
     Capabilities,
     CompleteTaskRequest,
@@ -38,6 +39,8 @@ from gridx.schemas.agent import (
     FailTaskRequest,
     HeartbeatRequest,
     TaskAssignment,
+    TaskPhase,
+    TaskStep,
 )
 from gridx.schemas.jobs import round_label
 
@@ -72,6 +75,8 @@ class Worker:
         self.cancel_current = asyncio.Event()
         self.heartbeat_s = 1.0  # until the coordinator says otherwise
         self.tasks_run = 0
+        self.prepare_s = 0.0
+        """How long the current task's environment took to prepare."""
         self.draining = False
         self.started_at = time.time()
         self.history: deque[dict[str, object]] = deque(maxlen=20)
@@ -82,6 +87,9 @@ class Worker:
         """Why the node takes no task now (paused, outside its hours, busy), if it does not."""
         self.datasets_sent: list[DatasetInfo] | None = None
         """What the coordinator last acknowledged of this node's datasets."""
+        self.phase: TaskPhase | None = None
+        """What the node does with its current task (sent with each heartbeat)."""
+        self._phase_logged = 0.0
 
     def request_stop(self) -> None:
         """SIGTERM / SIGINT: stop polling, hand the running task back."""
@@ -154,10 +162,11 @@ class Worker:
         caps: Capabilities | None = capabilities(self.executor, self.report)  # until acknowledged
         while True:
             running = [self.current.task_id] if self.current else []
+            phase = self.phase if self.current else None
             try:
                 held = await self._datasets()
                 resp = await self.client.heartbeat(
-                    HeartbeatRequest(running=running, capabilities=caps, datasets=held)
+                    HeartbeatRequest(running=running, capabilities=caps, datasets=held, phase=phase)
                 )
                 caps = None
                 self.datasets_sent = held if held is not None else self.datasets_sent
@@ -175,6 +184,8 @@ class Worker:
     async def _run_task(self, task: TaskAssignment) -> None:
         log.info("task %s (%s, shard %d)", task.task_id, round_label(task.round), task.shard)
         self.current = task
+        self.phase = None
+        self.prepare_s = 0.0
         self.cancel_current.clear()
         name = safe_filename(task.task_id, "task")
         # the work folder is all the task sees of this machine; its logs stay outside it
@@ -194,67 +205,45 @@ class Worker:
             for folder in (workdir, logdir):
                 shutil.rmtree(folder, ignore_errors=True)
 
+    def _set_phase(self, step: TaskStep, detail: str = "") -> None:
+        """Note what the node does with its task now; logged when the step or what it says it
+        does changes (downloading, installing), and its progress at most every 10 s."""
+        if self.current is None:
+            return
+        was = (self.phase.step, self.phase.detail.split(" ", 1)[0]) if self.phase else None
+        now = time.monotonic()
+        if was != (step, detail.split(" ", 1)[0]) or now - self._phase_logged >= 10:
+            log.info("task %s: %s%s", self.current.task_id, step, f" ({detail})" * bool(detail))
+            self._phase_logged = now
+        self.phase = TaskPhase(task_id=self.current.task_id, step=step, detail=detail[:200])
+
     def _job_folder(self, task: TaskAssignment) -> Path:
         """Where the job's tasks work on this node (its warm runner shows this folder)."""
         return self.config.state_dir / "tasks" / safe_filename(task.job_id, "job")
 
-    def _env(self, task: TaskAssignment, workdir: Path) -> dict[str, str]:
-        """The task's environment: the train.py (or evaluate.py) contract, nothing of ours."""
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(workdir),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "OMP_NUM_THREADS": str(self.config.cpus or os.cpu_count() or 1),
-            "GRIDX_JOB_ID": task.job_id,
-            "GRIDX_TASK_ID": task.task_id,
-            "GRIDX_ROUND": str(task.round),
-            "GRIDX_ROUNDS": str(task.rounds),
-            "GRIDX_EPOCHS": str(task.epochs),
-            "GRIDX_SHARD": str(task.shard),
-            "GRIDX_NUM_SHARDS": str(task.num_shards),
-            "GRIDX_SEED": str(task.seed),
-            "GRIDX_METRICS": str(workdir / "metrics.json"),
-            "GRIDX_STRATEGY": task.strategy,
-        }
-        if task.prox_mu is not None:
-            env["GRIDX_PROX_MU"] = repr(task.prox_mu)
-        if task.round < 0:  # the job's initialisation step: make the starting model
-            env["GRIDX_INIT"] = "1"
-        if task.kind == "evaluate":
-            env["GRIDX_EVAL"] = "1"
-        else:
-            env["GRIDX_OUTPUT"] = str(workdir / "model.pth")
-        return env
-
     async def _prepare_and_run(
         self, task: TaskAssignment, workdir: Path, logdir: Path
     ) -> RunResult:
-        env = self._env(task, workdir)
+        env = task_env(task, workdir, self.config.cpus or os.cpu_count() or 1)
         evaluate = task.kind == "evaluate"
         script = "evaluate.py" if evaluate else "train.py"
+        self._set_phase("downloading", "the script, its data and model")
         try:
-            await self.client.download(task.code, workdir / script)
-            if task.train is not None:  # an evaluation may import the model from train.py
-                await self.client.download(task.train, workdir / "train.py")
-            if task.data is not None:
-                data = workdir / safe_filename(task.data.name, "data")
-                await self.client.download(task.data, data)
-                env["GRIDX_DATA"] = str(data)
-            if task.init_model is not None:  # the model to start from, or to evaluate
-                init = workdir / ("model_in.pth" if evaluate else "init_model.pth")
-                await self.client.download(task.init_model, init)
-                env["GRIDX_MODEL" if evaluate else "GRIDX_INIT_MODEL"] = str(init)
+            await self._download_inputs(task, workdir, script, env)
             data_dir, script = await self._private_inputs(task, workdir, script, env)
             req: Path | None = None
             if task.requirements is not None:
                 req = logdir / "requirements.txt"
                 logdir.mkdir(parents=True, exist_ok=True)
                 await self.client.download(task.requirements, req)
+            self._set_phase("preparing", "the environment")
+            began = time.monotonic()
             runtime = await self.executor.prepare(
-                req, task.requirements.sha256 if task.requirements else None
+                req,
+                task.requirements.sha256 if task.requirements else None,
+                lambda detail: self._set_phase("preparing", detail),
             )
+            self.prepare_s = time.monotonic() - began
         except RequirementsError as exc:
             return RunResult(exc.code, str(exc), None, exc.tail, 0.0)
         except DatasetError as exc:
@@ -284,7 +273,25 @@ class Worker:
             else None,
             data=data_dir,
         )
+        self._set_phase("running", f"{script}")
         return await self.executor.run(spec, self.cancel_current)
+
+    async def _download_inputs(
+        self, task: TaskAssignment, workdir: Path, script: str, env: dict[str, str]
+    ) -> None:
+        """Fetch the script, its data and the model to start from (or to evaluate)."""
+        evaluate = task.kind == "evaluate"
+        await self.client.download(task.code, workdir / script)
+        if task.train is not None:  # an evaluation may import the model from train.py
+            await self.client.download(task.train, workdir / "train.py")
+        if task.data is not None:
+            data = workdir / safe_filename(task.data.name, "data")
+            await self.client.download(task.data, data)
+            env["GRIDX_DATA"] = str(data)
+        if task.init_model is not None:
+            init = workdir / ("model_in.pth" if evaluate else "init_model.pth")
+            await self.client.download(task.init_model, init)
+            env["GRIDX_MODEL" if evaluate else "GRIDX_INIT_MODEL"] = str(init)
 
     async def _private_inputs(
         self, task: TaskAssignment, workdir: Path, script: str, env: dict[str, str]
@@ -307,6 +314,7 @@ class Worker:
         try:
             sha = None
             if result.output is not None:
+                self._set_phase("uploading", f"{result.output.stat().st_size} bytes")
                 sha = (await self.client.upload(task.upload_url, result.output)).sha256
             ack = await self.client.complete(
                 CompleteTaskRequest(
@@ -337,6 +345,7 @@ class Worker:
                 "shard": task.shard,
                 "result": result.code or "succeeded",
                 "seconds": round(result.duration_s, 2),
+                "prepare_seconds": round(self.prepare_s, 2),
                 "finished": time.time(),
             }
         )

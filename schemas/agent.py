@@ -74,6 +74,20 @@ class RegisterResponse(msgspec.Struct, kw_only=True):
     lease_s: float
 
 
+TaskStep = Literal["downloading", "preparing", "running", "uploading"]
+
+
+class TaskPhase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What the node is doing with a task it runs, for people: its inputs arriving
+    (`downloading`), its environment being installed (`preparing`, not counted as training
+    time), the script running (`running`), its result leaving (`uploading`)."""
+
+    task_id: Short
+    step: TaskStep
+    detail: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    """In words, e.g. "downloading 2 packages (torch 2.13.0, numpy 2.1.0): 1.2 GB / 3.0 GB"."""
+
+
 class HeartbeatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Liveness plus the tasks the node is running (their leases get renewed)."""
 
@@ -82,6 +96,8 @@ class HeartbeatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     datasets: Annotated[list[DatasetInfo], msgspec.Meta(max_length=64)] | None = None
     """Every dataset the node holds, when that changed since the last acknowledged heartbeat
     (None: unchanged)."""
+    phase: TaskPhase | None = None
+    """What it is doing with the task it runs (shown on the dashboard while leased)."""
 
 
 class HeartbeatResponse(msgspec.Struct, kw_only=True):

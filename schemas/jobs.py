@@ -265,6 +265,10 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     history: list[AttemptInfo] = []
     kind: Literal["train", "evaluate"] = "train"
     """`evaluate`: the held-out evaluation of its round's model."""
+    phase: Literal["downloading", "preparing", "running", "uploading"] | None = None
+    """While leased, what its node says it is doing (None: not said yet)."""
+    phase_detail: str | None = None
+    """The same in words, e.g. "downloading 2 packages (torch 2.13.0, ...): 1.2 GB / 3.0 GB"."""
 
 
 INIT_ROUND = -1

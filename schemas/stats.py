@@ -25,3 +25,15 @@ class Contributor(msgspec.Struct, kw_only=True):
     tasks_done: int
     compute_s: float
     credit: float
+
+
+class FleetSample(msgspec.Struct, kw_only=True):
+    """The whole fleet in one sampling period (counts only, nobody's identity)."""
+
+    at: int
+    """The period's start, epoch ms."""
+    nodes_online: int
+    tasks_running: int
+    tasks_queued: int
+    tasks_done: int
+    """Tasks that succeeded during the period."""

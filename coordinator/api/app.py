@@ -43,6 +43,7 @@ ROUTES: list[Any] = [
     blobs.download_blob,
     dashboard.overview,
     dashboard.contributors,
+    dashboard.history,
     dashboard.overview_events,
     dashboard.job_events,
 ]

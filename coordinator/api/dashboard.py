@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import MediaType, get
+from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
 
@@ -23,7 +24,7 @@ from gridx.coordinator.services import job_views, stats
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.settings import Settings
-from gridx.schemas.stats import Contributor, Overview
+from gridx.schemas.stats import Contributor, FleetSample, Overview
 
 T = TypeVar("T")
 POLL_S = 0.5
@@ -65,6 +66,15 @@ def static_handlers(settings: Settings) -> list[Any]:
 async def overview(rt: Runtime, user: User) -> Overview:
     """Nodes online/offline, jobs by status, tasks running, tasks finished in the last minute."""
     return await stats.overview(rt, user)
+
+
+@get("/stats/history", tags=["dashboard"])
+async def history(
+    rt: Runtime, user: User, minutes: Annotated[int, Parameter(ge=1, le=1440)] = 60
+) -> list[FleetSample]:
+    """The whole fleet over the last `minutes` (default 60): nodes online, tasks running and
+    queued, tasks done, one sample per `GRIDX_HISTORY_SAMPLE_S` (10 s); counts only."""
+    return await stats.history(rt, minutes)
 
 
 @get("/stats/contributors", tags=["dashboard"])

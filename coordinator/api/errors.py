@@ -9,6 +9,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 
 from gridx.coordinator.errors import GridXError
 from gridx.schemas.errors import ErrorBody, FieldError, field_of
@@ -28,9 +29,20 @@ _CODES = {
     429: "rate_limited",
 }
 
+_EXAMPLE_CODES = {**_CODES, 500: "internal_error", 507: "storage_full"}
 
 ERROR_RESPONSES = {
-    status: ResponseSpec(ErrorBody, description=description)
+    status: ResponseSpec(
+        ErrorBody,
+        description=description,
+        generate_examples=False,
+        examples=[
+            Example(
+                summary=description,
+                value={"code": _EXAMPLE_CODES.get(status, ""), "message": description},
+            )
+        ],
+    )
     for status, description in (
         (400, "malformed request (e.g. not JSON)"),
         (401, "missing or unknown key or token"),

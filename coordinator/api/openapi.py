@@ -9,8 +9,10 @@ dashboard build copies it to `/api-docs/`), so it works with no outside network.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -137,3 +139,9 @@ def complete(app: Litestar) -> None:
             description="The weights file (safetensors or a torch state_dict), as raw bytes.",
             content={"application/octet-stream": OpenAPIMediaType(schema=_FILE)},
         )
+
+
+def document(app: Litestar) -> str:
+    """The app's OpenAPI document as stable, sorted JSON (what web/openapi.json holds)."""
+    doc = json.loads(msgspec.json.encode(app.openapi_schema.to_schema()))
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"

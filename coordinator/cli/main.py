@@ -116,6 +116,26 @@ def coordinator_start(
     )
 
 
+@coordinator.command("openapi")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout)."
+)
+def coordinator_openapi(out: Path | None) -> None:
+    """Print the API's OpenAPI document (the dashboard's types are generated from it:
+    `just api-types` writes web/openapi.json)."""
+    import tempfile
+
+    from gridx.coordinator.api.app import create_app
+    from gridx.coordinator.api.openapi import document
+
+    with tempfile.TemporaryDirectory() as tmp:  # the app is built, never started
+        text = document(create_app(Settings(data_dir=Path(tmp))))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+
+
 # --- users -----------------------------------------------------------------------------------
 @cli.group()
 def user() -> None:

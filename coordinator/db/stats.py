@@ -77,3 +77,36 @@ async def nodes_online(conn: Conn, since: int, owner_id: int | None) -> tuple[in
     """(nodes heard from since `since` and not draining, all nodes), counted in the database."""
     row = (await conn.fetch(NODES_ONLINE, {"since": since, "owner_id": owner_id}))[0]
     return int(row[1]), int(row[0])
+
+
+class SampleRow(msgspec.Struct, kw_only=True):
+    """The fleet in one sampling period."""
+
+    at: int
+    nodes_online: int
+    tasks_running: int
+    tasks_queued: int
+    tasks_done: int
+
+
+INSERT_SAMPLE = """
+INSERT INTO fleet_samples (at, nodes_online, tasks_running, tasks_queued, tasks_done)
+VALUES (:at, :nodes_online, :tasks_running, :tasks_queued, :tasks_done) ON CONFLICT (at) DO NOTHING
+"""
+PRUNE_SAMPLES = "DELETE FROM fleet_samples WHERE at < :before"
+SAMPLES_SINCE = """
+SELECT at, nodes_online, tasks_running, tasks_queued, tasks_done FROM fleet_samples
+WHERE at >= :since ORDER BY at
+"""
+
+
+async def record_sample(conn: Conn, sample: SampleRow, keep_after: int) -> None:
+    """Store a period's sample (the first replica to write it wins) and drop those before
+    `keep_after`."""
+    await conn.execute(INSERT_SAMPLE, msgspec.structs.asdict(sample))
+    await conn.execute(PRUNE_SAMPLES, {"before": keep_after})
+
+
+async def samples_since(conn: Conn, since: int) -> list[SampleRow]:
+    """The samples from `since` (epoch ms) on, oldest first."""
+    return await fetch_all(conn, SAMPLES_SINCE, {"since": since}, SampleRow)

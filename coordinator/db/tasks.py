@@ -56,11 +56,13 @@ class TaskRow(msgspec.Struct, kw_only=True):
     """The only node that may take it (a task on a node-local dataset)."""
     weight: int | None = None
     """Its update's sample weight when no shard gives one (the rows its node declared)."""
+    phase: str | None = None
+    phase_detail: str | None = None
 
 
 _RET = """RETURNING id, job_id, round_idx, slot, shard, copy, status, node_id, lease_token,
 lease_expires_at, attempts, max_attempts, losses, max_losses, result_sha, metrics, error_code,
-error, verdict, compute_ms, kind, target_node, weight"""
+error, verdict, compute_ms, kind, target_node, weight, phase, phase_detail"""
 
 INSERT = """
 INSERT INTO tasks (id, job_id, round_idx, slot, shard, copy, status, max_attempts, max_losses,
@@ -96,7 +98,8 @@ WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 >= max_losse
 # replicas claiming at once skip each other's locked candidates instead of queueing on them.
 _CLAIM = f"""
 UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
-    lease_expires_at = :expires, attempts = attempts + 1, updated_at = :now
+    lease_expires_at = :expires, attempts = attempts + 1, updated_at = :now, phase = NULL,
+    phase_detail = NULL
 WHERE status = 'queued' AND id = (
     SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
     WHERE t.status = 'queued'
@@ -129,11 +132,6 @@ CLAIM = {
     "sqlite": _CLAIM.format(lock="", may_use=MAY_USE),
     "postgresql": _CLAIM.format(lock="FOR UPDATE OF t SKIP LOCKED", may_use=MAY_USE),
 }
-# Attempt rows are numbered on their own: a released (refunded) try still keeps its row.
-RENEW = """
-UPDATE tasks SET lease_expires_at = :expires
-WHERE id = :id AND node_id = :node_id AND status = 'leased' AND lease_expires_at < :expires
-"""
 # A result is first attached by its upload (through the lease's signed URL), then completed:
 # a node can only complete with the file it uploaded under its own lease.
 ATTACH_RESULT = """
@@ -171,7 +169,6 @@ ROUND_PENDING = """
 SELECT count(*) FROM tasks WHERE job_id = :job_id AND round_idx = :round_idx
 AND status NOT IN ('succeeded', 'cancelled')
 """
-HELD = "SELECT id FROM tasks WHERE node_id = :node_id AND status = 'leased'"
 
 
 async def insert_round(
@@ -280,13 +277,6 @@ async def claim(
     return task
 
 
-async def renew_leases(conn: Conn, renewals: list[tuple[str, str, int]]) -> None:
-    """Push lease expiries, [(node id, task id, new expiry), ...] (batched heartbeats); a task
-    no longer leased to that node is left alone."""
-    rows = [{"node_id": n, "id": t, "expires": e} for n, t, e in sorted(renewals)]
-    await conn.executemany(RENEW, rows)
-
-
 async def attach_result(conn: Conn, *, task_id: str, token: str, result_sha: str, now: int) -> bool:
     """Record the file uploaded under a live lease; False when the lease is gone."""
     params = {"id": task_id, "token": token, "result_sha": result_sha, "now": now}
@@ -380,14 +370,6 @@ async def round_pending(conn: Conn, job_id: str, round_idx: int) -> int:
     """How many tasks of a round have not succeeded yet."""
     value = await fetch_value(conn, ROUND_PENDING, {"job_id": job_id, "round_idx": round_idx})
     return int(value or 0)  # type: ignore[call-overload]
-
-
-async def not_held(conn: Conn, node_id: str, task_ids: list[str]) -> list[str]:
-    """Which of `task_ids` a node believes it runs but no longer holds (to be stopped)."""
-    if not task_ids:
-        return []
-    held = {str(r[0]) for r in await rows_of(conn, HELD, {"node_id": node_id})}
-    return [t for t in task_ids if t not in held]
 
 
 SET_VERDICT = "UPDATE tasks SET verdict = :verdict WHERE id = :id AND verdict IS NULL"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-Beat = tuple[int, tuple[str, ...]]
-"""When a node was heard, and the tasks it said it runs."""
+Phase = tuple[str, str, str] | tuple[()]
+"""(task id, step, detail) of what a node said it does with its task; () when it said nothing."""
+Beat = tuple[int, tuple[str, ...], Phase]
+"""When a node was heard, the tasks it said it runs, and what it does with them."""
 
 
 class HeartbeatBuffer:
@@ -12,13 +14,13 @@ class HeartbeatBuffer:
     def __init__(self) -> None:
         self._beats: dict[str, Beat] = {}
 
-    def note(self, node_id: str, at: int, running: tuple[str, ...]) -> None:
-        """A node was heard at `at` (epoch ms), running `running`."""
-        self._beats[node_id] = (at, running)
+    def note(self, node_id: str, at: int, running: tuple[str, ...], phase: Phase = ()) -> None:
+        """A node was heard at `at` (epoch ms), running `running`, doing `phase`."""
+        self._beats[node_id] = (at, running, phase)
 
     def last_seen(self, node_id: str) -> int:
         """When the node was last heard, as far as the buffer knows (0: not since the flush)."""
-        return self._beats.get(node_id, (0, ()))[0]
+        return self._beats.get(node_id, (0, (), ()))[0]
 
     def take(self) -> dict[str, Beat]:
         """Everything buffered, leaving the buffer empty."""
@@ -28,4 +30,6 @@ class HeartbeatBuffer:
     def put_back(self, beats: dict[str, Beat]) -> None:
         """Return beats whose write failed; newer ones noted meanwhile win."""
         for node_id, beat in beats.items():
-            self._beats[node_id] = max(beat, self._beats.get(node_id, (0, ())))
+            mine = self._beats.get(node_id)
+            if mine is None or mine[0] < beat[0]:
+                self._beats[node_id] = beat

@@ -136,6 +136,8 @@ def _task_info(
         error=t.error,
         history=history,
         kind=t.kind,  # type: ignore[arg-type]
+        phase=t.phase if t.status == "leased" else None,  # type: ignore[arg-type]
+        phase_detail=t.phase_detail if t.status == "leased" else None,
     )
 
 

@@ -10,7 +10,14 @@ from gridx.coordinator.aggregation import work
 from gridx.coordinator.clock import Clock, SystemClock
 from gridx.coordinator.db import connect
 from gridx.coordinator.pool import make_pool
-from gridx.coordinator.services import aggregation, dispatch, local_data, nodes, stragglers
+from gridx.coordinator.services import (
+    aggregation,
+    dispatch,
+    local_data,
+    nodes,
+    stats,
+    stragglers,
+)
 from gridx.coordinator.services.node_cache import NODES_CHANNEL
 from gridx.coordinator.services.runtime import Runtime, default_replica
 from gridx.coordinator.services.wakeups import TASKS_CHANNEL
@@ -62,6 +69,7 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
         rt.background.every(
             settings.reaper_s, lambda: local_data.place_waiting(rt), "node-local placement"
         )
+        rt.background.every(settings.history_sample_s, lambda: stats.sample(rt), "fleet history")
         adopted = await aggregation.adopt_orphans(rt)
         if adopted:
             log.info("picked up the aggregation of %d round(s)", adopted)

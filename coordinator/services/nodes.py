@@ -6,7 +6,7 @@ import uuid
 
 import msgspec
 
-from gridx.coordinator.db import datasets, events, nodes, tasks
+from gridx.coordinator.db import datasets, events, leases, nodes
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Forbidden, NotFound, Unauthorized
@@ -20,6 +20,7 @@ from gridx.schemas.agent import (
     HeartbeatResponse,
     RegisterRequest,
     RegisterResponse,
+    TaskPhase,
 )
 from gridx.schemas.nodes import DatasetSummary, NodeInfo, NodeStatus
 
@@ -78,7 +79,7 @@ async def authenticate(rt: Runtime, authorization: str | None) -> NodeRow:
 
 async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> HeartbeatResponse:
     """Note the node alive (written in the next batch) and say which of its tasks to stop."""
-    note_heartbeat(rt, node.id, req.running)
+    note_heartbeat(rt, node.id, req.running, req.phase)
     if req.capabilities is not None:
         encoded = _caps_encoder.encode(req.capabilities).decode()
         async with rt.db.transaction() as conn:
@@ -87,15 +88,19 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
     if req.datasets is not None:  # what it holds changed: names and counts, never the data
         async with rt.db.transaction() as conn:
             await datasets.replace_for_node(conn, node.id, local_data.declared(req.datasets))
-    cancel = await tasks.not_held(rt.db.reader, node.id, list(req.running))
+    cancel = await leases.not_held(rt.db.reader, node.id, list(req.running))
     return HeartbeatResponse(
         cancel=cancel, drain=bool(node.draining), heartbeat_s=rt.settings.heartbeat_s
     )
 
 
-def note_heartbeat(rt: Runtime, node_id: str, running: list[str]) -> None:
-    """Buffer a heartbeat: the node is alive, and the leases of the tasks it runs are renewed."""
-    rt.heartbeats.note(node_id, rt.clock.now_ms(), tuple(running))
+def note_heartbeat(
+    rt: Runtime, node_id: str, running: list[str], phase: TaskPhase | None = None
+) -> None:
+    """Buffer a heartbeat: the node is alive, the leases of the tasks it runs are renewed, and
+    what it does with its task is noted."""
+    said = (phase.task_id, phase.step, phase.detail) if phase else ()
+    rt.heartbeats.note(node_id, rt.clock.now_ms(), tuple(running), said)
 
 
 async def flush_heartbeats(rt: Runtime) -> int:
@@ -112,9 +117,14 @@ async def flush_heartbeats(rt: Runtime) -> int:
     lease_ms = int(rt.settings.lease_s * 1000)
     try:
         async with rt.db.transaction() as conn:
-            await nodes.touch_many(conn, {n: at for n, (at, _) in seen.items()})
-            await tasks.renew_leases(
-                conn, [(n, t, at + lease_ms) for n, (at, run) in seen.items() for t in run]
+            await nodes.touch_many(conn, {n: beat[0] for n, beat in seen.items()})
+            await leases.renew(
+                conn,
+                [
+                    leases.Renewal(n, t, at + lease_ms, *(phase[1:] if phase[:1] == (t,) else ()))
+                    for n, (at, run, phase) in seen.items()
+                    for t in run
+                ],
             )
     except BaseException:  # keep them for the next flush (newer heartbeats win)
         rt.heartbeats.put_back(seen)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from gridx.coordinator.db import nodes as db_nodes
 from gridx.coordinator.db import stats as db_stats
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.services.nodes import node_info
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.stats import Contributor, Overview
+from gridx.schemas.stats import Contributor, FleetSample, Overview
 
 CREDIT_PER_CPU_HOUR = 100.0
 
@@ -31,6 +33,37 @@ async def overview(rt: Runtime, user: UserRow) -> Overview:
         tasks_queued=tasks.get("queued", 0),
         tasks_per_minute=await db_stats.tasks_finished_since(reader, minute_ago, owner),
     )
+
+
+KEEP_SAMPLES_MS = 24 * 3600 * 1000
+
+
+async def sample(rt: Runtime) -> None:
+    """Record the fleet in the current sampling period (`history_sample_s`); every replica
+    tries, the first one's row stays."""
+    now = rt.clock.now_ms()
+    period = int(rt.settings.history_sample_s * 1000)
+    reader = rt.db.reader
+    online, _ = await db_stats.nodes_online(
+        reader, now - int(rt.settings.node_offline_s * 1000), None
+    )
+    tasks = await db_stats.tasks_by_status(reader, None)
+    row = db_stats.SampleRow(
+        at=now - now % period,
+        nodes_online=online,
+        tasks_running=tasks.get("leased", 0),
+        tasks_queued=tasks.get("queued", 0),
+        tasks_done=await db_stats.tasks_finished_since(reader, now - period, None),
+    )
+    async with rt.db.transaction() as conn:
+        await db_stats.record_sample(conn, row, now - KEEP_SAMPLES_MS)
+
+
+async def history(rt: Runtime, minutes: int) -> list[FleetSample]:
+    """The fleet's samples over the last `minutes`, oldest first."""
+    since = rt.clock.now_ms() - minutes * 60_000
+    rows = await db_stats.samples_since(rt.db.reader, since)
+    return [FleetSample(**msgspec.structs.asdict(r)) for r in rows]
 
 
 async def contributors(rt: Runtime) -> list[Contributor]:

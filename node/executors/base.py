@@ -13,6 +13,8 @@ from typing import Protocol
 
 import msgspec
 
+from gridx.node.wheels import Progress, quiet
+
 log = logging.getLogger("gridx.node")
 TAIL_BYTES = 8192
 LOG_CAP = 8 << 20  # bytes of stdout / stderr kept on the node per run
@@ -122,8 +124,11 @@ class Executor(Protocol):
     name: str
     isolation: str
 
-    async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
-        """The runtime (interpreter or image) with the job's requirements installed."""
+    async def prepare(
+        self, requirements: Path | None, sha256: str | None, progress: Progress = quiet
+    ) -> str:
+        """The runtime (interpreter or image) with the job's requirements installed;
+        `progress` hears what it is doing (downloading, installing) while it takes time."""
         ...
 
     async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:

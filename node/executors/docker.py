@@ -27,12 +27,15 @@ from typing import Any
 import docker
 from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig, Ulimit
+from packaging.utils import canonicalize_name
 
 from gridx.node.environments import (
     WHEELS_ONLY,
     RequirementsError,
     check_requirements,
+    conflict,
     explain_failure,
+    plan,
     run_pip,
 )
 from gridx.node.errors import ExecutorUnavailable
@@ -54,6 +57,7 @@ from gridx.node.executors.warm import (
     key_of,
     runner_argv,
 )
+from gridx.node.wheels import PINNED, Progress, quiet, watch
 
 log = logging.getLogger("gridx.node.docker")
 DEFAULT_IMAGE = "gridx-executor:latest"
@@ -113,13 +117,16 @@ class DockerExecutor:
             log.info("removing leftover container %s", c.name)
             c.remove(force=True)
 
-    async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
+    async def prepare(
+        self, requirements: Path | None, sha256: str | None, progress: Progress = quiet
+    ) -> str:
         """The executor image, or an image with the job's requirements installed (cached).
 
-        The build never has a network: what the image already holds is used as is; anything
+        The build never reaches a network: what the image already has is used as is; anything
         else is first fetched on the host as wheels only (pip, no package code runs) and
         installed from that folder, so neither the host's loopback nor a build backend is
-        ever reachable from a job's requirements.
+        ever reachable from a job's requirements. The image's frameworks (torch) are pinned,
+        and a wheel the image already has at the planned version is not fetched.
         """
         if requirements is None or sha256 is None:
             return self.image
@@ -132,25 +139,18 @@ class DockerExecutor:
             return tag
         except ImageNotFound:
             pass
+        pins = [f"{n}=={v}" for n, v in self.image_packages.items() if n in PINNED]
+        if clash := conflict(lines, pins):
+            raise clash
         files = {"requirements.txt": ("\n".join(lines) + "\n").encode()}
+        progress("building the image from what it has")
         try:  # everything it needs may already be in the image
             await self._build(tag, files)
             return tag
         except BuildError:
             pass
-        with tempfile.TemporaryDirectory() as tmp:
-            # On the host, and safe there: after check_requirements every line names a package,
-            # and with wheels only pip builds nothing, so no code of the job's runs here.
-            wheels = Path(tmp) / "wheels"
-            checked = Path(tmp) / "requirements.txt"  # the checked lines, never the job's file
-            checked.write_bytes(files["requirements.txt"])
-            rc, out = await run_pip(
-                sys.executable, "-m", "pip", "download", *WHEELS_ONLY, *self._wheel_target(),
-                "-q", "-d", str(wheels), "-r", str(checked),
-            )  # fmt: skip
-            if rc != 0:
-                raise await explain_failure(sys.executable, out, "pip could not fetch the wheels")
-            files.update({f"wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")})
+        files.update(await self._fetch(files["requirements.txt"], pins, progress))
+        progress("building the image with the fetched wheels")
         try:
             await self._build(tag, files)
         except BuildError as exc:
@@ -162,6 +162,30 @@ class DockerExecutor:
             ) from exc
         return tag
 
+    async def _fetch(self, checked: bytes, pins: list[str], progress: Progress) -> dict[str, bytes]:
+        """The wheels the image lacks for the checked requirement lines (never the job's own
+        file), for the image's Python and platform: {"wheels/NAME": bytes}."""
+        with tempfile.TemporaryDirectory() as tmp:
+            # On the host, and safe there: after check_requirements every line names a package,
+            # and with wheels only pip builds nothing, so no code of the job's runs here.
+            work = Path(tmp)
+            (work / "requirements.txt").write_bytes(checked)
+            target = ("--target", str(work / "target"), *self._wheel_target())
+            pip = [sys.executable, "-m", "pip"]
+            planned = await plan(pip, work / "requirements.txt", pins, work, target)
+            have = self.image_packages
+            needed = [w for w in planned if have.get(canonicalize_name(w.name)) != w.version]
+            wheels = work / "wheels"
+            if needed:
+                fetch = asyncio.ensure_future(run_pip(
+                    *pip, "download", "--no-deps", *WHEELS_ONLY, *self._wheel_target(), "-q",
+                    "-d", str(wheels), *(w.pin for w in needed), env={"TMPDIR": str(work)},
+                ))  # fmt: skip
+                rc, out = await watch(fetch, needed, [work / "wheels"], progress)
+                if rc != 0:
+                    raise await explain_failure(sys.executable, out, "pip could not fetch wheels")
+            return {f"wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")}
+
     def _wheel_target(self) -> list[str]:
         """pip download flags for the image's Python and platform (not the host's)."""
         version, machine = self.python_tag
@@ -172,15 +196,28 @@ class DockerExecutor:
     @functools.cached_property
     def python_tag(self) -> tuple[str, str]:
         """The image's Python version (X.Y) and machine (x86_64, aarch64)."""
-        out = self.client.containers.run(
-            self.image,
-            ["python3", "-c", "import platform,sys; print(sys.version_info[0], "
-             "sys.version_info[1], platform.machine())"],
-            network_mode="none",
-            remove=True,
-        )  # fmt: skip
-        major, minor, machine = out.decode().split()
+        out = self._in_image(
+            "import platform,sys; print(sys.version_info[0], sys.version_info[1], "
+            "platform.machine())"
+        )
+        major, minor, machine = out.split()
         return f"{major}.{minor}", machine
+
+    @functools.cached_property
+    def image_packages(self) -> dict[str, str]:
+        """{canonical name: version} of what the image's Python has installed."""
+        out = self._in_image(
+            "import importlib.metadata as m\n"
+            "for d in m.distributions(): print(d.metadata['Name'], d.version)"
+        )
+        return {canonicalize_name(n): v for n, v in (line.split() for line in out.splitlines())}
+
+    def _in_image(self, code: str) -> str:
+        """What a Python snippet prints in the executor image (no network)."""
+        out = self.client.containers.run(
+            self.image, ["python3", "-c", code], network_mode="none", remove=True
+        )
+        return str(out.decode())
 
     async def _build(self, tag: str, files: dict[str, bytes]) -> None:
         """Build `tag` from the executor image with `files`, installing wheels only, offline

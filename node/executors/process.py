@@ -38,6 +38,7 @@ from gridx.node.executors.warm import (
     runner_argv,
 )
 from gridx.node.state import STATE_MODE
+from gridx.node.wheels import Progress, quiet
 
 log = logging.getLogger("gridx.node")
 WARM_ISOLATION = "bubblewrap"
@@ -109,11 +110,14 @@ class ProcessExecutor:
         self.etc = sandbox.write_synthetic_etc(state_dir / "sandbox" / "etc")
         self.runners = Runners(self._start_runner, idle_s=warm_idle_s)
 
-    async def prepare(self, requirements: Path | None, sha256: str | None) -> str:
+    async def prepare(
+        self, requirements: Path | None, sha256: str | None, progress: Progress = quiet
+    ) -> str:
         """A virtualenv with the requirements (cached by hash), or the node's interpreter."""
         if requirements is None or sha256 is None:
             return self.python
-        return await ensure_env(requirements, sha256, self.state_dir / "envs", self.python)
+        envs = self.state_dir / "envs"
+        return await ensure_env(requirements, sha256, envs, self.python, progress)
 
     def cleanup(self) -> None:
         """Nothing outlives a process run (its PID namespace and cgroup die with it)."""

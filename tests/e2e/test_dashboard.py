@@ -61,7 +61,11 @@ def site(tmp_path_factory, static_origin) -> Iterator[LocalCluster]:
     """A coordinator whose CORS allow-list names the second origin, and two nodes."""
     cluster = LocalCluster(
         tmp_path_factory.mktemp("e2e") / "cluster",
-        coordinator_env={**FAST, "GRIDX_CORS_ORIGINS": static_origin[0]},
+        coordinator_env={
+            **FAST,
+            "GRIDX_CORS_ORIGINS": static_origin[0],
+            "GRIDX_HISTORY_SAMPLE_S": "1",
+        },
     )
     cluster.start()
     cluster.add_node("node-1")
@@ -191,6 +195,88 @@ def test_submit_watch_and_download_a_federated_job(
     other.get_by_role("button", name="Sign out").click()
     other.wait_for_url("**/signin/")
     assert other.evaluate("localStorage.getItem('gridx.apiKey')") is None
+
+
+CURVE = b"""
+import json, os, torch
+r = int(os.environ["GRIDX_ROUND"])
+torch.save({"w": torch.zeros(2)}, os.environ["GRIDX_OUTPUT"])
+json.dump({"accuracy": 0.5 + %s * r, "loss": 1.0 / (r + 1)}, open(os.environ["GRIDX_METRICS"], "w"))
+"""
+
+
+def _submit(site: LocalCluster, name: str, step: float) -> str:
+    import httpx
+
+    r = httpx.post(
+        f"{site.url}/jobs/",
+        headers={"Authorization": f"Bearer {site.api_key}"},
+        files={"train_py": ("train.py", CURVE % str(step).encode())},
+        data={"config": f'{{"name": "{name}", "rounds": 3, "shards": 1}}'},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["job"]["id"])
+
+
+def _wait_succeeded(site: LocalCluster, job_id: str) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 180
+    while True:
+        r = httpx.get(
+            f"{site.url}/jobs/{job_id}",
+            headers={"Authorization": f"Bearer {site.api_key}"},
+            timeout=30,
+        )
+        if r.json()["job"]["status"] == "succeeded":
+            return
+        assert time.monotonic() < deadline, r.json()["job"]
+        time.sleep(0.5)
+
+
+def test_live_contributors_overview_charts_and_compared_curves(site, browser) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    sign_in(page, site.url, site.api_key)
+    page.goto(f"{site.url}/contributors/")
+    page.wait_for_selector("h1")
+    loads: list[int] = []
+    page.on("load", lambda _: loads.append(1))
+    cells = "Array.from(document.querySelectorAll('tbody tr td:nth-child(3)'))"
+    before = page.evaluate(f"{cells}.reduce((n, td) => n + Number(td.textContent), 0)")
+    jobs = [_submit(site, "slow-learner", 0.05), _submit(site, "fast-learner", 0.12)]
+    page.wait_for_function(  # the table follows the tasks as they complete, with no reload
+        f"{cells}.reduce((n, td) => n + Number(td.textContent), 0) >= {before} + 6",
+        timeout=180_000,
+    )
+    assert loads == []
+    shot(page, "contributors-live")
+
+    page.goto(f"{site.url}/")
+    page.wait_for_selector("[data-testid=history] [data-series='nodes online'] polyline")
+    page.wait_for_selector("[data-testid=recent-jobs]")
+    recent = page.locator("[data-testid=recent-jobs]").inner_text()
+    assert "slow-learner" in recent and "fast-learner" in recent
+    shot(page, "overview-charts")
+
+    for job_id in jobs:
+        _wait_succeeded(site, job_id)
+    page.goto(f"{site.url}/job-list/")
+    for name in ("slow-learner", "fast-learner"):
+        page.get_by_label(f"compare {name}").first.check()
+    page.get_by_test_id("compare").click()
+    page.wait_for_url("**/compare/?ids=*")
+    lines = page.locator(".chart").first.locator("[data-series]")
+    page.wait_for_function(
+        "document.querySelector('.chart').querySelectorAll('[data-series] circle').length >= 6",
+        timeout=60_000,
+    )
+    names = sorted(lines.evaluate_all("els => els.map(e => e.dataset.series)"))
+    assert names == ["fast-learner (training)", "slow-learner (training)"], names
+    assert set(page.url.split("ids=")[1].split(",")) == set(jobs)
+    shot(page, "compare")
 
 
 def test_static_build_on_another_origin_needs_cors(

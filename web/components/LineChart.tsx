@@ -9,23 +9,54 @@ export interface Series {
   points: { x: number; y: number }[];
 }
 
-export function LineChart({ title, series, yLabel }: { title: string; series: Series[]; yLabel: string }) {
+/** The x axis: its name, range, labelled ticks and how a value reads. */
+export interface XAxis {
+  name: string;
+  min: number;
+  max: number;
+  ticks: number[];
+  label: (x: number) => string;
+}
+
+/** Rounds 1..n (the default x axis). */
+export function roundsAxis(series: Series[]): XAxis {
+  const max = Math.max(...series.flatMap((s) => s.points.map((p) => p.x)), 1);
+  return { name: "round", min: 1, max, ticks: roundLabels(max), label: String };
+}
+
+export function LineChart({
+  title,
+  series,
+  yLabel,
+  x,
+  empty = "no finished round yet",
+}: {
+  title: string;
+  series: Series[];
+  yLabel: string;
+  x?: XAxis;
+  empty?: string;
+}) {
   const w = 420;
   const h = 200;
   const pad = { l: 52, r: 12, t: 12, b: 34 };
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) {
-    return <p className="empty">{title}: no finished round yet.</p>;
+    return (
+      <p className="empty">
+        {title}: {empty}.
+      </p>
+    );
   }
-  const xmax = Math.max(...all.map((p) => p.x), 1);
+  const xa = x ?? roundsAxis(series);
   const axis = niceAxis(Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y)));
   const { lo, hi } = axis;
-  const sx = (x: number) => pad.l + ((x - 1) / Math.max(xmax - 1, 1)) * (w - pad.l - pad.r);
+  const sx = (v: number) => pad.l + ((v - xa.min) / Math.max(xa.max - xa.min, 1e-9)) * (w - pad.l - pad.r);
   const sy = (y: number) => pad.t + (1 - (y - lo) / (hi - lo)) * (h - pad.t - pad.b);
   return (
     <figure className="chart">
       <figcaption>{title}</figcaption>
-      <svg viewBox={`0 0 ${w} ${h}`} role="img" aria-label={`${title} (${yLabel}) by round`}>
+      <svg viewBox={`0 0 ${w} ${h}`} role="img" aria-label={`${title} (${yLabel}) by ${xa.name}`}>
         <line x1={pad.l} y1={h - pad.b} x2={w - pad.r} y2={h - pad.b} className="axis" />
         <line x1={pad.l} y1={pad.t} x2={pad.l} y2={h - pad.b} className="axis" />
         {axis.ticks.map((t) => (
@@ -36,13 +67,13 @@ export function LineChart({ title, series, yLabel }: { title: string; series: Se
             </text>
           </g>
         ))}
-        {roundLabels(xmax).map((x) => (
-          <text key={x} x={sx(x)} y={h - pad.b + 16} textAnchor="middle" className="tick">
-            {x}
+        {xa.ticks.map((t) => (
+          <text key={t} x={sx(t)} y={h - pad.b + 16} textAnchor="middle" className="tick">
+            {xa.label(t)}
           </text>
         ))}
         <text x={w / 2} y={h - 2} textAnchor="middle" className="tick">
-          round
+          {xa.name}
         </text>
         {series.map((s) => (
           <g key={s.name} data-series={s.name}>
@@ -52,11 +83,12 @@ export function LineChart({ title, series, yLabel }: { title: string; series: Se
               strokeWidth={2}
               points={s.points.map((p) => `${sx(p.x)},${sy(p.y)}`).join(" ")}
             />
-            {s.points.map((p) => (
-              <circle key={p.x} cx={sx(p.x)} cy={sy(p.y)} r={3.5} fill={s.color} className="point">
-                <title>{`${s.name}, round ${p.x}: ${p.y.toFixed(4)}`}</title>
-              </circle>
-            ))}
+            {s.points.length <= 60 &&
+              s.points.map((p) => (
+                <circle key={p.x} cx={sx(p.x)} cy={sy(p.y)} r={3.5} fill={s.color} className="point">
+                  <title>{`${s.name}, ${xa.name} ${xa.label(p.x)}: ${Number.isInteger(p.y) ? p.y : p.y.toFixed(4)}`}</title>
+                </circle>
+              ))}
           </g>
         ))}
       </svg>

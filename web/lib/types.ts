@@ -1,143 +1,28 @@
-// The coordinator's JSON, as the dashboard reads it (see schemas/ in the repository).
+// The API's types, generated from web/openapi.json (`npm run types`, part of `npm run build`,
+// writes lib/api.gen.ts). web/openapi.json is written from the coordinator by `just api-types`,
+// and a test fails when it is stale: these types always match what the API answers.
+import type { components } from "./api.gen";
 
-export interface AttemptInfo {
-  attempt: number;
-  node_id: string;
-  started_at: number;
-  finished_at: number | null;
-  outcome: string | null;
-  error_code: string | null;
-  error: string | null;
-  stderr_tail: string | null;
-}
+type Schemas = components["schemas"];
 
-export interface TaskInfo {
-  id: string;
-  round: number;
-  shard: number;
-  status: string;
-  node_id: string | null;
-  /** The display name of that node. */
-  node_name?: string | null;
-  attempts: number;
-  max_attempts: number;
-  losses: number;
-  max_losses: number;
-  copy: number;
-  verdict: "agreed" | "disagreed" | null;
-  rows: number;
-  metrics: Record<string, number> | null;
-  error_code: string | null;
-  error: string | null;
-  history: AttemptInfo[];
-  /** evaluate: the held-out evaluation of its round's model. */
-  kind: "train" | "evaluate";
-}
+/** A response as it arrives: every field is present (defaults included), nested too. */
+type Wire<T> = T extends (infer U)[] ? Wire<U>[] : T extends object ? { [K in keyof T]-?: Wire<T[K]> } : T;
 
-export interface RoundInfo {
-  /** -1: the initialisation step (INIT_ROUND), then rounds from 0. */
-  index: number;
-  status: string;
-  metrics: Record<string, number> | null;
-  summed_metrics: string[];
-  /** The job's evaluation script on its test data with this round's model. */
-  held_out: Record<string, number> | null;
-  started_at: number;
-  finished_at: number | null;
-  /** Differentially private jobs: epsilon spent up to and including this round. */
-  epsilon?: number | null;
-  /** Names of the nodes whose updates the round merged. */
-  nodes?: string[];
-}
-
-export const INIT_ROUND = -1;
-
-export interface JobSummary {
-  id: string;
-  name: string;
-  owner: string;
-  status: string;
-  current_round: number;
-  rounds: number;
-  shards: number;
-  tasks_done: number;
-  tasks_total: number;
-  error: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-export interface JobDetail {
-  job: JobSummary;
-  config: Record<string, unknown> & { strategy: Record<string, unknown> };
-  final_model_sha256: string | null;
-  /** Differentially private jobs: the delta every epsilon is reported at. */
-  delta?: number | null;
-  rounds: RoundInfo[];
-  tasks: TaskInfo[];
-}
-
-export interface NodeInfo {
-  id: string;
-  name: string;
-  owner: string;
-  status: string;
-  capabilities: {
-    arch: string;
-    cpus: number;
-    memory_mb: number;
-    executors: string[];
-    isolation: string;
-    docker: boolean;
-    gpus: number;
-  };
-  last_seen: number;
-  tasks_done: number;
-  reputation: number;
-  disagreed: number;
-  datasets?: DatasetInfo[];
-}
-
+export type AttemptInfo = Wire<Schemas["AttemptInfo"]>;
+export type TaskInfo = Wire<Schemas["TaskInfo"]>;
+export type RoundInfo = Wire<Schemas["RoundInfo"]>;
+export type JobSummary = Wire<Schemas["JobSummary"]>;
+export type JobDetail = Wire<Schemas["JobDetail"]>;
+export type NodeInfo = Wire<Schemas["NodeInfo"]>;
 /** A dataset a node declared: names and counts, never the data. */
-export interface DatasetInfo {
-  name: string;
-  format: string;
-  columns: string[];
-  rows: number;
-  description: string;
-  allow_users: string[];
-}
-
+export type DatasetInfo = Wire<Schemas["DatasetInfo"]>;
 /** A dataset name as the fleet's online nodes hold it (GET /datasets). */
-export interface DatasetSummary {
-  name: string;
-  format: string;
-  columns: string[];
-  rows: number;
-  nodes: number;
-  usable_nodes: number;
-  description: string;
-}
+export type DatasetSummary = Wire<Schemas["DatasetSummary"]>;
+export type Overview = Wire<Schemas["Overview"]>;
+export type Contributor = Wire<Schemas["Contributor"]>;
+export type UserInfo = Wire<Schemas["UserInfo"]>;
+export type FleetSample = Wire<Schemas["FleetSample"]>;
+export type JobConfig = Schemas["JobConfig"];
 
-export interface Overview {
-  nodes_online: number;
-  nodes_offline: number;
-  jobs_by_status: Record<string, number>;
-  tasks_running: number;
-  tasks_queued: number;
-  tasks_per_minute: number;
-}
-
-export interface Contributor {
-  owner: string;
-  nodes: number;
-  tasks_done: number;
-  compute_s: number;
-  credit: number;
-}
-
-export interface UserInfo {
-  id: number;
-  email: string;
-  role: string;
-}
+/** The round index of a job's initialisation step (the API counts rounds from 0). */
+export const INIT_ROUND = -1;

@@ -11,15 +11,24 @@ export default function Contributors() {
   const [rows, setRows] = useState<Contributor[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
-    getJson<Contributor[]>("/stats/contributors")
-      .then(setRows)
-      .catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)));
+    // credit grows with every task a node completes: follow it while the page is open
+    const load = () =>
+      getJson<Contributor[]>("/stats/contributors")
+        .then((r) => {
+          setRows(r);
+          setError(null);
+        })
+        .catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)));
+    load();
+    const t = setInterval(load, 3000);
+    return () => clearInterval(t);
   }, []);
   return (
     <>
       <h1>Contributors</h1>
       <p className="muted">
         Credit, as in BOINC: 100 per CPU-hour of training given, measured by the coordinator for every completed task.
+        Updates every 3 s.
       </p>
       <ErrorNote error={error} />
       {rows && rows.length === 0 && <Empty>Nobody has lent a machine yet.</Empty>}

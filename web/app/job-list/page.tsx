@@ -11,6 +11,8 @@ import type { JobSummary } from "@/lib/types";
 export default function JobList() {
   const [jobs, setJobs] = useState<JobSummary[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [picked, setPicked] = useState<string[]>([]);
+  const toggle = (id: string) => setPicked((p) => (p.includes(id) ? p.filter((x) => x !== id) : [...p, id]));
   useEffect(() => {
     const load = () =>
       getJson<JobSummary[]>("/jobs/")
@@ -24,6 +26,16 @@ export default function JobList() {
     <>
       <h1>Jobs</h1>
       <ErrorNote error={error} />
+      <p className="muted">
+        Tick jobs to overlay their curves:{" "}
+        {picked.length >= 2 ? (
+          <Link href={`/compare/?ids=${picked.join(",")}`} data-testid="compare">
+            compare {picked.length} jobs
+          </Link>
+        ) : (
+          <span>pick at least two</span>
+        )}
+      </p>
       {jobs && jobs.length === 0 && (
         <Empty>
           No jobs yet. <Link href="/submit/">Submit one</Link>.
@@ -34,6 +46,7 @@ export default function JobList() {
           <table>
             <thead>
               <tr>
+                <th aria-label="compare" />
                 <th>Job</th>
                 <th>Status</th>
                 <th>Progress</th>
@@ -44,6 +57,14 @@ export default function JobList() {
             <tbody>
               {jobs.map((j) => (
                 <tr key={j.id} data-job={j.id}>
+                  <td>
+                    <input
+                      type="checkbox"
+                      aria-label={`compare ${j.name}`}
+                      checked={picked.includes(j.id)}
+                      onChange={() => toggle(j.id)}
+                    />
+                  </td>
                   <td>
                     <Link href={`/job/?id=${j.id}`}>{j.name}</Link>
                   </td>

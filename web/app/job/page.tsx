@@ -172,6 +172,12 @@ function Job() {
                 <td>
                   <Status value={t.status} />
                   {t.verdict ? <> <Status value={t.verdict} /></> : null}
+                  {t.phase ? (
+                    <div className="muted phase" data-phase={t.phase} title={t.phase_detail ?? undefined}>
+                      {t.phase}
+                      {t.phase_detail ? `: ${t.phase_detail}` : ""}
+                    </div>
+                  ) : null}
                 </td>
                 <td title={t.node_id ?? undefined}>{t.node_name ?? t.node_id ?? "-"}</td>
                 <td className="lo" title="tries of the code / nodes lost with it">

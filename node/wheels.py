@@ -146,9 +146,6 @@ async def watch(
     total = sum(w.size or 0 for w in wheels)
     what = describe(wheels)
     while True:
-        done, _ = await asyncio.wait({work}, timeout=every_s)
-        if done:
-            return work.result()
         got = sum(folder_size(f) for f in folders)
         if total and got >= total:
             progress(f"installing {what}, {human(total)}")
@@ -156,3 +153,6 @@ async def watch(
             progress(f"downloading {what}: {human(got)} / {human(total)}")
         else:
             progress(f"downloading {what}: {human(got)}")
+        done, _ = await asyncio.wait({work}, timeout=every_s)
+        if done:
+            return work.result()

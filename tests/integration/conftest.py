@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gridx.coordinator.cli.cluster import LocalCluster
+from tests.support.package_index import index  # noqa: F401 (a fixture for the tests here)
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"GRIDX_LEASE_S": "3", "GRIDX_HEARTBEAT_S": "0.5"}

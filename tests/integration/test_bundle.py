@@ -1,26 +1,24 @@
-"""The volunteer's path: build the worker bundle, unpack it, set up a clean venv, run a task."""
+"""The volunteer's path: build the worker bundle, unpack it, set up a clean venv (with the
+CPU-only torch, there being no GPU here), run a task that names torch without downloading it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
-import textwrap
 from pathlib import Path
+
+import pytest
 
 from gridx.coordinator.cli.cluster import LocalCluster
 from tests.integration.conftest import REPO, Client
 
-# A script that needs nothing but the standard library: the bundle's venv has no torch.
-NO_TORCH = textwrap.dedent("""
-    import json, struct
-    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
-    header += b" " * (-len(header) % 8)
-    with open("model.safetensors", "wb") as fh:
-        fh.write(struct.pack("<Q", len(header)) + header + struct.pack("<2f", 1.0, 2.0))
-""").encode()
+# A job that names torch in its requirements: the node's own torch serves it.
+TORCH_JOB = b"import os, torch\ntorch.save({'w': torch.ones(2)}, os.environ['GRIDX_OUTPUT'])\n"
 
 
+@pytest.mark.timeout(600)
 def test_bundle_sets_up_a_node_that_completes_a_task(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
@@ -55,14 +53,21 @@ def test_bundle_sets_up_a_node_that_completes_a_task(
         capture_output=True,
         text=True,
         timeout=600,
+        # no internet here: PyTorch's CPU index is an empty local one, and pip finds the same
+        # CPU build in this machine's wheel folder (its configured find-links)
+        env={**os.environ, "GRIDX_TORCH_CPU_INDEX": (tmp_path / "no-index").as_uri()},
     )
     assert setup.returncode == 0, setup.stdout + setup.stderr
     assert (home / "worker_config.env").stat().st_mode & 0o077 == 0  # the key is private
-    venv_has_torch = subprocess.run(
-        [str(home / ".venv/bin/python"), "-c", "import torch"], capture_output=True
+    assert "installing torch (CPU-only build)" in setup.stdout, setup.stdout
+    assert len(setup.stdout.splitlines()) <= 3, setup.stdout  # quiet: no pip chatter
+    cuda = subprocess.run(
+        [str(home / ".venv/bin/python"), "-c", "import torch; print(torch.version.cuda)"],
+        capture_output=True,
+        text=True,
     )
-    assert venv_has_torch.returncode != 0  # the node installs without torch
-    job_id = client.submit(NO_TORCH, {"rounds": 1, "shards": 1})
+    assert cuda.stdout.strip() == "None", cuda  # the CPU build: no multi-GB CUDA libraries
+    job_id = client.submit(TORCH_JOB, {"rounds": 1, "shards": 1}, requirements=b"torch\n")
     node = subprocess.run(
         ["./start_worker.sh", "--once", "--executor", "process"],
         cwd=home,
@@ -73,5 +78,6 @@ def test_bundle_sets_up_a_node_that_completes_a_task(
     assert node.returncode == 0, node.stdout + node.stderr
     body = client.wait_done(job_id, 60)
     assert body["job"]["status"] == "succeeded", body
+    assert "preparing (downloading" not in node.stderr + node.stdout  # its torch: the node's
     nodes = client.http.get("/nodes").json()
     assert [n["name"] for n in nodes] == ["bundled"]

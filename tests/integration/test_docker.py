@@ -6,6 +6,8 @@ must run, so without an engine they fail under CI=true and skip only on a develo
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import textwrap
 import time
@@ -16,6 +18,7 @@ import pytest
 from gridx.coordinator.cli.cluster import LocalCluster
 from gridx.node.executors.docker import DEFAULT_IMAGE, LABEL, docker_available
 from tests.integration.conftest import Client
+from tests.support.package_index import Index
 
 
 def _engine_ready() -> bool:
@@ -147,6 +150,40 @@ def test_requirements_are_built_into_a_cached_image_and_docker_jobs_avoid_other_
     assert {nodes[h["node_id"]] for t in body["tasks"] for h in t["history"]} == {"box"}
     tags = [t for img in docker.from_env().images.list() for t in img.tags]
     assert any(":req-" in t for t in tags)
+
+
+def test_a_package_the_image_lacks_is_fetched_as_a_wheel_and_its_torch_is_kept(
+    cluster: LocalCluster, client: Client, index: Index
+) -> None:
+    index.go.set()  # (no pause needed here)
+    requirements = b"torch\ngridx-probe\n"
+    built = f"{DEFAULT_IMAGE.split(':')[0]}:req-{hashlib.sha256(requirements).hexdigest()[:16]}"
+    with contextlib.suppress(docker.errors.ImageNotFound):  # an earlier run's, on this engine
+        docker.from_env().images.remove(built, force=True)
+    cluster.add_node(
+        "box",
+        extra_env={"PIP_INDEX_URL": index.url, "PIP_NO_CACHE_DIR": "1"},
+        args=("--executor", "docker"),
+    )
+    train = b"import torch, gridx_probe\ntorch.save({'w': torch.ones(1) * gridx_probe.VALUE}, "
+    train += b"'model.pth')\n"
+    job_id = client.submit(
+        train,
+        {"rounds": 1, "shards": 1, "require_docker": True},
+        requirements=requirements,
+    )
+    body = client.wait_done(job_id, 300)
+    assert body["job"]["status"] == "succeeded", body["tasks"]
+    log = (cluster.root / "box.log").read_text()
+    fetched = [line for line in log.splitlines() if "preparing (downloading" in line]
+    assert fetched and all(
+        "gridx-probe 1.0" in line and "torch 2" not in line for line in fetched
+    ), log
+    clash = client.submit(
+        train, {"rounds": 1, "shards": 1, "require_docker": True}, requirements=b"torch<2\n"
+    )
+    task = client.wait_done(clash, 120)["tasks"][0]
+    assert task["error_code"] == "requirements_conflict", task
 
 
 def test_a_multi_round_job_on_two_docker_nodes(cluster: LocalCluster, client: Client) -> None:

@@ -1,0 +1,113 @@
+"""A one-package index on 127.0.0.1 (PEP 658 metadata, like PyPI) serving gridx-probe 1.0, a
+4 MB wheel whose download pauses half-way until the test says `go`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from gridx.coordinator.cli.cluster import free_port
+
+SIZE = 4_000_000
+
+
+def _wheel() -> tuple[str, bytes, bytes]:
+    """(file name, wheel bytes, METADATA) of gridx-probe 1.0 with SIZE incompressible bytes."""
+    meta = b"Metadata-Version: 2.1\nName: gridx-probe\nVersion: 1.0\n"
+    files = {
+        "gridx_probe/__init__.py": b"VALUE = 7\n",
+        "gridx_probe/blob.bin": hashlib.shake_256(b"probe").digest(SIZE),
+        "gridx_probe-1.0.dist-info/METADATA": meta,
+        "gridx_probe-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    record = (
+        "".join(
+            f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+            for name, data in files.items()
+        )
+        + "gridx_probe-1.0.dist-info/RECORD,,\n"
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr("gridx_probe-1.0.dist-info/RECORD", record)
+    return "gridx_probe-1.0-py3-none-any.whl", buf.getvalue(), meta
+
+
+class Index:
+    """A one-package index on 127.0.0.1 whose wheel download pauses half-way until `go`."""
+
+    def __init__(self) -> None:
+        self.name, self.wheel, self.meta = _wheel()
+        self.go = threading.Event()
+        self.port = free_port()
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def _send(self, body: bytes, ctype: str, head: bool = False) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                if self.path == f"/files/{index.name}":
+                    return self._send(index.wheel, "application/octet-stream", head=True)
+                self.send_error(404)
+
+            def do_GET(self) -> None:
+                sha = hashlib.sha256(index.wheel).hexdigest()
+                meta_sha = hashlib.sha256(index.meta).hexdigest()
+                if self.path.rstrip("/") == "/simple/gridx-probe":
+                    link = (
+                        f'<a href="/files/{index.name}#sha256={sha}" '
+                        f'data-dist-info-metadata="sha256={meta_sha}" '
+                        f'data-core-metadata="sha256={meta_sha}">{index.name}</a>'
+                    )
+                    return self._send(f"<html><body>{link}</body></html>".encode(), "text/html")
+                if self.path == f"/files/{index.name}.metadata":
+                    return self._send(index.meta, "text/plain")
+                if self.path == f"/files/{index.name}":
+                    half = len(index.wheel) // 2
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(index.wheel)))
+                    self.end_headers()
+                    self.wfile.write(index.wheel[:half])
+                    self.wfile.flush()
+                    index.go.wait(120)
+                    self.wfile.write(index.wheel[half:])
+                    return None
+                self.send_error(404)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/simple"
+
+
+@pytest.fixture
+def index() -> Iterator[Index]:
+    i = Index()
+    try:
+        yield i
+    finally:
+        i.go.set()
+        i.server.shutdown()

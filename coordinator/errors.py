@@ -43,6 +43,18 @@ class Forbidden(GridXError):
     code = "forbidden"
 
 
+class NodeBanned(Forbidden):
+    """The node was banned by an admin: every route refuses it."""
+
+    code = "node_banned"
+
+
+class UserDisabled(Forbidden):
+    """The API key's user was disabled by an admin."""
+
+    code = "user_disabled"
+
+
 class NotFound(GridXError):
     """No such thing, or it is not yours."""
 

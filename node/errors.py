@@ -24,6 +24,10 @@ class NotEnrolled(OwnerMistake):
     another owner's), or the coordinator refused its token."""
 
 
+class Banned(OwnerMistake):
+    """The coordinator's admin banned this node: it is refused everywhere."""
+
+
 class StateDirInUse(OwnerMistake):
     """Another node runs with the same state folder."""
 

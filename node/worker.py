@@ -21,6 +21,7 @@ from gridx.node.config import NodeConfig
 from gridx.node.datasets import Catalog
 from gridx.node.enrolment import capabilities
 from gridx.node.errors import (
+    Banned,
     CoordinatorError,
     DatasetError,
     IntegrityError,
@@ -143,6 +144,8 @@ class Worker:
         except CoordinatorError as exc:
             if exc.status == 401:
                 raise NotEnrolled(f"the coordinator refused this node's token: {exc}") from exc
+            if exc.code == "node_banned":
+                raise Banned(f"{exc.message} (ask the coordinator's admin why)") from exc
             log.warning("request_task failed: %s", exc)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("coordinator unreachable (%s); retrying", exc)

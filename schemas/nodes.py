@@ -8,7 +8,7 @@ import msgspec
 
 from gridx.schemas.agent import Capabilities, DatasetFormat, DatasetInfo
 
-NodeStatus = Literal["online", "offline", "draining"]
+NodeStatus = Literal["online", "offline", "draining", "banned", "removed"]
 
 
 class NodeInfo(msgspec.Struct, kw_only=True):

@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridx.coordinator.api import (
+    admin,
     agent,
     blobs,
     dashboard,
@@ -46,6 +47,7 @@ ROUTES: list[Any] = [
     dashboard.history,
     dashboard.overview_events,
     dashboard.job_events,
+    *admin.ROUTES,
 ]
 errors.document_errors(ROUTES)
 

@@ -32,7 +32,9 @@ async def provide_user(request: Request, rt: Runtime) -> User:
     if rt.rate_limits.recent(key) >= rt.settings.auth_failures_per_minute:
         raise RateLimited("too many failed sign-ins from this address; wait a minute")
     try:
-        return await auth.authenticate_user(rt.db, request.headers.get("authorization"))
+        return await auth.authenticate_user(
+            rt.db, request.headers.get("authorization"), rt.clock.now_ms()
+        )
     except Unauthorized:
         rt.rate_limits.allow(key, rt.settings.auth_failures_per_minute)  # records the failure
         raise

@@ -104,11 +104,13 @@ def http_error(request: Request, exc: HTTPException) -> Response[Any]:
         if texts and not message.endswith(texts[0]):
             message = f"{message}: {texts[0]}"
         # A body that decodes but breaks a rule is 422; unparsable JSON stays 400.
-        located = "at `$" in joined
+        located = "at `$" in joined or field is not None
         if located or "Expected" in message or "Object missing required field" in message:
             status = 422
     code = _CODES.get(status, "error")
-    return Response(ErrorBody(code=code, message=message, field=field), status_code=status)
+    errors = [FieldError(field=field, message=message)] if field is not None else []
+    body = ErrorBody(code=code, message=message, field=field, errors=errors)
+    return Response(body, status_code=status)
 
 
 def too_deep(_: Request, exc: RecursionError) -> Response[ErrorBody]:

@@ -42,6 +42,10 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/jobs/{job_id}/cancel"): (409,),
     ("GET", "/jobs/{job_id}/model"): (409,),
     ("POST", "/nodes/{node_id}/drain"): (),
+    ("POST", "/admin/users/{email}/disabled"): (409,),
+    ("POST", "/admin/users/{email}/role"): (409,),
+    ("DELETE", "/keys/{key_id}"): (409,),
+    ("POST", "/keys/{key_id}/rotate"): (409,),
 }
 """What a route can answer besides what its shape implies (see `_errors`)."""
 _FILE = Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
@@ -75,11 +79,12 @@ def config() -> OpenAPIConfig:
 
 
 def _errors(method: str, path: str, operation: Any) -> set[str]:
-    """The error statuses a route can answer: 500 always; 401 where a bearer is needed; 400 and
-    422 where anything is parsed; 413 where a body is; 404 for a named thing; and its own."""
+    """The error statuses a route can answer: 500 always; 401 and 403 where a bearer is needed;
+    400 and 422 where anything is parsed; 413 where a body is; 404 for a named thing; and its
+    own."""
     codes = {500, *EXTRA_ERRORS.get((method, path), ())}
     if (method, path) not in PUBLIC:
-        codes.add(401)
+        codes.update((401, 403))  # 403: a disabled user, a banned node, or admins only
     if operation.parameters or method in ("POST", "PUT"):
         codes.update((400, 422))
     if method in ("POST", "PUT"):

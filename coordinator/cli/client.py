@@ -33,7 +33,8 @@ class ApiClient:
             verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
         )
 
-    def _call(self, method: str, path: str, kind: type[T], **kwargs: object) -> T:
+    def call(self, method: str, path: str, kind: type[T], **kwargs: object) -> T:
+        """One request, its answer decoded as `kind`; an error is one clear line."""
         try:
             resp = self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
@@ -69,7 +70,7 @@ class ApiClient:
             handles["evaluate_py"] = ("evaluate.py", evaluation[0].open("rb"))
             handles["test_data"] = (evaluation[1].name, evaluation[1].open("rb"))
         try:
-            return self._call(
+            return self.call(
                 "POST",
                 "/jobs/",
                 JobDetail,
@@ -82,23 +83,23 @@ class ApiClient:
 
     def jobs(self) -> list[JobSummary]:
         """The caller's jobs."""
-        return self._call("GET", "/jobs/", list[JobSummary])
+        return self.call("GET", "/jobs/", list[JobSummary])
 
     def job(self, job_id: str) -> JobDetail:
         """One job in full."""
-        return self._call("GET", f"/jobs/{job_id}", JobDetail)
+        return self.call("GET", f"/jobs/{job_id}", JobDetail)
 
     def cancel(self, job_id: str) -> JobSummary:
         """Cancel a job."""
-        return self._call("POST", f"/jobs/{job_id}/cancel", JobSummary)
+        return self.call("POST", f"/jobs/{job_id}/cancel", JobSummary)
 
     def nodes(self) -> list[NodeInfo]:
         """The caller's nodes."""
-        return self._call("GET", "/nodes", list[NodeInfo])
+        return self.call("GET", "/nodes", list[NodeInfo])
 
     def datasets(self) -> list[DatasetSummary]:
         """The datasets online nodes hold."""
-        return self._call("GET", "/datasets", list[DatasetSummary])
+        return self.call("GET", "/datasets", list[DatasetSummary])
 
     def download(self, job_id: str, fmt: str, dest: Path) -> Path:
         """Save the final model to `dest`."""

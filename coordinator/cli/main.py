@@ -10,11 +10,13 @@ from pathlib import Path
 
 import click
 
+from gridx.coordinator.cli import admin
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.jobs import job
 from gridx.coordinator.cli.options import client_options, data_dir_option, json_option, when
 from gridx.coordinator.settings import Settings, settings_from_env
 from gridx.schemas.envconfig import ConfigError
+from gridx.schemas.nodes import NodeInfo
 
 
 @click.group()
@@ -139,7 +141,7 @@ def coordinator_openapi(out: Path | None) -> None:
 # --- users -----------------------------------------------------------------------------------
 @cli.group()
 def user() -> None:
-    """Manage users (run on the coordinator's host)."""
+    """Users: `create` runs on the coordinator's host; the rest go through the API (admins)."""
 
 
 @user.command("create")
@@ -181,18 +183,78 @@ def user_create(email: str, admin: bool, data_dir: Path | None, as_json: bool) -
         click.echo(f"created {role} {email}; API key (shown once, keep it safe):\n{key}")
 
 
+@user.command("list")
+@client_options
+@json_option
+def user_list(client: ApiClient, as_json: bool) -> None:
+    """Every user: role, state, live keys, last use (admins)."""
+    admin.user_list_command(client, as_json)
+
+
+@user.command("disable")
+@click.argument("email")
+@client_options
+@json_option
+def user_disable(client: ApiClient, email: str, as_json: bool) -> None:
+    """Disable a user: its keys are refused (403) and its jobs take no new task (admins)."""
+    admin.user_disable_command(client, email, as_json, disabled=True)
+
+
+@user.command("enable")
+@click.argument("email")
+@client_options
+@json_option
+def user_enable(client: ApiClient, email: str, as_json: bool) -> None:
+    """Enable a disabled user again (admins)."""
+    admin.user_disable_command(client, email, as_json, disabled=False)
+
+
+@user.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["admin", "user"]))
+@client_options
+@json_option
+def user_set_role(client: ApiClient, email: str, role: str, as_json: bool) -> None:
+    """Make a user an admin or a plain user (admins)."""
+    admin.user_role_command(client, email, role, as_json)
+
+
+cli.add_command(admin.key)
+cli.add_command(admin.audit)
+
+
 # --- nodes -----------------------------------------------------------------------------------
 @cli.group()
 def node() -> None:
-    """See your nodes."""
+    """See your nodes; admins ban or remove them."""
+
+
+@node.command("ban")
+@click.argument("node_id")
+@click.option("--lift", is_flag=True, help="Lift the ban instead.")
+@client_options
+@json_option
+def node_ban(client: ApiClient, node_id: str, lift: bool, as_json: bool) -> None:
+    """Ban a node: refused everywhere from now on, its tasks back in the queue (admins)."""
+    admin.node_ban_command(client, node_id, not lift, as_json)
+
+
+@node.command("remove")
+@click.argument("node_id")
+@client_options
+@json_option
+def node_remove(client: ApiClient, node_id: str, as_json: bool) -> None:
+    """Remove a node: tasks back in the queue, token dead, must enrol again (admins)."""
+    admin.node_remove_command(client, node_id, as_json)
 
 
 @node.command("list")
+@click.option("--all", "everything", is_flag=True, help="Banned and removed nodes too (admins).")
 @client_options
 @json_option
-def node_list(client: ApiClient, as_json: bool) -> None:
+def node_list(client: ApiClient, everything: bool, as_json: bool) -> None:
     """Your nodes (an admin sees all)."""
-    rows = client.nodes()
+    rows = client.call("GET", "/admin/nodes", list[NodeInfo]) if everything else client.nodes()
     if as_json:
         click.echo(to_json(rows))
         return

@@ -22,6 +22,10 @@ class NodeRow(msgspec.Struct, kw_only=True):
     created_at: int
     agreed: int = 0
     disagreed: int = 0
+    banned: int = 0
+    """Refused at every route (an admin's ban); its leases were returned."""
+    removed: int = 0
+    """Taken off the fleet by an admin: its token no longer works (it must enrol again)."""
 
     @property
     def reputation(self) -> float:
@@ -31,7 +35,8 @@ class NodeRow(msgspec.Struct, kw_only=True):
 
 
 _COLUMNS = """n.id, n.owner_id, u.email AS owner_email, n.name, n.capabilities, n.draining,
-n.last_seen, n.tasks_done, n.compute_ms, n.created_at, n.agreed, n.disagreed"""
+n.last_seen, n.tasks_done, n.compute_ms, n.created_at, n.agreed, n.disagreed, n.banned,
+n.removed"""
 INSERT = """
 INSERT INTO nodes (id, owner_id, name, token_hash, capabilities, last_seen, created_at)
 VALUES (:id, :owner_id, :name, :token_hash, :capabilities, :now, :now)
@@ -39,11 +44,17 @@ VALUES (:id, :owner_id, :name, :token_hash, :capabilities, :now, :now)
 BY_TOKEN_HASH = f"""
 SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id WHERE n.token_hash = :token_hash
 """
-ALL = f"SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id ORDER BY n.created_at"
-OF_OWNER = f"""
-SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id WHERE n.owner_id = :owner_id
+LIST = f"""
+SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id
+WHERE (CAST(:owner_id AS BIGINT) IS NULL OR n.owner_id = :owner_id)
+    AND (:everything = 1 OR n.removed = 0)
 ORDER BY n.created_at
 """
+BAN = "UPDATE nodes SET banned = :banned, draining = :banned WHERE id = :id"
+REMOVE = """
+UPDATE nodes SET removed = 1, banned = 1, draining = 1, token_hash = :gone WHERE id = :id
+"""
+LEASED = "SELECT id, lease_token FROM tasks WHERE node_id = :node_id AND status = 'leased'"
 TOUCH = "UPDATE nodes SET last_seen = :now WHERE id = :id AND last_seen < :now"
 SET_CAPABILITIES = "UPDATE nodes SET capabilities = :capabilities WHERE id = :id"
 SET_DRAINING = "UPDATE nodes SET draining = :draining WHERE id = :id"
@@ -86,11 +97,26 @@ async def by_token_hash(conn: Conn, token_hash: str) -> NodeRow | None:
     return await fetch_one(conn, BY_TOKEN_HASH, {"token_hash": token_hash}, NodeRow)
 
 
-async def list_nodes(conn: Conn, owner_id: int | None) -> list[NodeRow]:
-    """Nodes of one owner, or all nodes when `owner_id` is None."""
-    if owner_id is None:
-        return await fetch_all(conn, ALL, {}, NodeRow)
-    return await fetch_all(conn, OF_OWNER, {"owner_id": owner_id}, NodeRow)
+async def list_nodes(conn: Conn, owner_id: int | None, everything: bool = False) -> list[NodeRow]:
+    """Nodes of one owner, or all nodes when `owner_id` is None; removed ones only when
+    `everything`."""
+    params: dict[str, object] = {"owner_id": owner_id, "everything": int(everything)}
+    return await fetch_all(conn, LIST, params, NodeRow)
+
+
+async def set_banned(conn: Conn, node_id: str, banned: bool) -> None:
+    """Ban a node (it is refused everywhere; drained too) or lift the ban."""
+    await conn.execute(BAN, {"id": node_id, "banned": int(banned)})
+
+
+async def remove(conn: Conn, node_id: str) -> None:
+    """Take a node off the fleet: its token stops working (it must enrol again)."""
+    await conn.execute(REMOVE, {"id": node_id, "gone": f"removed:{node_id}"})
+
+
+async def leased(conn: Conn, node_id: str) -> list[tuple[str, str]]:
+    """(task id, lease token) of the tasks a node holds."""
+    return [(str(r[0]), str(r[1])) for r in await conn.fetch(LEASED, {"node_id": node_id})]
 
 
 async def names(conn: Conn, node_ids: list[str]) -> dict[str, str]:

@@ -105,6 +105,7 @@ WHERE status = 'queued' AND id = (
     WHERE t.status = 'queued'
         AND (j.status IN ('queued', 'running')
             OR (t.kind = 'evaluate' AND j.status IN ('aggregating', 'succeeded')))
+        AND NOT EXISTS (SELECT 1 FROM users o WHERE o.id = j.owner_id AND o.disabled = 1)
         AND (j.require_docker = 0 OR :docker = 1) AND j.min_sandbox <= :sandbox
         AND (j.require_gpu = 0 OR :gpus > 0)
         AND j.min_cpus <= :cpus AND j.min_memory_mb <= :memory_mb

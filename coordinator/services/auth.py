@@ -9,7 +9,10 @@ from gridx.coordinator.clock import Clock
 from gridx.coordinator.db import users
 from gridx.coordinator.db.connection import Database
 from gridx.coordinator.db.users import UserRow
-from gridx.coordinator.errors import InvalidInput, Unauthorized
+from gridx.coordinator.errors import InvalidInput, Unauthorized, UserDisabled
+
+KEY_USE_RESOLUTION_MS = 60_000
+"""A key's `last_used_at` is written at most this often (not one write per request)."""
 
 
 def hash_secret(secret: str) -> str:
@@ -46,17 +49,31 @@ async def create_user(db: Database, clock: Clock, email: str, admin: bool) -> tu
     now = clock.now_ms()
     async with db.transaction() as conn:
         user = await users.create(conn, email, "admin" if admin else "user", now)
-        await users.add_key(conn, user.id, hash_secret(key), now)
+        await users.add_key(conn, user.id, hash_secret(key), now, prefix=key_prefix(key))
     return user, key
 
 
-async def authenticate_user(db: Database, authorization: str | None) -> UserRow:
-    """The user an API key belongs to.
+def key_prefix(key: str) -> str:
+    """What a key list shows of a key: enough to recognise it, too little to use it."""
+    return key[:12]
+
+
+async def authenticate_user(db: Database, authorization: str | None, now: int) -> UserRow:
+    """The user an API key belongs to; the key's last use is noted (at most once a minute).
 
     Raises:
-        Unauthorized: missing or unknown key.
+        Unauthorized: missing, unknown or revoked key.
+        Forbidden: the user is disabled.
     """
-    user = await users.by_key_hash(db.reader, hash_secret(bearer(authorization)))
-    if user is None:
-        raise Unauthorized("unknown API key; create one with `gridx user create EMAIL`")
-    return user
+    caller = await users.by_key_hash(db.reader, hash_secret(bearer(authorization)))
+    if caller is None:
+        raise Unauthorized(
+            "unknown or revoked API key; an admin makes one with `gridx user create EMAIL` or "
+            "`gridx key create --user EMAIL`"
+        )
+    if caller.user.disabled:
+        raise UserDisabled(f"{caller.user.email} is disabled; ask an admin to enable it again")
+    if caller.last_used_at is None or now - caller.last_used_at >= KEY_USE_RESOLUTION_MS:
+        async with db.transaction() as conn:
+            await users.used_key(conn, caller.key_id, now)
+    return caller.user

@@ -9,7 +9,7 @@ import msgspec
 from gridx.coordinator.db import datasets, events, leases, nodes
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.users import UserRow
-from gridx.coordinator.errors import Forbidden, NotFound, Unauthorized
+from gridx.coordinator.errors import Forbidden, NodeBanned, NotFound, Unauthorized
 from gridx.coordinator.services import local_data
 from gridx.coordinator.services.auth import bearer, hash_secret, new_secret
 from gridx.coordinator.services.runtime import Runtime
@@ -69,11 +69,17 @@ async def authenticate(rt: Runtime, authorization: str | None) -> NodeRow:
     now = rt.clock.now_ms()
     cached = rt.node_cache.get(token_hash, now)
     if cached is not None:
-        return cached
+        return _not_banned(cached)
     node = await nodes.by_token_hash(rt.db.reader, token_hash)
     if node is None:
         raise Unauthorized("unknown node token; delete the node's state file to enrol again")
     rt.node_cache.put(token_hash, node, now)
+    return _not_banned(node)
+
+
+def _not_banned(node: NodeRow) -> NodeRow:
+    if node.banned:
+        raise NodeBanned(f"node {node.id} ({node.name}) is banned by the coordinator's admin")
     return node
 
 
@@ -137,7 +143,11 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
     now = rt.clock.now_ms()
     last_seen = max(row.last_seen, rt.heartbeats.last_seen(row.id))
     status: NodeStatus
-    if row.draining:
+    if row.removed:
+        status = "removed"
+    elif row.banned:
+        status = "banned"
+    elif row.draining:
         status = "draining"
     elif now - last_seen <= rt.settings.node_offline_s * 1000:
         status = "online"
@@ -174,9 +184,11 @@ async def set_draining(rt: Runtime, user: UserRow, node_id: str, draining: bool)
     return node_info(rt, msgspec.structs.replace(row, draining=int(draining)))
 
 
-async def list_nodes(rt: Runtime, user: UserRow) -> list[NodeInfo]:
-    """The caller's nodes, with the datasets they declared; every node for an admin."""
-    rows = await nodes.list_nodes(rt.db.reader, None if user.role == "admin" else user.id)
+async def list_nodes(rt: Runtime, user: UserRow, everything: bool = False) -> list[NodeInfo]:
+    """The caller's nodes, with the datasets they declared; every node for an admin; removed
+    ones too with `everything`."""
+    owner = None if user.role == "admin" else user.id
+    rows = await nodes.list_nodes(rt.db.reader, owner, everything)
     held: dict[str, list[DatasetInfo]] = {}
     for d in await datasets.of_nodes(rt.db.reader, [r.id for r in rows]):
         held.setdefault(d.node_id, []).append(local_data.info(d))

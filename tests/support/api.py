@@ -18,13 +18,14 @@ from gridx.coordinator.settings import Settings
 
 @dataclass
 class Api:
-    """A test client on a real app, with two users' keys and a manual clock."""
+    """A test client on a real app, with two users' keys, an admin's, and a manual clock."""
 
     client: TestClient  # type: ignore[type-arg]
     clock: ManualClock
     settings: Settings
     alice: dict[str, str]
     bob: dict[str, str]
+    admin: dict[str, str]
 
 
 def auth(key: str) -> dict[str, str]:
@@ -32,20 +33,22 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def _users(url: str, clock: ManualClock) -> tuple[str, str]:
+async def _users(url: str, clock: ManualClock) -> tuple[str, str, str]:
     db = await connect(url)
     try:
         a = (await create_user(db, clock, "alice@example.org", False))[1]
         b = (await create_user(db, clock, "bob@example.org", False))[1]
+        root = (await create_user(db, clock, "root@example.org", True))[1]
     finally:
         await db.close()
-    return a, b
+    return a, b, root
 
 
 @contextmanager
 def running_api(settings: Settings) -> Iterator[Api]:
-    """The real app (real database, real process pool) on `settings`, two users created."""
+    """The real app (real database, real process pool) on `settings`; users alice and bob,
+    and an admin."""
     clock = ManualClock()
-    a, b = asyncio.run(_users(settings.db_url, clock))
+    a, b, root = asyncio.run(_users(settings.db_url, clock))
     with TestClient(create_app(settings, clock)) as client:
-        yield Api(client, clock, settings, auth(a), auth(b))
+        yield Api(client, clock, settings, auth(a), auth(b), auth(root))

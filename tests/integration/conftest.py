@@ -15,6 +15,7 @@ import pytest
 
 from gridx.coordinator.cli.cluster import LocalCluster
 from tests.support.package_index import index  # noqa: F401 (a fixture for the tests here)
+from tests.support.servers import PostgresServer, S3Server
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"GRIDX_LEASE_S": "3", "GRIDX_HEARTBEAT_S": "0.5"}
@@ -106,3 +107,22 @@ def gridx(
 @pytest.fixture
 def client(cluster: LocalCluster) -> Client:
     return Client(cluster)
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path, pg_server: PostgresServer, s3_server: S3Server
+) -> Iterator[LocalCluster]:
+    env = {
+        **FAST,
+        "GRIDX_DATABASE_URL": pg_server.new_database(),
+        "GRIDX_STORAGE_URL": s3_server.new_bucket_url(),
+        "GRIDX_S3_ENDPOINT": s3_server.endpoint,
+        "GRIDX_AGGREGATION_LEASE_S": "2",
+    }
+    c = LocalCluster(tmp_path / "cluster", coordinator_env=env, replicas=2)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import FAST, REPO, Client
-from tests.support.servers import PostgresServer, S3Server
+from tests.integration.conftest import REPO, Client
 
 DIGITS = REPO / "examples" / "digits"
 
@@ -25,25 +21,6 @@ import os, torch
 torch.manual_seed(int(os.environ.get("GRIDX_SHARD", "0")))
 torch.save({"w": torch.randn(24_000_000)}, os.environ["GRIDX_OUTPUT"])
 """
-
-
-@pytest.fixture
-def replicas(
-    tmp_path: Path, pg_server: PostgresServer, s3_server: S3Server
-) -> Iterator[LocalCluster]:
-    env = {
-        **FAST,
-        "GRIDX_DATABASE_URL": pg_server.new_database(),
-        "GRIDX_STORAGE_URL": s3_server.new_bucket_url(),
-        "GRIDX_S3_ENDPOINT": s3_server.endpoint,
-        "GRIDX_AGGREGATION_LEASE_S": "2",
-    }
-    c = LocalCluster(tmp_path / "cluster", coordinator_env=env, replicas=2)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def _client(cluster: LocalCluster, replica: int) -> Client:

@@ -37,6 +37,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reaper_s: float = 1.0
     history_sample_s: float = 10.0
     """How often the fleet is sampled for the dashboard's charts (nodes online, throughput)."""
+    sweep_s: float = 30.0
+    """How often blobs that nothing needs any more are deleted."""
+    sweep_grace_s: float = 600.0
+    """A blob is deleted only once unneeded and not written for this long (an upload of the
+    same content in flight keeps it)."""
+    retention_days: float = 0.0
+    """Delete finished jobs (and all only they used) this many days after they end (0: never)."""
+    min_free_mb: int = 512
+    """Refuse an upload (507) that would leave less free space than this where blobs live."""
+    """How often the fleet is sampled for the dashboard's charts (nodes online, throughput)."""
     """How often expired leases are returned to the queue when no node asks."""
     signed_url_s: int = 900
     """Lifetime of signed blob URLs."""

@@ -223,6 +223,10 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     node can dominate the mean by claiming many rows."""
     dp: Privacy | None = None
     """Central differential privacy (see `Privacy`)."""
+    keep_updates: bool = False
+    """Keep every client update and round model after the round is merged (for audits or
+    re-aggregation); by default a merged round's updates are deleted, and a finished job keeps
+    its code, test data and final model only."""
 
 
 class AttemptInfo(msgspec.Struct, kw_only=True):
@@ -342,6 +346,9 @@ class JobDetail(msgspec.Struct, kw_only=True):
     final_safetensors_sha256: str | None
     delta: float | None = None
     """Differentially private jobs: the delta every round's epsilon is reported at."""
+    storage_bytes: int = 0
+    """Bytes of the stored files this job still holds (a file shared with another job counts
+    for both); `DELETE /jobs/{id}` frees what only it holds."""
     rounds: list[RoundInfo]
     tasks: list[TaskInfo]
 

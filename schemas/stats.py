@@ -14,6 +14,8 @@ class Overview(msgspec.Struct, kw_only=True):
     tasks_running: int
     tasks_queued: int
     tasks_per_minute: int
+    storage_bytes: int = 0
+    """Bytes in the blob store: every file some job still needs (the whole coordinator's)."""
 
 
 class Contributor(msgspec.Struct, kw_only=True):

@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from gridx.coordinator.api.deps import client_address
 from gridx.coordinator.errors import RateLimited
-from gridx.coordinator.services import dispatch, nodes, results
+from gridx.coordinator.services import dispatch, nodes, results, retention
 from gridx.coordinator.services.principals import Node, User
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
@@ -99,4 +99,5 @@ class AgentController(Controller):
     ) -> UploadResponse:
         """Upload a result file through the signed URL the task came with (raw bytes body)."""
         rt.signer.verify("PUT", f"{task_id}:{lease}", exp, sig, rt.clock.now_ms())
+        retention.check_free_space(rt, int(request.headers.get("content-length") or 0))
         return await results.upload_result(rt, task_id, lease, request.stream())

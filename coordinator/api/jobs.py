@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.params import Parameter
 from litestar.response import File
 
 from gridx.coordinator.api.multipart import MultipartReceiver
 from gridx.coordinator.errors import InvalidConfig, InvalidInput
-from gridx.coordinator.services import job_views, jobs
+from gridx.coordinator.services import job_views, jobs, retention
 from gridx.coordinator.services.job_config import decode_config
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
@@ -121,6 +121,7 @@ class JobController(Controller):
         seed, ...).
         """
         s = rt.settings
+        retention.check_free_space(rt, int(request.headers.get("content-length") or 0))
         form = MultipartReceiver(
             rt.storage.temp_path,
             {
@@ -153,6 +154,12 @@ class JobController(Controller):
     async def cancel(self, rt: Runtime, user: User, job_id: str) -> JobSummary:
         """Cancel an unfinished job; running tasks stop within a heartbeat."""
         return await jobs.cancel(rt, user, job_id)
+
+    @delete("/{job_id:str}", status_code=204)
+    async def delete_job(self, rt: Runtime, user: User, job_id: str) -> None:
+        """Delete an ended job and everything only it used (a file another job shares stays);
+        409 while it runs (cancel it first)."""
+        await retention.delete_job(rt, user, job_id)
 
     @get("/{job_id:str}/model")
     async def model(

@@ -40,6 +40,7 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/blobs/{sha256}"): (403,),
     ("POST", "/jobs"): (507,),
     ("POST", "/jobs/{job_id}/cancel"): (409,),
+    ("DELETE", "/jobs/{job_id}"): (409,),
     ("GET", "/jobs/{job_id}/model"): (409,),
     ("POST", "/nodes/{node_id}/drain"): (),
     ("POST", "/admin/users/{email}/disabled"): (409,),

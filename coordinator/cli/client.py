@@ -44,6 +44,8 @@ class ApiClient:
             ) from exc
         if resp.status_code >= 400:
             raise click.ClickException(describe_error(resp.status_code, resp.content, self.url))
+        if resp.status_code == 204:
+            return None  # type: ignore[return-value]
         try:
             return msgspec.json.decode(resp.content, type=kind)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

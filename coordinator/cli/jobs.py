@@ -352,6 +352,19 @@ def job_cancel(job_id: str, client: ApiClient, as_json: bool) -> None:
     click.echo(to_json(j) if as_json else f"{j.id} {j.status}")
 
 
+@job.command("delete")
+@click.argument("job_id")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@client_options
+@json_option
+def job_delete(job_id: str, yes: bool, client: ApiClient, as_json: bool) -> None:
+    """Delete an ended job and every file only it used (its final model too)."""
+    if not yes and not as_json:
+        click.confirm(f"delete {job_id} and its final model for good?", abort=True)
+    client.call("DELETE", f"/jobs/{job_id}", type(None))
+    click.echo(to_json({"id": job_id, "deleted": True}) if as_json else f"{job_id} deleted")
+
+
 @job.command("download")
 @click.argument("job_id")
 @click.option(

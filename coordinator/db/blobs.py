@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gridx.coordinator.db.connection import Conn, fetch_one
+from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, fetch_value
 
 
 class BlobRow(msgspec.Struct, kw_only=True):
@@ -17,8 +17,59 @@ class BlobRow(msgspec.Struct, kw_only=True):
 
 UPSERT = """
 INSERT INTO blobs (sha256, size, storage_key, created_at) VALUES (:sha256, :size, :key, :now)
-ON CONFLICT (sha256) DO NOTHING
+ON CONFLICT (sha256) DO UPDATE SET created_at = excluded.created_at
 """
+_NEEDED = """
+    EXISTS (SELECT 1 FROM jobs j WHERE j.code_sha = b.sha256 OR j.requirements_sha = b.sha256
+        OR j.data_sha = b.sha256 OR j.final_pth_sha = b.sha256 OR j.final_st_sha = b.sha256
+        OR j.eval_code_sha = b.sha256 OR j.test_data_sha = b.sha256)
+    OR EXISTS (SELECT 1 FROM shards s WHERE s.blob_sha = b.sha256)
+    OR EXISTS (SELECT 1 FROM rounds r WHERE r.input_sha = b.sha256)
+    OR EXISTS (SELECT 1 FROM rounds r WHERE r.output_sha = b.sha256)
+    OR EXISTS (SELECT 1 FROM rounds r WHERE r.state_sha = b.sha256)
+    OR EXISTS (SELECT 1 FROM tasks t WHERE t.result_sha = b.sha256)
+"""
+SWEEP = f"""
+DELETE FROM blobs WHERE sha256 IN (
+    SELECT b.sha256 FROM blobs b WHERE b.created_at < :before AND NOT ({_NEEDED}) LIMIT :batch)
+RETURNING sha256, size, storage_key
+"""
+RELEASE_UPDATES = """
+UPDATE tasks SET result_sha = NULL
+WHERE job_id = :job_id AND round_idx = :round_idx AND result_sha IS NOT NULL
+"""
+RELEASE_INPUTS = [
+    "UPDATE shards SET blob_sha = NULL WHERE job_id = :job_id",
+    "UPDATE jobs SET data_sha = NULL, requirements_sha = NULL WHERE id = :job_id",
+    # every round model but the final one, unless an evaluation still needs it
+    """UPDATE rounds SET input_sha = NULL, state_sha = NULL,
+        output_sha = CASE WHEN output_sha = (SELECT final_pth_sha FROM jobs WHERE id = :job_id)
+            THEN output_sha ELSE NULL END
+    WHERE job_id = :job_id AND (SELECT keep_updates FROM jobs WHERE id = :job_id) = 0
+    AND NOT EXISTS (
+        SELECT 1 FROM tasks t WHERE t.job_id = rounds.job_id AND t.round_idx = rounds.idx
+            AND t.kind = 'evaluate' AND t.status IN ('queued', 'leased'))""",
+]
+TOTAL = "SELECT count(*), coalesce(sum(size), 0) FROM blobs"
+_JOB_COLUMNS = (
+    "code_sha",
+    "requirements_sha",
+    "data_sha",
+    "final_pth_sha",
+    "final_st_sha",
+    "eval_code_sha",
+    "test_data_sha",
+)
+_JOB_BLOBS = " UNION ".join(
+    [f"SELECT {c} FROM jobs WHERE id = :job_id" for c in _JOB_COLUMNS]
+    + ["SELECT blob_sha FROM shards WHERE job_id = :job_id"]
+    + [
+        f"SELECT {c} FROM rounds WHERE job_id = :job_id"
+        for c in ("input_sha", "output_sha", "state_sha")
+    ]
+    + ["SELECT result_sha FROM tasks WHERE job_id = :job_id"]
+)
+OF_JOB = f"SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.sha256 IN ({_JOB_BLOBS})"
 GET = "SELECT sha256, size, storage_key FROM blobs WHERE sha256 = :sha256"
 
 
@@ -30,3 +81,33 @@ async def record(conn: Conn, sha256: str, size: int, key: str, now: int) -> None
 async def get(conn: Conn, sha256: str) -> BlobRow | None:
     """A blob record by sha256."""
     return await fetch_one(conn, GET, {"sha256": sha256}, BlobRow)
+
+
+async def sweep(conn: Conn, before: int, batch: int = 500) -> list[BlobRow]:
+    """Forget up to `batch` blobs that nothing needs and that were last written before `before`
+    (epoch ms); their files are the caller's to delete."""
+    return await fetch_all(conn, SWEEP, {"before": before, "batch": batch}, BlobRow)
+
+
+async def release_updates(conn: Conn, job_id: str, round_idx: int) -> None:
+    """A round is merged: its client updates are no longer needed (unless the job keeps them)."""
+    await conn.execute(RELEASE_UPDATES, {"job_id": job_id, "round_idx": round_idx})
+
+
+async def release_inputs(conn: Conn, job_id: str) -> None:
+    """A job ended: its training data and requirements, and (unless it keeps its updates) every
+    round model but the final one, are no longer needed. Code, test data and final models stay
+    until the job is deleted."""
+    for sql in RELEASE_INPUTS:
+        await conn.execute(sql, {"job_id": job_id})
+
+
+async def total(conn: Conn) -> tuple[int, int]:
+    """(blobs, bytes) in the store."""
+    rows = await conn.fetch(TOTAL, {})
+    return int(rows[0][0]), int(rows[0][1])
+
+
+async def of_job(conn: Conn, job_id: str) -> int:
+    """Bytes of the blobs a job still holds (a blob shared with another job counts for both)."""
+    return int(await fetch_value(conn, OF_JOB, {"job_id": job_id}) or 0)  # type: ignore[call-overload]

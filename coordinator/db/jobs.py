@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
+from gridx.coordinator.db import blobs
 from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, rows_of, sources_of
 
+ENDED = frozenset({"succeeded", "failed", "cancelled"})
+"""Statuses a job never leaves."""
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "failed", "cancelled"}),
     "running": frozenset({"aggregating", "failed", "cancelled"}),
@@ -86,11 +89,11 @@ INSERT = """
 INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
     data_name, require_docker, min_sandbox, require_gpu, min_cpus, min_memory_mb, arch, replicas,
     shard_count, eval_code_sha, test_data_sha, test_data_name, backup_after, min_fraction,
-    round_deadline_ms, dataset, dp_delta, created_at, updated_at)
+    round_deadline_ms, dataset, dp_delta, keep_updates, created_at, updated_at)
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
     :data_name, :require_docker, :min_sandbox, :require_gpu, :min_cpus, :min_memory_mb, :arch,
     :replicas, :shard_count, :eval_code_sha, :test_data_sha, :test_data_name, :backup_after,
-    :min_fraction, :round_deadline_ms, :dataset, :dp_delta, :now, :now)
+    :min_fraction, :round_deadline_ms, :dataset, :dp_delta, :keep_updates, :now, :now)
 """
 INSERT_SHARD = (
     "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
@@ -112,6 +115,17 @@ RETURNING id
 }
 
 
+def _placement(placement: Placement) -> dict[str, object]:
+    return {
+        "require_docker": int(placement.require_docker),
+        "min_sandbox": placement.min_sandbox,
+        "require_gpu": int(placement.require_gpu),
+        "min_cpus": placement.min_cpus,
+        "min_memory_mb": placement.min_memory_mb,
+        "arch": placement.arch,
+    }
+
+
 async def create(
     conn: Conn,
     *,
@@ -131,6 +145,7 @@ async def create(
     rules: RoundRules | None = None,
     dataset: str | None = None,
     dp_delta: float | None = None,
+    keep_updates: bool = False,
 ) -> None:
     """Insert a queued job and its shards [(blob sha or None, rows), ...], each trained in
     `replicas` copies."""
@@ -146,12 +161,7 @@ async def create(
             "requirements_sha": requirements_sha,
             "data_sha": data_sha,
             "data_name": data_name,
-            "require_docker": int(placement.require_docker),
-            "min_sandbox": placement.min_sandbox,
-            "require_gpu": int(placement.require_gpu),
-            "min_cpus": placement.min_cpus,
-            "min_memory_mb": placement.min_memory_mb,
-            "arch": placement.arch,
+            **_placement(placement),
             "replicas": replicas,
             "shard_count": len(shards),
             "eval_code_sha": evaluation[0] if evaluation else None,
@@ -162,6 +172,7 @@ async def create(
             "round_deadline_ms": rules.round_deadline_ms,
             "dataset": dataset,
             "dp_delta": dp_delta,
+            "keep_updates": int(keep_updates),
             "now": now,
         },
     )
@@ -202,7 +213,8 @@ async def transition(
     final_pth_sha: str | None = None,
     final_st_sha: str | None = None,
 ) -> bool:
-    """Move a job to `to` if its current status allows it; False when it did not."""
+    """Move a job to `to` if its current status allows it; False when it did not. A job that
+    ends lets go of the blobs only its run needed (`blobs.release_inputs`)."""
     rows = await rows_of(
         conn,
         TRANSITION[to],
@@ -216,4 +228,27 @@ async def transition(
             "final_st": final_st_sha,
         },
     )
+    if rows and to in ENDED:
+        await blobs.release_inputs(conn, job_id)
     return bool(rows)
+
+
+DELETE = [
+    "DELETE FROM events WHERE job_id = :id",
+    "DELETE FROM jobs WHERE id = :id",  # shards, rounds, tasks and attempts go with it
+]
+ENDED_BEFORE = """
+SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') AND updated_at < :before
+ORDER BY updated_at LIMIT :batch
+"""
+
+
+async def delete(conn: Conn, job_id: str) -> None:
+    """Delete a job and every row of it (its blobs are the sweeper's)."""
+    for sql in DELETE:
+        await conn.execute(sql, {"id": job_id})
+
+
+async def ended_before(conn: Conn, before: int, batch: int = 100) -> list[str]:
+    """Jobs that ended before `before` (epoch ms), oldest first."""
+    return [str(r[0]) for r in await conn.fetch(ENDED_BEFORE, {"before": before, "batch": batch})]

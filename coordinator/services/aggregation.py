@@ -294,6 +294,8 @@ async def _commit(
             state_sha=merged.state[0] if merged.state else None,
             epsilon=rnd.epsilon,
         )
+        if not rnd.config.keep_updates:  # merged: the updates are no longer needed
+            await blobs.release_updates(conn, job_id, idx)
         await events.append(
             conn,
             job_id,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import msgspec
 
-from gridx.coordinator.db import attempts, events, jobs, nodes, rounds, tasks
+from gridx.coordinator.db import attempts, blobs, events, jobs, nodes, rounds, tasks
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import NotFound
@@ -86,6 +86,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
         final_model_sha256=row.final_pth_sha,
         final_safetensors_sha256=row.final_st_sha,
         delta=row.dp_delta,
+        storage_bytes=await blobs.of_job(reader, job_id),
         rounds=[
             _round_info(r, merged.get(r.idx, [])) for r in await rounds.for_job(reader, job_id)
         ],

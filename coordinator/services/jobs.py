@@ -241,6 +241,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             ),
             dataset=config.dataset,
             dp_delta=delta,
+            keep_updates=config.keep_updates,
             now=now,
         )
         start = (files.init_sha, init[1]) if files.init_sha and init else None

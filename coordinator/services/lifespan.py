@@ -15,6 +15,7 @@ from gridx.coordinator.services import (
     dispatch,
     local_data,
     nodes,
+    retention,
     stats,
     stragglers,
 )
@@ -70,6 +71,7 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
             settings.reaper_s, lambda: local_data.place_waiting(rt), "node-local placement"
         )
         rt.background.every(settings.history_sample_s, lambda: stats.sample(rt), "fleet history")
+        rt.background.every(settings.sweep_s, lambda: retention.housekeeping(rt), "storage sweeper")
         adopted = await aggregation.adopt_orphans(rt)
         if adopted:
             log.info("picked up the aggregation of %d round(s)", adopted)

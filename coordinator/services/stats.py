@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from gridx.coordinator.db import blobs as db_blobs
 from gridx.coordinator.db import nodes as db_nodes
 from gridx.coordinator.db import stats as db_stats
 from gridx.coordinator.db.users import UserRow
@@ -32,6 +33,7 @@ async def overview(rt: Runtime, user: UserRow) -> Overview:
         tasks_running=tasks.get("leased", 0),
         tasks_queued=tasks.get("queued", 0),
         tasks_per_minute=await db_stats.tasks_finished_since(reader, minute_ago, owner),
+        storage_bytes=(await db_blobs.total(reader))[1],
     )
 
 
@@ -80,6 +82,29 @@ async def contributors(rt: Runtime) -> list[Contributor]:
     ]
 
 
+async def _storage_lines(rt: Runtime) -> list[str]:
+    """The blob store's size and the free space under it, for /metrics."""
+    count, stored = await db_blobs.total(rt.db.reader)
+    free = rt.storage.free_bytes()
+    return [
+        "# HELP gridx_blob_bytes Bytes in the blob store (every file a job still needs).",
+        "# TYPE gridx_blob_bytes gauge",
+        f"gridx_blob_bytes {stored}",
+        "# HELP gridx_blobs Files in the blob store.",
+        "# TYPE gridx_blobs gauge",
+        f"gridx_blobs {count}",
+        *(
+            [
+                "# HELP gridx_storage_free_bytes Free space where blobs are written.",
+                "# TYPE gridx_storage_free_bytes gauge",
+                f"gridx_storage_free_bytes {free}",
+            ]
+            if free is not None
+            else []
+        ),
+    ]
+
+
 async def prometheus(rt: Runtime) -> str:
     """The Prometheus text exposition of the coordinator's state."""
     reader, m = rt.db.reader, rt.metrics
@@ -87,6 +112,7 @@ async def prometheus(rt: Runtime) -> str:
     jobs = await db_stats.jobs_by_status(reader, None)
     infos = [node_info(rt, r) for r in await db_nodes.list_nodes(reader, None)]
     lines = [
+        *await _storage_lines(rt),
         "# HELP gridx_tasks Tasks by state.",
         "# TYPE gridx_tasks gauge",
         *(
@@ -100,7 +126,7 @@ async def prometheus(rt: Runtime) -> str:
         "# TYPE gridx_nodes gauge",
         *(
             f'gridx_nodes{{status="{s}"}} {sum(1 for n in infos if n.status == s)}'
-            for s in ("online", "offline", "draining")
+            for s in ("online", "offline", "draining", "banned", "removed")
         ),
         "# HELP gridx_leases_expired_total Leases that expired and were requeued or failed.",
         "# TYPE gridx_leases_expired_total counter",

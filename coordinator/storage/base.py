@@ -60,6 +60,15 @@ class Storage(Protocol):
         """
         ...
 
+    async def delete(self, key: str, written_before_ms: int) -> bool:
+        """Delete a blob's file unless it was written at or after `written_before_ms` (someone
+        is storing the same content again right now); whether it was deleted."""
+        ...
+
+    def free_bytes(self) -> int | None:
+        """Free space where blobs are written (None: not this store's concern, e.g. S3)."""
+        ...
+
     async def close(self) -> None:
         """Release clients."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,6 +94,8 @@ class LocalStorage:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         size = tmp_path.stat().st_size
+        written = self.clock.now_ms() / 1000  # "last written" on the store's own clock
+        os.utime(tmp_path, (written, written))
         os.replace(tmp_path, target)
         return sha, size, key
 
@@ -131,6 +134,25 @@ class LocalStorage:
     ) -> Stored | None:
         """Results come through the coordinator's route and are attached there: nothing here."""
         return None
+
+    async def delete(self, key: str, written_before_ms: int) -> bool:
+        """Move the file aside (atomically), and delete it unless it was written meanwhile (then
+        it goes back: a writer placing the same content replaces it with identical bytes)."""
+        path, aside = self.path(key), self.temp_path(".gone")
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            aside.unlink(missing_ok=True)
+            return False
+        if aside.stat().st_mtime * 1000 >= written_before_ms:
+            os.replace(aside, path)
+            return False
+        aside.unlink()
+        return True
+
+    def free_bytes(self) -> int | None:
+        """Free bytes on the store's file system."""
+        return shutil.disk_usage(self.root).free
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -138,6 +138,35 @@ class S3Storage:
             raise
         return int(head["ContentLength"])
 
+    async def delete(self, key: str, written_before_ms: int) -> bool:
+        """Delete the object (and the cached copy) unless it was written at or after
+        `written_before_ms`."""
+        try:
+            head = await self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        if head["LastModified"].timestamp() * 1000 >= written_before_ms:
+            return False
+        await self.client.delete_object(Bucket=self.bucket, Key=key)
+        self._cached(key.rsplit("/", 1)[-1]).unlink(missing_ok=True)
+        return True
+
+    async def _touch(self, key: str) -> None:
+        """Renew an object's LastModified (a server-side copy onto itself): it is being
+        stored again, so the sweeper must not take it now."""
+        await self.client.copy_object(
+            Bucket=self.bucket,
+            Key=key,
+            CopySource={"Bucket": self.bucket, "Key": key},
+            MetadataDirective="REPLACE",
+        )
+
+    def free_bytes(self) -> int | None:
+        """The bucket's space is the S3 server's business."""
+        return None
+
     async def _put_file(self, path: Path, key: str) -> None:
         size = path.stat().st_size
         if size <= self.part_size:
@@ -185,6 +214,8 @@ class S3Storage:
         key = self.blob_key(sha)
         if await self._exists(key) != size:
             await self._put_file(tmp_path, key)
+        else:
+            await self._touch(key)
         self._keep(tmp_path, sha)
         return sha, size, key
 
@@ -261,6 +292,8 @@ class S3Storage:
                 await self.client.copy_object(
                     Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": incoming}
                 )
+            else:
+                await self._touch(key)
             self._keep(tmp, got)
         except (TooLarge, InvalidInput):
             await self.client.delete_object(Bucket=self.bucket, Key=incoming)

@@ -6,7 +6,7 @@ import { useEffect, useState } from "react";
 import { LineChart, type XAxis } from "@/components/LineChart";
 import { Empty, ErrorNote, Status } from "@/components/Shell";
 import { getJson, live } from "@/lib/api";
-import { ago } from "@/lib/format";
+import { ago, bytes } from "@/lib/format";
 import type { FleetSample, JobSummary, Overview } from "@/lib/types";
 
 const STATUSES = ["queued", "running", "aggregating", "succeeded", "failed", "cancelled"];
@@ -53,6 +53,7 @@ export default function OverviewPage() {
             <Card n={data.tasks_running} label="tasks running" id="tasks-running" />
             <Card n={data.tasks_queued} label="tasks queued" id="tasks-queued" />
             <Card n={data.tasks_per_minute} label="tasks / minute" id="tasks-per-minute" />
+            <Card n={bytes(data.storage_bytes)} label="stored" id="storage" />
           </div>
           <h2>Jobs by status</h2>
           <div className="cards">
@@ -122,7 +123,7 @@ export default function OverviewPage() {
   );
 }
 
-function Card({ n, label, id }: { n: number; label: string; id: string }) {
+function Card({ n, label, id }: { n: number | string; label: string; id: string }) {
   return (
     <div className="card" data-testid={id}>
       <div className="n">{n}</div>

@@ -70,6 +70,10 @@ export async function postJson<T>(path: string, body: unknown): Promise<T> {
   return (await resp.json()) as T;
 }
 
+export async function deleteIt(path: string): Promise<void> {
+  await request(path, { method: "DELETE" });
+}
+
 export async function postForm<T>(path: string, form: FormData): Promise<T> {
   return (await (await request(path, { method: "POST", body: form })).json()) as T;
 }

@@ -5,8 +5,8 @@ import { Suspense, useEffect, useState } from "react";
 
 import { LineChart } from "@/components/LineChart";
 import { ErrorNote, Status } from "@/components/Shell";
-import { ApiError, download, getJson, live, postJson } from "@/lib/api";
-import { ago, duration } from "@/lib/format";
+import { ApiError, deleteIt, download, getJson, live, postJson } from "@/lib/api";
+import { ago, bytes, duration } from "@/lib/format";
 import { INIT_ROUND, type JobDetail } from "@/lib/types";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
@@ -108,7 +108,23 @@ function Job() {
             Cancel job
           </button>
         )}
+        {FINISHED.includes(j.status) && (
+          <button
+            type="button"
+            className="secondary"
+            onClick={() =>
+              window.confirm(`Delete ${j.name} and its final model for good?`) &&
+              act(() => deleteIt(`/jobs/${j.id}`).then(() => window.location.assign("/job-list/")))
+            }
+          >
+            Delete job
+          </button>
+        )}
       </div>
+      <p className="muted" data-storage>
+        Stored for this job: {bytes(d.storage_bytes)}
+        {d.config.keep_updates ? " (every update kept)" : " (updates are deleted once their round is merged)"}
+      </p>
       <h2>Rounds</h2>
       <ol className="timeline" aria-label="Round timeline">
         {init && (

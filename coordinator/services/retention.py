@@ -1,0 +1,96 @@
+"""Storage that does not grow for ever. A blob is kept while a row needs it (see
+`db/blobs.py`): merged rounds let go of their client updates, ended jobs of their data and
+intermediate models, deleted jobs of everything. The sweeper deletes what nothing needs once it
+has not been written for `sweep_grace_s` (an upload of the same content in flight renews it), and
+finished jobs past `retention_days` are deleted on schedule."""
+
+from __future__ import annotations
+
+import logging
+
+from gridx.coordinator.db import audit, blobs, jobs
+from gridx.coordinator.db.users import UserRow
+from gridx.coordinator.errors import Conflict, NotFound, StorageFull
+from gridx.coordinator.services.runtime import Runtime
+
+log = logging.getLogger("gridx.coordinator.retention")
+DAY_MS = 86_400_000
+
+
+async def sweep(rt: Runtime) -> int:
+    """Delete blobs nothing needs (in batches, until none is left); how many."""
+    deleted = 0
+    while True:
+        before = rt.clock.now_ms() - int(rt.settings.sweep_grace_s * 1000)
+        async with rt.db.transaction() as conn:
+            gone = await blobs.sweep(conn, before)
+        for row in gone:
+            if await rt.storage.delete(row.storage_key, before):
+                deleted += 1
+        if len(gone) < 500:
+            break
+    if deleted:
+        log.info("swept %d blob(s) nothing needs", deleted)
+    return deleted
+
+
+async def delete_job(rt: Runtime, user: UserRow, job_id: str) -> None:
+    """Delete an ended job and every blob only it used (a blob another job shares stays).
+
+    Raises:
+        NotFound: no such job, or another user's (admins may delete any).
+        Conflict: the job has not ended (cancel it first).
+    """
+    row = await jobs.get(rt.db.reader, job_id)
+    if row is None or (row.owner_id != user.id and user.role != "admin"):
+        raise NotFound(f"no job {job_id!r}")
+    if row.status not in jobs.ENDED:
+        raise Conflict(f"job {job_id} is {row.status}: cancel it first (`gridx job cancel`)")
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        await jobs.delete(conn, job_id)
+        await audit.record(conn, now, user.email, "job.delete", job_id, row.name)
+    await sweep(rt)
+
+
+async def expire(rt: Runtime) -> int:
+    """Delete jobs that ended more than `retention_days` ago; how many."""
+    if rt.settings.retention_days <= 0:
+        return 0
+    before = rt.clock.now_ms() - int(rt.settings.retention_days * DAY_MS)
+    expired = await jobs.ended_before(rt.db.reader, before)
+    now = rt.clock.now_ms()
+    for job_id in expired:
+        async with rt.db.transaction() as conn:
+            await jobs.delete(conn, job_id)
+            await audit.record(conn, now, "retention", "job.delete", job_id, "")
+    if expired:
+        log.info(
+            "deleted %d job(s) past the retention of %g days",
+            len(expired),
+            rt.settings.retention_days,
+        )
+        await sweep(rt)
+    return len(expired)
+
+
+async def housekeeping(rt: Runtime) -> None:
+    """The background step: expire old jobs, then sweep."""
+    await expire(rt)
+    await sweep(rt)
+
+
+def check_free_space(rt: Runtime, incoming: int) -> None:
+    """Refuse (507) a write of `incoming` bytes that would leave less than `min_free_mb` free.
+
+    Raises:
+        StorageFull: it would.
+    """
+    free = rt.storage.free_bytes()
+    floor = rt.settings.min_free_mb << 20
+    if free is not None and free - incoming < floor:
+        raise StorageFull(
+            f"the coordinator keeps {rt.settings.min_free_mb} MiB free (GRIDX_MIN_FREE_MB) and "
+            f"has {free >> 20} MiB; nothing was kept. Delete finished jobs (`gridx job delete`) "
+            "or free disk space, then retry"
+        )

@@ -118,6 +118,26 @@ def coordinator_start(
     )
 
 
+@coordinator.command("backup")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@data_dir_option
+@json_option
+def coordinator_backup(out: Path, data_dir: Path | None, as_json: bool) -> None:
+    """Back up an embedded coordinator (SQLite + local blobs) into OUT while it runs; restore
+    by starting a coordinator with `--data-dir OUT`."""
+    from gridx.coordinator.cli.backup import backup
+
+    done = backup(_settings(data_dir=data_dir), out)
+    if as_json:
+        click.echo(to_json(done))
+    else:
+        click.echo(
+            f"backed up to {out}: database {done['database_bytes']} bytes, {done['blobs']} "
+            f"blob(s), {done['blob_bytes']} bytes; restore: "
+            f"gridx coordinator start --data-dir {out}"
+        )
+
+
 @coordinator.command("openapi")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout)."

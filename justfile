@@ -76,6 +76,10 @@ bench-aggregate *ARGS:
     {{py}} -m pip install -q -e ".[bench]"
     {{py}} bench/aggregate.py {{ARGS}}
 
+# Storage and memory over 200 small jobs (keep_updates as the keep-everything baseline).
+bench-soak *ARGS:
+    {{py}} bench/soak.py {{ARGS}}
+
 # Dispatch latency: long-poll vs the seed's 10 s polling.
 bench-dispatch *ARGS:
     {{py}} bench/dispatch.py {{ARGS}}

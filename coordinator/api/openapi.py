@@ -80,12 +80,13 @@ def config() -> OpenAPIConfig:
 
 
 def _errors(method: str, path: str, operation: Any) -> set[str]:
-    """The error statuses a route can answer: 500 always; 401 and 403 where a bearer is needed;
+    """The error statuses a route can answer: 500 always; 401, 403, 429 where a bearer is needed;
     400 and 422 where anything is parsed; 413 where a body is; 404 for a named thing; and its
     own."""
     codes = {500, *EXTRA_ERRORS.get((method, path), ())}
     if (method, path) not in PUBLIC:
-        codes.update((401, 403))  # 403: a disabled user, a banned node, or admins only
+        # 403: a disabled user, a banned node, admins only; 429: too many failed sign-ins
+        codes.update((401, 403, 429))
     if operation.parameters or method in ("POST", "PUT"):
         codes.update((400, 422))
     if method in ("POST", "PUT"):

@@ -1,6 +1,7 @@
 """Upgrade and restore, on real processes: a data folder the previous release wrote (built by
 its own code: tests/fixtures/make_release_fixture.sh) is migrated by this one and keeps working;
-and an online backup restored into a fresh coordinator gives back the same final model."""
+a backup taken while the coordinator runs (SQLite's online backup; `pg_dump` and a bucket copy)
+restored into a fresh coordinator gives back the same final model."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from gridx.coordinator.cli.cluster import LocalCluster
 from tests.integration.conftest import FAST, REPO, Client
+from tests.support.servers import PostgresServer, S3Server
 
 PREVIOUS = REPO / "tests" / "fixtures" / "release-0010.tar.gz"
 TRAIN = b"import os, torch\ntorch.save({'w': torch.ones(8)}, os.environ['GRIDX_OUTPUT'])\n"
@@ -69,6 +71,66 @@ def test_an_online_backup_restores_into_a_fresh_coordinator(
     restored = LocalCluster(tmp_path / "restored", coordinator_env=FAST)
     restored.data_dir.parent.mkdir(parents=True)
     backup.rename(restored.data_dir)
+    restored.api_key = cluster.api_key
+    restored.start()
+    try:
+        again = Client(restored)
+        assert again.job(job_id)["job"]["status"] == "succeeded"
+        assert again.http.get(f"/jobs/{job_id}/model").content == model
+    finally:
+        restored.stop()
+
+
+async def _copy_bucket(endpoint: str, source: str, target: str, cache: Path) -> int:
+    """What an admin's `aws s3 sync` does: every object of one bucket into another."""
+    from gridx.coordinator.storage.s3 import S3Storage
+
+    src = await S3Storage.open(source, cache / "a", endpoint=endpoint)
+    dst = await S3Storage.open(target, cache / "b", endpoint=endpoint)
+    copied = 0
+    try:
+        pages = src.client.get_paginator("list_objects_v2").paginate(Bucket=src.bucket)
+        async for page in pages:
+            for obj in page.get("Contents", []):
+                body = await src.client.get_object(Bucket=src.bucket, Key=obj["Key"])
+                async with body["Body"] as stream:
+                    data = await stream.read()
+                await dst.client.put_object(Bucket=dst.bucket, Key=obj["Key"], Body=data)
+                copied += 1
+    finally:
+        await src.close()
+        await dst.close()
+    return copied
+
+
+def test_a_pg_dump_and_a_bucket_copy_restore_into_a_fresh_deployment(
+    tmp_path: Path, pg_server: PostgresServer, s3_server: S3Server
+) -> None:
+    import asyncio
+
+    def deployment(database: str, bucket: str) -> dict[str, str]:
+        return {**FAST, "GRIDX_DATABASE_URL": database, "GRIDX_STORAGE_URL": bucket,
+                "GRIDX_S3_ENDPOINT": s3_server.endpoint}  # fmt: skip
+
+    first = (pg_server.new_database(), s3_server.new_bucket_url())
+    cluster = LocalCluster(tmp_path / "first", coordinator_env=deployment(*first))
+    cluster.start()
+    try:
+        cluster.add_node("n")
+        client = Client(cluster)
+        job_id = client.submit(TRAIN, {"rounds": 2, "shards": 2})
+        assert client.wait_done(job_id, 180)["job"]["status"] == "succeeded"
+        model = client.http.get(f"/jobs/{job_id}/model").content
+        dump = tmp_path / "gridx.sql"  # while it runs: the dump, then the bucket
+        subprocess.run([pg_server.bin / "pg_dump", "-d", first[0], "-f", dump], check=True)
+        second = (pg_server.new_database(), s3_server.new_bucket_url())
+        copied = asyncio.run(_copy_bucket(s3_server.endpoint, first[1], second[1], tmp_path))
+        assert copied >= 3
+    finally:
+        cluster.stop()
+    psql = [pg_server.bin / "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", second[0], "-f", dump]
+    subprocess.run(psql, check=True, capture_output=True)
+    restored = LocalCluster(tmp_path / "second", coordinator_env=deployment(*second))
     restored.api_key = cluster.api_key
     restored.start()
     try:

@@ -46,6 +46,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Delete finished jobs (and all only they used) this many days after they end (0: never)."""
     min_free_mb: int = 512
     """Refuse an upload (507) that would leave less free space than this where blobs live."""
+    s3_cache_mb: int = 2048
+    """Local copies of S3 blobs a replica keeps (least recently used evicted; a merge's inputs
+    are pinned)."""
+    """Refuse an upload (507) that would leave less free space than this where blobs live."""
     """How often the fleet is sampled for the dashboard's charts (nodes online, throughput)."""
     """How often expired leases are returned to the queue when no node asks."""
     signed_url_s: int = 900

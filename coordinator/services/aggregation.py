@@ -31,7 +31,7 @@ from gridx.coordinator.services.rounds import open_evaluation, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path, vote
 from gridx.coordinator.storage.base import Stored
-from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig, Strategy, round_label
+from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig, Privacy, Strategy, round_label
 
 log = logging.getLogger("gridx.coordinator.rounds")
 _json = msgspec.json.Encoder()
@@ -209,6 +209,21 @@ async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
     prev = await rounds.get(reader, job_id, rnd.idx - 1) if rnd.idx > 0 else None
     out_dir = Path(tempfile.mkdtemp(dir=rt.storage.tmp))
     dp = rnd.config.dp if rnd.idx != INIT_ROUND else None
+    inputs = [t.result_sha or "" for t in rnd.done]
+    inputs += [this.input_sha or "" if this else "", prev.state_sha or "" if prev else ""]
+    with rt.storage.pinned(inputs):  # a replica's S3 cache keeps them until the merge ends
+        return await _merge_pinned(rt, rnd, this, prev, out_dir, dp)
+
+
+async def _merge_pinned(
+    rt: Runtime,
+    rnd: _Round,
+    this: rounds.RoundRow | None,
+    prev: rounds.RoundRow | None,
+    out_dir: Path,
+    dp: Privacy | None,
+) -> _Merged | None:
+    job_id = rnd.job.id
     try:
         job = work.AggregationJob(
             clients=[

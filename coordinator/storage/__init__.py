@@ -22,4 +22,5 @@ async def open_storage(settings: Settings, signer: UrlSigner, clock: Clock) -> S
         settings.data_dir / "s3-cache",
         endpoint=settings.s3_endpoint,
         region=settings.s3_region,
+        cache_bytes=settings.s3_cache_mb << 20,
     )

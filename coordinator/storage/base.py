@@ -7,7 +7,8 @@ never pass through a coordinator replica.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -63,6 +64,10 @@ class Storage(Protocol):
     async def delete(self, key: str, written_before_ms: int) -> bool:
         """Delete a blob's file unless it was written at or after `written_before_ms` (someone
         is storing the same content again right now); whether it was deleted."""
+        ...
+
+    def pinned(self, shas: Iterable[str]) -> AbstractContextManager[None]:
+        """Keep these blobs' local copies while the block runs (a merge reads them)."""
         ...
 
     def free_bytes(self) -> int | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import anyio
@@ -149,6 +151,11 @@ class LocalStorage:
             return False
         aside.unlink()
         return True
+
+    def pinned(self, shas: Iterable[str]) -> AbstractContextManager[None]:
+        """Nothing to pin: the files themselves are the store (the sweeper takes only blobs no
+        row needs)."""
+        return contextlib.nullcontext()
 
     def free_bytes(self) -> int | None:
         """Free bytes on the store's file system."""

@@ -8,11 +8,13 @@ inside (validating a result, merging a round), through a local cache of verified
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,9 @@ from gridx.coordinator.storage.base import Stored
 from gridx.coordinator.storage.local import CHUNK, file_sha256, spool
 
 MULTIPART_THRESHOLD = 64 << 20
+DEFAULT_CACHE_BYTES = 2 << 30
+"""The local copies a replica keeps (GRIDX_S3_CACHE_MB), least recently used evicted first."""
+RECENT_USE_S = 60
 """Files above this go up in parts of this size (S3's smallest part is 5 MiB)."""
 
 
@@ -57,6 +62,7 @@ class S3Storage:
         prefix: str,
         cache: Path,
         part_size: int = MULTIPART_THRESHOLD,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.client = client
         self._stack = stack
@@ -66,6 +72,9 @@ class S3Storage:
         self.tmp = cache / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.part_size = part_size
+        self.cache_cap = cache_bytes
+        self._pins: collections.Counter[str] = collections.Counter()
+        self._cached_bytes = sum(f.stat().st_size for f in self._cache_files())
 
     @classmethod
     async def open(
@@ -77,6 +86,7 @@ class S3Storage:
         region: str = "us-east-1",
         part_size: int = MULTIPART_THRESHOLD,
         create_bucket: bool = True,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> S3Storage:
         """Connect (credentials from the usual `AWS_*` variables); create the bucket if missing."""
         bucket, prefix = parse_storage_url(url)
@@ -93,7 +103,7 @@ class S3Storage:
                 "s3", endpoint_url=endpoint or None, region_name=region, config=config
             )
         )
-        store = cls(client, stack, bucket, prefix, cache, part_size)
+        store = cls(client, stack, bucket, prefix, cache, part_size, cache_bytes)
         if create_bucket:
             await store.ensure_bucket()
         return store
@@ -205,7 +215,41 @@ class S3Storage:
     def _keep(self, tmp_path: Path, sha256: str) -> None:
         target = self._cached(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
+        size = tmp_path.stat().st_size
+        had = target.stat().st_size if target.exists() else 0
         os.replace(tmp_path, target)
+        self._cached_bytes += size - had
+        if self._cached_bytes > self.cache_cap:
+            self._evict()
+
+    def _cache_files(self) -> list[Path]:
+        return [p for p in self.cache.glob("*/*") if p.is_file() and p.parent != self.tmp]
+
+    @contextlib.contextmanager
+    def pinned(self, shas: Iterable[str]) -> Iterator[None]:
+        """Keep these blobs' cached copies while the block runs (a merge reads them): the
+        cache's eviction never takes a pinned copy."""
+        held = [s for s in shas if s]
+        self._pins.update(held)
+        try:
+            yield
+        finally:
+            self._pins.subtract(held)
+            self._pins += collections.Counter()  # drop the zeros
+
+    def _evict(self) -> None:
+        """Bring the cache under 90% of its cap, least recently used copies first; a pinned
+        copy, or one used in the last minute (a download being streamed), stays."""
+        recent = time.time() - RECENT_USE_S
+        by_use = sorted(self._cache_files(), key=lambda p: p.stat().st_mtime)
+        for path in by_use:
+            if self._cached_bytes <= self.cache_cap * 0.9:
+                break
+            stat = path.stat()
+            if path.name in self._pins or stat.st_mtime > recent:
+                continue
+            path.unlink(missing_ok=True)
+            self._cached_bytes -= stat.st_size
 
     async def adopt(self, tmp_path: Path) -> Stored:
         """Upload a finished temp file under its hash (once), keeping it as the cached copy."""
@@ -243,6 +287,7 @@ class S3Storage:
         sha = key.rsplit("/", 1)[-1]
         target = self._cached(sha)
         if target.exists():
+            os.utime(target)  # used now: the last to be evicted
             return target
         tmp = self.temp_path()
         try:

@@ -108,10 +108,29 @@ def key_rotate(client: ApiClient, key_id: int, as_json: bool) -> None:
     _show_new(client.call("POST", f"/keys/{key_id}/rotate", NewKey), as_json)
 
 
-def node_ban_command(client: ApiClient, node_id: str, banned: bool, as_json: bool) -> None:
-    path = f"/admin/nodes/{quote(node_id)}/banned"
-    row = client.call("POST", path, NodeInfo, json={"banned": banned})
-    click.echo(to_json(row) if as_json else f"{row.id} ({row.name}): {row.status}")
+def node_ban_command(
+    client: ApiClient, node_id: str | None, owner: str | None, banned: bool, as_json: bool
+) -> None:
+    """Ban (or lift the ban of) one node, or every node of `owner`."""
+    if owner is not None:
+        ids = [
+            n.id
+            for n in client.call("GET", "/admin/nodes", list[NodeInfo])
+            if n.owner == owner.strip().lower() and n.status != "removed"
+        ]
+        if not ids:
+            raise click.ClickException(f"{owner} has no nodes")
+    else:
+        ids = [str(node_id)]
+    rows = [
+        client.call("POST", f"/admin/nodes/{quote(i)}/banned", NodeInfo, json={"banned": banned})
+        for i in ids
+    ]
+    if as_json:
+        click.echo(to_json(rows[0] if owner is None else rows))
+        return
+    for row in rows:
+        click.echo(f"{row.id} ({row.name}, {row.owner}): {row.status}")
 
 
 def node_remove_command(client: ApiClient, node_id: str, as_json: bool) -> None:

@@ -250,13 +250,18 @@ def node() -> None:
 
 
 @node.command("ban")
-@click.argument("node_id")
+@click.argument("node_id", required=False)
+@click.option("--owner", help="Every node of this owner (email) instead of one.")
 @click.option("--lift", is_flag=True, help="Lift the ban instead.")
 @client_options
 @json_option
-def node_ban(client: ApiClient, node_id: str, lift: bool, as_json: bool) -> None:
-    """Ban a node: refused everywhere from now on, its tasks back in the queue (admins)."""
-    admin.node_ban_command(client, node_id, not lift, as_json)
+def node_ban(
+    client: ApiClient, node_id: str | None, owner: str | None, lift: bool, as_json: bool
+) -> None:
+    """Ban a node, or all of an owner's: refused everywhere, tasks back in the queue (admins)."""
+    if (node_id is None) == (owner is None):
+        raise click.UsageError("name a NODE_ID or an --owner EMAIL")
+    admin.node_ban_command(client, node_id, owner, not lift, as_json)
 
 
 @node.command("remove")

@@ -120,3 +120,27 @@ def test_an_upload_that_would_fill_the_disk_is_refused_with_the_setting_named(
         assert r.status_code == 507 and r.json()["code"] == "storage_full"
         assert "GRIDX_MIN_FREE_MB" in r.json()["message"]
         assert api.client.get("/jobs/", headers=api.alice).json() == []
+
+
+def test_ended_jobs_past_the_retention_are_deleted_on_schedule(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from tests.support.api import running_api
+
+    with running_api(msgspec.structs.replace(settings, retention_days=1.0)) as api:
+        node = register(api, api.alice)
+        job_id = submit(api, api.alice, {"rounds": 1, "shards": 2}).json()["job"]["id"]
+        _run(api, tmp_path, job_id, node, 1)
+        api.clock.advance(3600)  # an hour on: kept
+        time.sleep(0.5)
+        assert api.client.get(f"/jobs/{job_id}", headers=api.alice).status_code == 200
+        api.clock.advance(86_400)  # past a day: deleted, with everything only it used
+        deadline = time.monotonic() + 30
+        while api.client.get(f"/jobs/{job_id}", headers=api.alice).status_code != 404:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _settle(api, 0)
+        audit = api.client.get("/admin/audit", headers=api.admin).json()
+        assert [(e["actor"], e["action"], e["target"]) for e in audit] == [
+            ("retention", "job.delete", job_id)
+        ]

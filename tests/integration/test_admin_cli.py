@@ -83,13 +83,17 @@ def test_every_admin_command_on_a_real_coordinator_and_node(
     log = (cluster.root / "doomed.log").read_text().strip().splitlines()
     assert "is banned by the coordinator's admin" in log[-1], log[-3:]
     assert ok(cluster, root, "node", "ban", node_id, "--lift")["status"] != "banned"
+    every = ok(cluster, root, "node", "ban", "--owner", "admin@gridx.local")
+    assert [(n["id"], n["status"]) for n in every] == [(node_id, "banned")]
+    ok(cluster, root, "node", "ban", "--owner", "admin@gridx.local", "--lift")
     assert ok(cluster, root, "node", "remove", node_id)["status"] == "removed"
     assert ok(cluster, root, "node", "list") == []
     assert [n["status"] for n in ok(cluster, root, "node", "list", "--all")] == ["removed"]
 
     actions = [e["action"] for e in ok(cluster, root, "audit")]
     assert actions == [
-        "node.remove", "node.unban", "node.ban", "key.create", "key.rotate", "key.revoke",
+        "node.remove", "node.unban", "node.ban", "node.unban", "node.ban", "key.create",
+        "key.rotate", "key.revoke",
         "key.create", "user.role", "user.enable", "user.disable",
     ]  # fmt: skip
     assert "user.disable" in gridx(cluster, root, "audit").stdout

@@ -40,7 +40,7 @@ WHERE job_id = :job_id AND round_idx = :round_idx AND result_sha IS NOT NULL
 """
 RELEASE_INPUTS = [
     "UPDATE shards SET blob_sha = NULL WHERE job_id = :job_id",
-    "UPDATE jobs SET data_sha = NULL, requirements_sha = NULL WHERE id = :job_id",
+    "UPDATE jobs SET data_sha = NULL WHERE id = :job_id",
     # every round model but the final one, unless an evaluation still needs it
     """UPDATE rounds SET input_sha = NULL, state_sha = NULL,
         output_sha = CASE WHEN output_sha = (SELECT final_pth_sha FROM jobs WHERE id = :job_id)
@@ -95,9 +95,9 @@ async def release_updates(conn: Conn, job_id: str, round_idx: int) -> None:
 
 
 async def release_inputs(conn: Conn, job_id: str) -> None:
-    """A job ended: its training data and requirements, and (unless it keeps its updates) every
-    round model but the final one, are no longer needed. Code, test data and final models stay
-    until the job is deleted."""
+    """A job ended: its training data, and (unless it keeps its updates) every round model but
+    the final one, are no longer needed. Code, requirements, test data and final models stay
+    until the job is deleted (an evaluation may still run after the job ended)."""
     for sql in RELEASE_INPUTS:
         await conn.execute(sql, {"job_id": job_id})
 

@@ -270,7 +270,8 @@ def test_live_contributors_overview_charts_and_compared_curves(site, browser) ->
     page.wait_for_url("**/compare/?ids=*")
     lines = page.locator(".chart").first.locator("[data-series]")
     page.wait_for_function(
-        "document.querySelector('.chart').querySelectorAll('[data-series] circle').length >= 6",
+        "(document.querySelector('.chart')?.querySelectorAll('[data-series] circle').length"
+        " ?? 0) >= 6",
         timeout=60_000,
     )
     names = sorted(lines.evaluate_all("els => els.map(e => e.dataset.series)"))

@@ -53,7 +53,9 @@ def test_the_init_step_survives_its_node_and_starts_every_shard_from_one_model(
     cluster: LocalCluster, client: Client
 ) -> None:
     cluster.add_node("doomed")
-    job_id = client.submit(SLOW, {"rounds": 1, "shards": 2, "max_attempts": 1})
+    # keep_updates: the round models stay after the job ends, so the test can compare them
+    config = {"rounds": 1, "shards": 2, "max_attempts": 1, "keep_updates": True}
+    job_id = client.submit(SLOW, config)
     doomed_id = _leased_to(client, job_id)
     first = client.job(job_id)["tasks"][0]
     assert first["round"] == -1 and first["status"] == "leased"
@@ -106,7 +108,8 @@ def test_a_full_disk_refuses_the_upload_cleanly_and_the_task_is_reissued(
     blobs = root / "coordinator" / "blobs"
     blobs.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(blobs)], check=True)
-    cluster = LocalCluster(root, coordinator_env=FAST)
+    # the subject is a disk that fills up under an upload, not the free-space floor: no floor
+    cluster = LocalCluster(root, coordinator_env={**FAST, "GRIDX_MIN_FREE_MB": "0"})
     try:
         cluster.start()
         client = Client(cluster)
@@ -189,7 +192,8 @@ def test_a_connection_cut_mid_upload_is_retried_and_nothing_is_duplicated(
 ) -> None:
     proxy = CuttingProxy(cluster.port)
     cluster.add_node("node", args=("--coordinator", f"http://127.0.0.1:{proxy.port}"))
-    job_id = client.submit(BIG_RESULT, {"rounds": 1, "shards": 1})
+    # keep_updates: the update stays recorded after the merge, so the test can look at it
+    job_id = client.submit(BIG_RESULT, {"rounds": 1, "shards": 1, "keep_updates": True})
     body = client.wait_done(job_id, 120)
     assert body["job"]["status"] == "succeeded", body
     assert proxy.cut == 2 and proxy.uploads >= 3  # cut twice, then retried through

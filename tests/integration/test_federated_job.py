@@ -123,7 +123,7 @@ def test_cli_errors_are_one_clear_line_and_a_nonzero_exit(
         text=True,
         env=env_bad,
     )
-    assert out.returncode == 1 and "unknown API key" in out.stderr
+    assert out.returncode == 1 and "unknown or revoked API key" in out.stderr
     out = gridx(cluster, "job", "status", "j-nope")
     assert out.returncode == 1 and "404" in out.stderr
 

@@ -30,7 +30,10 @@ def start_node(
     ("case", "expected"),
     [
         ("no key", ["this node is not registered yet: pass --enrolment-key"]),
-        ("wrong key", ["registration refused: unknown API key", "check GRIDX_ENROLMENT_KEY"]),
+        (
+            "wrong key",
+            ["registration refused: unknown or revoked API key", "check GRIDX_ENROLMENT_KEY"],
+        ),
         ("other owner", ["owner_email does not match", "check GRIDX_OWNER_EMAIL"]),
         ("wrong url", ["no coordinator answers at http://127.0.0.1:", "GRIDX_COORDINATOR_URL"]),
     ],

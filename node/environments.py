@@ -11,8 +11,14 @@ The process executor installs into a virtualenv per requirements hash, which tas
 read-only inside the sandbox; each environment sees the node's own packages through a `.pth`
 file naming the node interpreter's site-packages (`--system-site-packages` would skip a
 virtualenv's), so a requirement that is already there (torch, numpy) is never downloaded again,
-and the node's frameworks are pinned (`wheels.PINNED`). pip plans first (a dry run) so that the
-download shows as progress (`wheels.watch`).
+and the node's frameworks are pinned (`wheels.PINNED`).
+
+What runs where: on the host, the node's own pip only reads the index and fetches files, with
+the node's interpreter (never the environment's): it plans (`--dry-run --report`: metadata) and
+downloads the planned wheels (`pip download --no-deps`: files saved, nothing unpacked), showing
+the download as progress (`wheels.watch`). Unpacking them into the environment is done by
+`install`, which the executor runs inside the task's sandbox (no network, the task's user, only
+the wheels and the environment's folder writable).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import os
 import re
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -31,7 +38,13 @@ from gridx.node.errors import RequirementsError
 
 INSTALL_TIMEOUT_S = 900
 _SITE_PATHS = "import site; print(chr(10).join(site.getsitepackages()))"
-_PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+_PURELIB = (  # an environment's site-packages, found by the node's interpreter, not the env's
+    "import sys, sysconfig; print(sysconfig.get_path('purelib', 'venv', "
+    "vars={'base': sys.argv[1], 'platbase': sys.argv[1]}))"
+)
+Install = Callable[[list[str], Path, list[Path]], Awaitable[tuple[int, str]]]
+"""Run a command in the task's sandbox, `folder` writable and the paths given read-only:
+(exit status, output tail)."""
 WHEELS_ONLY = ("--only-binary", ":all:", "--disable-pip-version-check", "--no-input")
 _NOT_FOUND = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)")
 
@@ -144,7 +157,8 @@ async def node_pins(python: str) -> list[str]:
 async def plan(
     pip: list[str], checked: Path, pins: list[str], tmp: Path, extra: tuple[str, ...] = ()
 ) -> list[wheels.Wheel]:
-    """What `pip install -r checked` would download, with sizes (a dry run: metadata only).
+    """What `pip install -r checked` would download, with sizes (a dry run: metadata only),
+    against the environment `pip` runs in (`extra`: another target, e.g. an image's platform).
 
     Raises:
         RequirementsError: nothing installable (no wheel, a conflict with a pinned framework).
@@ -162,15 +176,40 @@ async def plan(
     return await wheels.with_sizes(wheels.parse_report(report.read_bytes()))
 
 
+async def fetch(
+    python: str,
+    needed: list[wheels.Wheel],
+    into: Path,
+    tmp: Path,
+    progress: wheels.Progress,
+    extra: tuple[str, ...] = (),
+) -> None:
+    """Download the planned wheels into `into` (files only: nothing is unpacked or run),
+    telling `progress` how much arrived.
+
+    Raises:
+        RequirementsError: pip could not fetch them.
+    """
+    download = asyncio.ensure_future(run_pip(
+        python, "-m", "pip", "download", "--no-deps", *WHEELS_ONLY, *extra, "-q",
+        "-d", str(into), *(w.pin for w in needed), env={"TMPDIR": str(tmp)},
+    ))  # fmt: skip
+    rc, out = await wheels.watch(download, needed, [tmp, into], progress)
+    if rc != 0:
+        raise await explain_failure(python, out, "pip could not fetch the wheels")
+
+
 async def ensure_env(
     requirements: Path,
     sha256: str,
     cache_dir: Path,
     base_python: str,
+    install: Install,
     progress: wheels.Progress = wheels.quiet,
 ) -> str:
-    """The interpreter of an environment with `requirements` installed (built once per hash);
-    `progress` hears what is being downloaded and installed.
+    """The interpreter of an environment with `requirements` installed (built once per hash):
+    planned and downloaded on the host, unpacked by `install` in the sandbox; `progress` hears
+    what is being downloaded and installed.
 
     Raises:
         RequirementsError: rejected, needs a build, conflicts with the node's frameworks, or
@@ -187,34 +226,35 @@ async def ensure_env(
     cache_dir.mkdir(parents=True, exist_ok=True)
     progress("creating the environment")
     rc, out = await run_pip(base_python, "-m", "venv", "--without-pip", str(env_dir))
-    if rc != 0:
-        raise RequirementsError("could not create a virtual environment", out)
-    rc, base_paths = await run_pip(base_python, "-c", _SITE_PATHS)
-    rc2, purelib = await run_pip(str(python), "-c", _PURELIB)
-    if rc or rc2:
-        raise RequirementsError("could not inspect the virtual environment", base_paths + purelib)
+    rc2, base_paths = await run_pip(base_python, "-c", _SITE_PATHS)
+    rc3, purelib = await run_pip(base_python, "-c", _PURELIB, str(env_dir))
+    if rc or rc2 or rc3:
+        raise RequirementsError("could not create a virtual environment", out + purelib)
     Path(purelib.strip(), "_gridx_base.pth").write_text(base_paths)
-    checked = env_dir / "requirements.txt"
-    checked.write_text("\n".join(lines) + "\n")
-    pip = [base_python, "-m", "pip", "--python", str(python)]
-    # On the host, and safe there: every line names a package (check_requirements) and pip
-    # takes wheels only, whose installation unpacks files and runs none of their code.
     try:
         with wheels.pip_tmp(cache_dir / ".tmp") as tmp:
+            checked = tmp / "requirements.txt"  # the checked lines, never the job's file
+            checked.write_text("\n".join(lines) + "\n")
             pins = await node_pins(base_python)
             if clash := conflict(lines, pins):
                 raise clash
-            needed = await plan(pip, checked, pins, tmp)
+            # planned against the node's own packages, which the environment sees too
+            needed = await plan([base_python, "-m", "pip"], checked, pins, tmp)
             if needed:
-                install = asyncio.ensure_future(run_pip(
-                    *pip, "install", *WHEELS_ONLY, "-q", "-c", str(tmp / "constraints.txt"),
-                    "-r", str(checked), env={"TMPDIR": str(tmp)},
-                ))  # fmt: skip
-                rc, out = await wheels.watch(install, needed, [tmp], progress)
+                wheelhouse = tmp / "wheels"
+                await fetch(base_python, needed, wheelhouse, tmp, progress)
+                for path in (wheelhouse, *wheelhouse.iterdir()):  # the sandbox's user reads them
+                    os.chmod(path, 0o755 if path.is_dir() else 0o644)
+                progress(f"installing {wheels.describe(needed)} in the sandbox")
+                rc, out = await install(
+                    [base_python, "-m", "pip", "install", "--no-index", "--no-deps",
+                     "--ignore-installed", "--no-compile", *WHEELS_ONLY, "-q",
+                     "--prefix", str(env_dir), *map(str, sorted(wheelhouse.glob("*.whl")))],
+                    env_dir,
+                    [wheelhouse],
+                )  # fmt: skip
                 if rc != 0:
-                    raise await explain_failure(
-                        base_python, out, "pip could not install requirements.txt"
-                    )
+                    raise RequirementsError("installing the wheels failed", out)
     except BaseException:
         shutil.rmtree(env_dir, ignore_errors=True)
         raise

@@ -187,6 +187,7 @@ def _bwrap_base() -> list[str]:
     ]
     if not user.switches:  # a user namespace: uid 65534 inside is the node's user outside
         args += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
+    args += ["--perms", "0755", "--dir", "/etc"]  # listable, holding only what is bound below
     for path, link in system_paths():
         args += ["--symlink", link, path] if link else ["--ro-bind", path, path]
     # a private /tmp the task's user can write (tempfile needs one: torch._dynamo's import does)

@@ -30,13 +30,11 @@ from docker.types import DeviceRequest, LogConfig, Ulimit
 from packaging.utils import canonicalize_name
 
 from gridx.node.environments import (
-    WHEELS_ONLY,
     RequirementsError,
     check_requirements,
     conflict,
-    explain_failure,
+    fetch,
     plan,
-    run_pip,
 )
 from gridx.node.errors import ExecutorUnavailable
 from gridx.node.executors.base import (
@@ -57,7 +55,7 @@ from gridx.node.executors.warm import (
     key_of,
     runner_argv,
 )
-from gridx.node.wheels import PINNED, Progress, quiet, watch
+from gridx.node.wheels import PINNED, Progress, quiet
 
 log = logging.getLogger("gridx.node.docker")
 DEFAULT_IMAGE = "gridx-executor:latest"
@@ -177,13 +175,8 @@ class DockerExecutor:
             needed = [w for w in planned if have.get(canonicalize_name(w.name)) != w.version]
             wheels = work / "wheels"
             if needed:
-                fetch = asyncio.ensure_future(run_pip(
-                    *pip, "download", "--no-deps", *WHEELS_ONLY, *self._wheel_target(), "-q",
-                    "-d", str(wheels), *(w.pin for w in needed), env={"TMPDIR": str(work)},
-                ))  # fmt: skip
-                rc, out = await watch(fetch, needed, [work / "wheels"], progress)
-                if rc != 0:
-                    raise await explain_failure(sys.executable, out, "pip could not fetch wheels")
+                flags = tuple(self._wheel_target())
+                await fetch(sys.executable, needed, wheels, work, progress, flags)
             return {f"wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")}
 
     def _wheel_target(self) -> list[str]:

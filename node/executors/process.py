@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gridx.node import cgroups, sandbox
-from gridx.node.environments import ensure_env
+from gridx.node.environments import INSTALL_TIMEOUT_S, ensure_env
 from gridx.node.executors.base import (
     RunResult,
     RunSpec,
@@ -85,6 +85,14 @@ def _limits(spec: RunSpec, nproc: int, group: cgroups.TaskGroup | None) -> Calla
     return limits
 
 
+def _chown_tree(folder: Path, uid: int, gid: int) -> None:
+    """Give a folder and everything under it (never following links) to uid:gid."""
+    for root, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(root, name), uid, gid)
+    os.lchown(folder, uid, gid)
+
+
 class ProcessExecutor:
     """Runs `python train.py` in the process sandbox (`sandbox.py`), always with limits and a
     timeout: a cgroup (processes, memory, kill) where the node may make one, and rlimits. Under
@@ -117,7 +125,44 @@ class ProcessExecutor:
         if requirements is None or sha256 is None:
             return self.python
         envs = self.state_dir / "envs"
-        return await ensure_env(requirements, sha256, envs, self.python, progress)
+        return await ensure_env(requirements, sha256, envs, self.python, self._install, progress)
+
+    async def _install(
+        self, command: list[str], folder: Path, readonly: list[Path]
+    ) -> tuple[int, str]:
+        """Run an environment's installation in the task's sandbox: no network, the task's
+        user, only `folder` (the environment being built) writable; killed at the install
+        timeout. The folder is the node's again afterwards (tasks see it read-only)."""
+        uid, gid = self.user.uid, self.user.gid
+        if self.user.switches:
+            _chown_tree(folder, uid or 0, gid or 0)
+        cmd = sandbox.wrap(
+            command,
+            folder,
+            self.isolation,
+            [*sandbox.interpreter_paths(self.python), *readonly],
+            etc=self.etc,
+        )
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(folder), "LANG": "C.UTF-8",
+               "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+               "PIP_NO_CACHE_DIR": "1", "TMPDIR": "/tmp"}  # fmt: skip
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, cwd=folder, env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), INSTALL_TIMEOUT_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                return -1, "timed out"
+        finally:
+            if self.user.switches:
+                _chown_tree(folder, os.getuid(), os.getgid())
+        return proc.returncode or 0, out.decode("utf-8", "replace")[-8192:]
 
     def cleanup(self) -> None:
         """Nothing outlives a process run (its PID namespace and cgroup die with it)."""

@@ -7,6 +7,7 @@ node's status page: nothing here depends on how fast the machine is.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -59,6 +60,11 @@ def test_preparing_shows_its_download_and_the_node_keeps_its_own_torch(
     assert recent[0]["result"] == "succeeded" and recent[0]["prepare_seconds"] > 0, recent
     log = (cluster.root / "prep.log").read_text()
     assert "preparing (downloading 1 package (gridx-probe 1.0)" in log, log
+    # the host only downloaded the wheel; it was unpacked inside the task's sandbox, and the
+    # environment is the node's again (tasks see it read-only)
+    assert "preparing (installing 1 package (gridx-probe 1.0) in the sandbox)" in log, log
+    probe = next((cluster.root / "prep" / "envs").glob("*/lib/python*/site-packages/gridx_probe"))
+    assert probe.stat().st_uid == os.getuid()
 
     # a job that asks for another torch is told why, and nothing is downloaded
     clash = client.submit(train, {"rounds": 1, "shards": 1}, requirements=b"torch==2.5.0\n")

@@ -197,6 +197,8 @@ async def fetch(
     rc, out = await wheels.watch(download, needed, [tmp, into], progress)
     if rc != 0:
         raise await explain_failure(python, out, "pip could not fetch the wheels")
+    for path in (into, *into.iterdir()):  # readable by the sandbox's user, who unpacks them
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 async def ensure_env(
@@ -243,8 +245,6 @@ async def ensure_env(
             if needed:
                 wheelhouse = tmp / "wheels"
                 await fetch(base_python, needed, wheelhouse, tmp, progress)
-                for path in (wheelhouse, *wheelhouse.iterdir()):  # the sandbox's user reads them
-                    os.chmod(path, 0o755 if path.is_dir() else 0o644)
                 progress(f"installing {wheels.describe(needed)} in the sandbox")
                 rc, out = await install(
                     [base_python, "-m", "pip", "install", "--no-index", "--no-deps",

@@ -101,6 +101,13 @@ class TooLarge(GridXError):
     code = "too_large"
 
 
+class QuotaExceeded(GridXError):
+    """The job would take its owner past the storage quota: nothing was kept."""
+
+    status_code = 413
+    code = "quota_exceeded"
+
+
 class StorageFull(GridXError):
     """The coordinator's disk is full: nothing was kept; the caller may retry later."""
 

@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     same content in flight keeps it)."""
     retention_days: float = 0.0
     """Delete finished jobs (and all only they used) this many days after they end (0: never)."""
+    user_quota_mb: int = 0
+    """Most a user's jobs may store in all, split shards and models included (0: no quota)."""
     min_free_mb: int = 512
     """Refuse an upload (507) that would leave less free space than this where blobs live."""
     s3_cache_mb: int = 2048

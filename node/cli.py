@@ -14,7 +14,7 @@ import msgspec
 from gridx.node import availability, datasets, status_page
 from gridx.node.availability import parse_hours
 from gridx.node.client import CoordinatorClient
-from gridx.node.config import NodeConfig, load_config
+from gridx.node.config import NodeConfig, default_env_file, forget_enrolment_key, load_config
 from gridx.node.enrolment import capabilities, enrol
 from gridx.node.errors import NodeError, WeakSandbox
 from gridx.node.executors import make_executor
@@ -24,8 +24,10 @@ from gridx.node.worker import Worker
 from gridx.schemas.envconfig import ConfigError
 from gridx.schemas.redaction import Redact
 
+log = logging.getLogger("gridx.node")
 
-async def _serve(config: NodeConfig) -> None:
+
+async def _serve(config: NodeConfig, env_file: Path | None) -> None:
     python = config.python or sys.executable
     lock = lock_state_dir(config.state_dir)  # before anything in the folder is touched
     ident = load_identity(config.state_dir, config.coordinator_url)
@@ -50,6 +52,8 @@ async def _serve(config: NodeConfig) -> None:
             ident = await enrol(config, bootstrap, caps)
         finally:
             await bootstrap.close()
+        if forget_enrolment_key(env_file):
+            log.info("registered: the enrolment key was removed from %s", env_file)
         # labels and cgroups carry the node's id, known only now
         executor = make_executor(
             config.executor,
@@ -75,6 +79,15 @@ async def _serve(config: NodeConfig) -> None:
         lock.close()
 
 
+def _no_key_in_argv(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--enrolment-key on the command line is readable by every user of this machine "
+            "(/proc/PID/cmdline); save it to a file and pass --enrolment-key-file FILE (or - to "
+            "read it from standard input), or set GRIDX_ENROLMENT_KEY"
+        )
+
+
 @click.group()
 @click.version_option(package_name="gridx", prog_name="gridx-node")
 def cli() -> None:
@@ -84,8 +97,11 @@ def cli() -> None:
 @cli.command()
 @click.option("--coordinator", "coordinator_url", help="Coordinator URL [GRIDX_COORDINATOR_URL].")
 @click.option(
-    "--enrolment-key", help="Owner's API key, needed once to register [GRIDX_ENROLMENT_KEY]."
+    "--enrolment-key-file",
+    help="A file holding an enrolment token (`gridx node token create`), or - for standard "
+    "input; needed once to register [GRIDX_ENROLMENT_KEY holds the token itself].",
 )
+@click.option("--enrolment-key", hidden=True, callback=_no_key_in_argv, expose_value=False)
 @click.option("--owner-email", help="Owner's email, checked against the key [GRIDX_OWNER_EMAIL].")
 @click.option("--name", help="Display name (default: host name).")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Identity and work folder.")
@@ -148,7 +164,7 @@ def start(env_file: Path | None, verbose: bool, **flags: object) -> None:
     except (ConfigError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, default_env_file(env_file)))
     except NodeError as exc:  # one line, and the exit code of its kind (3: the owner's mistake)
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

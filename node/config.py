@@ -31,7 +31,10 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     coordinator_url: str = "http://127.0.0.1:8080"
     """Base URL of the coordinator."""
     enrolment_key: str = ""
-    """The owner's API key, used once to register; not needed after."""
+    """An enrolment token of the owner's (`gridx node token create`), used once to register
+    and then dropped from `worker_config.env`; never taken from the command line."""
+    enrolment_key_file: str = ""
+    """A file holding the enrolment token (`-`: standard input), read once to register."""
     owner_email: str = ""
     """The owner's email, checked against the enrolment key's owner."""
     name: str = ""
@@ -85,6 +88,34 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def default_env_file(env_file: Path | None) -> Path | None:
+    """The `worker_config.env` a node reads: the one named, else one in the current folder."""
+    if env_file is None and Path("worker_config.env").exists():
+        return Path("worker_config.env")
+    return env_file
+
+
+def forget_enrolment_key(env_file: Path | None) -> bool:
+    """Remove the enrolment credential from `env_file` once the node is registered (it is not
+    needed again, and a file left on disk is a credential left lying around); whether it had one."""
+    if env_file is None or not env_file.exists():
+        return False
+    names = set(env_names("enrolment_key"))
+    lines = env_file.read_text().splitlines(keepends=True)
+    kept = [
+        ln for ln in lines
+        if ln.strip().removeprefix("export ").partition("=")[0].strip() not in names
+    ]  # fmt: skip
+    if len(kept) == len(lines):
+        return False
+    tmp = env_file.with_name(env_file.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, env_file.stat().st_mode & 0o777)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(kept))
+    os.replace(tmp, env_file)
+    return True
+
+
 def load_config(env_file: Path | None, **flags: object) -> NodeConfig:
     """Merge flags (highest), environment variables, and the env file (lowest).
 
@@ -92,8 +123,7 @@ def load_config(env_file: Path | None, **flags: object) -> NodeConfig:
         ConfigError: a value that does not fit its setting, naming the variable or flag.
     """
     file_values: dict[str, str] = {}
-    if env_file is None and Path("worker_config.env").exists():
-        env_file = Path("worker_config.env")
+    env_file = default_env_file(env_file)
     if env_file is not None:
         file_values = read_env_file(env_file)
     config = from_env(NodeConfig, [os.environ, file_values], flags, env_names)

@@ -9,6 +9,8 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import aiohttp
 
@@ -55,15 +57,33 @@ def capabilities(executor: Executor, report: SandboxReport) -> Capabilities:
     )
 
 
+def _enrolment_key(config: NodeConfig) -> str:
+    """The credential to register with: the file's (or standard input's) first line, else the
+    setting.
+
+    Raises:
+        NotEnrolled: the file cannot be read.
+    """
+    source = config.enrolment_key_file
+    if not source:
+        return config.enrolment_key.strip()
+    try:
+        text = sys.stdin.readline() if source == "-" else Path(source).read_text()
+    except OSError as exc:
+        raise NotEnrolled(f"cannot read the enrolment key file {source}: {exc.strerror}") from exc
+    return (text.strip().splitlines() or [""])[0].strip()
+
+
 async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilities) -> Identity:
     """The saved identity, or a new one from registering with the enrolment key."""
     ident = load_identity(config.state_dir, config.coordinator_url)
     if ident is not None:
         return ident
-    if not config.enrolment_key:
+    key = _enrolment_key(config)
+    if not key:
         raise NotEnrolled(
-            "this node is not registered yet: pass --enrolment-key (your API key from "
-            "`gridx user create`) or set GRIDX_ENROLMENT_KEY / worker_config.env"
+            "this node is not registered yet: make a token with `gridx node token create`, "
+            "save it to a file and pass --enrolment-key-file FILE (or set GRIDX_ENROLMENT_KEY)"
         )
     request = RegisterRequest(
         name=config.name or platform.node() or "node",
@@ -71,7 +91,7 @@ async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilitie
         capabilities=caps,
     )
     try:
-        resp = await client.register(config.enrolment_key, request)
+        resp = await client.register(key, request)
     except CoordinatorError as exc:
         if exc.status in (401, 403):
             hint = "GRIDX_OWNER_EMAIL" if exc.status == 403 else "GRIDX_ENROLMENT_KEY"
@@ -87,4 +107,6 @@ async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilitie
     )
     save_identity(config.state_dir, ident)
     log.info("registered as %s", ident.node_id)
+    if resp.warning:
+        log.warning("%s", resp.warning)
     return ident

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import time
 from typing import Any
 
 import click
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gridx.node import availability
 from gridx.node.worker import Worker
 from gridx.schemas.jobs import round_label
 
 log = logging.getLogger("gridx.node.status")
+PATH = re.compile(r"(?<![\w.])/[^\s:'\"()]+")
 
 
 def status(worker: Worker) -> dict[str, Any]:
@@ -54,10 +57,15 @@ def status(worker: Worker) -> dict[str, Any]:
         "datasets": [
             {"name": d.name, "format": d.format, "rows": d.rows} for d in worker.datasets_sent or []
         ],
-        "dataset_problems": dict(worker.catalog.problems),
+        "dataset_problems": {n: _no_paths(why) for n, why in worker.catalog.problems.items()},
         "resting": worker.resting,
         "credits": availability.credits(worker.config.state_dir),
     }
+
+
+def _no_paths(text: str) -> str:
+    """`text` with each absolute path shortened to its last part (the page shows no host paths)."""
+    return PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
 def duration(seconds: float) -> str:
@@ -150,12 +158,34 @@ This machine has given {s["credits"]["tasks"]:g} task(s),
 
 
 PORT_TRIES = 20
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@web.middleware
+async def _local_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer only requests addressed to this machine by name: a web page the owner visits
+    cannot read the page through a DNS name it points at 127.0.0.1 (DNS rebinding)."""
+    host = (request.headers.get("Host") or "").lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name not in LOCAL_HOSTS:
+        return web.Response(status=421, text="this page answers only http://127.0.0.1\n")
+    response = await handler(request)
+    response.headers.update(HEADERS)
+    return response
 
 
 async def serve(worker: Worker, port: int) -> web.AppRunner | None:
     """Start the page on 127.0.0.1:`port`, or the next free port after it (the address is
     logged and printed); None, with a warning, when none of `PORT_TRIES` is free."""
-    app = web.Application()
+    app = web.Application(middlewares=[_local_only])
 
     async def index(_: web.Request) -> web.Response:
         return web.Response(text=_page(status(worker)), content_type="text/html")

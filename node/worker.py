@@ -194,7 +194,7 @@ class Worker:
         # the work folder is all the task sees of this machine; its logs stay outside it
         workdir, logdir = self._job_folder(task) / name, self.config.state_dir / "logs" / name
         for folder in (workdir, logdir):
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove(folder)
         workdir.mkdir(parents=True)
         try:
             result = await self._prepare_and_run(task, workdir, logdir)
@@ -206,7 +206,7 @@ class Worker:
         finally:
             self.current = None
             for folder in (workdir, logdir):
-                shutil.rmtree(folder, ignore_errors=True)
+                _remove(folder)
 
     def _set_phase(self, step: TaskStep, detail: str = "") -> None:
         """Note what the node does with its task now; logged when the step or what it says it
@@ -324,7 +324,7 @@ class Worker:
                     task_id=task.task_id,
                     lease_token=task.lease_token,
                     result_sha256=sha,
-                    metrics=result.metrics,
+                    metrics={} if task.private else result.metrics,
                     duration_s=result.duration_s,
                 )
             )
@@ -366,6 +366,9 @@ class Worker:
         else:
             kind, code, message = "user_error", result.code or "error", result.message
         log.warning("task %s failed: [%s] %s", task.task_id, code, message)
+        tail = result.stderr_tail
+        if task.private and kind == "user_error":  # the script's words stay here (see the log)
+            message, tail = "details stay on this node (a private job on its own data)", ""
         await self.client.fail(
             FailTaskRequest(
                 task_id=task.task_id,
@@ -373,6 +376,14 @@ class Worker:
                 kind=kind,  # type: ignore[arg-type]
                 code=code,
                 message=message,
-                stderr_tail=result.stderr_tail,
+                stderr_tail=tail,
             )
         )
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder a task may have replaced with a link (the link goes, never its target)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)

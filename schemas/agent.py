@@ -58,7 +58,8 @@ class Capabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class RegisterRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Sent once by a new node, authenticated with its owner's API key (the enrolment key)."""
+    """Sent once by a new node, authenticated with an enrolment token of its owner's
+    (`gridx node token create`; an API key still works, with a warning)."""
 
     name: Name
     owner_email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
@@ -72,6 +73,8 @@ class RegisterResponse(msgspec.Struct, kw_only=True):
     node_token: str
     heartbeat_s: float
     lease_s: float
+    warning: str | None = None
+    """Said when the node enrolled with something it should not have (an API key)."""
 
 
 TaskStep = Literal["downloading", "preparing", "running", "uploading"]
@@ -164,6 +167,9 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     client_clip: float | None = None
     """Clip the update (weights minus `init_model`) to this L2 norm before uploading it
     (differential privacy with client-side clipping; the coordinator checks it)."""
+    private: bool = False
+    """A differentially private job on this node's own data: what the script prints and its
+    metrics stay on this node (only the noised merge of its weights leaves)."""
 
 
 class UploadResponse(msgspec.Struct, kw_only=True):

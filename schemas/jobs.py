@@ -17,6 +17,9 @@ UnitFloat = Annotated[float, msgspec.Meta(ge=0, lt=1)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+
+
 class StrategyBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="name"):
     """Common to every strategy."""
 
@@ -213,14 +216,22 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Modules the warm runner imports once (those the job does not have are skipped)."""
     dataset: DatasetName | None = None
     """Train on a dataset the nodes hold (none is uploaded): each round, one task on every
-    eligible node that holds a dataset of this name and lets the job's owner use it."""
+    eligible node that holds a dataset of this name and lets the job's owner use it: the
+    owner's own nodes, and nodes of the `holders` named."""
+    holders: Annotated[list[Email], msgspec.Meta(max_length=64)] = msgspec.field(
+        default_factory=list
+    )
+    """With `dataset`: the other owners (emails) whose nodes' copies the job accepts, if they
+    allow the job's owner. Any other node that declares a dataset of that name never joins
+    (a name is only what a node says)."""
     min_nodes: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
     """A round on a node-local dataset starts once this many eligible nodes hold it."""
     max_nodes: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
     """At most this many nodes train in one round (the rest wait for a later job)."""
     max_weight: Annotated[int, msgspec.Meta(ge=1, le=1 << 50)] | None = None
-    """Cap on a node-local update's sample weight (the row count its node declared), so no
-    node can dominate the mean by claiming many rows."""
+    """Cap on a node-local update's sample weight (the row count its node declared). Unset,
+    the cap is twice the lower median of the round's declarations, so no node can dominate
+    the mean by claiming many rows."""
     dp: Privacy | None = None
     """Central differential privacy (see `Privacy`)."""
     keep_updates: bool = False

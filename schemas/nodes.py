@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -53,3 +53,20 @@ class UserInfo(msgspec.Struct, kw_only=True):
     id: int
     email: str
     role: Literal["admin", "user"]
+
+
+class EnrolmentTokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a new enrolment token allows: how many registrations, for how long."""
+
+    uses: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    ttl_s: Annotated[int, msgspec.Meta(ge=60, le=30 * 86400)] = 3600
+
+
+class EnrolmentToken(msgspec.Struct, kw_only=True):
+    """A token that registers nodes for its owner and does nothing else (shown once)."""
+
+    token: str
+    prefix: str
+    uses: int
+    expires_at: int
+    """Milliseconds since the epoch."""

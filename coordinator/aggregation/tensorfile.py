@@ -93,14 +93,14 @@ class TensorFile:
     def _open_safetensors(self, head: bytes) -> dict[str, Spec]:
         (header_len,) = struct.unpack("<Q", head)
         if header_len > MAX_HEADER or header_len + 8 > self.size:
-            raise WeightsError(f"not a usable safetensors file (header length {header_len})")
+            raise WeightsError("not a usable safetensors file: its header length is impossible")
         with self.path.open("rb") as fh:
             fh.seek(8)
             raw = fh.read(header_len)
         try:
             header = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WeightsError(f"not a valid safetensors file: bad header ({exc})") from exc
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # (never echo its bytes)
+            raise WeightsError("not a valid safetensors file: its header is not JSON") from exc
         if not isinstance(header, dict):
             raise WeightsError("not a valid safetensors file: header is not an object")
         header.pop("__metadata__", None)

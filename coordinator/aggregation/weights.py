@@ -47,6 +47,7 @@ def validate_file(
     expected_signature: str | None,
     base: str | None = None,
     max_norm: float | None = None,
+    frozen: bool = False,
 ) -> str:
     """Check a client's weight file completely, one tensor in memory at a time (pool entry point).
 
@@ -57,6 +58,8 @@ def validate_file(
         base: the round's input model, against which `max_norm` bounds the update.
         max_norm: the largest L2 norm the update (weights minus `base`) may have (a node
             that clips its own update: checked, never clipped silently).
+        frozen: every tensor that is not floating point must equal `base`'s (a private job:
+            clipping and noise touch float tensors only, so any other would leave un-noised).
 
     Returns:
         The file's signature.
@@ -72,9 +75,9 @@ def validate_file(
                 "GRIDX_INIT_MODEL and save its state_dict"
             )
         tf.check_finite()
-        if base is not None and max_norm is not None:
-            norm = update_norm(tf, base, max_bytes)
-            if norm > max_norm * (1 + 1e-4):
+        if base is not None and (max_norm is not None or frozen):
+            norm = update_norm(tf, base, max_bytes, frozen)
+            if max_norm is not None and norm > max_norm * (1 + 1e-4):
                 raise WeightsError(
                     f"the update's L2 norm is {norm:.6g}, over the job's clip_norm {max_norm:g}: "
                     "the job clips on the nodes (dp.client_clip), so this node did not"
@@ -82,11 +85,12 @@ def validate_file(
     return sig
 
 
-def update_norm(tf: TensorFile, base: str, max_bytes: int) -> float:
+def update_norm(tf: TensorFile, base: str, max_bytes: int, frozen: bool = False) -> float:
     """The L2 norm of `tf`'s float tensors minus `base`'s, one tensor at a time.
 
     Raises:
-        WeightsError: `base` does not match `tf`.
+        WeightsError: `base` does not match `tf`, or (`frozen`) a tensor that is not floating
+            point differs from `base`'s.
     """
     total = 0.0
     with TensorFile(base, max_bytes) as b:
@@ -94,6 +98,13 @@ def update_norm(tf: TensorFile, base: str, max_bytes: int) -> float:
             raise WeightsError("keys, shapes or dtypes differ from this round's input model")
         for key in tf.names():
             if not tf.specs[key][0].is_floating_point:
+                if frozen and not torch.equal(tf.get(key), b.get(key)):
+                    raise WeightsError(
+                        f"{key!r} is not floating point and changed: a private (dp) job's "
+                        "updates may change float tensors only (noise covers nothing else)"
+                    )
+                tf.release(key)
+                b.release(key)
                 continue
             diff = tf.get(key).to(torch.float64) - b.get(key).to(torch.float64)
             total += float(torch.dot(diff.view(-1), diff.view(-1)))

@@ -76,11 +76,12 @@ def validate_file(
     expected_signature: str | None,
     base: str | None = None,
     max_norm: float | None = None,
+    frozen: bool = False,
 ) -> str:
     """Check an uploaded weight file; its signature (`weights.validate_file`)."""
     from gridx.coordinator.aggregation import weights
 
-    return weights.validate_file(path, max_bytes, expected_signature, base, max_norm)
+    return weights.validate_file(path, max_bytes, expected_signature, base, max_norm, frozen)
 
 
 def initial_model(path: str, out: str, max_bytes: int) -> str:

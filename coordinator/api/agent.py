@@ -11,8 +11,8 @@ from litestar.params import Parameter
 
 from gridx.coordinator.api.deps import client_address
 from gridx.coordinator.errors import RateLimited
-from gridx.coordinator.services import dispatch, nodes, results, retention
-from gridx.coordinator.services.principals import Node, User
+from gridx.coordinator.services import dispatch, enrolment, nodes, results, retention
+from gridx.coordinator.services.principals import Node
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
     CompleteTaskRequest,
@@ -41,14 +41,16 @@ class AgentController(Controller):
 
     @post("/register", status_code=201)
     async def register(
-        self, request: Request, data: RegisterRequest, rt: Runtime, user: User
+        self, request: Request, data: RegisterRequest, rt: Runtime
     ) -> RegisterResponse:
-        """Enrol a node; authenticated with the owner's API key. The token is shown once."""
+        """Enrol a node; authenticated with an enrolment token of its owner's (an API key is
+        accepted with a warning). The node's token is shown once."""
         if not rt.rate_limits.allow(
             f"register:{client_address(request)}", rt.settings.register_per_minute
         ):
             raise RateLimited("too many node registrations from this address; wait a minute")
-        return await nodes.register(rt, user, data)
+        owner, warning = await enrolment.enrolling_owner(rt, request.headers.get("authorization"))
+        return await nodes.register(rt, owner, data, warning)
 
     @post("/heartbeat", status_code=200)
     async def heartbeat(self, data: HeartbeatRequest, rt: Runtime, node: Node) -> HeartbeatResponse:

@@ -27,6 +27,7 @@ from gridx.coordinator.api import (
     users,
 )
 from gridx.coordinator.api.deps import provide_node, provide_rt, provide_user
+from gridx.coordinator.api.headers import security_headers
 from gridx.coordinator.clock import Clock
 from gridx.coordinator.errors import GridXError
 from gridx.coordinator.services.lifespan import running
@@ -40,6 +41,7 @@ ROUTES: list[Any] = [
     users.me,
     nodes.list_nodes,
     nodes.drain,
+    nodes.create_enrolment_token,
     nodes.list_datasets,
     blobs.download_blob,
     dashboard.overview,
@@ -96,7 +98,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             "node": Provide(provide_node),
         },
         lifespan=[lifespan],
-        middleware=[request_timer],
+        middleware=[request_timer, security_headers],
         exception_handlers={
             GridXError: errors.gridx_error,
             HTTPException: errors.http_error,

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from litestar import MediaType, get
+from litestar import MediaType, Request, get
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
 
-from gridx.coordinator.services import job_views, stats
+from gridx.coordinator.errors import GridXError
+from gridx.coordinator.services import auth, job_views, stats
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.settings import Settings
@@ -29,6 +30,7 @@ from gridx.schemas.stats import Contributor, FleetSample, Overview
 T = TypeVar("T")
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
+RECHECK_S = 1.0
 
 WEB_HINT = """<!doctype html><meta charset="utf-8"><title>Grid-X</title>
 <p>The Grid-X API is running. The dashboard is not built: run <code>just web</code> in the
@@ -95,15 +97,30 @@ async def _polled(produce: Callable[[], Awaitable[T]]) -> AsyncIterator[T]:
         await asyncio.sleep(POLL_S)
 
 
-async def _events(values: AsyncIterator[Any]) -> AsyncIterator[ServerSentEventMessage]:
-    """Each value as a JSON `data:` line, and a keep-alive comment after `KEEPALIVE_S` quiet."""
+async def _events(
+    values: AsyncIterator[Any], still_allowed: Callable[[], Awaitable[object]]
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Each value as a JSON `data:` line, and a keep-alive comment after `KEEPALIVE_S` quiet.
+    The caller's key is checked again every `RECHECK_S`: a stream whose key was revoked (or
+    whose user was disabled) on any replica ends with one `revoked` event saying why."""
     pending = asyncio.ensure_future(anext(values))
+    quiet = 0.0
     try:
         while True:
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+            done, _ = await asyncio.wait({pending}, timeout=RECHECK_S)
+            try:
+                await still_allowed()
+            except GridXError as exc:
+                body = msgspec.json.encode({"code": exc.code, "message": str(exc)}).decode()
+                yield ServerSentEventMessage(event="revoked", data=body)
+                return
             if not done:
-                yield ServerSentEventMessage(comment="keep-alive")
+                quiet += RECHECK_S
+                if quiet >= KEEPALIVE_S:
+                    quiet = 0.0
+                    yield ServerSentEventMessage(comment="keep-alive")
                 continue
+            quiet = 0.0
             try:
                 value = pending.result()
             except StopAsyncIteration:
@@ -114,14 +131,22 @@ async def _events(values: AsyncIterator[Any]) -> AsyncIterator[ServerSentEventMe
         pending.cancel()
 
 
+def _recheck(request: Request, rt: Runtime) -> Callable[[], Awaitable[object]]:
+    """Authenticate the stream's caller again, as at its first request."""
+    header = request.headers.get("authorization")
+    return lambda: auth.authenticate_user(rt.db, header, rt.clock.now_ms())
+
+
 @get("/stats/overview/events", tags=["dashboard"])
-async def overview_events(rt: Runtime, user: User) -> ServerSentEvent:
+async def overview_events(request: Request, rt: Runtime, user: User) -> ServerSentEvent:
     """The overview as a server-sent event stream."""
-    return ServerSentEvent(_events(_polled(lambda: stats.overview(rt, user))))
+    values = _polled(lambda: stats.overview(rt, user))
+    return ServerSentEvent(_events(values, _recheck(request, rt)))
 
 
 @get("/jobs/{job_id:str}/events", tags=["jobs"])
-async def job_events(rt: Runtime, user: User, job_id: str) -> ServerSentEvent:
+async def job_events(request: Request, rt: Runtime, user: User, job_id: str) -> ServerSentEvent:
     """A job's full detail, sent again after each event in its log, until it is settled."""
     await job_views.visible_job(rt, user, job_id)  # 404 before the stream starts
-    return ServerSentEvent(_events(job_views.follow(rt, user, job_id, POLL_S)))
+    follow = job_views.follow(rt, user, job_id, POLL_S)
+    return ServerSentEvent(_events(follow, _recheck(request, rt)))

@@ -121,7 +121,9 @@ class JobController(Controller):
         seed, ...).
         """
         s = rt.settings
-        retention.check_free_space(rt, int(request.headers.get("content-length") or 0))
+        declared = int(request.headers.get("content-length") or 0)
+        retention.check_free_space(rt, declared)
+        await retention.check_quota(rt, user, declared)
         form = MultipartReceiver(
             rt.storage.temp_path,
             {

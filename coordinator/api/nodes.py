@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgspec
 from litestar import get, post
 
-from gridx.coordinator.services import nodes
+from gridx.coordinator.services import enrolment, nodes
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.nodes import DatasetSummary, NodeInfo
+from gridx.schemas.nodes import DatasetSummary, EnrolmentToken, EnrolmentTokenRequest, NodeInfo
 
 
 class DrainRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -27,6 +27,15 @@ async def list_nodes(rt: Runtime, user: User) -> list[NodeInfo]:
 async def drain(rt: Runtime, user: User, node_id: str, data: DrainRequest) -> NodeInfo:
     """Let a node finish its task and take no more (`{"drain": false}` puts it back to work)."""
     return await nodes.set_draining(rt, user, node_id, data.drain)
+
+
+@post("/nodes/tokens", tags=["nodes"], status_code=201)
+async def create_enrolment_token(
+    rt: Runtime, user: User, data: EnrolmentTokenRequest
+) -> EnrolmentToken:
+    """A token that registers nodes for the caller, `uses` times within `ttl_s` seconds, and
+    can do nothing else (`gridx-node start --enrolment-key-file FILE`). Shown once."""
+    return await enrolment.create_token(rt, user, data)
 
 
 @get("/datasets", tags=["nodes"])

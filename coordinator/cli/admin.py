@@ -9,6 +9,7 @@ import click
 
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.options import client_options, json_option, when
+from gridx.coordinator.cli.screen import line
 from gridx.schemas.admin import AuditEvent, KeyInfo, NewKey, UserAdminInfo
 from gridx.schemas.nodes import NodeInfo
 
@@ -21,7 +22,7 @@ def _show_users(rows: list[UserAdminInfo], as_json: bool) -> None:
     for u in rows:
         state = "disabled" if u.disabled else "active"
         used = when(u.last_used_at) if u.last_used_at else "never"
-        click.echo(f"{u.id:>4}  {u.role:<5} {state:<8} {u.keys:>4}  {used:<19}  {u.email}")
+        line(f"{u.id:>4}  {u.role:<5} {state:<8} {u.keys:>4}  {used:<19}  {u.email}")
 
 
 def user_list_command(client: ApiClient, as_json: bool) -> None:
@@ -56,16 +57,14 @@ def _show_keys(rows: list[KeyInfo], as_json: bool) -> None:
     for k in rows:
         state = "revoked" if k.revoked_at else "live"
         used = when(k.last_used_at) if k.last_used_at else "never"
-        click.echo(f"{k.id:>4}  {k.prefix:<12}  {state:<7}  {used:<19}  {k.name:<16} {k.user}")
+        line(f"{k.id:>4}  {k.prefix:<12}  {state:<7}  {used:<19}  {k.name:<16} {k.user}")
 
 
 def _show_new(made: NewKey, as_json: bool) -> None:
     if as_json:
         click.echo(to_json(made))
         return
-    click.echo(
-        f"key {made.info.id} ({made.info.name}) for {made.info.user}; shown once, keep it safe:"
-    )
+    line(f"key {made.info.id} ({made.info.name}) for {made.info.user}; shown once, keep it safe:")
     click.echo(made.key)
 
 
@@ -130,16 +129,15 @@ def node_ban_command(
         click.echo(to_json(rows[0] if owner is None else rows))
         return
     for row in rows:
-        click.echo(f"{row.id} ({row.name}, {row.owner}): {row.status}")
+        line(f"{row.id} ({row.name}, {row.owner}): {row.status}")
 
 
 def node_remove_command(client: ApiClient, node_id: str, as_json: bool) -> None:
     row = client.call("DELETE", f"/admin/nodes/{quote(node_id)}", NodeInfo)
-    click.echo(
-        to_json(row)
-        if as_json
-        else f"{row.id} ({row.name}) removed; its token no longer works (it may enrol again)"
-    )
+    if as_json:
+        click.echo(to_json(row))
+        return
+    line(f"{row.id} ({row.name}) removed; its token no longer works (it may enrol again)")
 
 
 @click.command("audit")
@@ -153,6 +151,6 @@ def audit(client: ApiClient, limit: int, as_json: bool) -> None:
         click.echo(to_json(rows))
         return
     for e in rows:
-        click.echo(f"{when(e.at):<19}  {e.actor:<24} {e.action:<13} {e.target} {e.detail}")
+        line(f"{when(e.at):<19}  {e.actor:<24} {e.action:<13} {e.target} {e.detail}")
     if not rows:
         click.echo("nothing recorded yet")

@@ -189,8 +189,6 @@ class LocalCluster:
                 "start",
                 "--coordinator",
                 self.urls[replica],
-                "--enrolment-key",
-                self.api_key,
                 "--name",
                 name,
                 *(() if "--state-dir" in args else ("--state-dir", str(self.root / name))),
@@ -201,7 +199,8 @@ class LocalCluster:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self._env(extra_env or {}),
+            # the credential in the environment: argv is readable by every local user
+            env=self._env({"GRIDX_ENROLMENT_KEY": self.api_key, **(extra_env or {})}),
         )
         self.nodes[name] = proc
         return proc

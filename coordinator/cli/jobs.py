@@ -11,6 +11,7 @@ from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.job_specs import partition_spec, privacy_spec, strategy_spec
 from gridx.coordinator.cli.options import client_options, json_option, when
 from gridx.coordinator.cli.progress import format_metrics, last_failure, watch
+from gridx.coordinator.cli.screen import line, text
 from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig, round_label
 
@@ -164,6 +165,15 @@ def job() -> None:
     help="Train on the dataset of this name that nodes hold (no --data: it never leaves them); "
     "one task per node each round (`gridx datasets` lists them).",
 )
+@click.option(
+    "--holder",
+    "holders",
+    multiple=True,
+    metavar="EMAIL",
+    callback=lambda _ctx, _param, value: list(value) or None,
+    help="With --dataset: also accept the copies held by this owner's nodes (repeatable); "
+    "by default only your own nodes' copies join.",
+)
 @click.option("--min-nodes", type=int, help="With --dataset: nodes a round waits for [1].")
 @click.option("--max-nodes", type=int, help="With --dataset: nodes a round trains on at most [64].")
 @click.option(
@@ -251,7 +261,7 @@ def job_list(client: ApiClient, as_json: bool) -> None:
     click.echo(f"{'ID':<16} {'STATUS':<11} {'ROUND':>7} {'TASKS':>9}  {'CREATED':<19}  NAME")
     for j in rows:
         rnd = f"{min(j.current_round + 1, j.rounds)}/{j.rounds}"
-        click.echo(
+        line(
             f"{j.id:<16} {j.status:<11} {rnd:>7} {j.tasks_done:>4}/{j.tasks_total:<4}  "
             f"{when(j.created_at):<19}  {j.name}"
         )
@@ -268,33 +278,34 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         click.echo(to_json(d))
         return
     j = d.job
-    click.echo(f"{j.id}  {j.name}  [{j.status}]  owner {j.owner}")
+    line(f"{j.id}  {j.name}  [{j.status}]  owner {j.owner}")
     c = d.config
     click.echo(
         f"config: rounds={c.rounds} shards={c.shards} epochs={c.epochs} strategy={_describe(c)} "
         f"timeout={c.task_timeout_s}s max_attempts={c.max_attempts} seed={c.seed}"
     )
     if c.dataset:
-        click.echo(f"data: dataset {c.dataset!r} on the nodes that hold it (never uploaded)")
+        line(f"data: dataset {c.dataset!r} on the nodes that hold it (never uploaded)")
     for r in d.rounds:
         name = round_label(r.index)
         held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""
         eps = f"  epsilon={r.epsilon:.3g} (delta {d.delta:.3g})" if r.epsilon and d.delta else ""
         who = f"  nodes: {', '.join(r.nodes)}" if c.dataset and r.nodes else ""
-        click.echo(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}{eps}{who}")
+        line(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}{eps}{who}")
     for t in d.tasks:
         err = f"  [{t.error_code}] {t.error}" if t.error else ""
         what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
         node = t.node_name or t.node_id or "-"
-        click.echo(
+        line(
             f"    {round_label(t.round)} {what}: {t.status:<9} node={node} "
             f"attempts={t.attempts}/{t.max_attempts} losses={t.losses}/{t.max_losses} "
             f"rows={t.rows}{err}"
         )
     if j.status == "failed":
-        click.echo(f"error: {j.error}\n{last_failure(d)}")
+        line(f"error: {j.error}")
+        text(last_failure(d))
     elif j.error:  # a job that ended early on purpose (its privacy budget) says why
-        click.echo(f"note: {j.error}")
+        line(f"note: {j.error}")
 
 
 @job.command("watch")
@@ -334,12 +345,12 @@ def job_logs(job_id: str, task_id: str | None, client: ApiClient, as_json: bool)
         for a in t.history:
             outcome = a.outcome or "running"
             err = f" [{a.error_code}] {a.error}" if a.error else ""
-            click.echo(
+            line(
                 f"== {round_label(t.round)}, {what}, attempt {a.attempt} on {a.node_id} "
                 f"({t.id}): {outcome}{err}"
             )
-            for line in (a.stderr_tail or "").rstrip().splitlines():
-                click.echo(f"   {line}")
+            for out in (a.stderr_tail or "").rstrip().splitlines():
+                line(f"   {out}")
 
 
 @job.command("cancel")

@@ -14,9 +14,10 @@ from gridx.coordinator.cli import admin
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.jobs import job
 from gridx.coordinator.cli.options import client_options, data_dir_option, json_option, when
+from gridx.coordinator.cli.screen import line
 from gridx.coordinator.settings import Settings, settings_from_env
 from gridx.schemas.envconfig import ConfigError
-from gridx.schemas.nodes import NodeInfo
+from gridx.schemas.nodes import EnrolmentToken, NodeInfo
 
 
 @click.group()
@@ -249,6 +250,33 @@ def node() -> None:
     """See your nodes; admins ban or remove them."""
 
 
+@node.group("token")
+def node_token() -> None:
+    """Enrolment tokens: what a new node registers with instead of your API key."""
+
+
+@node_token.command("create")
+@click.option("--uses", default=1, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--ttl", "ttl_s", default=3600, show_default=True, type=click.IntRange(60, 30 * 86400),
+    help="Seconds it stays usable.",
+)  # fmt: skip
+@client_options
+@json_option
+def node_token_create(client: ApiClient, uses: int, ttl_s: int, as_json: bool) -> None:
+    """A token that registers USES nodes for you within TTL seconds and can do nothing else.
+    Save it to a file on the machine to enrol and pass --enrolment-key-file FILE."""
+    made = client.call("POST", "/nodes/tokens", EnrolmentToken, json={"uses": uses, "ttl_s": ttl_s})
+    if as_json:
+        click.echo(to_json(made))
+        return
+    click.echo(
+        f"enrolment token for {uses} node(s), usable until {when(made.expires_at)} (shown once):",
+        err=True,
+    )
+    click.echo(made.token)
+
+
 @node.command("ban")
 @click.argument("node_id", required=False)
 @click.option("--owner", help="Every node of this owner (email) instead of one.")
@@ -284,14 +312,17 @@ def node_list(client: ApiClient, everything: bool, as_json: bool) -> None:
         click.echo(to_json(rows))
         return
     if not rows:
-        click.echo("no nodes yet: `gridx-node start --coordinator URL --enrolment-key KEY`")
+        click.echo(
+            "no nodes yet: `gridx node token create > key` and, on the machine, "
+            "`gridx-node start --coordinator URL --enrolment-key-file key`"
+        )
         return
     click.echo(
         f"{'ID':<16} {'STATUS':<9} {'ISOLATION':<11} {'ARCH':<8} {'DONE':>5}  "
         f"{'LAST SEEN':<19}  NAME"
     )
     for n in rows:
-        click.echo(
+        line(
             f"{n.id:<16} {n.status:<9} {n.capabilities.isolation:<11} {n.capabilities.arch:<8} "
             f"{n.tasks_done:>5}  {when(n.last_seen):<19}  {n.name}"
         )
@@ -313,9 +344,7 @@ def datasets(client: ApiClient, as_json: bool) -> None:
     click.echo(f"{'NAME':<20} {'FORMAT':<7} {'ROWS':>9} {'NODES':>5} {'YOURS':>5}  COLUMNS")
     for d in rows:
         cols = ", ".join(d.columns)
-        click.echo(
-            f"{d.name:<20} {d.format:<7} {d.rows:>9} {d.nodes:>5} {d.usable_nodes:>5}  {cols}"
-        )
+        line(f"{d.name:<20} {d.format:<7} {d.rows:>9} {d.nodes:>5} {d.usable_nodes:>5}  {cols}")
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 import click
 
 from gridx.coordinator.cli.client import ApiClient
+from gridx.coordinator.cli.screen import line
 from gridx.schemas.jobs import FINISHED, INIT_ROUND, JobDetail, round_label
 
 
@@ -63,7 +64,7 @@ def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = Fal
                 time.sleep(poll_s)
         rnd = next((x for x in detail.rounds if x.index == r), None)
         if rnd is not None and rnd.status == "done" and not quiet and r != INIT_ROUND:
-            click.echo(f"  round {r + 1} training: {format_metrics(rnd.metrics)}")
+            line(f"  round {r + 1} training: {format_metrics(rnd.metrics)}")
         if detail.job.status in FINISHED and (rnd is None or rnd.status != "done"):
             break
     while not detail.settled:  # a job with a held-out evaluation: its last round's too
@@ -71,5 +72,5 @@ def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = Fal
         detail = client.job(job_id)
     for rnd in detail.rounds:
         if rnd.held_out is not None and not quiet:
-            click.echo(f"  round {rnd.index + 1} held-out: {format_metrics(rnd.held_out)}")
+            line(f"  round {rnd.index + 1} held-out: {format_metrics(rnd.held_out)}")
     return detail

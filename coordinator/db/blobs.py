@@ -69,6 +69,20 @@ _JOB_BLOBS = " UNION ".join(
     ]
     + ["SELECT result_sha FROM tasks WHERE job_id = :job_id"]
 )
+_OWNER_BLOBS = " UNION ".join(
+    [f"SELECT {c} FROM jobs WHERE owner_id = :owner_id" for c in _JOB_COLUMNS]
+    + [
+        f"SELECT x.{c} FROM {table} x JOIN jobs j ON j.id = x.job_id WHERE j.owner_id = :owner_id"
+        for table, c in (
+            ("shards", "blob_sha"),
+            ("rounds", "input_sha"),
+            ("rounds", "output_sha"),
+            ("rounds", "state_sha"),
+            ("tasks", "result_sha"),
+        )
+    ]
+)
+OF_OWNER = f"SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.sha256 IN ({_OWNER_BLOBS})"
 OF_JOB = f"SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.sha256 IN ({_JOB_BLOBS})"
 GET = "SELECT sha256, size, storage_key FROM blobs WHERE sha256 = :sha256"
 
@@ -106,6 +120,12 @@ async def total(conn: Conn) -> tuple[int, int]:
     """(blobs, bytes) in the store."""
     rows = await conn.fetch(TOTAL, {})
     return int(rows[0][0]), int(rows[0][1])
+
+
+async def of_owner(conn: Conn, owner_id: int) -> int:
+    """Bytes of the blobs a user's jobs hold, each counted once (whoever else shares it: the
+    figure says nothing of other users' files)."""
+    return int(await fetch_value(conn, OF_OWNER, {"owner_id": owner_id}) or 0)  # type: ignore[call-overload]
 
 
 async def of_job(conn: Conn, job_id: str) -> int:

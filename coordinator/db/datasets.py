@@ -28,6 +28,8 @@ class Holder(msgspec.Struct, kw_only=True):
     """A node that holds a dataset a job may use, with what it needs to be placed."""
 
     node_id: str
+    owner_email: str
+    owner_id: int
     capabilities: str
     last_seen: int
     columns: str
@@ -51,8 +53,10 @@ MAY_USE = """(n.owner_id = j.owner_id OR EXISTS (
     SELECT 1 FROM dataset_grants g JOIN users ju ON ju.id = j.owner_id
     WHERE g.node_id = d.node_id AND g.name = d.name AND g.email = ju.email))"""
 HOLDERS = f"""
-SELECT n.id AS node_id, n.capabilities, n.last_seen, d.columns, d.rows
+SELECT n.id AS node_id, o.email AS owner_email, n.owner_id, n.capabilities, n.last_seen,
+    d.columns, d.rows
 FROM node_datasets d JOIN nodes n ON n.id = d.node_id JOIN jobs j ON j.id = :job_id
+    JOIN users o ON o.id = n.owner_id
 WHERE d.name = j.dataset AND n.draining = 0 AND n.last_seen >= :alive_since AND {MAY_USE}
     AND n.agreed + 1 >= CAST(:min_reputation AS DOUBLE PRECISION) * (n.agreed + n.disagreed + 1)
 ORDER BY n.id

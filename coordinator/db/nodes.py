@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one
+from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, fetch_value
 
 
 class NodeRow(msgspec.Struct, kw_only=True):
@@ -53,6 +53,11 @@ ORDER BY n.created_at
 BAN = "UPDATE nodes SET banned = :banned, draining = :banned WHERE id = :id"
 REMOVE = """
 UPDATE nodes SET removed = 1, banned = 1, draining = 1, token_hash = :gone WHERE id = :id
+"""
+STANDING = """
+SELECT CASE WHEN n.removed = 1 THEN 'removed' WHEN n.banned = 1 THEN 'banned'
+    WHEN u.disabled = 1 THEN 'owner_disabled' WHEN n.draining = 1 THEN 'draining' ELSE 'ok' END
+FROM nodes n JOIN users u ON u.id = n.owner_id WHERE n.id = :id
 """
 LEASED = "SELECT id, lease_token FROM tasks WHERE node_id = :node_id AND status = 'leased'"
 TOUCH = "UPDATE nodes SET last_seen = :now WHERE id = :id AND last_seen < :now"
@@ -112,6 +117,13 @@ async def set_banned(conn: Conn, node_id: str, banned: bool) -> None:
 async def remove(conn: Conn, node_id: str) -> None:
     """Take a node off the fleet: its token stops working (it must enrol again)."""
     await conn.execute(REMOVE, {"id": node_id, "gone": f"removed:{node_id}"})
+
+
+async def standing(conn: Conn, node_id: str) -> str:
+    """Whether a node may work now: 'ok', 'draining', 'owner_disabled', 'banned' or 'removed'
+    (a node that is not there at all is 'removed')."""
+    found = await fetch_value(conn, STANDING, {"id": node_id})
+    return str(found) if found is not None else "removed"
 
 
 async def leased(conn: Conn, node_id: str) -> list[tuple[str, str]]:

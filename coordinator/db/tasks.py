@@ -93,8 +93,9 @@ WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 >= max_losse
 # The oldest queued task of an active job whose placement this node meets (a task bound to a
 # node only to that node, while it still holds the job's dataset for the job's owner), that is
 # not a copy of
-# a shard whose other copy this node's owner holds or did, for a node whose reputation (agreed
-# + 1) / (agreed + disagreed + 1) is at least :min_reputation. On PostgreSQL,
+# a shard whose other copy this node's owner holds or did, for a node that is, at this moment
+# and in this transaction, not banned, removed or draining, of an owner not disabled, whose
+# reputation (agreed + 1) / (agreed + disagreed + 1) is at least :min_reputation. On PostgreSQL,
 # replicas claiming at once skip each other's locked candidates instead of queueing on them.
 _CLAIM = f"""
 UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
@@ -123,7 +124,9 @@ WHERE status = 'queued' AND id = (
                 AND o.slot != t.slot AND o.shard = t.shard
                 AND n.owner_id = :owner_id))
         AND EXISTS (
-            SELECT 1 FROM nodes me WHERE me.id = :node_id
+            SELECT 1 FROM nodes me JOIN users mo ON mo.id = me.owner_id
+            WHERE me.id = :node_id AND me.banned = 0 AND me.removed = 0 AND me.draining = 0
+                AND mo.disabled = 0
                 AND me.agreed + 1 >= CAST(:min_reputation AS DOUBLE PRECISION)
                     * (me.agreed + me.disagreed + 1))
     ORDER BY t.created_at, t.job_id, t.round_idx, t.slot LIMIT 1 {{lock}})

@@ -139,3 +139,11 @@ async def revoke_key(conn: Conn, key_id: int, now: int) -> bool:
 async def by_email(conn: Conn, email: str) -> UserRow | None:
     """A user by email."""
     return await fetch_one(conn, BY_EMAIL, {"email": email}, UserRow)
+
+
+BY_ID = "SELECT id, email, role, created_at, disabled FROM users WHERE id = :id"
+
+
+async def by_id(conn: Conn, user_id: int) -> UserRow | None:
+    """A user by id."""
+    return await fetch_one(conn, BY_ID, {"id": user_id}, UserRow)

@@ -18,12 +18,15 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import Forbidden, NotFound
 from gridx.coordinator.logs import ids
+from gridx.coordinator.services import nodes
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import BlobRef, Capabilities, LocalData, TaskAssignment
 from gridx.schemas.jobs import INIT_ROUND, FedProx, JobConfig
 
 log = logging.getLogger("gridx.coordinator.dispatch")
+RECHECK_S = 1.0
+"""How often an open long-poll asks whether its node may still work."""
 
 
 async def _settle_expired(rt: Runtime, conn: Conn, now: int) -> int:
@@ -97,6 +100,10 @@ async def request_task(
 ) -> TaskAssignment | None:
     """Long-poll: lease a task now, or wait (woken on enqueue/requeue) up to `wait_s`.
 
+    Whether the node may work is decided again at every claim (in its transaction) and every
+    `RECHECK_S` while it waits: a poll opened before a ban, removal, drain or owner disable
+    gets nothing (a ban or removal ends it with that error).
+
     A node is registered as a waiter *before* each claim attempt, so a task enqueued between an
     empty claim and the wait is never missed. `gone` resolves when the node hangs up: the poll
     ends at once, so no task is leased to a connection nobody reads (and shutdown is prompt).
@@ -120,11 +127,13 @@ async def request_task(
                 return None
             watched: set[asyncio.Future[Any]] = {fut} if gone is None else {fut, gone}
             done, _ = await asyncio.wait(
-                watched, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                watched, timeout=min(remaining, RECHECK_S), return_when=asyncio.FIRST_COMPLETED
             )
             woken = fut in done
             if not woken:
-                return None
+                if done or loop.time() >= deadline or not await nodes.may_take_work(rt, node):
+                    return None
+                continue
             hops = fut.result()
         finally:
             rt.wakeups.discard(fut)
@@ -156,6 +165,10 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         data = await ref(shards[shard].blob_sha, job.data_name or "data") if shards else None
         model = await ref(rnd.input_sha, "init_model.pth")
     dp = config.dp
+    # a private job's initialisation step sees no data: its model leaves the node un-noised
+    blind = dp is not None and task.round_idx == INIT_ROUND
+    if blind:
+        data = None
     return TaskAssignment(
         task_id=task.id,
         job_id=task.job_id,
@@ -182,8 +195,9 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         train=await ref(job.code_sha, "train.py") if evaluate else None,
         warm=config.warm,
         preload=config.preload,
-        dataset=await _local_data(rt, job) if not evaluate else None,
+        dataset=await _local_data(rt, job) if not evaluate and not blind else None,
         client_clip=dp.clip_norm if dp and dp.client_clip and not evaluate and model else None,
+        private=dp is not None and job.dataset is not None and not evaluate,
     )
 
 

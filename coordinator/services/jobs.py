@@ -13,11 +13,11 @@ import msgspec
 
 from gridx.coordinator.aggregation import work
 from gridx.coordinator.aggregation.errors import WeightsError
-from gridx.coordinator.archives import archive_kind, split_archive
+from gridx.coordinator.archives import archive_kind, members, split_archive
 from gridx.coordinator.db import blobs, events, jobs
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
-from gridx.coordinator.services import privacy
+from gridx.coordinator.services import privacy, retention
 from gridx.coordinator.services.job_views import detail, summary, visible_job
 from gridx.coordinator.services.lifecycle import close_job
 from gridx.coordinator.services.local_data import Fleet
@@ -102,12 +102,14 @@ def _splitter(
     return None if kind is None else split_table if kind == "table" else split_lines
 
 
-async def _split(rt: Runtime, sub: Submission) -> list[tuple[Path, int]]:
+async def _split(rt: Runtime, user: UserRow, sub: Submission) -> list[tuple[Path, int]]:
     """A table, JSON Lines or archive dataset split into the job's shards (temp files and their
-    rows or files); [] for data sent whole.
+    rows or files); [] for data sent whole. What the split will write is checked against the
+    free-space floor and the owner's quota before a byte of it is written.
 
     Raises:
         InvalidInput: the data cannot be split as the job asks.
+        StorageFull, QuotaExceeded: there is no room for the job.
     """
     config = sub.config
     split = _splitter(rt, sub.data_name or "")
@@ -117,8 +119,11 @@ async def _split(rt: Runtime, sub: Submission) -> list[tuple[Path, int]]:
             ".tar.gz) can be split by a column",
             field="partition",
         )
+    received = sum(p.stat().st_size for p in _files_of(sub))
     if sub.data is None or split is None:
+        await retention.check_room(rt, user, received, 0)
         return []
+    await retention.check_room(rt, user, received, await _expansion(rt, sub.data, sub.data_name))
     parts = [rt.storage.temp_path(Path(sub.data_name or "").suffix) for _ in range(config.shards)]
     try:
         counts = await anyio.to_thread.run_sync(
@@ -129,6 +134,22 @@ async def _split(rt: Runtime, sub: Submission) -> list[tuple[Path, int]]:
             p.unlink(missing_ok=True)
         raise
     return list(zip(parts, counts, strict=True))
+
+
+def _files_of(sub: Submission) -> list[Path]:
+    found = [sub.code, sub.requirements, sub.data, sub.init_model, sub.evaluate, sub.test_data]
+    return [p for p in found if p is not None]
+
+
+async def _expansion(rt: Runtime, data: Path, name: str | None) -> int:
+    """The bytes splitting `data` writes: an archive's members at their unpacked size (a
+    sparse or highly compressed member counts in full), a table or JSON Lines its own size."""
+    kind = archive_kind(name or "")
+    if kind is None:
+        return data.stat().st_size
+    cap = rt.settings.max_unpacked_bytes
+    found = await anyio.to_thread.run_sync(members, data, kind, cap)
+    return sum(size for _, size in found)
 
 
 @dataclass
@@ -206,7 +227,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
     # checked and split before anything is stored, so a refusal leaves nothing in the store
     init = await _initial_model(rt, sub.init_model)
     try:
-        row_shards = await _split(rt, sub)
+        row_shards = await _split(rt, user, sub)
     except BaseException:
         if init:
             init[0].unlink(missing_ok=True)

@@ -2,8 +2,9 @@
 round's tasks on the nodes that hold the job's dataset.
 
 A round of such a job gets one task per eligible node, bound to that node, weighted by the rows
-the node declared (capped by the job's `max_weight`). Eligible: heard from recently, not
-draining, of good standing, meeting the job's placement, holding a dataset of that name whose
+the node declared (capped by the job's `max_weight`, else by `default_weight_cap`). Eligible:
+heard from recently, not draining, of good standing, meeting the job's placement, a node of the
+job's owner or of an owner the job names in `holders`, holding a dataset of that name whose
 owner lets the job's owner use it, with the job's columns (in any order: the node reorders its
 table by name). A round that finds fewer than `min_nodes` waits, placed again by the sweeper
 (`place_waiting`) until enough are there; the claim re-checks dataset and permission.
@@ -89,6 +90,24 @@ def _matching(found: list[Holder], want: list[str]) -> tuple[list[Holder], list[
     return chosen, skipped
 
 
+async def _eligible(
+    conn: Conn, job_id: str, config: JobConfig, now: int, fleet: Fleet
+) -> list[datasets.Holder]:
+    """The live holders of the job's dataset that may join: its owner's nodes and those of the
+    owners it names in `holders` (a node's word that it holds a dataset of that name admits
+    no one else), meeting the job's placement."""
+    found = await datasets.holders(conn, job_id, now - fleet.alive_ms, fleet.min_reputation)
+    job = await jobs.get(conn, job_id)
+    owner = job.owner_id if job is not None else None
+    accepted = {e.strip().lower() for e in config.holders}
+    return [
+        h
+        for h in found
+        if (h.owner_id == owner or h.owner_email.lower() in accepted)
+        and allows(config, msgspec.json.decode(h.capabilities, type=Capabilities))
+    ]
+
+
 async def place(
     conn: Conn,
     job_id: str,
@@ -101,10 +120,7 @@ async def place(
     """Bind round `idx`'s tasks to the nodes that hold the job's dataset (same transaction as
     the round's row); returns how many became ready (0: too few nodes, the round waits, said
     in a `waiting_for_nodes` event when `announce`)."""
-    found = await datasets.holders(conn, job_id, now - fleet.alive_ms, fleet.min_reputation)
-    found = [
-        h for h in found if allows(config, msgspec.json.decode(h.capabilities, type=Capabilities))
-    ]
+    found = await _eligible(conn, job_id, config, now, fleet)
     need = 1 if idx == INIT_ROUND else config.min_nodes
     if len(found) < need:
         if announce:
@@ -131,7 +147,7 @@ async def place(
             await fail_job(conn, job_id, f"privacy budget: {problem}", now)
             return 0
     chosen = chosen[:1] if idx == INIT_ROUND else chosen
-    cap = config.max_weight or (1 << 62)
+    cap = config.max_weight or default_weight_cap([h.rows for h in chosen])
     targets = [(h.node_id, max(1, min(h.rows, cap))) for h in chosen]
     await tasks.insert_round(
         conn,
@@ -223,3 +239,11 @@ def summarize(
             )
         )
     return out
+
+
+def default_weight_cap(declared: list[int]) -> int:
+    """The most rows one node may weigh when the job sets no `max_weight`: twice the lower
+    median of what the round's nodes declared. A node claiming 2^50 rows beside two honest
+    ones of 100 weighs 200, not all (a lone node, whatever it claims, weighs what it says)."""
+    ordered = sorted(declared)
+    return max(1, 2 * ordered[(len(ordered) - 1) // 2]) if ordered else 1

@@ -27,8 +27,10 @@ from gridx.schemas.nodes import DatasetSummary, NodeInfo, NodeStatus
 _caps_encoder = msgspec.json.Encoder()
 
 
-async def register(rt: Runtime, owner: UserRow, req: RegisterRequest) -> RegisterResponse:
-    """Enrol a node for `owner` (authenticated by the owner's API key).
+async def register(
+    rt: Runtime, owner: UserRow, req: RegisterRequest, warning: str | None = None
+) -> RegisterResponse:
+    """Enrol a node for `owner` (authenticated by an enrolment credential of theirs).
 
     Raises:
         Forbidden: `owner_email` is given and is not the key's owner.
@@ -56,6 +58,7 @@ async def register(rt: Runtime, owner: UserRow, req: RegisterRequest) -> Registe
         node_token=token,
         heartbeat_s=rt.settings.heartbeat_s,
         lease_s=rt.settings.lease_s,
+        warning=warning,
     )
 
 
@@ -75,6 +78,25 @@ async def authenticate(rt: Runtime, authorization: str | None) -> NodeRow:
         raise Unauthorized("unknown node token; delete the node's state file to enrol again")
     rt.node_cache.put(token_hash, node, now)
     return _not_banned(node)
+
+
+async def may_take_work(rt: Runtime, node: NodeRow) -> bool:
+    """Whether `node` may still be handed a task, read from the database now (an open poll
+    asks again every second, so a ban, removal, drain or owner disable made on any replica
+    reaches it).
+
+    Raises:
+        NodeBanned: banned since the poll opened.
+        Unauthorized: removed since (its token no longer works).
+    """
+    standing = await nodes.standing(rt.db.reader, node.id)
+    if standing == "banned":
+        rt.node_cache.forget(node.id)
+        _not_banned(msgspec.structs.replace(node, banned=1))
+    if standing == "removed":
+        rt.node_cache.forget(node.id)
+        raise Unauthorized(f"node {node.id} was removed by the coordinator's admin; enrol again")
+    return standing == "ok"
 
 
 def _not_banned(node: NodeRow) -> NodeRow:

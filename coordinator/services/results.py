@@ -103,6 +103,7 @@ async def _record_success(
         must be aggregated now.
     """
     config = await _config_of(rt, task.job_id)
+    metrics = {} if private(config) else req.metrics
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         # In round 0 the first valid update fixes the model's keys, shapes and dtypes.
@@ -114,7 +115,7 @@ async def _record_success(
             node_id=node.id,
             token=req.lease_token,
             result_sha=req.result_sha256 or "",
-            metrics=_json.encode(req.metrics).decode(),
+            metrics=_json.encode(metrics).decode(),
             now=now,
             claimed_ms=int(min(req.duration_s, 1e9) * 1000),
             timeout_ms=config.task_timeout_s * 1000,
@@ -129,7 +130,7 @@ async def _record_success(
             conn,
             task.job_id,
             "task_succeeded",
-            {"task": task.id, "node": node.id, "metrics": req.metrics},
+            {"task": task.id, "node": node.id, "metrics": metrics},
             now,
         )
         return done, await start_aggregation_if_done(conn, done, now)
@@ -160,8 +161,9 @@ async def _checked_weights(
         )
     rnd = await rounds.get(rt.db.reader, task.job_id, task.round_idx)
     dp = (await _config_of(rt, task.job_id)).dp
-    # a job that clips on its nodes gets each update's norm checked against its input model
-    base = rnd.input_sha if dp is not None and dp.client_clip and rnd is not None else None
+    # a private job's updates are checked against the round's input model: tensors that are
+    # not float (no noise touches them) unchanged, and the norm where the nodes clip
+    base = rnd.input_sha if dp is not None and rnd is not None else None
     try:
         sig = await asyncio.get_running_loop().run_in_executor(
             rt.pool,
@@ -170,7 +172,8 @@ async def _checked_weights(
             rt.settings.max_result_bytes,
             rnd.signature if rnd else None,
             await blob_path(rt, base) if base else None,
-            dp.clip_norm if base and dp else None,
+            dp.clip_norm if base and dp and dp.client_clip else None,
+            base is not None,
         )
     except WeightsError as exc:
         await _give_up(rt, node, task, "user_error", "invalid_weights", str(exc), "")
@@ -239,7 +242,19 @@ async def fail_task(rt: Runtime, node: NodeRow, req: FailTaskRequest) -> TaskAck
     task = await _held(rt, node, req.task_id, req.lease_token)
     if task.status != "leased":
         raise StaleLease()
-    return await _give_up(rt, node, task, req.kind, req.code, req.message, req.stderr_tail)
+    message, tail = req.message, req.stderr_tail
+    if task.kind != "evaluate" and private(await _config_of(rt, task.job_id)):
+        message, tail = f"{req.code}: {PRIVATE_FAILURE}", ""
+    return await _give_up(rt, node, task, req.kind, req.code, message, tail)
+
+
+PRIVATE_FAILURE = "what the script printed stays on its node (a private job on the node's own data)"
+
+
+def private(config: JobConfig) -> bool:
+    """A differentially private job on node-local data: nothing but noised weights may leave a
+    node, so its tasks' metrics, messages and output are never kept (the node sends none)."""
+    return config.dp is not None and config.dataset is not None
 
 
 async def _give_up(

@@ -10,7 +10,7 @@ import logging
 
 from gridx.coordinator.db import audit, blobs, jobs
 from gridx.coordinator.db.users import UserRow
-from gridx.coordinator.errors import Conflict, NotFound, StorageFull
+from gridx.coordinator.errors import Conflict, NotFound, QuotaExceeded, StorageFull
 from gridx.coordinator.services.runtime import Runtime
 
 log = logging.getLogger("gridx.coordinator.retention")
@@ -78,6 +78,42 @@ async def housekeeping(rt: Runtime) -> None:
     """The background step: expire old jobs, then sweep."""
     await expire(rt)
     await sweep(rt)
+
+
+async def check_quota(rt: Runtime, user: UserRow, incoming: int) -> None:
+    """Refuse (413) a submission of `incoming` bytes that would take `user` past
+    `user_quota_mb` (0: no quota).
+
+    Raises:
+        QuotaExceeded: it would.
+    """
+    quota = rt.settings.user_quota_mb
+    if not quota:
+        return
+    used = await blobs.of_owner(rt.db.reader, user.id)
+    if used + incoming > quota << 20:
+        raise QuotaExceeded(
+            f"this job needs {_mib(incoming)} and {user.email} already stores {_mib(used)} of "
+            f"a quota of {quota} MiB (GRIDX_USER_QUOTA_MB); nothing was kept. Delete ended "
+            "jobs (`gridx job delete`) or ask an admin for a larger quota"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+async def check_room(rt: Runtime, user: UserRow, incoming: int, expansion: int) -> None:
+    """Before a submission's data is split: refuse what the split would write (`expansion`,
+    sparse archive members at their full size) against the free-space floor, and what the
+    job would store in all (`incoming` already received, plus `expansion`) against the quota.
+
+    Raises:
+        StorageFull: the disk would fall under the floor.
+        QuotaExceeded: the user would pass the quota.
+    """
+    check_free_space(rt, expansion)
+    await check_quota(rt, user, incoming + expansion)
 
 
 def check_free_space(rt: Runtime, incoming: int) -> None:

@@ -33,7 +33,9 @@ async def overview(rt: Runtime, user: UserRow) -> Overview:
         tasks_running=tasks.get("leased", 0),
         tasks_queued=tasks.get("queued", 0),
         tasks_per_minute=await db_stats.tasks_finished_since(reader, minute_ago, owner),
-        storage_bytes=(await db_blobs.total(reader))[1],
+        storage_bytes=(await db_blobs.total(reader))[1]
+        if owner is None
+        else await db_blobs.of_owner(reader, owner),
     )
 
 

@@ -13,12 +13,15 @@ from typing import Protocol
 
 import msgspec
 
+from gridx.node.outputs import UnsafeOutput, copy_output, read_output
 from gridx.node.wheels import Progress, quiet
 
 log = logging.getLogger("gridx.node")
 TAIL_BYTES = 8192
 LOG_CAP = 8 << 20  # bytes of stdout / stderr kept on the node per run
 MAX_METRICS_BYTES = 64 * 1024
+METRICS = "metrics.json"
+MODEL_NAMES = ("model.pth", "model.safetensors")
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,17 @@ async def collect(drains: Awaitable[tuple[str, str]]) -> str:
     return tail
 
 
-def read_metrics(path: Path) -> dict[str, float]:
-    """The numeric entries of metrics.json (anything else in it is ignored)."""
-    if not path.exists() or path.stat().st_size > MAX_METRICS_BYTES:
+def read_metrics(workdir: Path) -> dict[str, float]:
+    """The numeric entries of the run's metrics.json (anything else in it is ignored).
+
+    Raises:
+        UnsafeOutput: it is not a plain file of the task's, or is over `MAX_METRICS_BYTES`.
+    """
+    raw_bytes = read_output(workdir, METRICS, MAX_METRICS_BYTES)
+    if raw_bytes is None:
         return {}
     try:
-        raw = msgspec.json.decode(path.read_bytes())
+        raw = msgspec.json.decode(raw_bytes)
     except msgspec.DecodeError:
         return {}
     if not isinstance(raw, dict):
@@ -179,10 +187,12 @@ def stopped(
     return RunResult("timeout", msg, rc, tail, duration)
 
 
-def judge(
+async def judge(
     spec: RunSpec, rc: int | None, tail: str, duration: float, oom: bool = False
 ) -> RunResult:
-    """Turn a finished run into a result with a reason code (None when weights were written)."""
+    """Turn a finished run into a result with a reason code (None when weights were written).
+    Its outputs are read as untrusted files (`outputs.py`), off the event loop; the model is
+    copied to the node's own log folder, which no task sees, and uploaded from there."""
     if oom and rc != 0:  # (a child killed while train.py went on to finish is its business)
         msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB)"
         return RunResult("out_of_memory", msg, rc, tail, duration)
@@ -198,21 +208,22 @@ def judge(
         return RunResult(
             "nonzero_exit", f"{spec.script} exited with status {rc}", rc, tail, duration
         )
+    try:
+        return await asyncio.to_thread(_collect_outputs, spec, rc, tail, duration)
+    except UnsafeOutput as exc:
+        return RunResult(exc.code, f"{spec.script}: {exc}", rc, tail, duration)
+
+
+def _collect_outputs(spec: RunSpec, rc: int | None, tail: str, duration: float) -> RunResult:
+    metrics = read_metrics(spec.workdir)
     if not spec.wants_model:
-        metrics = read_metrics(spec.workdir / "metrics.json")
         if not metrics:
             msg = f"{spec.script} finished but wrote no numeric metrics to $GRIDX_METRICS"
             return RunResult("missing_metrics", msg, rc, tail, duration)
         return RunResult(None, "ok", rc, tail, duration, metrics=metrics)
-    output = next(
-        (p for p in (spec.workdir / "model.pth", spec.workdir / "model.safetensors") if p.exists()),
-        None,
-    )
-    if output is None:
-        msg = "train.py finished but wrote no model.pth (save to $GRIDX_OUTPUT)"
-        return RunResult("missing_output", msg, rc, tail, duration)
-    if output.stat().st_size > spec.max_output_bytes:
-        msg = f"{output.name} is over the output cap of {spec.max_output_bytes} bytes"
-        return RunResult("output_too_large", msg, rc, tail, duration)
-    metrics = read_metrics(spec.workdir / "metrics.json")
-    return RunResult(None, "ok", rc, tail, duration, output=output, metrics=metrics)
+    for name in MODEL_NAMES:
+        dest = spec.logdir / f"result{Path(name).suffix}"
+        if copy_output(spec.workdir, name, spec.max_output_bytes, dest) is not None:
+            return RunResult(None, "ok", rc, tail, duration, output=dest, metrics=metrics)
+    msg = "train.py finished but wrote no model.pth (save to $GRIDX_OUTPUT)"
+    return RunResult("missing_output", msg, rc, tail, duration)

@@ -354,7 +354,7 @@ class DockerExecutor:
         tail = stderr[-TAIL_BYTES:].decode("utf-8", "replace")
         if not ended:
             return stopped(spec, cancel, rc, tail, duration)
-        return judge(spec, rc, tail, duration, oom=bool(state.get("OOMKilled")))
+        return await judge(spec, rc, tail, duration, oom=bool(state.get("OOMKilled")))
 
 
 def _kill(container: Any) -> None:

@@ -311,4 +311,4 @@ class ProcessExecutor:
         rc = proc.returncode
         if not ended:
             return stopped(spec, cancel, rc, tail, duration)
-        return judge(spec, rc, tail, duration)
+        return await judge(spec, rc, tail, duration)

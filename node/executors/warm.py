@@ -208,7 +208,7 @@ class Runner:
                 f"{spec.memory_mb} MiB), or it ended the runner"
             )
             return RunResult("out_of_memory", msg, None, tail, duration)
-        return judge(spec, rc, tail, duration)
+        return await judge(spec, rc, tail, duration)
 
 
 Starter = Callable[[WarmKey, RunSpec, tuple[str, ...]], Awaitable[Runner]]

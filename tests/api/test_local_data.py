@@ -63,16 +63,19 @@ def test_a_job_on_a_dataset_runs_only_where_it_is_held_for_its_owner(
     _declare(api, not_allowed, _clinic(cols, allow=["carol@example.org"]))
     shared = register(api, api.bob, "bob-2")  # bob's, shared with alice
     _declare(api, shared, _clinic(cols, rows=20, allow=["Alice@Example.org"]))
+    stranger = register(api, api.admin, "root-1")  # shared with alice, a holder she never named
+    _declare(api, stranger, _clinic(cols, rows=1 << 50, allow=["alice@example.org"]))
 
     listed = {d["name"]: d for d in api.client.get("/datasets", headers=api.alice).json()}
-    assert listed["clinic"]["nodes"] == 5 and listed["clinic"]["usable_nodes"] == 4
+    assert listed["clinic"]["nodes"] == 6 and listed["clinic"]["usable_nodes"] == 5
     assert listed["clinic"]["columns"] == cols
 
     config = {"dataset": "clinic", "rounds": 1, "min_nodes": 3, "max_weight": 50}
+    config["holders"] = ["Bob@example.org"]  # bob's copies are welcome; root's is not named
     r = _submit(api, api.alice, config)
     assert r.status_code == 201, r.text
     job_id = r.json()["job"]["id"]
-    for node in (other_cols, empty, not_allowed):
+    for node in (other_cols, empty, not_allowed, stranger):
         assert claim(api, node) is None
     tasks = {}
     for name, node in (("alice-1", held), ("alice-2", reordered), ("bob-2", shared)):
@@ -172,3 +175,65 @@ def test_a_node_that_leaves_is_dropped_by_the_round_deadline(api: Api, tmp_path:
     body = wait_status(api, api.alice, job_id, "succeeded")
     assert body["rounds"][0]["nodes"] == ["stays"]
     assert {t["status"] for t in body["tasks"]} == {"succeeded", "cancelled"}
+
+
+def test_a_private_job_on_a_dataset_lets_only_noised_float_weights_leave(
+    api: Api, tmp_path: Path
+) -> None:
+    """A script allowed on a node's data, under dp, hides rows in every channel it has: an
+    integer tensor (no noise touches it), a failure's message and stderr, its metrics. None of
+    it reaches the job's owner."""
+    node = register(api, api.alice, "alice-1")
+    _declare(api, node, _clinic(["a", "b", "label"]))
+    start = tmp_path / "start.pth"
+    torch.save({"w": torch.zeros(4), "steps": torch.zeros(4, dtype=torch.int64)}, start)
+    dp = {"noise_multiplier": 1.0, "clip_norm": 1.0, "delta": 1e-3}
+    config = {"dataset": "clinic", "rounds": 1, "dp": dp, "max_attempts": 3}
+    r = api.client.post(
+        "/jobs/",
+        headers=api.alice,
+        files={
+            "train_py": ("train.py", io.BytesIO(TRAIN)),
+            "init_model": ("s.pth", start.read_bytes()),
+        },
+        data={"config": json.dumps(config)},
+    )
+    assert r.status_code == 201, r.text
+    job_id = r.json()["job"]["id"]
+    secret = 7.123456789
+
+    task = claim(api, node)
+    assert task is not None and task["private"] is True
+    rows = tmp_path / "rows.pth"
+    torch.save({"w": torch.full((4,), 0.1), "steps": torch.tensor([5, 1, 4, 2])}, rows)
+    refused = complete(api, node, task, upload(api, task, rows.read_bytes()))
+    assert refused.status_code == 422 and "not floating point and changed" in refused.text
+
+    task = claim(api, node)
+    assert task is not None
+    failed = api.client.post(
+        "/agent/fail_task",
+        headers=node,
+        json={
+            "task_id": task["task_id"],
+            "lease_token": task["lease_token"],
+            "kind": "user_error",
+            "code": "nonzero_exit",
+            "message": f"row 0: {secret}",
+            "stderr_tail": f"a,b,label\n{secret},1,0",
+        },
+    )
+    assert failed.status_code == 200, failed.text
+
+    task = claim(api, node)
+    assert task is not None
+    honest = tmp_path / "honest.pth"
+    torch.save({"w": torch.full((4,), 0.1), "steps": torch.zeros(4, dtype=torch.int64)}, honest)
+    done = complete(api, node, task, upload(api, task, honest.read_bytes()), metrics={"a": secret})
+    assert done.status_code == 200, done.text
+    body = wait_status(api, api.alice, job_id, "succeeded")
+    assert str(secret) not in json.dumps(body)
+    attempts = body["tasks"][0]["history"]
+    assert [a["error_code"] for a in attempts] == ["invalid_weights", "nonzero_exit", None]
+    assert all(not a["stderr_tail"] for a in attempts)
+    assert body["rounds"][0]["metrics"] == {}

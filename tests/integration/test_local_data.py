@@ -172,8 +172,8 @@ def test_a_job_on_data_that_stays_on_its_nodes(
     via_proxy = ("--coordinator", f"http://127.0.0.1:{proxy.server_address[1]}")
     # one at a time: five sandbox self-tests at once on two cores share the task user's limits
     for i, name in enumerate(("site-a", "site-b", "site-c", "no-data", "eve-node")):
-        key = ("--enrolment-key", eve_key) if name == "eve-node" else ()
-        cluster.add_node(name, {"GRIDX_POLL_WAIT_S": "2"}, args=(*via_proxy, *key))
+        key = {"GRIDX_ENROLMENT_KEY": eve_key} if name == "eve-node" else {}
+        cluster.add_node(name, {"GRIDX_POLL_WAIT_S": "2", **key}, args=via_proxy)
         client.wait_for_nodes(i + 1)  # the admin sees every node, eve's too
 
     config = {"dataset": "digits", "rounds": ROUNDS, "epochs": EPOCHS, "min_nodes": 3}

@@ -75,7 +75,7 @@ def test_a_cheating_node_is_outvoted_flagged_and_cut_off(tmp_path: Path) -> None
         job_id = client.submit(TRAIN, {"rounds": 3, "shards": 1, "replicas": 2})
         client.wait(job_id, lambda b: any(t["node_id"] == cheater.id for t in b["tasks"]), 30)
         cluster.add_node("honest-admin")
-        cluster.add_node("honest-bob", args=("--enrolment-key", bob))
+        cluster.add_node("honest-bob", {"GRIDX_ENROLMENT_KEY": bob})
         body = client.wait_done(job_id, 180)
         cheater.stop.set()
         cheater.thread.join(10)

@@ -142,6 +142,38 @@ header = json.dumps({{"w": {{"dtype": "F32", "shape": [1], "data_offsets": [0, 4
 with open("model.safetensors", "wb") as fh:
     fh.write(struct.pack("<Q", len(header)) + header + struct.pack("<f", 0.0))
 """
+# What a task leaves for the node to read after it ends, in place of its outputs: links to what
+# the node may read and the task may not (the host's root-only secret, the node's identity), a
+# FIFO (an open that blocks), a link to an endless device, a folder, metrics over their cap.
+DEPUTY = """
+import json, os, struct
+KIND, TARGET = {args!r}
+def model(name="model.safetensors"):
+    header = json.dumps({{"w": {{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}}}).encode()
+    with open(name, "wb") as fh:
+        fh.write(struct.pack("<Q", len(header)) + header + struct.pack("<f", 0.0))
+if KIND == "model_link":
+    os.symlink(TARGET, "model.safetensors")
+elif KIND == "metrics_fifo":
+    os.mkfifo("metrics.json")
+    model()
+elif KIND == "metrics_device":
+    os.symlink("/dev/zero", "metrics.json")
+    model()
+elif KIND == "metrics_too_big":
+    open("metrics.json", "w").write(json.dumps({{"pad": "x" * (1 << 20)}}))
+    model()
+elif KIND == "model_folder":
+    os.mkdir("model.pth")
+"""
+DEPUTY_CODES = {
+    "model_link": "unsafe_output",
+    "identity_link": "unsafe_output",
+    "metrics_fifo": "unsafe_output",
+    "metrics_device": "unsafe_output",
+    "metrics_too_big": "output_too_large",
+    "model_folder": "unsafe_output",
+}
 MEMORY_HOG = "chunks = []\nwhile True:\n    chunks.append(bytearray(64 << 20))\n"
 SPIN = "while True:\n    pass\n"
 
@@ -283,6 +315,10 @@ def test_hostile_jobs_are_contained_or_refused(
             cluster, tmp_path, "warm", WARM_PROBE.format(marker=host.marker), "--rounds", "2"
         ),
     }
+    for kind in DEPUTY_CODES:
+        target = str(token) if kind == "identity_link" else str(host.secret)
+        real = "model_link" if kind == "identity_link" else kind
+        jobs[kind] = submit(cluster, tmp_path, kind, DEPUTY.format(args=(real, target)))
     for name, line in (("url", f"{evil} @ file://{sdist}"), ("sdist", evil)):
         req = tmp_path / f"{name}.txt"
         req.write_text(line + "\n")
@@ -314,7 +350,18 @@ def test_hostile_jobs_are_contained_or_refused(
         "time": "timeout",
         "url": "requirements_need_build",
         "sdist": "requirements_need_build",
+        **DEPUTY_CODES,
     }
+    # the node read none of what the links led to, with its own rights: not in the store, not
+    # in any answer, and it is still up (a FIFO did not block it)
+    node_token = json.loads(token.read_text())["node_token"].encode()
+    for p in cluster.data_dir.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert b"the host's secret" not in data and node_token not in data, p
+    for kind in DEPUTY_CODES:
+        assert "the host's secret" not in json.dumps(done[kind]), done[kind]
+    assert all(p.poll() is None for n, p in cluster.nodes.items() if n != "weak-refused")
     assert not built.exists(), built.read_text()
     # a job that asks for a strong sandbox was never handed to a weaker node
     strict_body = client.job(strict)

@@ -120,7 +120,8 @@ export function live<T>(
       const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       let received = 0;
-      for (;;) {
+      let revoked = false; // the server ended the stream: the key no longer works
+      while (!revoked) {
         const { value, done } = await reader.read();
         if (done) break;
         buffer = (buffer + value).replace(/\r\n/g, "\n"); // servers may end lines with CRLF
@@ -128,6 +129,10 @@ export function live<T>(
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           const event = buffer.slice(0, cut);
           buffer = buffer.slice(cut + 2);
+          if (/^event:\s*revoked/m.test(event)) {
+            revoked = true; // polling will meet the 401/403 and say so
+            break;
+          }
           const data = event
             .split("\n")
             .filter((l) => l.startsWith("data:"))
@@ -139,7 +144,7 @@ export function live<T>(
           }
         }
       }
-      if (received > 0 && !keepPolling) return; // the server ended it: nothing more will change
+      if (received > 0 && !keepPolling && !revoked) return; // the server ended it: nothing more will change
     } catch {
       /* fall through to polling */
     }

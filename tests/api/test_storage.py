@@ -4,6 +4,7 @@ of everything only they used; a blob two jobs share survives the deletion of one
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,48 @@ def test_ended_jobs_past_the_retention_are_deleted_on_schedule(
         assert [(e["actor"], e["action"], e["target"]) for e in audit] == [
             ("retention", "job.delete", job_id)
         ]
+
+
+def _archive(folder: Path, kind: str) -> bytes:
+    """Two 2 MiB members in a few KiB: zeros compressed, or holes in a sparse tar."""
+    src = folder / f"src-{kind}"
+    (src / "cat").mkdir(parents=True)
+    for name in ("a.bin", "b.bin"):
+        with (src / "cat" / name).open("wb") as fh:
+            fh.truncate(2 << 20)
+    out = folder / f"data.{kind}"
+    flags = ["-czf"] if kind == "tar.gz" else ["--sparse", "-cf"]
+    subprocess.run(["tar", *flags, str(out), "-C", str(src), "cat"], check=True)
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "tar"])
+def test_what_a_split_would_write_counts_against_the_owners_quota(
+    settings: Settings, tmp_path: Path, kind: str
+) -> None:
+    from tests.support.api import running_api
+
+    with running_api(msgspec.structs.replace(settings, user_quota_mb=1)) as api:
+        small = _archive(tmp_path, kind)
+        assert len(small) < 64 << 10  # the request itself is far under the quota
+        files = {"train_py": ("train.py", b"print(1)\n"), "data": (f"d.{kind}", small)}
+        r = submit(api, api.alice, {"rounds": 1, "shards": 2}, files)
+        assert r.status_code == 413 and r.json()["code"] == "quota_exceeded", r.text
+        assert "GRIDX_USER_QUOTA_MB" in r.json()["message"]
+        assert api.client.get("/jobs/", headers=api.alice).json() == []
+        stored = [p for p in (settings.data_dir / "blobs").rglob("*") if p.is_file()]
+        assert sum(p.stat().st_size for p in stored) < 1 << 20, stored  # no shard was written
+        # a job that fits is taken, and only its owner's figure counts it
+        assert submit(api, api.alice).status_code == 201
+        mine = api.client.get("/stats/overview", headers=api.alice).json()["storage_bytes"]
+        theirs = api.client.get("/stats/overview", headers=api.bob).json()["storage_bytes"]
+        assert mine > 0 and theirs == 0
+
+
+def test_every_response_carries_the_browser_hardening_headers(api: Api) -> None:
+    for path in ("/healthz", "/", "/jobs/", "/schema/swagger"):
+        r = api.client.get(path, headers=api.alice)
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+        assert r.headers["x-frame-options"] == "DENY", path
+        assert r.headers["x-content-type-options"] == "nosniff", path
+        assert r.headers["referrer-policy"] == "no-referrer", path

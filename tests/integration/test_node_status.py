@@ -35,6 +35,11 @@ def test_node_serves_its_status_on_loopback(cluster: LocalCluster, client: Clien
     assert status["tasks_run"] == 1 and status["recent"][0]["result"] == "succeeded"
     page = httpx.get(f"{url}/").text
     assert status["node_id"] in page and "succeeded" in page and "gxn_" not in page
+    # a web page the owner visits, its DNS name pointed at 127.0.0.1, reads nothing
+    rebound = httpx.get(f"{url}/status.json", headers={"Host": "evil.example:80"})
+    assert rebound.status_code == 421 and status["node_id"] not in rebound.text
+    framed = httpx.get(f"{url}/").headers
+    assert "frame-ancestors 'none'" in framed["content-security-policy"]
     # no secret ever reaches a log: not the API key, not the node's token
     token = json.loads((cluster.root / "pi" / "identity.json").read_text())["node_token"]
     logs = "".join(p.read_text(errors="replace") for p in cluster.root.glob("*.log"))

@@ -315,10 +315,6 @@ def test_hostile_jobs_are_contained_or_refused(
             cluster, tmp_path, "warm", WARM_PROBE.format(marker=host.marker), "--rounds", "2"
         ),
     }
-    for kind in DEPUTY_CODES:
-        target = str(token) if kind == "identity_link" else str(host.secret)
-        real = "model_link" if kind == "identity_link" else kind
-        jobs[kind] = submit(cluster, tmp_path, kind, DEPUTY.format(args=(real, target)))
     for name, line in (("url", f"{evil} @ file://{sdist}"), ("sdist", evil)):
         req = tmp_path / f"{name}.txt"
         req.write_text(line + "\n")
@@ -350,8 +346,15 @@ def test_hostile_jobs_are_contained_or_refused(
         "time": "timeout",
         "url": "requirements_need_build",
         "sdist": "requirements_need_build",
-        **DEPUTY_CODES,
     }
+    # after those (the warm runners above are the job's own), what the node reads afterwards
+    deputies = {}
+    for kind in DEPUTY_CODES:
+        target = str(token) if kind == "identity_link" else str(host.secret)
+        real = "model_link" if kind == "identity_link" else kind
+        deputies[kind] = submit(cluster, tmp_path, kind, DEPUTY.format(args=(real, target)))
+    done = {kind: client.wait_done(job_id, 120) for kind, job_id in deputies.items()}
+    assert {kind: b["tasks"][0]["error_code"] for kind, b in done.items()} == DEPUTY_CODES
     # the node read none of what the links led to, with its own rights: not in the store, not
     # in any answer, and it is still up (a FIFO did not block it)
     node_token = json.loads(token.read_text())["node_token"].encode()

@@ -11,6 +11,7 @@ import click
 import httpx
 import msgspec
 
+from gridx.coordinator.cli.screen import clean
 from gridx.schemas.errors import ErrorBody
 from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
 from gridx.schemas.nodes import DatasetSummary, NodeInfo
@@ -126,7 +127,11 @@ def not_gridx(url: str, status: int) -> str:
 
 
 def describe_error(status: int, payload: bytes, url: str = "the server") -> str:
-    """One line from an error answer."""
+    """One line from an error answer (control characters it carries shown, never obeyed)."""
+    return clean(_describe_error(status, payload, url))
+
+
+def _describe_error(status: int, payload: bytes, url: str) -> str:
     try:
         body = msgspec.json.decode(payload, type=ErrorBody)
     except (msgspec.DecodeError, msgspec.ValidationError):

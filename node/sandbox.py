@@ -115,7 +115,7 @@ def detect() -> str:
     drop = _drop(task_user())
     if drop and not shutil.which("setpriv"):
         drop = ["/nonexistent-setpriv"]  # a root node without setpriv cannot drop root
-    if shutil.which("bwrap") and _works([*_bwrap_base(), "--", *drop, "/usr/bin/true"]):
+    if shutil.which("bwrap") and _works([*_bwrap_base(64), "--", *drop, "/usr/bin/true"]):
         return "bubblewrap"
     if shutil.which("unshare") and _works(["unshare", *_unshare_flags(), "--", *drop, "true"]):
         return "unshare"
@@ -171,7 +171,13 @@ def system_paths() -> list[tuple[str, str | None]]:
     return found
 
 
-def _bwrap_base() -> list[str]:
+def shm_bytes(memory_mb: int) -> int:
+    """The size of a task's private /dev/shm: half its memory cap (what it holds there is
+    memory, counted against the cap by the cgroup where there is one, and capped here too)."""
+    return max(16, memory_mb // 2) << 20
+
+
+def _bwrap_base(memory_mb: int) -> list[str]:
     user = task_user()
     args = [
         "bwrap",
@@ -191,7 +197,10 @@ def _bwrap_base() -> list[str]:
     for path, link in system_paths():
         args += ["--symlink", link, path] if link else ["--ro-bind", path, path]
     # a private /tmp the task's user can write (tempfile needs one: torch._dynamo's import does)
-    return [*args, "--dev", "/dev", "--proc", "/proc", "--perms", "01777", "--tmpfs", "/tmp"]
+    args += ["--dev", "/dev", "--proc", "/proc", "--perms", "01777", "--tmpfs", "/tmp"]
+    # and a private, size-capped /dev/shm it can write: multiprocessing's locks and queues,
+    # shared_memory and DataLoader workers live there (bubblewrap's own is root's 0755)
+    return [*args, "--perms", "01777", "--size", str(shm_bytes(memory_mb)), "--tmpfs", "/dev/shm"]
 
 
 def _bind(args: list[str], made: set[str], flag: str, path: Path) -> None:
@@ -216,6 +225,7 @@ def wrap(
     etc: Path | None = None,
     devices: list[str] | None = None,
     writable: list[Path] | None = None,
+    memory_mb: int = 256,
 ) -> list[str]:
     """The command line that runs `command` in `workdir` under `isolation`.
 
@@ -224,10 +234,11 @@ def wrap(
         etc: the folder of synthetic /etc files (`write_synthetic_etc`).
         devices: device nodes to pass through (the GPUs of a job that asked for one).
         writable: folders shown read-write besides `workdir` (an environment being built).
+        memory_mb: the task's memory cap (its private /dev/shm is half of it).
     """
     drop = _drop(task_user())
     if isolation == "bubblewrap":
-        args = _bwrap_base()
+        args = _bwrap_base(memory_mb)
         made: set[str] = set()
         if etc is not None:
             for name in SYNTHETIC_ETC:

@@ -55,6 +55,7 @@ from gridx.node.executors.warm import (
     key_of,
     runner_argv,
 )
+from gridx.node.sandbox import shm_bytes
 from gridx.node.wheels import PINNED, Progress, quiet
 
 log = logging.getLogger("gridx.node.docker")
@@ -247,6 +248,7 @@ class DockerExecutor:
             network_mode="none",
             read_only=True,
             tmpfs={"/tmp": "rw,noexec,nosuid,size=256m"},
+            shm_size=shm_bytes(spec.memory_mb),  # private to the container, as under bwrap
             user="65534:65534",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],

@@ -204,6 +204,7 @@ class ProcessExecutor:
             [*self._readonly(spec.runtime), *([spec.data] if spec.data else [])],
             etc=self.etc,
             devices=sorted(glob.glob("/dev/nvidia*")) if spec.gpu else [],
+            memory_mb=spec.memory_mb,
         )
 
     async def _start(

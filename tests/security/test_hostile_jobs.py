@@ -166,6 +166,34 @@ elif KIND == "metrics_too_big":
 elif KIND == "model_folder":
     os.mkdir("model.pth")
 """
+# What DataLoader workers need (stdlib only): forked workers, a multiprocessing Queue and Lock
+# (SemLock lives in /dev/shm), shared memory; the task's /dev/shm is its own.
+WORKERS = """
+import json, multiprocessing as mp, os, struct
+from multiprocessing import shared_memory
+def work(q, lock, i):
+    with lock:
+        q.put(i * i)
+if __name__ == "__main__":
+    q, lock = mp.Queue(), mp.Lock()
+    ps = [mp.Process(target=work, args=(q, lock, i)) for i in (2, 3)]
+    for p in ps:
+        p.start()
+    got = sorted(q.get(timeout=60) for _ in ps)
+    for p in ps:
+        p.join()
+    block = shared_memory.SharedMemory(create=True, size=1 << 20)
+    block.buf[0] = 7
+    shared = block.buf[0] == 7
+    block.close()
+    block.unlink()
+    mine = os.stat("/dev/shm").st_mode & 0o1777 == 0o1777
+    held = {"workers": float(got == [4, 9]), "shm": float(shared and mine)}
+    json.dump(held, open("metrics.json", "w"))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    with open("model.safetensors", "wb") as fh:
+        fh.write(struct.pack("<Q", len(header)) + header + struct.pack("<f", 0.0))
+"""
 DEPUTY_CODES = {
     "model_link": "unsafe_output",
     "identity_link": "unsafe_output",
@@ -353,8 +381,12 @@ def test_hostile_jobs_are_contained_or_refused(
         target = str(token) if kind == "identity_link" else str(host.secret)
         real = "model_link" if kind == "identity_link" else kind
         deputies[kind] = submit(cluster, tmp_path, kind, DEPUTY.format(args=(real, target)))
+    workers = submit(cluster, tmp_path, "workers", WORKERS)
     done = {kind: client.wait_done(job_id, 120) for kind, job_id in deputies.items()}
     assert {kind: b["tasks"][0]["error_code"] for kind, b in done.items()} == DEPUTY_CODES
+    body = client.wait_done(workers, 120)
+    assert body["job"]["status"] == "succeeded", (body["job"]["error"], body["tasks"])
+    assert body["rounds"][0]["metrics"] == {"workers": 1.0, "shm": 1.0}
     # the node read none of what the links led to, with its own rights: not in the store, not
     # in any answer, and it is still up (a FIFO did not block it)
     node_token = json.loads(token.read_text())["node_token"].encode()

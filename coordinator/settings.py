@@ -60,6 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest job submission (train.py + requirements + data)."""
     max_code_bytes: int = 1 * MiB
     """Largest train.py / requirements.txt."""
+    max_project_bytes: int = 64 * MiB
+    """Largest project (a folder sent as a job's code), zipped and unpacked alike."""
     max_unpacked_bytes: int = 4096 * MiB
     """Largest size an uploaded archive (.zip, .tar, .tar.gz) may unpack to when it is split
     into shards by member."""

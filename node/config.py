@@ -65,6 +65,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """CA bundle to trust for an https coordinator (default: the system's trust store)."""
     executor_image: str = ""
     """The docker executor's image (default: `gridx-executor:latest`)."""
+    max_project_mb: int = 256
+    """Largest project (a job's folder of code) this node unpacks."""
     warm: bool = True
     """Run the tasks of a job that allows it in one warm runner per job (bubblewrap or docker);
     false: a fresh interpreter per task."""

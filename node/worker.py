@@ -30,6 +30,8 @@ from gridx.node.errors import (
 )
 from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
 from gridx.node.private_training import add_clipping, local_data
+from gridx.node.projects import ProjectError
+from gridx.node.projects import unpack as unpack_project
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity
 from gridx.node.task_env import task_env
@@ -229,10 +231,10 @@ class Worker:
     ) -> RunResult:
         env = task_env(task, workdir, self.config.cpus or os.cpu_count() or 1)
         evaluate = task.kind == "evaluate"
-        script = "evaluate.py" if evaluate else "train.py"
+        script = "evaluate.py" if evaluate else task.entry or "train.py"
         self._set_phase("downloading", "the script, its data and model")
         try:
-            await self._download_inputs(task, workdir, script, env)
+            await self._download_inputs(task, workdir, logdir, env)
             data_dir, script = await self._private_inputs(task, workdir, script, env)
             req: Path | None = None
             if task.requirements is not None:
@@ -249,6 +251,8 @@ class Worker:
             self.prepare_s = time.monotonic() - began
         except RequirementsError as exc:
             return RunResult(exc.code, str(exc), None, exc.tail, 0.0)
+        except ProjectError as exc:
+            return RunResult("invalid_project", str(exc), None, "", 0.0)
         except DatasetError as exc:
             self.datasets_sent = None  # tell the coordinator what this node holds now
             return RunResult("dataset_unavailable", str(exc), None, "", 0.0)
@@ -280,12 +284,22 @@ class Worker:
         return await self.executor.run(spec, self.cancel_current)
 
     async def _download_inputs(
-        self, task: TaskAssignment, workdir: Path, script: str, env: dict[str, str]
+        self, task: TaskAssignment, workdir: Path, logdir: Path, env: dict[str, str]
     ) -> None:
-        """Fetch the script, its data and the model to start from (or to evaluate)."""
+        """Fetch the script (or unpack the project), its data and the model to start from (or
+        to evaluate)."""
         evaluate = task.kind == "evaluate"
-        await self.client.download(task.code, workdir / script)
-        if task.train is not None:  # an evaluation may import the model from train.py
+        project = task.train if evaluate else task.code
+        if task.entry is not None and project is not None:  # a folder: unpacked, then run
+            archive = logdir / "project.zip"  # (the node's own folder: no task sees it)
+            logdir.mkdir(parents=True, exist_ok=True)
+            await self.client.download(project, archive)
+            cap = self.config.max_project_mb << 20
+            await asyncio.to_thread(unpack_project, archive, workdir, cap)
+        if evaluate or task.entry is None:
+            script = "evaluate.py" if evaluate else "train.py"
+            await self.client.download(task.code, workdir / script)
+        if task.train is not None and task.entry is None:  # an evaluation may import train.py
             await self.client.download(task.train, workdir / "train.py")
         if task.data is not None:
             data = workdir / safe_filename(task.data.name, "data")

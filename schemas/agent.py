@@ -167,6 +167,9 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     client_clip: float | None = None
     """Clip the update (weights minus `init_model`) to this L2 norm before uploading it
     (differential privacy with client-side clipping; the coordinator checks it)."""
+    entry: str | None = None
+    """The job's code is a project: `code` (for an evaluation, `train`) is a zip of its folder,
+    unpacked into the work folder, and this is the script to run from it."""
     private: bool = False
     """A differentially private job on this node's own data: what the script prints and its
     metrics stay on this node (only the noised merge of its weights leaves)."""

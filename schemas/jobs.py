@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from gridx.schemas.agent import DatasetName, SandboxLevel
+from gridx.schemas.projects import ENTRY_PATTERN
 
 JobStatus = Literal["queued", "running", "aggregating", "succeeded", "failed", "cancelled"]
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
@@ -157,6 +158,9 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What a user asks for when submitting a job. Every field has a bound."""
 
     name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    entry: Annotated[str, msgspec.Meta(pattern=ENTRY_PATTERN)] | None = None
+    """The script a project (code sent as a folder, the `project` field) runs, at its top level
+    (`train.py` when a project is sent without one); None for a single `train_py`."""
     rounds: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 2
     epochs: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1

@@ -34,10 +34,14 @@ def file_name(raw: str | None, field: str) -> str:
 def _form_problems(form: MultipartReceiver) -> list[InvalidInput]:
     """Every invalid field of a submission form but the config."""
     problems: list[InvalidInput] = []
-    code = form.parts.get("train_py")
-    if code is None or code.path is None or code.size == 0:
+    sent = [f for f in ("train_py", "project") if (p := form.parts.get(f)) and p.path and p.size]
+    if len(sent) != 1:
         problems.append(
-            InvalidInput("train_py is required: the training script to run", field="train_py")
+            InvalidInput(
+                "send the code as train_py (the training script) or as project (a zip of its "
+                "folder), one of the two",
+                field="train_py",
+            )
         )
     empty = form.parts.get("data")
     if empty is not None and empty.filename and empty.size == 0:
@@ -88,11 +92,13 @@ def submission_of(form: MultipartReceiver) -> jobs.Submission:
         part = form.parts.get(field)
         return file_name(part.filename, field) if part is not None and part.size else None
 
-    code = path("train_py")
+    project = path("project")
+    code = project or path("train_py")
     assert config is not None and code is not None
     return jobs.Submission(
         config=config,
         code=code,
+        project=project is not None,
         requirements=path("requirements"),
         data=path("data"),
         data_name=name("data"),
@@ -113,9 +119,11 @@ class JobController(Controller):
     async def submit(self, request: Request, rt: Runtime, user: User) -> JobDetail:
         """Submit a job as multipart/form-data.
 
-        Fields: `train_py` (file, required), `requirements` (file), `data` (file; a delimited
-        table or JSON Lines is split into shards by rows), `init_model` (file: a `.pth`
-        state_dict or `.safetensors` every shard starts round 0 from), `evaluate_py` and
+        Fields: `train_py` (file) or `project` (a zip of the job's folder, run from its
+        config's `entry`, default `train.py`), one of them; `requirements` (file), `data`
+        (file; a delimited table or JSON Lines is split into shards by rows), `init_model`
+        (file: a `.pth` state_dict or `.safetensors` every shard starts round 0 from),
+        `evaluate_py` and
         `test_data` (files, together: the held-out evaluation run on each round's model),
         `config` (JSON: name, rounds, shards, epochs, strategy, task_timeout_s, max_attempts,
         seed, ...).
@@ -128,6 +136,7 @@ class JobController(Controller):
             rt.storage.temp_path,
             {
                 "train_py": s.max_code_bytes,
+                "project": s.max_project_bytes,
                 "requirements": s.max_code_bytes,
                 "data": s.max_upload_bytes,
                 "init_model": s.max_result_bytes,

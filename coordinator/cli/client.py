@@ -62,7 +62,11 @@ class ApiClient:
         evaluation: tuple[Path, Path] | None = None,
     ) -> JobDetail:
         """Upload a job (files are streamed from disk); the coordinator validates `config`."""
-        handles = {"train_py": ("train.py", train.open("rb"))}
+        # a .zip is a project (a folder packed by `cli/project.py`), else the script itself
+        field, name = (
+            ("project", "project.zip") if train.suffix == ".zip" else ("train_py", "train.py")
+        )
+        handles = {field: (name, train.open("rb"))}
         if requirements:
             handles["requirements"] = ("requirements.txt", requirements.open("rb"))
         if data:

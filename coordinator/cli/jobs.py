@@ -11,9 +11,11 @@ from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.job_specs import partition_spec, privacy_spec, strategy_spec
 from gridx.coordinator.cli.options import client_options, json_option, when
 from gridx.coordinator.cli.progress import format_metrics, last_failure, watch
+from gridx.coordinator.cli.project import pack
 from gridx.coordinator.cli.screen import line, text
 from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig, round_label
+from gridx.schemas.projects import DEFAULT_ENTRY
 
 
 def _describe(config: JobConfig) -> str:
@@ -30,7 +32,11 @@ def job() -> None:
 
 
 @job.command("submit")
-@click.argument("train_py", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("train_py", metavar="PATH", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--entry",
+    help="With a folder (or a zip of one): the script to run, at its top level [train.py].",
+)
 @click.option("--requirements", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--data",
@@ -212,22 +218,35 @@ def job_submit(
     as_json: bool,
     **config: object,
 ) -> None:
-    """Submit TRAIN_PY (+ requirements and data) as a federated job."""
+    """Submit PATH (+ requirements and data) as a federated job. PATH is a train.py, or a
+    folder (a project: its files go as one archive, less what its .gridxignore lists, and the
+    --entry script runs in it as `python train.py` runs there)."""
     if bool(evaluate) != bool(test_data):
         raise click.UsageError("--evaluate and --test-data go together")
-    detail = client.submit(
-        {
-            **{k: v for k, v in config.items() if v is not None},
-            "strategy": strategy_spec(strategy, params),
-            "partition": partition_spec(partition),
-            **({"dp": privacy_spec(dp)} if dp else {}),
-        },
-        train_py,
-        requirements,
-        data,
-        init_model,
-        (evaluate, test_data) if evaluate and test_data else None,
-    )
+    code, packed = train_py, None
+    if train_py.is_dir():
+        others = tuple(p for p in (requirements, data, init_model, evaluate, test_data) if p)
+        code = packed = pack(train_py, str(config.get("entry") or DEFAULT_ENTRY), others)
+        config["entry"] = config.get("entry") or DEFAULT_ENTRY
+    elif config.get("entry") and train_py.suffix != ".zip":
+        raise click.UsageError("--entry names the script of a project: give a folder as PATH")
+    try:
+        detail = client.submit(
+            {
+                **{k: v for k, v in config.items() if v is not None},
+                "strategy": strategy_spec(strategy, params),
+                "partition": partition_spec(partition),
+                **({"dp": privacy_spec(dp)} if dp else {}),
+            },
+            code,
+            requirements,
+            data,
+            init_model,
+            (evaluate, test_data) if evaluate and test_data else None,
+        )
+    finally:
+        if packed is not None:
+            packed.unlink(missing_ok=True)
     job_id = detail.job.id
     if not wait:
         click.echo(to_json(detail.job) if as_json else job_id)

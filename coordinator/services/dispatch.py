@@ -198,6 +198,7 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         dataset=await _local_data(rt, job) if not evaluate and not blind else None,
         client_clip=dp.clip_norm if dp and dp.client_clip and not evaluate and model else None,
         private=dp is not None and job.dataset is not None and not evaluate,
+        entry=config.entry,
     )
 
 

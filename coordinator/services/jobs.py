@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio.to_thread
@@ -17,6 +17,7 @@ from gridx.coordinator.archives import archive_kind, members, split_archive
 from gridx.coordinator.db import blobs, events, jobs
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
+from gridx.coordinator.projects import check_project, check_script
 from gridx.coordinator.services import privacy, retention
 from gridx.coordinator.services.job_views import detail, summary, visible_job
 from gridx.coordinator.services.lifecycle import close_job
@@ -34,6 +35,7 @@ from gridx.schemas.jobs import (
     JobSummary,
     Partition,
 )
+from gridx.schemas.projects import DEFAULT_ENTRY
 
 _json = msgspec.json.Encoder()
 
@@ -44,6 +46,7 @@ class Submission:
 
     config: JobConfig
     code: Path
+    """`train.py`, or the project's zip."""
     requirements: Path | None
     data: Path | None
     data_name: str | None
@@ -53,6 +56,8 @@ class Submission:
     """The evaluation script run on each round's model with `test_data` (both or neither)."""
     test_data: Path | None = None
     test_data_name: str | None = None
+    project: bool = False
+    """`code` is a zip of the job's folder, run from `config.entry`."""
 
 
 async def _initial_model(rt: Runtime, upload: Path | None) -> tuple[Path, str] | None:
@@ -134,6 +139,28 @@ async def _split(rt: Runtime, user: UserRow, sub: Submission) -> list[tuple[Path
             p.unlink(missing_ok=True)
         raise
     return list(zip(parts, counts, strict=True))
+
+
+async def _checked_code(rt: Runtime, sub: Submission) -> Submission:
+    """The submission once its code is checked (a project's entry settled).
+
+    Raises:
+        InvalidInput: the code does not compile, a project is unusable, or `entry` is set
+            for a single script.
+    """
+    config = sub.config
+    if not sub.project:
+        if config.entry is not None:
+            raise InvalidInput("entry names a project's script: send the folder", field="entry")
+        await anyio.to_thread.run_sync(check_script, sub.code, "train_py", "train.py")
+    else:
+        entry = config.entry or DEFAULT_ENTRY
+        cap = rt.settings.max_project_bytes
+        await anyio.to_thread.run_sync(check_project, sub.code, entry, cap)
+        sub = replace(sub, config=msgspec.structs.replace(config, entry=entry))
+    if sub.evaluate is not None:
+        await anyio.to_thread.run_sync(check_script, sub.evaluate, "evaluate_py", "evaluate.py")
+    return sub
 
 
 def _files_of(sub: Submission) -> list[Path]:
@@ -222,6 +249,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
         InvalidInput: unusable data (e.g. fewer rows than shards) or initial model, or a
             privacy budget that not even one round fits.
     """
+    sub = await _checked_code(rt, sub)
     config = sub.config
     _check_sources(sub)
     # checked and split before anything is stored, so a refusal leaves nothing in the store

@@ -1,15 +1,21 @@
-"""What a submission's code is checked for before anything is stored: a script compiles, and
-a project (a folder sent as one zip) holds only plain files inside it, its entry point among
-them, every Python file compiling, under a cap on files and bytes. Compiling runs none of the
-code (and a parser pushed to its limits by hostile input is an error like any other)."""
+"""What a submission's code is checked for before anything is stored: a script compiles; a
+project (a folder sent as one zip) holds only plain files inside it, its entry point among
+them, every Python file compiling, under a cap on files and bytes; `requirements.txt` says only
+what a node accepts, and pins no framework version that no node of the fleet has. Compiling
+runs none of the code (and a parser pushed to its limits by hostile input is an error like any
+other)."""
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from gridx.coordinator.errors import InvalidInput
 from gridx.schemas.projects import MAX_FILES, member_problem
+from gridx.schemas.requirements import FRAMEWORKS, RequirementProblem, requirement_lines
 
 MAX_SOURCE_BYTES = 4 << 20
 """Past this a Python file is not compiled at submit (the node will still run it)."""
@@ -76,3 +82,32 @@ def check_project(path: Path, entry: str, max_bytes: int) -> list[str]:
 
 def _bad(message: str) -> InvalidInput:
     return InvalidInput(message, field="project")
+
+
+def check_requirements(path: Path, fleet: dict[str, set[str]]) -> None:
+    """`requirements.txt` as every node will read it, against the framework versions the
+    fleet's nodes have (`fleet`: name -> versions; a framework no node reports is not judged).
+
+    Raises:
+        InvalidInput (field `requirements`): a line no node accepts, or a framework pin no
+            node can meet (nodes never download a second torch).
+    """
+    try:
+        lines = requirement_lines(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("requirements.txt is not UTF-8 text", field="requirements") from exc
+    except RequirementProblem as exc:
+        raise InvalidInput(str(exc), field="requirements") from exc
+    for line in lines:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        have = fleet.get(name)
+        if name not in FRAMEWORKS or not have or not req.specifier:
+            continue
+        if not any(req.specifier.contains(v, prereleases=True) for v in have):
+            raise InvalidInput(
+                f"requirements.txt asks for {line}; the nodes provide {name} "
+                f"{', '.join(sorted(have))} and never download another: loosen that line (or "
+                "leave it out)",
+                field="requirements",
+            )

@@ -54,6 +54,7 @@ def capabilities(executor: Executor, report: SandboxReport) -> Capabilities:
         docker=executor.name == "docker",
         gpus=cuda_gpus(),
         version=__version__,
+        frameworks=executor.frameworks(),
     )
 
 

@@ -30,11 +30,12 @@ import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from gridx.node import wheels
 from gridx.node.errors import RequirementsError
+from gridx.schemas.requirements import RequirementProblem, requirement_lines
 
 INSTALL_TIMEOUT_S = 900
 _SITE_PATHS = "import site; print(chr(10).join(site.getsitepackages()))"
@@ -50,40 +51,15 @@ _NOT_FOUND = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)")
 
 
 def check_requirements(text: str) -> list[str]:
-    """The requirement lines of `text`, each a named requirement.
+    """The requirement lines of `text` (`schemas.requirements`, as the coordinator checked).
 
     Raises:
-        RequirementsError: `requirements_rejected` for an option line or a malformed line,
-            `requirements_need_build` for a direct reference (a URL or path), which only a
-            source build could install.
+        RequirementsError: a line a node does not accept, with its reason code.
     """
-    lines = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("-"):
-            raise RequirementsError(
-                f"requirements.txt line {number}: options such as {line.split()[0]!r} are not "
-                "accepted; list packages by name (with versions), nodes install wheels from "
-                "their own package index",
-                code="requirements_rejected",
-            )
-        try:
-            req = Requirement(line)
-        except InvalidRequirement as exc:
-            raise RequirementsError(
-                f"requirements.txt line {number}: {exc}", code="requirements_rejected"
-            ) from exc
-        if req.url:
-            raise RequirementsError(
-                f"requirements.txt line {number}: {req.name} @ {req.url} is a direct reference; "
-                "nodes never build or fetch packages from URLs (a build runs the package's own "
-                "code): name a package that has a wheel on the index",
-                code="requirements_need_build",
-            )
-        lines.append(line)
-    return lines
+    try:
+        return requirement_lines(text)
+    except RequirementProblem as exc:
+        raise RequirementsError(str(exc), code=exc.code) from exc
 
 
 async def run_pip(*cmd: str, env: dict[str, str] | None = None) -> tuple[int, str]:

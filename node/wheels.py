@@ -26,6 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
+from gridx.schemas.requirements import FRAMEWORKS
+
 Progress = Callable[[str], None]
 """Told what preparing is doing now, in words for people."""
 
@@ -34,7 +36,7 @@ def quiet(_: str) -> None:
     """Progress nobody listens to."""
 
 
-PINNED = ("torch", "torchvision", "torchaudio")
+PINNED = FRAMEWORKS
 """Frameworks a node never downloads a second copy of: a job gets the node's own version."""
 PINS_SCRIPT = (
     "import importlib.metadata as m\n"

@@ -55,6 +55,8 @@ class Capabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     docker: bool = False
     gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
     version: Short = ""
+    frameworks: Annotated[dict[Short, Short], msgspec.Meta(max_length=8)] = {}
+    """The versions of the pinned frameworks (torch, ...) its tasks get."""
 
 
 class RegisterRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

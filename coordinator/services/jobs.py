@@ -17,7 +17,8 @@ from gridx.coordinator.archives import archive_kind, members, split_archive
 from gridx.coordinator.db import blobs, events, jobs
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
-from gridx.coordinator.projects import check_project, check_script
+from gridx.coordinator.projects import check_project, check_requirements, check_script
+from gridx.coordinator.services import nodes as node_views
 from gridx.coordinator.services import privacy, retention
 from gridx.coordinator.services.job_views import detail, summary, visible_job
 from gridx.coordinator.services.lifecycle import close_job
@@ -160,6 +161,9 @@ async def _checked_code(rt: Runtime, sub: Submission) -> Submission:
         sub = replace(sub, config=msgspec.structs.replace(config, entry=entry))
     if sub.evaluate is not None:
         await anyio.to_thread.run_sync(check_script, sub.evaluate, "evaluate_py", "evaluate.py")
+    if sub.requirements is not None:
+        fleet = await node_views.frameworks(rt)
+        await anyio.to_thread.run_sync(check_requirements, sub.requirements, fleet)
     return sub
 
 

@@ -206,6 +206,16 @@ async def set_draining(rt: Runtime, user: UserRow, node_id: str, draining: bool)
     return node_info(rt, msgspec.structs.replace(row, draining=int(draining)))
 
 
+async def frameworks(rt: Runtime) -> dict[str, set[str]]:
+    """{framework: versions} the fleet's nodes (all that are not removed) give their tasks."""
+    found: dict[str, set[str]] = {}
+    for row in await nodes.list_nodes(rt.db.reader, None):
+        caps = msgspec.json.decode(row.capabilities, type=Capabilities)
+        for name, version in caps.frameworks.items():
+            found.setdefault(name, set()).add(version)
+    return found
+
+
 async def list_nodes(rt: Runtime, user: UserRow, everything: bool = False) -> list[NodeInfo]:
     """The caller's nodes, with the datasets they declared; every node for an admin; removed
     ones too with `everything`."""

@@ -143,6 +143,10 @@ class Executor(Protocol):
         """Run the script in `spec.workdir`; stop early when `cancel` is set."""
         ...
 
+    def frameworks(self) -> dict[str, str]:
+        """{name: version} of the pinned frameworks (torch, ...) its tasks get."""
+        ...
+
     def cleanup(self) -> None:
         """Remove what earlier runs of this node left behind."""
         ...

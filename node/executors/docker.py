@@ -197,6 +197,10 @@ class DockerExecutor:
         major, minor, machine = out.split()
         return f"{major}.{minor}", machine
 
+    def frameworks(self) -> dict[str, str]:
+        """The pinned frameworks of the image."""
+        return {n: v for n, v in self.image_packages.items() if n in PINNED}
+
     @functools.cached_property
     def image_packages(self) -> dict[str, str]:
         """{canonical name: version} of what the image's Python has installed."""

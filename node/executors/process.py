@@ -12,6 +12,7 @@ import resource
 import secrets
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ from gridx.node.executors.warm import (
     runner_argv,
 )
 from gridx.node.state import STATE_MODE
-from gridx.node.wheels import Progress, quiet
+from gridx.node.wheels import PINS_SCRIPT, Progress, quiet
 
 log = logging.getLogger("gridx.node")
 WARM_ISOLATION = "bubblewrap"
@@ -110,6 +111,7 @@ class ProcessExecutor:
     ) -> None:
         self.state_dir = state_dir
         self.python = python
+        self._frameworks: dict[str, str] | None = None
         self.isolation = isolation or sandbox.detect()
         self.user = sandbox.task_user()
         self.cgroups = cgroups.detect(node_id)
@@ -163,6 +165,18 @@ class ProcessExecutor:
             if self.user.switches:
                 _chown_tree(folder, os.getuid(), os.getgid())
         return proc.returncode or 0, out.decode("utf-8", "replace")[-8192:]
+
+    def frameworks(self) -> dict[str, str]:
+        """The pinned frameworks of the interpreter tasks run with (asked once)."""
+        if self._frameworks is None:
+            try:
+                out = subprocess.run(
+                    [self.python, "-c", PINS_SCRIPT], capture_output=True, text=True, timeout=60
+                ).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                out = ""
+            self._frameworks = dict(p.split("==", 1) for p in out.split() if "==" in p)
+        return self._frameworks
 
     def cleanup(self) -> None:
         """Nothing outlives a process run (its PID namespace and cgroup die with it)."""

@@ -179,11 +179,10 @@ def test_a_package_the_image_lacks_is_fetched_as_a_wheel_and_its_torch_is_kept(
     assert fetched and all(
         "gridx-probe 1.0" in line and "torch 2" not in line for line in fetched
     ), log
-    clash = client.submit(
-        train, {"rounds": 1, "shards": 1, "require_docker": True}, requirements=b"torch<2\n"
-    )
-    task = client.wait_done(clash, 120)["tasks"][0]
-    assert task["error_code"] == "requirements_conflict", task
+    # the image's torch is the fleet's: a pin it cannot meet is refused at submit
+    files = {"train_py": ("train.py", train), "requirements": ("r.txt", b"torch<2\n")}
+    clash = client.http.post("/jobs/", files=files, data={"config": '{"rounds": 1}'})
+    assert clash.status_code == 422 and "the nodes provide torch" in clash.text, clash.text
 
 
 def test_a_multi_round_job_on_two_docker_nodes(cluster: LocalCluster, client: Client) -> None:

@@ -66,8 +66,8 @@ def test_preparing_shows_its_download_and_the_node_keeps_its_own_torch(
     probe = next((cluster.root / "prep" / "envs").glob("*/lib/python*/site-packages/gridx_probe"))
     assert probe.stat().st_uid == os.getuid()
 
-    # a job that asks for another torch is told why, and nothing is downloaded
-    clash = client.submit(train, {"rounds": 1, "shards": 1}, requirements=b"torch==2.5.0\n")
-    task = client.wait_done(clash, 120)["tasks"][0]
-    assert task["error_code"] == "requirements_conflict", task
-    assert "this node provides torch" in task["error"], task
+    # a job that asks for a torch no node has is told why at submit, and nothing is downloaded
+    files = {"train_py": ("train.py", train), "requirements": ("r.txt", b"torch==2.5.0\n")}
+    clash = client.http.post("/jobs/", files=files, data={"config": '{"rounds": 1}'})
+    assert clash.status_code == 422 and clash.json()["field"] == "requirements", clash.text
+    assert "the nodes provide torch" in clash.json()["message"], clash.text

@@ -155,22 +155,36 @@ def test_a_project_folder_with_dataloader_workers_trains_to_the_end(
 
 
 def test_mistakes_a_machine_can_catch_are_refused_at_submit(
-    cluster: LocalCluster, tmp_path: Path
+    cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
+    cluster.add_node("node-a")  # its torch is the fleet's
+    client.wait_for_nodes(1)
+    torch_version = torch.__version__.split("+")[0]
     broken = tmp_path / "broken.py"
     broken.write_text("import torch\ndef train(:\n    pass\n")
+    good = tmp_path / "good.py"
+    good.write_text("print('fine')\n")
     folder = _project(tmp_path)
     (folder / "mypkg" / "model.py").write_text("class Net(\n")
+    options, pin = tmp_path / "options.txt", tmp_path / "pin.txt"
+    options.write_text("numpy\n--index-url http://example.invalid/simple\n")
+    pin.write_text("torch==2.5.0\n")
     cases = {
         "syntax": ([str(broken)], "train.py:2", "train_py"),
         "project": ([str(folder)], "mypkg/model.py does not compile", "project"),
         "entry": ([str(_project(tmp_path / "other")), "--entry", "main.py"], "no main.py", None),
+        "option": ([str(good), "--requirements", str(options)], "line 2: options", "requirements"),
+        "torch": (
+            [str(good), "--requirements", str(pin)],
+            f"provide torch {torch_version}",
+            "requirements",
+        ),
     }
     for name, (args, words, field) in cases.items():
         out = gridx(cluster, "job", "submit", *args, "--json")
         assert out.returncode != 0 and words in out.stderr, (name, out.stderr)
         if field is not None:
             assert f"field `{field}`" in out.stderr, (name, out.stderr)
-    # refused at submit, with no node about: nothing was queued to fail on a node later
+    # refused at submit: nothing was queued to fail on a node later
     listed = gridx(cluster, "job", "list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []

@@ -343,12 +343,17 @@ def test_hostile_jobs_are_contained_or_refused(
             cluster, tmp_path, "warm", WARM_PROBE.format(marker=host.marker), "--rounds", "2"
         ),
     }
-    for name, line in (("url", f"{evil} @ file://{sdist}"), ("sdist", evil)):
-        req = tmp_path / f"{name}.txt"
-        req.write_text(line + "\n")
-        jobs[name] = submit(
-            cluster, tmp_path, name, "print('never runs')\n", "--requirements", str(req)
-        )
+    # a direct reference is refused at submit (and by every node, were it to get one)
+    req = tmp_path / "url.txt"
+    req.write_text(f"{evil} @ file://{sdist}\n")
+    (tmp_path / "url.py").write_text("print('never runs')\n")
+    refused = gridx(cluster, "job", "submit", str(tmp_path / "url.py"), "--requirements", str(req))
+    assert refused.returncode != 0 and "is a direct reference" in refused.stderr, refused.stderr
+    req = tmp_path / "sdist.txt"
+    req.write_text(evil + "\n")
+    jobs["sdist"] = submit(
+        cluster, tmp_path, "sdist", "print('never runs')\n", "--requirements", str(req)
+    )
     done = {name: client.wait_done(job_id, 240) for name, job_id in jobs.items()}
 
     body = done["hostile"]
@@ -372,7 +377,6 @@ def test_hostile_jobs_are_contained_or_refused(
     assert errors == {
         "memory": "out_of_memory",
         "time": "timeout",
-        "url": "requirements_need_build",
         "sdist": "requirements_need_build",
     }
     # after those (the warm runners above are the job's own), what the node reads afterwards

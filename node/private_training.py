@@ -71,6 +71,22 @@ def local_data(catalog: Catalog, state_dir: Path, wanted: LocalData) -> tuple[Pa
     return folder, data_path(folder, found)
 
 
+TABLES = (".csv", ".tsv", ".psv", ".txt")
+
+
+def blind_copy(src: Path, dest: Path) -> Path:
+    """A stand-in for `src` with its shape and none of its rows: a table's header line, an empty
+    JSON Lines file or archive, an empty folder (what a private job's initialisation step sees)."""
+    if src.is_dir():
+        dest.mkdir()
+    elif src.suffix.lower() in TABLES:
+        with src.open("rb") as fh:
+            dest.write_bytes(fh.readline())
+    else:
+        dest.write_bytes(b"")
+    return dest
+
+
 def add_clipping(workdir: Path, script: str, clip_norm: float, env: dict[str, str]) -> str:
     """Set the task up to clip its update: the script to run instead of `script`."""
     (workdir / CLIP_SCRIPT).write_text(_CLIP_SOURCE)

@@ -29,7 +29,7 @@ from gridx.node.errors import (
     RequirementsError,
 )
 from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
-from gridx.node.private_training import add_clipping, local_data
+from gridx.node.private_training import add_clipping, blind_copy, local_data
 from gridx.node.projects import ProjectError
 from gridx.node.projects import unpack as unpack_project
 from gridx.node.selftest import SandboxReport, explain
@@ -321,6 +321,12 @@ class Worker:
                 local_data, self.catalog, self.config.state_dir, task.dataset
             )
             env["GRIDX_DATA"] = str(data)
+        if task.blind and "GRIDX_DATA" in env:  # columns, no rows: see TaskAssignment.blind
+            real = Path(env["GRIDX_DATA"])
+            blind = await asyncio.to_thread(blind_copy, real, workdir / f"blind-{real.name}")
+            if real.parent == workdir:
+                await asyncio.to_thread(real.unlink)
+            env["GRIDX_DATA"], data_dir = str(blind), None
         if task.client_clip is not None:
             script = add_clipping(workdir, script, task.client_clip, env)
         return data_dir, script

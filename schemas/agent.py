@@ -14,6 +14,10 @@ least the network is closed)."""
 FailureKind = Literal["user_error", "node_error", "released"]
 TaskKind = Literal["train", "evaluate"]
 
+OUTPUT_CHUNK = 16_384
+"""Most characters of a running task's output one heartbeat carries."""
+OUTPUT_TAIL = 16_384
+"""Most characters of a task's output kept with its attempt."""
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Short = Annotated[str, msgspec.Meta(max_length=100)]
 Tail = Annotated[str, msgspec.Meta(max_length=16_384)]
@@ -103,6 +107,9 @@ class HeartbeatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     (None: unchanged)."""
     phase: TaskPhase | None = None
     """What it is doing with the task it runs (shown on the dashboard while leased)."""
+    output: Annotated[str, msgspec.Meta(max_length=OUTPUT_CHUNK)] = ""
+    """What the running task printed (stdout and stderr as they came) since the last
+    heartbeat; `gridx job logs --follow` shows it as it arrives."""
 
 
 class HeartbeatResponse(msgspec.Struct, kw_only=True):
@@ -169,6 +176,9 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     client_clip: float | None = None
     """Clip the update (weights minus `init_model`) to this L2 norm before uploading it
     (differential privacy with client-side clipping; the coordinator checks it)."""
+    blind: bool = False
+    """The initialisation step of a private (dp) job: its data shows its columns and no rows
+    (the model it makes leaves the node un-noised, so it must not depend on them)."""
     entry: str | None = None
     """The job's code is a project: `code` (for an evaluation, `train`) is a zip of its folder,
     unpacked into the work folder, and this is the script to run from it."""
@@ -193,6 +203,9 @@ class CompleteTaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     result_sha256: Sha256 | None = None
     metrics: Annotated[dict[Short, float], msgspec.Meta(max_length=64)] = {}
     duration_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    output_tail: Annotated[str, msgspec.Meta(max_length=OUTPUT_TAIL)] = ""
+    """The last of what the script printed (stdout and stderr as they came), kept with the
+    attempt as a failed one's stderr is."""
 
 
 class FailTaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -38,8 +38,8 @@ def _form_problems(form: MultipartReceiver) -> list[InvalidInput]:
     if len(sent) != 1:
         problems.append(
             InvalidInput(
-                "send the code as train_py (the training script) or as project (a zip of its "
-                "folder), one of the two",
+                "train_py is required: the training script to run (or project, a zip of its "
+                "folder; one of the two)",
                 field="train_py",
             )
         )

@@ -32,6 +32,15 @@ UPDATE attempts SET finished_at = :now, outcome = :outcome, error_code = :error_
     error = :error, stderr_tail = :stderr_tail
 WHERE task_id = :task_id AND outcome IS NULL
 """
+# A running attempt's output so far: its own node's, appended, the last `cap` characters kept.
+_APPEND = """
+UPDATE attempts SET stderr_tail = {tail}
+WHERE task_id = :task_id AND node_id = :node_id AND outcome IS NULL
+"""
+APPEND_OUTPUT = {
+    "sqlite": _APPEND.format(tail="substr(coalesce(stderr_tail, '') || :text, -:cap)"),
+    "postgresql": _APPEND.format(tail="right(coalesce(stderr_tail, '') || :text, :cap)"),
+}
 STARTED = "SELECT started_at FROM attempts WHERE task_id = :task_id AND outcome IS NULL"
 ATTEMPTS_FOR_JOB = """
 SELECT a.task_id, a.attempt, a.node_id, a.started_at, a.finished_at, a.outcome, a.error_code,
@@ -66,6 +75,12 @@ async def finish(
             "stderr_tail": stderr_tail,
         },
     )
+
+
+async def append_output(conn: Conn, task_id: str, node_id: str, text: str, cap: int) -> None:
+    """Add what a running attempt printed to its tail (only the attempt `node_id` runs)."""
+    params = {"task_id": task_id, "node_id": node_id, "text": text, "cap": cap}
+    await conn.execute(APPEND_OUTPUT[conn.dialect], params)
 
 
 async def start(conn: Conn, task_id: str, node_id: str, now: int) -> None:

@@ -298,10 +298,12 @@ async def complete(
     now: int,
     claimed_ms: int,
     timeout_ms: int,
+    output: str | None = None,
 ) -> TaskRow | None:
     """Mark a leased task succeeded if `node_id`/`token` still hold its lease and `result_sha` is
     the file uploaded under it; else None. Its `compute_ms` is the time the coordinator
-    measured from the lease to now, capped by the task's timeout and by what the node claims."""
+    measured from the lease to now, capped by the task's timeout and by what the node claims.
+    `output` (the tail of what it printed) is kept with the attempt."""
     started = await attempts.started_at(conn, task_id)
     measured = now - started if started is not None else 0
     params = {
@@ -315,7 +317,7 @@ async def complete(
     }
     task = await fetch_one(conn, COMPLETE, params, TaskRow)
     if task is not None:
-        await attempts.finish(conn, task.id, now, "succeeded")
+        await attempts.finish(conn, task.id, now, "succeeded", stderr_tail=output)
     return task
 
 

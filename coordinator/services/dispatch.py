@@ -165,10 +165,9 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         data = await ref(shards[shard].blob_sha, job.data_name or "data") if shards else None
         model = await ref(rnd.input_sha, "init_model.pth")
     dp = config.dp
-    # a private job's initialisation step sees no data: its model leaves the node un-noised
+    # a private job's initialisation step sees its data's columns, not its rows: the model it
+    # makes leaves the node un-noised
     blind = dp is not None and task.round_idx == INIT_ROUND
-    if blind:
-        data = None
     return TaskAssignment(
         task_id=task.id,
         job_id=task.job_id,
@@ -195,10 +194,11 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         train=await ref(job.code_sha, "train.py") if evaluate else None,
         warm=config.warm,
         preload=config.preload,
-        dataset=await _local_data(rt, job) if not evaluate and not blind else None,
+        dataset=await _local_data(rt, job) if not evaluate else None,
         client_clip=dp.clip_norm if dp and dp.client_clip and not evaluate and model else None,
         private=dp is not None and job.dataset is not None and not evaluate,
         entry=config.entry,
+        blind=blind,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gridx.schemas.agent import OUTPUT_TAIL
+
 Phase = tuple[str, str, str] | tuple[()]
 """(task id, step, detail) of what a node said it does with its task; () when it said nothing."""
 Beat = tuple[int, tuple[str, ...], Phase]
@@ -13,6 +15,22 @@ class HeartbeatBuffer:
 
     def __init__(self) -> None:
         self._beats: dict[str, Beat] = {}
+        self._output: dict[tuple[str, str], str] = {}
+
+    def add_output(self, node_id: str, task_id: str, text: str) -> None:
+        """What a running task printed since its node's last heartbeat (appended in order)."""
+        key = (node_id, task_id)
+        self._output[key] = (self._output.get(key, "") + text)[-OUTPUT_TAIL:]
+
+    def take_output(self) -> dict[tuple[str, str], str]:
+        """(node, task) -> output not yet written, leaving none."""
+        output, self._output = self._output, {}
+        return output
+
+    def put_back_output(self, output: dict[tuple[str, str], str]) -> None:
+        """Return output whose write failed, before what arrived meanwhile."""
+        for key, text in output.items():
+            self._output[key] = (text + self._output.get(key, ""))[-OUTPUT_TAIL:]
 
     def note(self, node_id: str, at: int, running: tuple[str, ...], phase: Phase = ()) -> None:
         """A node was heard at `at` (epoch ms), running `running`, doing `phase`."""

@@ -6,7 +6,7 @@ import uuid
 
 import msgspec
 
-from gridx.coordinator.db import datasets, events, leases, nodes
+from gridx.coordinator.db import attempts, datasets, events, leases, nodes
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Forbidden, NodeBanned, NotFound, Unauthorized
@@ -14,6 +14,7 @@ from gridx.coordinator.services import local_data
 from gridx.coordinator.services.auth import bearer, hash_secret, new_secret
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
+    OUTPUT_TAIL,
     Capabilities,
     DatasetInfo,
     HeartbeatRequest,
@@ -23,6 +24,7 @@ from gridx.schemas.agent import (
     TaskPhase,
 )
 from gridx.schemas.nodes import DatasetSummary, NodeInfo, NodeStatus
+from gridx.schemas.redaction import redact
 
 _caps_encoder = msgspec.json.Encoder()
 
@@ -108,6 +110,8 @@ def _not_banned(node: NodeRow) -> NodeRow:
 async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> HeartbeatResponse:
     """Note the node alive (written in the next batch) and say which of its tasks to stop."""
     note_heartbeat(rt, node.id, req.running, req.phase)
+    if req.output and req.running:
+        rt.heartbeats.add_output(node.id, req.running[0], redact(req.output))
     if req.capabilities is not None:
         encoded = _caps_encoder.encode(req.capabilities).decode()
         async with rt.db.transaction() as conn:
@@ -139,12 +143,14 @@ async def flush_heartbeats(rt: Runtime) -> int:
     Returns:
         How many nodes were written.
     """
-    seen = rt.heartbeats.take()
+    seen, output = rt.heartbeats.take(), rt.heartbeats.take_output()
     if not seen:
         return 0
     lease_ms = int(rt.settings.lease_s * 1000)
     try:
         async with rt.db.transaction() as conn:
+            for (node_id, task_id), text in output.items():  # only to the node's own attempt
+                await attempts.append_output(conn, task_id, node_id, text, OUTPUT_TAIL)
             await nodes.touch_many(conn, {n: beat[0] for n, beat in seen.items()})
             await leases.renew(
                 conn,
@@ -156,6 +162,7 @@ async def flush_heartbeats(rt: Runtime) -> int:
             )
     except BaseException:  # keep them for the next flush (newer heartbeats win)
         rt.heartbeats.put_back(seen)
+        rt.heartbeats.put_back_output(output)
         raise
     return len(seen)
 

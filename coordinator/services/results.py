@@ -22,6 +22,7 @@ from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path
 from gridx.schemas.agent import CompleteTaskRequest, FailTaskRequest, TaskAck, UploadResponse
 from gridx.schemas.jobs import JobConfig
+from gridx.schemas.redaction import redact
 
 _json = msgspec.json.Encoder()
 log = logging.getLogger("gridx.coordinator.results")
@@ -104,6 +105,7 @@ async def _record_success(
     """
     config = await _config_of(rt, task.job_id)
     metrics = {} if private(config) else req.metrics
+    output = None if private(config) else redact(req.output_tail) or None
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         # In round 0 the first valid update fixes the model's keys, shapes and dtypes.
@@ -119,6 +121,7 @@ async def _record_success(
             now=now,
             claimed_ms=int(min(req.duration_s, 1e9) * 1000),
             timeout_ms=config.task_timeout_s * 1000,
+            output=output,
         )
         if done is None:
             raise StaleLease()
@@ -203,6 +206,7 @@ async def _complete_evaluation(
             now=now,
             claimed_ms=int(min(req.duration_s, 1e9) * 1000),
             timeout_ms=config.task_timeout_s * 1000,
+            output=redact(req.output_tail) or None,
         )
         if done is None:
             raise StaleLease()
@@ -284,7 +288,7 @@ async def _give_up(
             outcome=kind,
             error_code=code,
             error=message,
-            stderr_tail=stderr_tail[-16_384:],
+            stderr_tail=redact(stderr_tail[-16_384:]),
             requeue=requeue,
             refund=released or lost,
             lost=lost,

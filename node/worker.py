@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import re
 import shutil
 import time
 from collections import deque
@@ -29,12 +28,12 @@ from gridx.node.errors import (
     RequirementsError,
 )
 from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
-from gridx.node.private_training import add_clipping, blind_copy, local_data
+from gridx.node.live_output import LiveOutput
 from gridx.node.projects import ProjectError
-from gridx.node.projects import unpack as unpack_project
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity
 from gridx.node.task_env import task_env
+from gridx.node.task_inputs import TaskInputs, safe_filename
 from gridx.schemas.agent import (
     Capabilities,
     CompleteTaskRequest,
@@ -48,13 +47,6 @@ from gridx.schemas.agent import (
 from gridx.schemas.jobs import round_label
 
 log = logging.getLogger("gridx.node")
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def safe_filename(name: str, default: str) -> str:
-    """A file name from the coordinator reduced to a harmless basename."""
-    base = _SAFE_NAME.sub("_", Path(name).name).lstrip(".")
-    return base[:100] or default
 
 
 class Worker:
@@ -92,6 +84,8 @@ class Worker:
         """What the coordinator last acknowledged of this node's datasets."""
         self.phase: TaskPhase | None = None
         """What the node does with its current task (sent with each heartbeat)."""
+        self.live = LiveOutput()
+        """What the current task prints, for the heartbeats and its result."""
         self._phase_logged = 0.0
 
     def request_stop(self) -> None:
@@ -168,10 +162,18 @@ class Worker:
         while True:
             running = [self.current.task_id] if self.current else []
             phase = self.phase if self.current else None
+            # what a private job's task prints stays here (TaskAssignment.private)
+            output = self.live.unsent() if self.current and not self.current.private else ""
             try:
                 held = await self._datasets()
                 resp = await self.client.heartbeat(
-                    HeartbeatRequest(running=running, capabilities=caps, datasets=held, phase=phase)
+                    HeartbeatRequest(
+                        running=running,
+                        capabilities=caps,
+                        datasets=held,
+                        phase=phase,
+                        output=output,
+                    )
                 )
                 caps = None
                 self.datasets_sent = held if held is not None else self.datasets_sent
@@ -189,6 +191,7 @@ class Worker:
     async def _run_task(self, task: TaskAssignment) -> None:
         log.info("task %s (%s, shard %d)", task.task_id, round_label(task.round), task.shard)
         self.current = task
+        self.live = LiveOutput()
         self.phase = None
         self.prepare_s = 0.0
         self.cancel_current.clear()
@@ -234,8 +237,9 @@ class Worker:
         script = "evaluate.py" if evaluate else task.entry or "train.py"
         self._set_phase("downloading", "the script, its data and model")
         try:
-            await self._download_inputs(task, workdir, logdir, env)
-            data_dir, script = await self._private_inputs(task, workdir, script, env)
+            inputs = TaskInputs(self.client, self.catalog, self.config, task, workdir, env)
+            await inputs.download(logdir)
+            data_dir, script = await inputs.private(script)
             req: Path | None = None
             if task.requirements is not None:
                 req = logdir / "requirements.txt"
@@ -279,57 +283,10 @@ class Worker:
             if task.warm and self.config.warm
             else None,
             data=data_dir,
+            live=self.live,
         )
         self._set_phase("running", f"{script}")
         return await self.executor.run(spec, self.cancel_current)
-
-    async def _download_inputs(
-        self, task: TaskAssignment, workdir: Path, logdir: Path, env: dict[str, str]
-    ) -> None:
-        """Fetch the script (or unpack the project), its data and the model to start from (or
-        to evaluate)."""
-        evaluate = task.kind == "evaluate"
-        project = task.train if evaluate else task.code
-        if task.entry is not None and project is not None:  # a folder: unpacked, then run
-            archive = logdir / "project.zip"  # (the node's own folder: no task sees it)
-            logdir.mkdir(parents=True, exist_ok=True)
-            await self.client.download(project, archive)
-            cap = self.config.max_project_mb << 20
-            await asyncio.to_thread(unpack_project, archive, workdir, cap)
-        if evaluate or task.entry is None:
-            script = "evaluate.py" if evaluate else "train.py"
-            await self.client.download(task.code, workdir / script)
-        if task.train is not None and task.entry is None:  # an evaluation may import train.py
-            await self.client.download(task.train, workdir / "train.py")
-        if task.data is not None:
-            data = workdir / safe_filename(task.data.name, "data")
-            await self.client.download(task.data, data)
-            env["GRIDX_DATA"] = str(data)
-        if task.init_model is not None:
-            init = workdir / ("model_in.pth" if evaluate else "init_model.pth")
-            await self.client.download(task.init_model, init)
-            env["GRIDX_MODEL" if evaluate else "GRIDX_INIT_MODEL"] = str(init)
-
-    async def _private_inputs(
-        self, task: TaskAssignment, workdir: Path, script: str, env: dict[str, str]
-    ) -> tuple[Path | None, str]:
-        """This node's own copy of the job's dataset (the folder the sandbox shows), and the
-        script to run (a wrapper when the job clips its updates on the node)."""
-        data_dir = None
-        if task.dataset is not None:
-            data_dir, data = await asyncio.to_thread(
-                local_data, self.catalog, self.config.state_dir, task.dataset
-            )
-            env["GRIDX_DATA"] = str(data)
-        if task.blind and "GRIDX_DATA" in env:  # columns, no rows: see TaskAssignment.blind
-            real = Path(env["GRIDX_DATA"])
-            blind = await asyncio.to_thread(blind_copy, real, workdir / f"blind-{real.name}")
-            if real.parent == workdir:
-                await asyncio.to_thread(real.unlink)
-            env["GRIDX_DATA"], data_dir = str(blind), None
-        if task.client_clip is not None:
-            script = add_clipping(workdir, script, task.client_clip, env)
-        return data_dir, script
 
     async def _complete(self, task: TaskAssignment, result: RunResult) -> bool:
         """Upload the weights (an evaluation has none) and complete with the metrics; whether
@@ -346,6 +303,7 @@ class Worker:
                     result_sha256=sha,
                     metrics={} if task.private else result.metrics,
                     duration_s=result.duration_s,
+                    output_tail="" if task.private else self.live.tail(),
                 )
             )
             log.info(

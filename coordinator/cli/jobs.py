@@ -9,6 +9,7 @@ import msgspec
 
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.job_specs import partition_spec, privacy_spec, strategy_spec
+from gridx.coordinator.cli.logs import job_logs
 from gridx.coordinator.cli.options import client_options, json_option, when
 from gridx.coordinator.cli.progress import format_metrics, last_failure, watch
 from gridx.coordinator.cli.project import pack
@@ -223,13 +224,8 @@ def job_submit(
     --entry script runs in it as `python train.py` runs there)."""
     if bool(evaluate) != bool(test_data):
         raise click.UsageError("--evaluate and --test-data go together")
-    code, packed = train_py, None
-    if train_py.is_dir():
-        others = tuple(p for p in (requirements, data, init_model, evaluate, test_data) if p)
-        code = packed = pack(train_py, str(config.get("entry") or DEFAULT_ENTRY), others)
-        config["entry"] = config.get("entry") or DEFAULT_ENTRY
-    elif config.get("entry") and train_py.suffix != ".zip":
-        raise click.UsageError("--entry names the script of a project: give a folder as PATH")
+    others = tuple(p for p in (requirements, data, init_model, evaluate, test_data) if p)
+    code, packed = _code(train_py, config, others)
     try:
         detail = client.submit(
             {
@@ -284,6 +280,21 @@ def job_list(client: ApiClient, as_json: bool) -> None:
             f"{j.id:<16} {j.status:<11} {rnd:>7} {j.tasks_done:>4}/{j.tasks_total:<4}  "
             f"{when(j.created_at):<19}  {j.name}"
         )
+
+
+def _code(
+    path: Path, config: dict[str, object], others: tuple[Path, ...]
+) -> tuple[Path, Path | None]:
+    """What to send as the job's code (a folder packed as a project, its `entry` set in
+    `config`), and the temporary archive to delete afterwards, if one was made."""
+    entry = str(config.get("entry") or DEFAULT_ENTRY)
+    if path.is_dir():
+        config["entry"] = entry
+        packed = pack(path, entry, others)
+        return packed, packed
+    if config.get("entry") and path.suffix != ".zip":
+        raise click.UsageError("--entry names the script of a project: give a folder as PATH")
+    return path, None
 
 
 @job.command("status")
@@ -345,31 +356,7 @@ def job_watch(job_id: str, client: ApiClient, as_json: bool) -> None:
         click.echo(f"job {job_id} succeeded: `gridx job download {job_id}`")
 
 
-@job.command("logs")
-@click.argument("job_id")
-@click.option("--task", "task_id", help="Only this task's attempts.")
-@client_options
-@json_option
-def job_logs(job_id: str, task_id: str | None, client: ApiClient, as_json: bool) -> None:
-    """Every attempt of every task: its node, how it ended, and the tail of its stderr."""
-    d = client.job(job_id)
-    tasks = [t for t in d.tasks if task_id in (None, t.id)]
-    if task_id is not None and not tasks:
-        raise click.ClickException(f"job {job_id} has no task {task_id!r}")
-    if as_json:
-        click.echo(to_json([{"task": t.id, "attempts": t.history} for t in tasks]))
-        return
-    for t in tasks:
-        what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
-        for a in t.history:
-            outcome = a.outcome or "running"
-            err = f" [{a.error_code}] {a.error}" if a.error else ""
-            line(
-                f"== {round_label(t.round)}, {what}, attempt {a.attempt} on {a.node_id} "
-                f"({t.id}): {outcome}{err}"
-            )
-            for out in (a.stderr_tail or "").rstrip().splitlines():
-                line(f"   {out}")
+job.add_command(job_logs)
 
 
 @job.command("cancel")

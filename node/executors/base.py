@@ -13,6 +13,7 @@ from typing import Protocol
 
 import msgspec
 
+from gridx.node.live_output import LiveOutput
 from gridx.node.outputs import UnsafeOutput, copy_output, read_output
 from gridx.node.wheels import Progress, quiet
 
@@ -59,6 +60,8 @@ class RunSpec:
     """Run in the job's warm runner where the executor has one (None: a cold start)."""
     data: Path | None = None
     """A folder of this node's own data, shown read-only at the same path (node-local jobs)."""
+    live: LiveOutput = field(default_factory=LiveOutput)
+    """What the run prints, as it prints it (stdout and stderr in arrival order)."""
 
 
 @dataclass
@@ -79,13 +82,16 @@ class RunResult:
         return self.code is None
 
 
-async def drain(stream: asyncio.StreamReader, log: Path) -> str:
-    """Read a run's output to the end: the first LOG_CAP bytes go to `log`, the last TAIL_BYTES
-    come back. A script printing gigabytes fills neither the disk nor the node's memory."""
+async def drain(stream: asyncio.StreamReader, log: Path, live: LiveOutput | None = None) -> str:
+    """Read a run's output to the end: the first LOG_CAP bytes go to `log`, each chunk to
+    `live` as it comes, the last TAIL_BYTES come back. A script printing gigabytes fills
+    neither the disk nor the node's memory."""
     written = 0
     tail = bytearray()
     with log.open("wb") as fh:
         while chunk := await stream.read(1 << 16):
+            if live is not None:
+                live.write(chunk)
             if written < LOG_CAP:
                 fh.write(chunk[: LOG_CAP - written])
                 written += len(chunk)

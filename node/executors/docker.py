@@ -357,6 +357,8 @@ class DockerExecutor:
             await asyncio.to_thread(_remove, container)
         (spec.logdir / "stdout.log").write_bytes(stdout)
         (spec.logdir / "stderr.log").write_bytes(stderr)
+        spec.live.write(stdout)  # (a cold container's output arrives when it ends)
+        spec.live.write(stderr)
         tail = stderr[-TAIL_BYTES:].decode("utf-8", "replace")
         if not ended:
             return stopped(spec, cancel, rc, tail, duration)

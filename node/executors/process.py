@@ -314,8 +314,8 @@ class ProcessExecutor:
         )
         assert proc.stdout is not None and proc.stderr is not None
         drains = asyncio.gather(
-            drain(proc.stdout, spec.logdir / "stdout.log"),
-            drain(proc.stderr, spec.logdir / "stderr.log"),
+            drain(proc.stdout, spec.logdir / "stdout.log", spec.live),
+            drain(proc.stderr, spec.logdir / "stderr.log", spec.live),
         )
         try:
             ended = await wait_or_stop(protocol.exited.wait(), cancel, spec.timeout_s, kill)

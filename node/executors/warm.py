@@ -178,8 +178,8 @@ class Runner:
             os.close(out_w)
             os.close(err_w)
         drains = asyncio.gather(
-            drain(await _read_pipe(out_r), spec.logdir / "stdout.log"),
-            drain(await _read_pipe(err_r), spec.logdir / "stderr.log"),
+            drain(await _read_pipe(out_r), spec.logdir / "stdout.log", spec.live),
+            drain(await _read_pipe(err_r), spec.logdir / "stderr.log", spec.live),
         )
         started = time.monotonic()
         self.tasks += 1

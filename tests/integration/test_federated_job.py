@@ -222,3 +222,39 @@ def test_the_regression_demo_matches_centralized_training() -> None:
     assert result["metric"] == "r2" and result["federated"] > 0.9
     assert result["federated"] > result["central"] - 0.02  # within 2 points of R²
     assert "held-out r2, centralized baseline" in out.stdout
+
+
+def test_logs_follow_a_running_task_and_keep_a_succeeded_ones_output(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    cluster.add_node("node-1")
+    client.wait_for_nodes(1)
+    done = client.submit(
+        b"import torch, os\nprint('hello from a task that succeeded', flush=True)\n"
+        b"torch.save({'w': torch.zeros(1)}, os.environ['GRIDX_OUTPUT'])\n",
+        {"rounds": 1, "shards": 1},
+    )
+    assert client.wait_done(done)["job"]["status"] == "succeeded"
+    kept = gridx(cluster, "job", "logs", done)
+    assert "succeeded" in kept.stdout and "   hello from a task that succeeded" in kept.stdout
+
+    slow = client.submit(
+        b"import time\nprint('step 1 of 2', flush=True)\ntime.sleep(300)\n",
+        {"rounds": 1, "shards": 1, "task_timeout_s": 600},
+    )
+    env = {**os.environ, "GRIDX_URL": cluster.url, "GRIDX_API_KEY": cluster.api_key}
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "gridx.coordinator.cli", "job", "logs", slow, "--follow"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert follow.stdout is not None
+    seen = []
+    for out in follow.stdout:  # blocks until the line streams in with a heartbeat
+        seen.append(out)
+        if "step 1 of 2" in out:
+            break
+    assert any("running" in s for s in seen), seen
+    assert client.job(slow)["tasks"][0]["status"] == "leased"  # printed while it runs
+    assert client.http.post(f"/jobs/{slow}/cancel").status_code == 200
+    rest, _ = follow.communicate(timeout=60)  # the job ended: --follow ends too
+    assert follow.returncode == 0 and "cancelled" in rest, rest

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from gridx.node.config import load_config, read_env_file
-from gridx.node.worker import safe_filename
+from gridx.node.task_inputs import safe_filename
 
 
 def test_flags_beat_environment_beat_worker_config(

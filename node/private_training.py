@@ -3,6 +3,7 @@ its own update before it leaves the machine (differential privacy with client-si
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from gridx.node.datasets import Catalog, data_path, stage
@@ -71,19 +72,27 @@ def local_data(catalog: Catalog, state_dir: Path, wanted: LocalData) -> tuple[Pa
     return folder, data_path(folder, found)
 
 
-TABLES = (".csv", ".tsv", ".psv", ".txt")
+TABLES = {".csv": ",", ".tsv": "\t", ".psv": "|", ".txt": ","}
+STAND_IN_ROWS = 8
 
 
 def blind_copy(src: Path, dest: Path) -> Path:
-    """A stand-in for `src` with its shape and none of its rows: a table's header line, an empty
-    JSON Lines file or archive, an empty folder (what a private job's initialisation step sees)."""
+    """A stand-in for `src` with its shape and none of its rows (what a private job's
+    initialisation step sees): a table's header and `STAND_IN_ROWS` rows of zeros, an empty
+    JSON Lines file or archive, an empty folder."""
     if src.is_dir():
         dest.mkdir()
-    elif src.suffix.lower() in TABLES:
-        with src.open("rb") as fh:
-            dest.write_bytes(fh.readline())
-    else:
+        return dest
+    delimiter = TABLES.get(src.suffix.lower())
+    if delimiter is None:
         dest.write_bytes(b"")
+        return dest
+    with src.open(newline="", encoding="utf-8", errors="replace") as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), [])
+    with dest.open("w", newline="") as out:
+        writer = csv.writer(out, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows([["0"] * len(header)] * STAND_IN_ROWS)
     return dest
 
 

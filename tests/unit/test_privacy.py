@@ -102,3 +102,16 @@ def test_more_rounds_spend_more_and_the_budget_says_when_to_stop() -> None:
     assert all(fits[:last]) and not any(fits[last:])
     assert spent[last - 1] <= 3.0 < spent[last]
     assert privacy.budget_problem(Privacy(noise_multiplier=0.1, clip_norm=1, max_epsilon=1), 1e-5)
+
+
+def test_a_private_initialisation_step_sees_the_columns_and_no_rows(tmp_path: Path) -> None:
+    from gridx.node.private_training import STAND_IN_ROWS, blind_copy
+
+    table = tmp_path / "visits.csv"
+    table.write_text("age,weight,label\n71,80.5,1\n33,61.0,0\n")
+    stand_in = blind_copy(table, tmp_path / "blind.csv").read_text().splitlines()
+    assert stand_in[0] == "age,weight,label"
+    assert stand_in[1:] == ["0,0,0"] * STAND_IN_ROWS  # nothing of a real row
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text('{"text": "a secret"}\n')
+    assert blind_copy(lines, tmp_path / "blind.jsonl").read_bytes() == b""

@@ -238,6 +238,9 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     the mean by claiming many rows."""
     dp: Privacy | None = None
     """Central differential privacy (see `Privacy`)."""
+    keep_rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
+    """How many of the last merged rounds keep their model once the job has ended (while it
+    runs, every merged round's is there): `gridx job download JOB --round N`."""
     keep_updates: bool = False
     """Keep every client update and round model after the round is merged (for audits or
     re-aggregation); by default a merged round's updates are deleted, and a finished job keeps

@@ -11,7 +11,7 @@ from litestar.response import File
 
 from gridx.coordinator.api.multipart import MultipartReceiver
 from gridx.coordinator.errors import InvalidConfig, InvalidInput
-from gridx.coordinator.services import job_views, jobs, retention
+from gridx.coordinator.services import job_models, job_views, jobs, retention
 from gridx.coordinator.services.job_config import decode_config
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
@@ -179,9 +179,11 @@ class JobController(Controller):
         user: User,
         job_id: str,
         format: Annotated[Literal["pth", "safetensors"], Parameter(query="format")] = "pth",
+        round: Annotated[int | None, Parameter(query="round", ge=-1, le=10_000)] = None,
     ) -> File:
-        """Download the final model: `final_model.pth` (state_dict) or `.safetensors`."""
-        path = await jobs.model_file(rt, user, job_id, format)
-        return File(
-            path=path, filename=f"final_model.{format}", content_disposition_type="attachment"
-        )
+        """Download the final model: `final_model.pth` (state_dict) or `.safetensors`; with
+        `round` (counted from 0), that round's merged model (a checkpoint, while the job runs
+        and, for its last `keep_rounds` rounds, after it ended)."""
+        path = await job_models.model_file(rt, user, job_id, format, round)
+        name = f"final_model.{format}" if round is None else f"round_{round + 1}.{format}"
+        return File(path=path, filename=name, content_disposition_type="attachment")

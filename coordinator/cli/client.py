@@ -108,10 +108,13 @@ class ApiClient:
         """The datasets online nodes hold."""
         return self.call("GET", "/datasets", list[DatasetSummary])
 
-    def download(self, job_id: str, fmt: str, dest: Path) -> Path:
-        """Save the final model to `dest`."""
+    def download(self, job_id: str, fmt: str, dest: Path, round_idx: int | None = None) -> Path:
+        """Save the final model (or round `round_idx`'s, from 0) to `dest`."""
+        params: dict[str, str | int] = {"format": fmt}
+        if round_idx is not None:
+            params["round"] = round_idx
         try:
-            with self.http.stream("GET", f"/jobs/{job_id}/model", params={"format": fmt}) as resp:
+            with self.http.stream("GET", f"/jobs/{job_id}/model", params=params) as resp:
                 if resp.status_code >= 400:
                     raise click.ClickException(describe_error(resp.status_code, resp.read()))
                 dest.parent.mkdir(parents=True, exist_ok=True)

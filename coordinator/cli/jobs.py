@@ -173,6 +173,11 @@ def job() -> None:
     "one task per node each round (`gridx datasets` lists them).",
 )
 @click.option(
+    "--keep-rounds",
+    type=int,
+    help="Merged rounds whose model an ended job keeps, the last ones [1] (job download --round).",
+)
+@click.option(
     "--holder",
     "holders",
     multiple=True,
@@ -393,8 +398,16 @@ def job_delete(job_id: str, yes: bool, client: ApiClient, as_json: bool) -> None
     default=None,
     help="File to write (default: final_model.<format>).",
 )
+@click.option(
+    "--round", "round_n", type=click.IntRange(1), help="That round's merged model (a checkpoint)."
+)
 @client_options
-def job_download(job_id: str, fmt: str, out: Path | None, client: ApiClient) -> None:
-    """Download a finished job's model."""
-    path = client.download(job_id, fmt, out or Path(f"final_model.{fmt}"))
+def job_download(
+    job_id: str, fmt: str, out: Path | None, round_n: int | None, client: ApiClient
+) -> None:
+    """Download a job's final model, or with --round N the model merged in round N (while the
+    job runs, and for its last --keep-rounds rounds after it ended, cancelled or failed too)."""
+    name = f"final_model.{fmt}" if round_n is None else f"round_{round_n}.{fmt}"
+    round_idx = None if round_n is None else round_n - 1
+    path = client.download(job_id, fmt, out or Path(name), round_idx)
     click.echo(str(path))

@@ -41,9 +41,12 @@ WHERE job_id = :job_id AND round_idx = :round_idx AND result_sha IS NOT NULL
 RELEASE_INPUTS = [
     "UPDATE shards SET blob_sha = NULL WHERE job_id = :job_id",
     "UPDATE jobs SET data_sha = NULL WHERE id = :job_id",
-    # every round model but the final one, unless an evaluation still needs it
+    # every round model but the final one and the last `keep_rounds` merged ones (checkpoints:
+    # a cancelled or failed job keeps at least its last), unless an evaluation still needs it
     """UPDATE rounds SET input_sha = NULL, state_sha = NULL,
         output_sha = CASE WHEN output_sha = (SELECT final_pth_sha FROM jobs WHERE id = :job_id)
+            OR rounds.idx > (SELECT max(r.idx) FROM rounds r WHERE r.job_id = :job_id
+                AND r.output_sha IS NOT NULL) - (SELECT keep_rounds FROM jobs WHERE id = :job_id)
             THEN output_sha ELSE NULL END
     WHERE job_id = :job_id AND (SELECT keep_updates FROM jobs WHERE id = :job_id) = 0
     AND NOT EXISTS (

@@ -89,11 +89,12 @@ INSERT = """
 INSERT INTO jobs (id, owner_id, name, status, config, code_sha, requirements_sha, data_sha,
     data_name, require_docker, min_sandbox, require_gpu, min_cpus, min_memory_mb, arch, replicas,
     shard_count, eval_code_sha, test_data_sha, test_data_name, backup_after, min_fraction,
-    round_deadline_ms, dataset, dp_delta, keep_updates, created_at, updated_at)
+    round_deadline_ms, dataset, dp_delta, keep_updates, keep_rounds, created_at, updated_at)
 VALUES (:id, :owner_id, :name, 'queued', :config, :code_sha, :requirements_sha, :data_sha,
     :data_name, :require_docker, :min_sandbox, :require_gpu, :min_cpus, :min_memory_mb, :arch,
     :replicas, :shard_count, :eval_code_sha, :test_data_sha, :test_data_name, :backup_after,
-    :min_fraction, :round_deadline_ms, :dataset, :dp_delta, :keep_updates, :now, :now)
+    :min_fraction, :round_deadline_ms, :dataset, :dp_delta, :keep_updates, :keep_rounds, :now,
+    :now)
 """
 INSERT_SHARD = (
     "INSERT INTO shards (job_id, idx, blob_sha, rows) VALUES (:job_id, :idx, :sha, :rows)"
@@ -146,6 +147,7 @@ async def create(
     dataset: str | None = None,
     dp_delta: float | None = None,
     keep_updates: bool = False,
+    keep_rounds: int = 1,
 ) -> None:
     """Insert a queued job and its shards [(blob sha or None, rows), ...], each trained in
     `replicas` copies."""
@@ -173,6 +175,7 @@ async def create(
             "dataset": dataset,
             "dp_delta": dp_delta,
             "keep_updates": int(keep_updates),
+            "keep_rounds": keep_rounds,
             "now": now,
         },
     )

@@ -189,3 +189,15 @@ async def size(conn: Conn, job_id: str, round_idx: int) -> int:
     """How many shards (or nodes) a round trains on."""
     params = {"job_id": job_id, "round_idx": round_idx}
     return cast(int, await fetch_value(conn, ROUND_SIZE, params) or 0)
+
+
+LAST_MERGED = """
+SELECT max(idx) FROM rounds
+WHERE job_id = :job_id AND idx >= 0 AND status = 'done' AND output_sha IS NOT NULL
+"""
+
+
+async def last_merged(conn: Conn, job_id: str) -> int | None:
+    """The last round of a job whose merged model is still kept (None: none is)."""
+    found = await fetch_value(conn, LAST_MERGED, {"job_id": job_id})
+    return int(found) if found is not None else None  # type: ignore[call-overload]

@@ -16,7 +16,7 @@ from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.archives import archive_kind, members, split_archive
 from gridx.coordinator.db import blobs, events, jobs
 from gridx.coordinator.db.users import UserRow
-from gridx.coordinator.errors import Conflict, InvalidInput, NotFound
+from gridx.coordinator.errors import Conflict, InvalidInput
 from gridx.coordinator.projects import check_project, check_requirements, check_script
 from gridx.coordinator.services import nodes as node_views
 from gridx.coordinator.services import privacy, retention
@@ -295,6 +295,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             dataset=config.dataset,
             dp_delta=delta,
             keep_updates=config.keep_updates,
+            keep_rounds=config.keep_rounds,
             now=now,
         )
         start = (files.init_sha, init[1]) if files.init_sha and init else None
@@ -340,22 +341,3 @@ async def cancel(rt: Runtime, user: UserRow, job_id: str) -> JobSummary:
                 f"job {job_id} is already {row.status}; only unfinished jobs can be cancelled"
             )
     return summary(await visible_job(rt, user, job_id))
-
-
-async def model_file(rt: Runtime, user: UserRow, job_id: str, fmt: str) -> Path:
-    """The final model of a succeeded job, as `pth` or `safetensors`.
-
-    Raises:
-        Conflict: the job has no final model (yet).
-        InvalidInput: unknown format.
-    """
-    row = await visible_job(rt, user, job_id)
-    if fmt not in ("pth", "safetensors"):
-        raise InvalidInput("format must be 'pth' or 'safetensors'", field="format")
-    sha = row.final_pth_sha if fmt == "pth" else row.final_st_sha
-    if row.status != "succeeded" or sha is None:
-        raise Conflict(f"job {job_id} is {row.status}; the model exists once it has succeeded")
-    blob = await blobs.get(rt.db.reader, sha)
-    if blob is None:
-        raise NotFound("the model file is missing from storage")
-    return await rt.storage.local_path(blob.storage_key)

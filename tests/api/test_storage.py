@@ -190,3 +190,43 @@ def test_every_response_carries_the_browser_hardening_headers(api: Api) -> None:
         assert r.headers["x-frame-options"] == "DENY", path
         assert r.headers["x-content-type-options"] == "nosniff", path
         assert r.headers["referrer-policy"] == "no-referrer", path
+
+
+def _merged(api: Api, job_id: str, n: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        body: dict[str, Any] = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+        if sum(r["status"] == "done" for r in body["rounds"]) >= n:
+            return body
+        assert time.monotonic() < deadline, body["rounds"]
+        time.sleep(0.05)
+
+
+def test_every_merged_round_downloads_while_it_runs_and_the_last_after_a_cancel(
+    api: Api, tmp_path: Path
+) -> None:
+    import io
+
+    import torch
+
+    node = register(api, api.alice)
+    job_id = submit(api, api.alice, {"rounds": 3, "shards": 1}).json()["job"]["id"]
+    for r in range(2):
+        task = claim(api, node)
+        assert task is not None
+        sha = upload(api, task, write_pth(tmp_path / f"r{r}.pth", state(r + 1)).read_bytes())
+        assert complete(api, node, task, sha).status_code == 200
+        _merged(api, job_id, r + 1)
+        got = api.client.get(f"/jobs/{job_id}/model?round={r}", headers=api.alice)
+        assert got.status_code == 200, got.text  # round r's checkpoint, while the job runs
+        model = torch.load(io.BytesIO(got.content), weights_only=True)
+        assert all(torch.equal(v, state(r + 1)[k]) for k, v in model.items())
+    ahead = api.client.get(f"/jobs/{job_id}/model?round=2", headers=api.alice)
+    assert ahead.status_code == 409 and "not merged yet" in ahead.json()["message"]
+    assert api.client.post(f"/jobs/{job_id}/cancel", headers=api.alice).status_code == 200
+    final = api.client.get(f"/jobs/{job_id}/model", headers=api.alice)
+    assert final.status_code == 409 and "--round 2" in final.json()["message"], final.text
+    kept = api.client.get(f"/jobs/{job_id}/model?round=1", headers=api.alice)
+    assert kept.status_code == 200  # a cancelled job keeps its last merged round
+    gone = api.client.get(f"/jobs/{job_id}/model?round=0", headers=api.alice)
+    assert gone.status_code == 404 and "keep_rounds" in gone.json()["message"]

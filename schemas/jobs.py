@@ -95,6 +95,9 @@ class Krum(StrategyBase, tag="krum"):
 Strategy = FedAvg | FedProx | FedAdam | FedYogi | FedAdagrad | FedMedian | TrimmedMean | Krum
 """Every aggregation rule a job may ask for. A new rule: its struct here (in this union), and
 its merge in `coordinator/aggregation/rules.py`'s `RULES`."""
+ROBUST = ("fedmedian", "trimmed_mean", "krum")
+"""Rules that tolerate outliers: a holder whose update is always invalid is left out of its
+rounds (recorded in each round), never a reason to fail the job."""
 STRATEGY_NAMES = tuple(str(t.__struct_config__.tag) for t in typing.get_args(Strategy))
 
 
@@ -330,6 +333,9 @@ class RoundInfo(msgspec.Struct, kw_only=True):
     """Differentially private jobs: the epsilon spent up to and including this round."""
     nodes: list[str] = []
     """The names of the nodes whose updates this round merged."""
+    excluded: list[str] = []
+    """Who was left out of this round's merge under a robust rule, and why (a holder whose
+    update was invalid every time: `shard 2 (400 rows): [invalid_weights] ...`)."""
 
 
 class JobSummary(msgspec.Struct, kw_only=True):

@@ -327,6 +327,8 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         eps = f"  epsilon={r.epsilon:.3g} (delta {d.delta:.3g})" if r.epsilon and d.delta else ""
         who = f"  nodes: {', '.join(r.nodes)}" if c.dataset and r.nodes else ""
         line(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}{eps}{who}")
+        for left_out in r.excluded:
+            line(f"    left out: {left_out}")
     for t in d.tasks:
         err = f"  [{t.error_code}] {t.error}" if t.error else ""
         what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"

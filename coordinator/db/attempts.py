@@ -41,6 +41,10 @@ APPEND_OUTPUT = {
     "sqlite": _APPEND.format(tail="substr(coalesce(stderr_tail, '') || :text, -:cap)"),
     "postgresql": _APPEND.format(tail="right(coalesce(stderr_tail, '') || :text, :cap)"),
 }
+PREVIOUS_ERROR = """
+SELECT error_code, error FROM attempts WHERE task_id = :task_id AND outcome IS NOT NULL
+ORDER BY attempt DESC LIMIT 1
+"""
 STARTED = "SELECT started_at FROM attempts WHERE task_id = :task_id AND outcome IS NULL"
 ATTEMPTS_FOR_JOB = """
 SELECT a.task_id, a.attempt, a.node_id, a.started_at, a.finished_at, a.outcome, a.error_code,
@@ -92,3 +96,9 @@ async def started_at(conn: Conn, task_id: str) -> int | None:
     """When the open attempt at a task began (its lease), if one is open."""
     value = await fetch_value(conn, STARTED, {"task_id": task_id})
     return int(str(value)) if value is not None else None
+
+
+async def previous_error(conn: Conn, task_id: str) -> tuple[str | None, str | None] | None:
+    """(error code, message) of a task's last finished attempt (None: it has none)."""
+    rows = await conn.fetch(PREVIOUS_ERROR, {"task_id": task_id})
+    return (rows[0][0], rows[0][1]) if rows else None

@@ -171,7 +171,11 @@ WHERE job_id = :job_id AND status IN ('queued', 'leased')
 """
 ROUND_PENDING = """
 SELECT count(*) FROM tasks WHERE job_id = :job_id AND round_idx = :round_idx
-AND status NOT IN ('succeeded', 'cancelled')
+AND status NOT IN ('succeeded', 'cancelled') AND NOT (status = 'failed' AND verdict = 'excluded')
+"""
+ROUND_USABLE = """
+SELECT count(*) FROM tasks WHERE job_id = :job_id AND round_idx = :round_idx
+AND kind = 'train' AND status != 'failed'
 """
 
 
@@ -379,6 +383,12 @@ async def round_pending(conn: Conn, job_id: str, round_idx: int) -> int:
 
 
 SET_VERDICT = "UPDATE tasks SET verdict = :verdict WHERE id = :id AND verdict IS NULL"
+
+
+async def round_usable(conn: Conn, job_id: str, round_idx: int) -> int:
+    """A round's training tasks that have not failed (done, running or waiting)."""
+    params = {"job_id": job_id, "round_idx": round_idx}
+    return int(await fetch_value(conn, ROUND_USABLE, params) or 0)  # type: ignore[call-overload]
 
 
 async def set_verdicts(conn: Conn, verdicts: dict[str, str]) -> None:

@@ -74,9 +74,14 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
     held = {n for t in task_rows for n in (t.node_id, t.target_node) if n}
     names = await nodes.names(reader, sorted(held))
     merged: dict[int, list[str]] = {}
+    excluded: dict[int, list[str]] = {}
     for t in task_rows:
         if t.kind == "train" and t.status == "succeeded" and t.node_id:
             merged.setdefault(t.round_idx, []).append(names.get(t.node_id, t.node_id))
+        if t.verdict == "excluded":
+            who = names.get(t.target_node, "") if t.target_node else ""
+            who = f"node {who}" if who else f"shard {t.shard} ({rows.get(t.shard, 0)} rows)"
+            excluded.setdefault(t.round_idx, []).append(f"{who}: [{t.error_code}] {t.error}")
     return JobDetail(
         job=summary(row),
         config=msgspec.json.decode(row.config, type=JobConfig),
@@ -88,7 +93,8 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
         delta=row.dp_delta,
         storage_bytes=await blobs.of_job(reader, job_id),
         rounds=[
-            _round_info(r, merged.get(r.idx, [])) for r in await rounds.for_job(reader, job_id)
+            _round_info(r, merged.get(r.idx, []), excluded.get(r.idx, []))
+            for r in await rounds.for_job(reader, job_id)
         ],
         tasks=[_task_info(t, rows, history.get(t.id, []), names) for t in task_rows],
     )
@@ -97,7 +103,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
 _Metrics = dict[str, float]
 
 
-def _round_info(r: rounds.RoundRow, merged: list[str]) -> RoundInfo:
+def _round_info(r: rounds.RoundRow, merged: list[str], excluded: list[str]) -> RoundInfo:
     return RoundInfo(
         index=r.idx,
         status=r.status,  # type: ignore[arg-type]
@@ -110,6 +116,7 @@ def _round_info(r: rounds.RoundRow, merged: list[str]) -> RoundInfo:
         held_out=msgspec.json.decode(r.held_out, type=_Metrics) if r.held_out else None,
         epsilon=r.epsilon,
         nodes=merged if r.status == "done" else [],
+        excluded=excluded,
     )
 
 

@@ -52,8 +52,8 @@ async def close_job(
     return True
 
 
-def task_failure_message(task: TaskRow) -> str:
-    """Why a job failed because one of its tasks did."""
+def task_failure_message(task: TaskRow, holder: str | None = None) -> str:
+    """Why a job failed because one of its tasks did (`holder`: whose data it trained on)."""
     if task.error_code == "lease_expired" or task.losses >= task.max_losses:
         tries = f"{task.losses} node loss(es)"
     else:
@@ -63,7 +63,8 @@ def task_failure_message(task: TaskRow) -> str:
             f"the initialisation step (train.py with GRIDX_INIT=1, then one ordinary run on "
             f"shard 0) failed after {tries}: [{task.error_code}] {task.error}"
         )
+    which = f"{holder}" if holder else f"shard {task.shard}"
     return (
-        f"{round_label(task.round_idx)}, shard {task.shard} failed after {tries}: "
+        f"{round_label(task.round_idx)}, {which} failed after {tries}: "
         f"[{task.error_code}] {task.error}"
     )

@@ -15,8 +15,8 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.logs import ids
+from gridx.coordinator.services import outliers
 from gridx.coordinator.services.aggregation import start_aggregation
-from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.rounds import start_aggregation_if_done
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path
@@ -276,10 +276,12 @@ async def _give_up(
         requeue = True
     elif lost:
         requeue = task.losses + 1 < task.max_losses
-    else:
-        requeue = task.attempts < task.max_attempts
     now = rt.clock.now_ms()
+    config = await _config_of(rt, task.job_id)
+    aggregate = False
     async with rt.db.transaction() as conn:
+        if not released and not lost:
+            requeue = await outliers.worth_retrying(conn, task, code, message)
         after = await tasks.give_up(
             conn,
             task_id=task.id,
@@ -304,7 +306,7 @@ async def _give_up(
             now,
         )
         if after.status == "failed" and after.kind != "evaluate":  # training is unaffected
-            await fail_job(conn, task.job_id, task_failure_message(after), now)
+            aggregate = await outliers.settle(conn, config, after, now)
     log.info(
         "task %s: %s [%s] %s",
         "requeued" if after.status == "queued" else after.status,
@@ -315,4 +317,6 @@ async def _give_up(
     )
     if after.status == "queued":
         rt.wakeups.tasks_ready(1)
+    if aggregate:
+        start_aggregation(rt, task.job_id, task.round_idx)
     return TaskAck(task_id=after.id, status=after.status)

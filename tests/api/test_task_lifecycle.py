@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 
 from tests.api.helpers import CSV, TRAIN, claim, complete, register, submit, upload, wait_status
@@ -299,30 +302,86 @@ def test_pickle_payload_is_refused_with_no_side_effect(api: Api, tmp_path: Path)
     assert not marker.exists()
     detail = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
     t = detail["tasks"][0]
-    assert t["status"] == "queued" and t["error_code"] == "invalid_weights"
-    assert (
-        detail["rounds"][0]["status"] == "running"
-        and detail["rounds"][0]["output_model_sha256"] is None
-    )
+    # the same script on the same data writes the same file: not tried again
+    assert t["status"] == "failed" and t["error_code"] == "invalid_weights" and t["attempts"] == 1
+    assert detail["rounds"][0]["output_model_sha256"] is None
 
 
-def test_nan_weights_are_refused_and_the_shard_is_reissued(api: Api, tmp_path: Path) -> None:
-    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1, "max_attempts": 2}).json()["job"][
+def _nan(tmp_path: Path, seed: int) -> bytes:
+    sd = state(seed)
+    sd["fc.weight"][0, 0] = float("nan")
+    return write_pth(tmp_path / f"nan{seed}.pth", sd).read_bytes()
+
+
+def _claim_shard(api: Api, node: dict[str, str], shard: int) -> dict[str, Any]:
+    """Claim until the task of `shard` comes (others are held, never completed here)."""
+    deadline = time.monotonic() + 30
+    while True:
+        task = claim(api, node)
+        if task is not None and task["shard"] == shard:
+            return task
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_holder_whose_update_is_nan_fails_a_fedavg_job_at_once_naming_it(
+    api: Api, tmp_path: Path
+) -> None:
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 2, "max_attempts": 3}).json()["job"][
         "id"
     ]
     node = register(api, api.alice)
-    task = claim(api, node)
-    assert task is not None
-    sd = state(1)
-    sd["fc.weight"][0, 0] = float("nan")
-    sha = upload(api, task, write_pth(tmp_path / "nan.pth", sd).read_bytes())
-    r = complete(api, node, task, sha)
+    task = _claim_shard(api, node, 1)
+    r = complete(api, node, task, upload(api, task, _nan(tmp_path, 1)))
     assert r.status_code == 422 and "NaN" in r.json()["message"]
-    again = claim(api, node)
-    assert again is not None and again["task_id"] == task["task_id"]
-    sha = upload(api, again, _pth(tmp_path, 1))
-    assert complete(api, node, again, sha).status_code == 200
-    wait_status(api, api.alice, job_id, "succeeded")
+    detail = wait_status(api, api.alice, job_id, "failed")
+    failed = next(t for t in detail["tasks"] if t["shard"] == 1)
+    assert failed["attempts"] == 1  # one try: a retry would write the same file
+    error = detail["job"]["error"]
+    assert re.search(
+        r"shard 1 \(\d+ rows\) failed after 1 attempt\(s\): \[invalid_weights\]", error
+    )
+
+
+@pytest.mark.parametrize("strategy", [{"name": "fedmedian"}, {"name": "trimmed_mean", "beta": 0.0}])
+def test_under_a_robust_rule_a_nan_holder_is_left_out_and_recorded(
+    api: Api, tmp_path: Path, strategy: dict[str, Any]
+) -> None:
+    config = {"rounds": 2, "shards": 3, "max_attempts": 3, "strategy": strategy}
+    job_id = submit(api, api.alice, config).json()["job"]["id"]
+    node = register(api, api.alice)
+    for rnd in range(2):
+        seen = 0
+        deadline = time.monotonic() + 30
+        while seen < 3:
+            task = claim(api, node)
+            if task is None or task["round"] != rnd:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+                continue
+            bad = task["shard"] == 2
+            payload = _nan(tmp_path, rnd) if bad else _pth(tmp_path, 10 * rnd + task["shard"])
+            r = complete(api, node, task, upload(api, task, payload))
+            assert r.status_code == (422 if bad else 200), r.text
+            seen += 1
+    detail = wait_status(api, api.alice, job_id, "succeeded")
+    for r in detail["rounds"]:
+        assert len(r["excluded"]) == 1, r
+        assert re.match(r"shard 2 \(\d+ rows\): \[invalid_weights\] .*NaN", r["excluded"][0])
+    assert {t["status"] for t in detail["tasks"] if t["shard"] == 2} == {"failed"}
+
+
+def test_a_failure_that_repeats_itself_is_not_tried_again(api: Api) -> None:
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1, "max_attempts": 5}).json()["job"][
+        "id"
+    ]
+    node = register(api, api.alice)
+    for _ in range(2):
+        task = claim(api, node)
+        assert task is not None
+        _fail(api, node, task, "nonzero_exit")
+    detail = wait_status(api, api.alice, job_id, "failed")
+    assert detail["tasks"][0]["attempts"] == 2  # not 5: the second ended as the first did
 
 
 def test_two_rounds_of_fedavg_end_to_end(api: Api, tmp_path: Path) -> None:

@@ -438,3 +438,39 @@ def test_pages_load_without_console_errors_or_failed_requests(site, browser, wid
     for what in (page.locator("th", has_text="Status"), page.get_by_role("button").last):
         box = what.bounding_box()
         assert box is not None and box["x"] + box["width"] <= width, (what, box)
+
+
+PROJECT_TRAIN = b"""
+import os
+import torch
+from mypkg.model import make
+print("training with", make().__class__.__name__, flush=True)
+torch.save(make().state_dict(), os.environ["GRIDX_OUTPUT"])
+"""
+
+
+def test_a_project_zip_submitted_from_the_form_trains_and_its_log_opens(
+    site, browser, tmp_path: Path
+) -> None:
+    import zipfile
+
+    project = tmp_path / "project.zip"
+    with zipfile.ZipFile(project, "w") as zf:
+        zf.writestr("train.py", PROJECT_TRAIN)
+        zf.writestr("mypkg/__init__.py", b"")
+        zf.writestr(
+            "mypkg/model.py", b"import torch\ndef make():\n    return torch.nn.Linear(2, 1)\n"
+        )
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, site.url, site.api_key)
+    page.goto(f"{site.url}/submit/")
+    page.get_by_label("train.py (required)").set_input_files(str(project))
+    page.get_by_label("Rounds").fill("1")
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_url("**/job/?id=*")
+    page.wait_for_selector("h1 .badge.succeeded", timeout=180_000)
+    log = page.locator("[data-task-log]").first
+    log.locator("summary").click()
+    assert "training with Linear" in log.locator("pre").inner_text()
+    assert '"entry": "train.py"' in page.locator("pre").last.inner_text()
+    shot(page, "job-project-log")

@@ -141,11 +141,11 @@ def _accuracy(state: dict[str, torch.Tensor]) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def _central(tmp_path: Path) -> float:
+def _central(tmp_path: Path, epochs: int = ROUNDS * EPOCHS) -> float:
     """The same script on the union of the sites' data, for as many epochs in all."""
     env = {
         "GRIDX_DATA": str(DIGITS / "data" / "train.csv"),
-        "GRIDX_EPOCHS": str(ROUNDS * EPOCHS),
+        "GRIDX_EPOCHS": str(epochs),
         "GRIDX_OUTPUT": str(tmp_path / "central.pth"),
         "GRIDX_METRICS": str(tmp_path / "central.json"),
         "PATH": "/usr/bin:/bin",
@@ -206,3 +206,41 @@ def test_a_job_on_data_that_stays_on_its_nodes(
     central = _central(tmp_path)
     print(f"held-out accuracy: federated {federated:.4f}, centralized {central:.4f}")
     assert federated >= central - 0.01, (federated, central)
+
+
+def test_a_holder_whose_readings_diverge_is_left_out_under_robust_rules(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    """Three holders; the third's readings hold NaNs, so its every update is NaN. fedmedian and
+    trimmed_mean leave it out of each round (and say so) and land where centralized training
+    does; FedAvg fails at once, naming the holder."""
+    sites = _split(tmp_path, ["a", "b", "c"])
+    broken = sites[2].read_text().splitlines()
+    broken[1:] = [
+        ",".join("nan" if i == 3 else v for i, v in enumerate(row.split(","))) for row in broken[1:]
+    ]
+    sites[2].write_text("\n".join(broken) + "\n")
+    for i, (name, path) in enumerate(zip(("site-a", "site-b", "site-c"), sites, strict=True)):
+        _declare(cluster, name, path)
+        cluster.add_node(name)
+        client.wait_for_nodes(i + 1)
+    train = (DIGITS / "train.py").read_bytes()
+    rounds, epochs = 4, 3
+    central = _central(tmp_path, rounds * epochs)
+    for strategy in ({"name": "fedmedian"}, {"name": "trimmed_mean", "beta": 0.2}):
+        config = {"dataset": "digits", "rounds": rounds, "epochs": epochs, "min_nodes": 3,
+                  "strategy": strategy, "init_step": False}  # fmt: skip
+        body = client.wait_done(client.submit(train, config), 600)
+        assert body["job"]["status"] == "succeeded", (body["job"], body["tasks"])
+        for r in body["rounds"]:
+            assert sorted(r["nodes"]) == ["site-a", "site-b"], r
+            assert r["excluded"] and r["excluded"][0].startswith("node site-c: [invalid_weights]")
+        model = client.http.get(f"/jobs/{body['job']['id']}/model")
+        federated = _accuracy(torch.load(io.BytesIO(model.content), weights_only=True))
+        assert federated > central - 0.02, (strategy, federated, central)
+    config = {"dataset": "digits", "rounds": rounds, "epochs": epochs, "min_nodes": 3,
+              "init_step": False, "max_attempts": 3}  # fmt: skip
+    body = client.wait_done(client.submit(train, config), 600)
+    assert body["job"]["status"] == "failed"
+    expected = "the data of node site-c (admin@gridx.local) failed after 1 attempt(s)"
+    assert expected in body["job"]["error"], body["job"]["error"]

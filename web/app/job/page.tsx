@@ -7,7 +7,7 @@ import { LineChart } from "@/components/LineChart";
 import { ErrorNote, Status } from "@/components/Shell";
 import { ApiError, deleteIt, download, getJson, live, postJson } from "@/lib/api";
 import { ago, bytes, duration } from "@/lib/format";
-import { INIT_ROUND, type JobDetail } from "@/lib/types";
+import { INIT_ROUND, type JobDetail, type TaskInfo } from "@/lib/types";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
 
@@ -147,6 +147,11 @@ function Job() {
                   · {r.nodes.join(", ")}
                 </span>
               ) : null}
+              {r?.excluded && r.excluded.length > 0 ? (
+                <div className="muted" data-round-excluded>
+                  left out: {r.excluded.join("; ")}
+                </div>
+              ) : null}
             </li>
           );
         })}
@@ -175,6 +180,7 @@ function Job() {
               <th className="lo">Attempt</th>
               <th className="lo">Rows</th>
               <th className="lo">Metrics</th>
+              <th className="lo">Output</th>
             </tr>
           </thead>
           <tbody>
@@ -202,6 +208,9 @@ function Job() {
                 </td>
                 <td className="lo">{t.rows}</td>
                 <td className="lo">{t.metrics ? Object.entries(t.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ") : "-"}</td>
+                <td className="lo">
+                  <TaskLog task={t} />
+                </td>
               </tr>
             ))}
           </tbody>
@@ -224,5 +233,17 @@ function Job() {
       <h2>Configuration</h2>
       <pre>{JSON.stringify(d.config, null, 2)}</pre>
     </>
+  );
+}
+
+/** What a task's latest attempt printed (streamed while it runs), folded until opened. */
+function TaskLog({ task }: { task: TaskInfo }) {
+  const last = task.history[task.history.length - 1];
+  if (!last?.stderr_tail) return <>-</>;
+  return (
+    <details className="task-log" data-task-log={task.id}>
+      <summary>{last.outcome ? "log" : "live log"}</summary>
+      <pre>{last.stderr_tail}</pre>
+    </details>
   );
 }

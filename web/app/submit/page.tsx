@@ -64,6 +64,9 @@ export default function Submit() {
             ...(local
               ? { dataset: String(f.get("dataset") ?? ""), min_nodes: num("min_nodes"), max_nodes: num("max_nodes") }
               : { shards: num("shards") }),
+            ...(String((f.get("train_py") as File | null)?.name ?? "").toLowerCase().endsWith(".zip")
+              ? { entry: String(f.get("entry") || "train.py") }
+              : {}),
             ...(noise !== undefined
               ? { dp: { noise_multiplier: noise, clip_norm: num("dp_clip_norm"), max_epsilon: num("dp_max_epsilon") } }
               : {}),
@@ -72,7 +75,10 @@ export default function Submit() {
           const files = ["train_py", "requirements", "evaluate_py", "test_data", ...(local ? [] : ["data"])];
           for (const k of files) {
             const file = f.get(k);
-            if (file instanceof File && file.size > 0) body.append(k, file, file.name);
+            if (!(file instanceof File) || file.size === 0) continue;
+            // a .zip is a project: a folder of files run from its entry script
+            const project = k === "train_py" && file.name.toLowerCase().endsWith(".zip");
+            body.append(project ? "project" : k, file, file.name);
           }
           body.append("config", JSON.stringify(config));
           setBusy(true);
@@ -98,9 +104,15 @@ export default function Submit() {
         }}
       >
         <label>
-          train.py (required)
-          <input type="file" name="train_py" accept=".py" aria-describedby="train_py-error" />
+          train.py (required), or a project&apos;s .zip
+          <input type="file" name="train_py" accept=".py,.zip" aria-describedby="train_py-error" />
           {fieldError("train_py")}
+          {fieldError("project")}
+        </label>
+        <label>
+          Entry script of a .zip project
+          <input name="entry" placeholder="train.py" aria-describedby="entry-error" />
+          {fieldError("entry")}
         </label>
         <label>
           requirements.txt

@@ -12,7 +12,7 @@ from gridx.coordinator.cli.job_specs import partition_spec, privacy_spec, strate
 from gridx.coordinator.cli.logs import job_logs
 from gridx.coordinator.cli.options import client_options, json_option, when
 from gridx.coordinator.cli.progress import format_metrics, last_failure, watch
-from gridx.coordinator.cli.project import pack
+from gridx.coordinator.cli.project import pack, sibling_imports
 from gridx.coordinator.cli.screen import line, text
 from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig, round_label
@@ -299,6 +299,11 @@ def _code(
         return packed, packed
     if config.get("entry") and path.suffix != ".zip":
         raise click.UsageError("--entry names the script of a project: give a folder as PATH")
+    if path.suffix != ".zip" and (beside := sibling_imports(path)):
+        raise click.UsageError(
+            f"{path.name} imports {', '.join(beside)}, which sit(s) beside it and would not be "
+            f"sent: submit the folder instead (gridx job submit {path.parent} ...)"
+        )
     return path, None
 
 

@@ -5,6 +5,7 @@ links, and without the data file the job sends anyway."""
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import os
 import tempfile
@@ -82,3 +83,22 @@ def pack(folder: Path, entry: str, leave_out: tuple[Path, ...] = ()) -> Path:
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, (folder / rel).read_bytes())
     return Path(name)
+
+
+def sibling_imports(script: Path) -> list[str]:
+    """Modules `script` imports that sit beside it (`model.py`, `utils/`): a lone script sent
+    without them fails on every node with ModuleNotFoundError."""
+    try:
+        tree = ast.parse(script.read_bytes(), str(script))
+    except (SyntaxError, ValueError, RecursionError):
+        return []  # the coordinator says what is wrong with it
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    here = script.parent
+    return sorted(
+        n for n in names if (here / f"{n}.py").is_file() or (here / n / "__init__.py").is_file()
+    )

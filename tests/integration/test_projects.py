@@ -173,6 +173,7 @@ def test_mistakes_a_machine_can_catch_are_refused_at_submit(
         "syntax": ([str(broken)], "train.py:2", "train_py"),
         "project": ([str(folder)], "mypkg/model.py does not compile", "project"),
         "entry": ([str(_project(tmp_path / "other")), "--entry", "main.py"], "no main.py", None),
+        "sibling": ([str(_project(tmp_path / "lone") / "train.py")], "imports mypkg, which", None),
         "option": ([str(good), "--requirements", str(options)], "line 2: options", "requirements"),
         "torch": (
             [str(good), "--requirements", str(pin)],

@@ -465,3 +465,42 @@ def test_cancel_stops_running_tasks_at_the_next_heartbeat(api: Api, tmp_path: Pa
 def upload_or_none(api: Api, task: dict, payload: bytes) -> str | None:
     r = api.client.put(task["upload_url"], content=payload)
     return r.json()["sha256"] if r.status_code == 201 else None
+
+
+def test_a_running_tasks_output_arrives_with_heartbeats_and_stays_after_it(
+    api: Api, tmp_path: Path
+) -> None:
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 1}).json()["job"]["id"]
+    node = register(api, api.alice)
+    other = register(api, api.bob, "other")
+    task = claim(api, node)
+    assert task is not None
+    for chunk in ("epoch 1 loss 0.9\n", "epoch 2 loss 0.5\n"):
+        beat = {"running": [task["task_id"]], "output": chunk}
+        assert api.client.post("/agent/heartbeat", headers=node, json=beat).status_code == 200
+    # a node writing into a task it does not hold changes nothing
+    forged = {"running": [task["task_id"]], "output": "forged line\n"}
+    assert api.client.post("/agent/heartbeat", headers=other, json=forged).status_code == 200
+    deadline = time.monotonic() + 30
+    while True:
+        body = api.client.get(f"/jobs/{job_id}", headers=api.alice).json()
+        live = body["tasks"][0]["history"][0]["stderr_tail"] or ""
+        if "epoch 2" in live:
+            break
+        assert time.monotonic() < deadline, live
+        time.sleep(0.1)
+    assert live == "epoch 1 loss 0.9\nepoch 2 loss 0.5\n"
+    sha = upload(api, task, _pth(tmp_path, 1))
+    r = api.client.post(
+        "/agent/complete_task",
+        headers=node,
+        json={
+            "task_id": task["task_id"],
+            "lease_token": task["lease_token"],
+            "result_sha256": sha,
+            "output_tail": "epoch 1 loss 0.9\nepoch 2 loss 0.5\ndone\n",
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = wait_status(api, api.alice, job_id, "succeeded")
+    assert body["tasks"][0]["history"][0]["stderr_tail"].endswith("done\n")

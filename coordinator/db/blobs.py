@@ -42,11 +42,13 @@ RELEASE_INPUTS = [
     "UPDATE shards SET blob_sha = NULL WHERE job_id = :job_id",
     "UPDATE jobs SET data_sha = NULL WHERE id = :job_id",
     # every round model but the final one and the last `keep_rounds` merged ones (checkpoints:
-    # a cancelled or failed job keeps at least its last), unless an evaluation still needs it
+    # a cancelled or failed job keeps at least its last; a succeeding job's final round, whose
+    # model is recorded just after, counts among them), unless an evaluation still needs it
     """UPDATE rounds SET input_sha = NULL, state_sha = NULL,
         output_sha = CASE WHEN output_sha = (SELECT final_pth_sha FROM jobs WHERE id = :job_id)
             OR rounds.idx > (SELECT max(r.idx) FROM rounds r WHERE r.job_id = :job_id
-                AND r.output_sha IS NOT NULL) - (SELECT keep_rounds FROM jobs WHERE id = :job_id)
+                AND r.output_sha IS NOT NULL)
+                - (SELECT keep_rounds FROM jobs WHERE id = :job_id) + :final
             THEN output_sha ELSE NULL END
     WHERE job_id = :job_id AND (SELECT keep_updates FROM jobs WHERE id = :job_id) = 0
     AND NOT EXISTS (
@@ -111,12 +113,16 @@ async def release_updates(conn: Conn, job_id: str, round_idx: int) -> None:
     await conn.execute(RELEASE_UPDATES, {"job_id": job_id, "round_idx": round_idx})
 
 
-async def release_inputs(conn: Conn, job_id: str) -> None:
+async def release_inputs(conn: Conn, job_id: str, succeeded: bool = False) -> None:
     """A job ended: its training data, and (unless it keeps its updates) every round model but
-    the final one, are no longer needed. Code, requirements, test data and final models stay
-    until the job is deleted (an evaluation may still run after the job ended)."""
+    the final one and its last `keep_rounds` checkpoints, are no longer needed. Code,
+    requirements, test data and final models stay until the job is deleted (an evaluation may
+    still run after the job ended). `succeeded`: its final round is being recorded now."""
     for sql in RELEASE_INPUTS:
-        await conn.execute(sql, {"job_id": job_id})
+        params: dict[str, object] = {"job_id": job_id}
+        if ":final" in sql:
+            params["final"] = int(succeeded)
+        await conn.execute(sql, params)
 
 
 async def total(conn: Conn) -> tuple[int, int]:

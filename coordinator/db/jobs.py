@@ -232,7 +232,7 @@ async def transition(
         },
     )
     if rows and to in ENDED:
-        await blobs.release_inputs(conn, job_id)
+        await blobs.release_inputs(conn, job_id, succeeded=to == "succeeded")
     return bool(rows)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from gridx.coordinator.aggregation.errors import WeightsError
+from gridx.coordinator.aggregation.errors import UnclippedUpdate, WeightsError
 from gridx.coordinator.aggregation.tensorfile import TensorFile, signature_of
 
 StateDict = dict[str, torch.Tensor]
@@ -78,7 +78,7 @@ def validate_file(
         if base is not None and (max_norm is not None or frozen):
             norm = update_norm(tf, base, max_bytes, frozen)
             if max_norm is not None and norm > max_norm * (1 + 1e-4):
-                raise WeightsError(
+                raise UnclippedUpdate(
                     f"the update's L2 norm is {norm:.6g}, over the job's clip_norm {max_norm:g}: "
                     "the job clips on the nodes (dp.client_clip), so this node did not"
                 )

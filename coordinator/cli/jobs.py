@@ -5,28 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import msgspec
 
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.job_specs import partition_spec, privacy_spec, strategy_spec
 from gridx.coordinator.cli.logs import job_logs
 from gridx.coordinator.cli.options import client_options, json_option, when
-from gridx.coordinator.cli.progress import format_metrics, last_failure, watch
+from gridx.coordinator.cli.progress import last_failure, watch
 from gridx.coordinator.cli.project import pack, sibling_imports
-from gridx.coordinator.cli.screen import line, text
+from gridx.coordinator.cli.screen import line
+from gridx.coordinator.cli.views import job_download, job_status
 from gridx.schemas.agent import SANDBOX_LEVELS
-from gridx.schemas.jobs import STRATEGY_NAMES, JobConfig, round_label
+from gridx.schemas.jobs import STRATEGY_NAMES
 from gridx.schemas.projects import DEFAULT_ENTRY
 
 
-def _describe(config: JobConfig) -> str:
-    """`krum(f=1, m=1)`."""
-    s = msgspec.to_builtins(config.strategy)
-    args = ", ".join(f"{k}={v}" for k, v in s.items() if k != "name" and v is not None)
-    return f"{config.strategy.name}({args})"
-
-
-# --- jobs ------------------------------------------------------------------------------------
 @click.group()
 def job() -> None:
     """Submit and follow jobs."""
@@ -307,49 +299,6 @@ def _code(
     return path, None
 
 
-@job.command("status")
-@click.argument("job_id")
-@client_options
-@json_option
-def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
-    """One job: rounds with metrics, tasks with nodes and attempts."""
-    d = client.job(job_id)
-    if as_json:
-        click.echo(to_json(d))
-        return
-    j = d.job
-    line(f"{j.id}  {j.name}  [{j.status}]  owner {j.owner}")
-    c = d.config
-    click.echo(
-        f"config: rounds={c.rounds} shards={c.shards} epochs={c.epochs} strategy={_describe(c)} "
-        f"timeout={c.task_timeout_s}s max_attempts={c.max_attempts} seed={c.seed}"
-    )
-    if c.dataset:
-        line(f"data: dataset {c.dataset!r} on the nodes that hold it (never uploaded)")
-    for r in d.rounds:
-        name = round_label(r.index)
-        held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""
-        eps = f"  epsilon={r.epsilon:.3g} (delta {d.delta:.3g})" if r.epsilon and d.delta else ""
-        who = f"  nodes: {', '.join(r.nodes)}" if c.dataset and r.nodes else ""
-        line(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}{eps}{who}")
-        for left_out in r.excluded:
-            line(f"    left out: {left_out}")
-    for t in d.tasks:
-        err = f"  [{t.error_code}] {t.error}" if t.error else ""
-        what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
-        node = t.node_name or t.node_id or "-"
-        line(
-            f"    {round_label(t.round)} {what}: {t.status:<9} node={node} "
-            f"attempts={t.attempts}/{t.max_attempts} losses={t.losses}/{t.max_losses} "
-            f"rows={t.rows}{err}"
-        )
-    if j.status == "failed":
-        line(f"error: {j.error}")
-        text(last_failure(d))
-    elif j.error:  # a job that ended early on purpose (its privacy budget) says why
-        line(f"note: {j.error}")
-
-
 @job.command("watch")
 @click.argument("job_id")
 @client_options
@@ -368,7 +317,8 @@ def job_watch(job_id: str, client: ApiClient, as_json: bool) -> None:
         click.echo(f"job {job_id} succeeded: `gridx job download {job_id}`")
 
 
-job.add_command(job_logs)
+for command in (job_logs, job_status, job_download):
+    job.add_command(command)
 
 
 @job.command("cancel")
@@ -392,29 +342,3 @@ def job_delete(job_id: str, yes: bool, client: ApiClient, as_json: bool) -> None
         click.confirm(f"delete {job_id} and its final model for good?", abort=True)
     client.call("DELETE", f"/jobs/{job_id}", type(None))
     click.echo(to_json({"id": job_id, "deleted": True}) if as_json else f"{job_id} deleted")
-
-
-@job.command("download")
-@click.argument("job_id")
-@click.option(
-    "--format", "fmt", type=click.Choice(["pth", "safetensors"]), default="pth", show_default=True
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="File to write (default: final_model.<format>).",
-)
-@click.option(
-    "--round", "round_n", type=click.IntRange(1), help="That round's merged model (a checkpoint)."
-)
-@client_options
-def job_download(
-    job_id: str, fmt: str, out: Path | None, round_n: int | None, client: ApiClient
-) -> None:
-    """Download a job's final model, or with --round N the model merged in round N (while the
-    job runs, and for its last --keep-rounds rounds after it ended, cancelled or failed too)."""
-    name = f"final_model.{fmt}" if round_n is None else f"round_{round_n}.{fmt}"
-    round_idx = None if round_n is None else round_n - 1
-    path = client.download(job_id, fmt, out or Path(name), round_idx)
-    click.echo(str(path))

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from gridx.coordinator.aggregation import work
-from gridx.coordinator.aggregation.errors import WeightsError
+from gridx.coordinator.aggregation.errors import UnclippedUpdate, WeightsError
 from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, stragglers, tasks
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
@@ -178,6 +178,9 @@ async def _checked_weights(
             dp.clip_norm if base and dp and dp.client_clip else None,
             base is not None,
         )
+    except UnclippedUpdate as exc:  # the node did not clip: its loss, the shard goes on
+        await _give_up(rt, node, task, "node_error", "unclipped_update", str(exc), "")
+        raise InvalidWeights(f"weights refused: {exc}") from exc
     except WeightsError as exc:
         await _give_up(rt, node, task, "user_error", "invalid_weights", str(exc), "")
         raise InvalidWeights(f"weights refused: {exc}") from exc

@@ -1,0 +1,92 @@
+"""What a job did and what it made: `gridx job status` (rounds with metrics, tasks with nodes
+and attempts) and `gridx job download` (the final model or a round's checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import msgspec
+
+from gridx.coordinator.cli.client import ApiClient, to_json
+from gridx.coordinator.cli.options import client_options, json_option
+from gridx.coordinator.cli.progress import format_metrics, last_failure
+from gridx.coordinator.cli.screen import line, text
+from gridx.schemas.jobs import JobConfig, round_label
+
+
+def _describe(config: JobConfig) -> str:
+    """`krum(f=1, m=1)`."""
+    s = msgspec.to_builtins(config.strategy)
+    args = ", ".join(f"{k}={v}" for k, v in s.items() if k != "name" and v is not None)
+    return f"{config.strategy.name}({args})"
+
+
+# --- jobs ------------------------------------------------------------------------------------
+@click.command("status")
+@click.argument("job_id")
+@client_options
+@json_option
+def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
+    """One job: rounds with metrics, tasks with nodes and attempts."""
+    d = client.job(job_id)
+    if as_json:
+        click.echo(to_json(d))
+        return
+    j = d.job
+    line(f"{j.id}  {j.name}  [{j.status}]  owner {j.owner}")
+    c = d.config
+    click.echo(
+        f"config: rounds={c.rounds} shards={c.shards} epochs={c.epochs} strategy={_describe(c)} "
+        f"timeout={c.task_timeout_s}s max_attempts={c.max_attempts} seed={c.seed}"
+    )
+    if c.dataset:
+        line(f"data: dataset {c.dataset!r} on the nodes that hold it (never uploaded)")
+    for r in d.rounds:
+        name = round_label(r.index)
+        held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""
+        eps = f"  epsilon={r.epsilon:.3g} (delta {d.delta:.3g})" if r.epsilon and d.delta else ""
+        who = f"  nodes: {', '.join(r.nodes)}" if c.dataset and r.nodes else ""
+        line(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}{eps}{who}")
+        for left_out in r.excluded:
+            line(f"    left out: {left_out}")
+    for t in d.tasks:
+        err = f"  [{t.error_code}] {t.error}" if t.error else ""
+        what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
+        node = t.node_name or t.node_id or "-"
+        line(
+            f"    {round_label(t.round)} {what}: {t.status:<9} node={node} "
+            f"attempts={t.attempts}/{t.max_attempts} losses={t.losses}/{t.max_losses} "
+            f"rows={t.rows}{err}"
+        )
+    if j.status == "failed":
+        line(f"error: {j.error}")
+        text(last_failure(d))
+    elif j.error:  # a job that ended early on purpose (its privacy budget) says why
+        line(f"note: {j.error}")
+
+
+@click.command("download")
+@click.argument("job_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["pth", "safetensors"]), default="pth", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File to write (default: final_model.<format>).",
+)
+@click.option(
+    "--round", "round_n", type=click.IntRange(1), help="That round's merged model (a checkpoint)."
+)
+@client_options
+def job_download(
+    job_id: str, fmt: str, out: Path | None, round_n: int | None, client: ApiClient
+) -> None:
+    """Download a job's final model, or with --round N the model merged in round N (while the
+    job runs, and for its last --keep-rounds rounds after it ended, cancelled or failed too)."""
+    name = f"final_model.{fmt}" if round_n is None else f"round_{round_n}.{fmt}"
+    round_idx = None if round_n is None else round_n - 1
+    path = client.download(job_id, fmt, out or Path(name), round_idx)
+    click.echo(str(path))

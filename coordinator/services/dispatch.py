@@ -122,23 +122,36 @@ async def request_task(
                 if hops + 1 < len(rt.wakeups):
                     rt.wakeups.wake(1, hops + 1)
                 hops = None
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
-            watched: set[asyncio.Future[Any]] = {fut} if gone is None else {fut, gone}
-            done, _ = await asyncio.wait(
-                watched, timeout=min(remaining, RECHECK_S), return_when=asyncio.FIRST_COMPLETED
-            )
-            woken = fut in done
+            woken = await _wait(rt, node, fut, gone, deadline)
             if not woken:
-                if done or loop.time() >= deadline or not await nodes.may_take_work(rt, node):
-                    return None
-                continue
+                return None
             hops = fut.result()
         finally:
             rt.wakeups.discard(fut)
             if fut.done() and not woken and not fut.cancelled():
                 rt.wakeups.wake(1, fut.result())  # woken but did not use it: pass it on
+
+
+async def _wait(
+    rt: Runtime,
+    node: NodeRow,
+    fut: asyncio.Future[int],
+    gone: asyncio.Future[None] | None,
+    deadline: float,
+) -> bool:
+    """Wait for a wake-up until `deadline`, asking every `RECHECK_S` whether the node may still
+    work (no claim meanwhile); True when woken, False when the poll must end."""
+    loop = asyncio.get_running_loop()
+    watched: set[asyncio.Future[Any]] = {fut} if gone is None else {fut, gone}
+    while (remaining := deadline - loop.time()) > 0:
+        done, _ = await asyncio.wait(
+            watched, timeout=min(remaining, RECHECK_S), return_when=asyncio.FIRST_COMPLETED
+        )
+        if fut in done:
+            return True
+        if done or not await nodes.may_take_work(rt, node):  # hung up, or refused meanwhile
+            return False
+    return False
 
 
 async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:

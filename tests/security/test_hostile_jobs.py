@@ -262,8 +262,10 @@ def _start_node(
             launcher=as_user(user, python),
         )
         return state
-    # the fallback: without the owner's consent it refuses to work at all
-    flags = ("--executor", "process", "--sandbox", "unshare", *args)
+    # the fallback: without the owner's consent it refuses to work at all. It shows the host's
+    # filesystem as the task's uid sees it, so tasks run the system's Python (this machine's own
+    # interpreter may sit under a 0700 home: a task could not start a subprocess of it)
+    flags = ("--executor", "process", "--sandbox", "unshare", "--python", "/usr/bin/python3", *args)
     refused = cluster.add_node("weak-refused", env, flags)
     assert refused.wait(60) != 0
     log = (cluster.root / "weak-refused.log").read_text()
@@ -380,16 +382,16 @@ def test_hostile_jobs_are_contained_or_refused(
         "sdist": "requirements_need_build",
     }
     # after those (the warm runners above are the job's own), what the node reads afterwards
+    workers = submit(cluster, tmp_path, "workers", WORKERS)
     deputies = {}
     for kind in DEPUTY_CODES:
         target = str(token) if kind == "identity_link" else str(host.secret)
         real = "model_link" if kind == "identity_link" else kind
         deputies[kind] = submit(cluster, tmp_path, kind, DEPUTY.format(args=(real, target)))
-    workers = submit(cluster, tmp_path, "workers", WORKERS)
     done = {kind: client.wait_done(job_id, 120) for kind, job_id in deputies.items()}
     assert {kind: b["tasks"][0]["error_code"] for kind, b in done.items()} == DEPUTY_CODES
     body = client.wait_done(workers, 120)
-    assert body["job"]["status"] == "succeeded", (body["job"]["error"], body["tasks"])
+    assert body["job"]["status"] == "succeeded", body["tasks"][0]["history"][0]["stderr_tail"]
     assert body["rounds"][0]["metrics"] == {"workers": 1.0, "shm": 1.0}
     # the node read none of what the links led to, with its own rights: not in the store, not
     # in any answer, and it is still up (a FIFO did not block it)

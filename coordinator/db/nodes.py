@@ -44,6 +44,7 @@ VALUES (:id, :owner_id, :name, :token_hash, :capabilities, :now, :now)
 BY_TOKEN_HASH = f"""
 SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id WHERE n.token_hash = :token_hash
 """
+BY_ID = f"SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id WHERE n.id = :id"
 LIST = f"""
 SELECT {_COLUMNS} FROM nodes n JOIN users u ON u.id = n.owner_id
 WHERE (CAST(:owner_id AS BIGINT) IS NULL OR n.owner_id = :owner_id)
@@ -95,6 +96,11 @@ async def create(
             "now": now,
         },
     )
+
+
+async def by_id(conn: Conn, node_id: str) -> NodeRow | None:
+    """A node by id (removed ones too)."""
+    return await fetch_one(conn, BY_ID, {"id": node_id}, NodeRow)
 
 
 async def by_token_hash(conn: Conn, token_hash: str) -> NodeRow | None:

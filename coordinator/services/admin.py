@@ -193,10 +193,10 @@ async def remove_node(rt: Runtime, admin: UserRow, node_id: str) -> NodeInfo:
 
 
 async def _node(rt: Runtime, node_id: str) -> nodes.NodeRow:
-    found = [r for r in await nodes.list_nodes(rt.db.reader, None, True) if r.id == node_id]
-    if not found:
+    found = await nodes.by_id(rt.db.reader, node_id)
+    if found is None:
         raise NotFound(f"no node {node_id!r}")
-    return found[0]
+    return found
 
 
 async def _return_leases(conn: Conn, node_id: str, now: int) -> list[str]:

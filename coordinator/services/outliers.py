@@ -33,9 +33,9 @@ async def worth_retrying(conn: Conn, task: TaskRow, code: str, message: str) -> 
 async def holder(conn: Conn, task: TaskRow) -> str:
     """Who held the data of a task, in words: the node and its owner, or the shard's rows."""
     if task.target_node is not None:
-        found = [n for n in await nodes.list_nodes(conn, None, True) if n.id == task.target_node]
-        if found:
-            return f"the data of node {found[0].name} ({found[0].owner_email})"
+        found = await nodes.by_id(conn, task.target_node)
+        if found is not None:
+            return f"the data of node {found.name} ({found.owner_email})"
     rows = {s.idx: s.rows for s in await jobs.shards(conn, task.job_id)}
     return f"shard {task.shard} ({rows.get(task.shard, task.weight or 0)} rows)"
 

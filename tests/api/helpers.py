@@ -64,8 +64,10 @@ def complete(
     token: str | None = None,
     metrics: dict[str, float] | None = None,
     duration_s: float = 0.0,
+    output_tail: str = "",
 ) -> Any:
-    """POST /agent/complete_task (`duration_s`: the run time the node claims)."""
+    """POST /agent/complete_task (`duration_s`: the run time the node claims; `output_tail`:
+    the end of what the task printed)."""
     return api.client.post(
         "/agent/complete_task",
         headers=node,
@@ -75,6 +77,30 @@ def complete(
             "result_sha256": sha,
             "metrics": metrics or {},
             "duration_s": duration_s,
+            "output_tail": output_tail,
+        },
+    )
+
+
+def fail(
+    api: Api,
+    node: dict[str, str],
+    task: dict[str, Any],
+    code: str,
+    message: str = "train.py finished but wrote no model.pth",
+    stderr_tail: str = "",
+) -> Any:
+    """POST /agent/fail_task: the task's script failed (`user_error`)."""
+    return api.client.post(
+        "/agent/fail_task",
+        headers=node,
+        json={
+            "task_id": task["task_id"],
+            "lease_token": task["lease_token"],
+            "kind": "user_error",
+            "code": code,
+            "message": message,
+            "stderr_tail": stderr_tail,
         },
     )
 

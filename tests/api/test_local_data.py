@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.api.helpers import TRAIN, claim, complete, register, upload, wait_status
+from tests.api.helpers import TRAIN, claim, complete, fail, register, upload, wait_status
 from tests.support.api import Api
 
 
@@ -189,33 +189,23 @@ def test_a_private_job_on_a_dataset_lets_only_noised_float_weights_leave(
     torch.save({"w": torch.zeros(4), "steps": torch.zeros(4, dtype=torch.int64)}, start)
     dp = {"noise_multiplier": 1.0, "clip_norm": 1.0, "delta": 1e-3}
     config = {"dataset": "clinic", "rounds": 1, "dp": dp, "max_attempts": 3}
-    r = api.client.post(
-        "/jobs/",
-        headers=api.alice,
-        files={
-            "train_py": ("train.py", io.BytesIO(TRAIN)),
-            "init_model": ("s.pth", start.read_bytes()),
-        },
-        data={"config": json.dumps(config)},
-    )
-    assert r.status_code == 201, r.text
-    job_id = r.json()["job"]["id"]
+
+    def private_job() -> str:
+        r = api.client.post(
+            "/jobs/",
+            headers=api.alice,
+            files={"train_py": ("train.py", TRAIN), "init_model": ("s.pth", start.read_bytes())},
+            data={"config": json.dumps(config)},
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["job"]["id"])
+
+    job_id = private_job()
     secret = 7.123456789
 
     task = claim(api, node)
     assert task is not None and task["private"] is True
-    failed = api.client.post(
-        "/agent/fail_task",
-        headers=node,
-        json={
-            "task_id": task["task_id"],
-            "lease_token": task["lease_token"],
-            "kind": "user_error",
-            "code": "nonzero_exit",
-            "message": f"row 0: {secret}",
-            "stderr_tail": f"a,b,label\n{secret},1,0",
-        },
-    )
+    failed = fail(api, node, task, "nonzero_exit", f"row 0: {secret}", f"a,b,label\n{secret},1,0")
     assert failed.status_code == 200, failed.text
 
     task = claim(api, node)
@@ -232,17 +222,9 @@ def test_a_private_job_on_a_dataset_lets_only_noised_float_weights_leave(
     assert body["rounds"][0]["metrics"] == {}
 
     # rows hidden in an integer tensor (which no noise touches): refused, and the job ends
-    r = api.client.post(
-        "/jobs/",
-        headers=api.alice,
-        files={
-            "train_py": ("train.py", io.BytesIO(TRAIN)),
-            "init_model": ("s.pth", start.read_bytes()),
-        },
-        data={"config": json.dumps(config)},
-    )
+    second = private_job()
     task = claim(api, node)
-    assert task is not None and task["job_id"] == r.json()["job"]["id"]
+    assert task is not None and task["job_id"] == second
     rows = tmp_path / "rows.pth"
     torch.save({"w": torch.full((4,), 0.1), "steps": torch.tensor([5, 1, 4, 2])}, rows)
     refused = complete(api, node, task, upload(api, task, rows.read_bytes()))

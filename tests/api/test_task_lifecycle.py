@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 import torch
 
-from tests.api.helpers import CSV, TRAIN, claim, complete, register, submit, upload, wait_status
+from tests.api.helpers import (
+    CSV,
+    TRAIN,
+    claim,
+    complete,
+    fail,
+    register,
+    submit,
+    upload,
+    wait_status,
+)
 from tests.support.api import Api
 from tests.weightfiles import state, write_pickle_bomb, write_pth
 
@@ -42,17 +52,7 @@ def test_completing_a_task_not_held_or_with_a_stale_token_is_409_and_changes_not
     assert r.status_code == 409 and r.json()["code"] == "stale_lease"
     r = complete(api, mine, task, sha, token="0" * 32)  # wrong fencing token
     assert r.status_code == 409
-    r = api.client.post(
-        "/agent/fail_task",
-        headers=other,
-        json={
-            "task_id": task["task_id"],
-            "lease_token": task["lease_token"],
-            "kind": "user_error",
-            "code": "x",
-            "message": "not mine to fail",
-        },
-    )
+    r = fail(api, other, task, "x", "not mine to fail")
     assert r.status_code == 409
     assert _snapshot(api, job_id) == before
     # the holder completes; a retry of the same completion is accepted (idempotent)
@@ -92,17 +92,7 @@ def test_credit_is_the_time_the_coordinator_measured_never_the_nodes_claim(
 
 
 def _fail(api: Api, node: dict[str, str], task: dict, code: str) -> None:
-    r = api.client.post(
-        "/agent/fail_task",
-        headers=node,
-        json={
-            "task_id": task["task_id"],
-            "lease_token": task["lease_token"],
-            "kind": "user_error",
-            "code": code,
-            "message": "train.py finished but wrote no model.pth",
-        },
-    )
+    r = fail(api, node, task, code)
     assert r.status_code == 200, r.text
 
 
@@ -491,16 +481,7 @@ def test_a_running_tasks_output_arrives_with_heartbeats_and_stays_after_it(
         time.sleep(0.1)
     assert live == "epoch 1 loss 0.9\nepoch 2 loss 0.5\n"
     sha = upload(api, task, _pth(tmp_path, 1))
-    r = api.client.post(
-        "/agent/complete_task",
-        headers=node,
-        json={
-            "task_id": task["task_id"],
-            "lease_token": task["lease_token"],
-            "result_sha256": sha,
-            "output_tail": "epoch 1 loss 0.9\nepoch 2 loss 0.5\ndone\n",
-        },
-    )
+    r = complete(api, node, task, sha, output_tail="epoch 1 loss 0.9\nepoch 2 loss 0.5\ndone\n")
     assert r.status_code == 200, r.text
     body = wait_status(api, api.alice, job_id, "succeeded")
     assert body["tasks"][0]["history"][0]["stderr_tail"].endswith("done\n")

@@ -149,8 +149,8 @@ async def watch(
     what = describe(wheels)
     while True:
         got = sum(folder_size(f) for f in folders)
-        if total and got >= total:
-            progress(f"installing {what}, {human(total)}")
+        if total and got >= total:  # pip is still checking what arrived; installing comes after
+            progress(f"downloading {what}: all {human(total)} arrived, checking")
         elif total:
             progress(f"downloading {what}: {human(got)} / {human(total)}")
         else:

@@ -3,15 +3,19 @@
 venv := ".venv"
 py := venv / "bin/python"
 
-# Create .venv and install Grid-X with everything the tests need (torch pinned: CPU wheel).
-setup:
+# .venv with Grid-X and what it runs (torch 2.13.0: the CPU build unless a GPU answers).
+install:
     test -x {{py}} || python3 -m venv {{venv}}
     {{py}} -m pip install -q --upgrade pip
-    {{py}} -m pip install -q "torch==2.13.0"
-    PYTHONWARNINGS=ignore {{py}} -m pip install -q -e ".[dev]"  # (setuptools: editable notice)
+    {{py}} -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null || infra/install_torch.sh {{py}}
+    PYTHONWARNINGS=ignore {{py}} -m pip install -q -e ".[coordinator]"  # (setuptools: editable notice)
 
-# Set up, then run a real 3-round federated job on a local coordinator and two nodes.
-demo *ARGS: setup
+# `install`, and what the tests, the linters and the benchmarks need.
+setup: install
+    PYTHONWARNINGS=ignore {{py}} -m pip install -q -e ".[dev]"
+
+# A real 3-round federated job on a local coordinator and two nodes (`--help`: its options).
+demo *ARGS: install
     {{venv}}/bin/gridx demo {{ARGS}}
 
 # The whole test suite on real processes; first installs and starts what its suites need

@@ -24,7 +24,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-[ -x .venv/bin/python ] || just setup
+.venv/bin/python -c "import pytest, playwright, gridx.coordinator" 2>/dev/null || just setup
 # the dashboard, built again when a source is newer than the build
 if [ ! -f web/out/index.html ] || [ -n "$(find web/app web/components web/lib web/public \
         web/package-lock.json web/next.config.ts web/scripts -newer web/out/index.html 2>/dev/null | head -1)" ]; then

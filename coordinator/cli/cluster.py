@@ -51,6 +51,16 @@ def make_user(
     return str(json.loads(out.stdout)["api_key"])
 
 
+class NodeDied(RuntimeError):
+    """A node process of a `LocalCluster` exited while it was meant to work."""
+
+    def __init__(self, name: str, returncode: int, log_tail: str) -> None:
+        super().__init__(f"node {name} stopped (exit status {returncode})")
+        self.name = name
+        self.returncode = returncode
+        self.log_tail = log_tail
+
+
 class LocalCluster:
     """Starts and stops coordinator replicas and nodes under `root` (logs land there too).
 
@@ -204,6 +214,20 @@ class LocalCluster:
         )
         self.nodes[name] = proc
         return proc
+
+    def node_log(self, name: str, lines: int = 12) -> str:
+        """The last `lines` of a node's log."""
+        path = self.root / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_nodes(self) -> None:
+        """Raises:
+        NodeDied: for the first node process that has exited (its log's last lines with it).
+        """
+        for name, proc in self.nodes.items():
+            if proc.poll() is not None:
+                raise NodeDied(name, proc.returncode, self.node_log(name))
 
     def kill_node(self, name: str) -> None:
         """SIGKILL a node (no goodbye: its lease must expire)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import time
+from collections.abc import Callable
 
 import click
 
@@ -12,9 +14,17 @@ from gridx.coordinator.cli.screen import line
 from gridx.schemas.jobs import FINISHED, INIT_ROUND, JobDetail, round_label
 
 
+COUNTS = re.compile(r"(^|_)(samples|examples|rows|count|steps|batches|epochs|n)$|^(num|n)_")
+"""Metric names that count things: printed as whole numbers (`samples=2400`, not 2400.0000)."""
+
+
 def format_metrics(metrics: dict[str, float] | None) -> str:
-    """`loss=0.1234 accuracy=0.9650`."""
-    return " ".join(f"{k}={v:.4f}" for k, v in (metrics or {}).items()) or "(no metrics)"
+    """`loss=0.1234 accuracy=0.9650 samples=2400`."""
+    shown = (
+        f"{k}={int(v)}" if COUNTS.search(k) and float(v).is_integer() else f"{k}={v:.4f}"
+        for k, v in (metrics or {}).items()
+    )
+    return " ".join(shown) or "(no metrics)"
 
 
 def last_failure(detail: JobDetail) -> str:
@@ -39,38 +49,69 @@ def last_failure(detail: JobDetail) -> str:
     return text
 
 
-def watch(client: ApiClient, job_id: str, poll_s: float = 0.3, quiet: bool = False) -> JobDetail:
-    """Follow a job until it finishes, drawing a bar per round (nothing when `quiet`)."""
+def watch(
+    client: ApiClient,
+    job_id: str,
+    poll_s: float = 0.3,
+    quiet: bool = False,
+    check: Callable[[], None] | None = None,
+) -> JobDetail:
+    """Follow a job until it finishes, drawing a bar per round (nothing when `quiet`); `check`
+    runs at every poll (the demo's: raise when one of its nodes died)."""
     detail = client.job(job_id)
     rounds, shards = detail.config.rounds, detail.config.shards
     init = any(x.index == INIT_ROUND for x in detail.rounds)
+    held: set[int] = set()  # rounds whose held-out line is printed (each as soon as it is in)
     for r in [INIT_ROUND, *range(rounds)] if init else range(rounds):
-        with click.progressbar(
-            length=1 if r == INIT_ROUND else shards,
-            label="initial model" if r == INIT_ROUND else f"round {r + 1}/{rounds}",
-            show_eta=False,
-            file=io.StringIO() if quiet else None,
-        ) as bar:
-            shown = 0
-            while True:
-                detail = client.job(job_id)
-                done = sum(1 for t in detail.tasks if t.round == r and t.status == "succeeded")
-                if done > shown:
-                    bar.update(done - shown)
-                    shown = done
-                rnd = next((x for x in detail.rounds if x.index == r), None)
-                if detail.job.status in FINISHED or (rnd is not None and rnd.status == "done"):
-                    break
-                time.sleep(poll_s)
+        detail = _bar(client, job_id, r, shards, rounds, poll_s, quiet, check)
         rnd = next((x for x in detail.rounds if x.index == r), None)
         if rnd is not None and rnd.status == "done" and not quiet and r != INIT_ROUND:
             line(f"  round {r + 1} training: {format_metrics(rnd.metrics)}")
+        _held_out(detail, held, quiet)
         if detail.job.status in FINISHED and (rnd is None or rnd.status != "done"):
             break
     while not detail.settled:  # a job with a held-out evaluation: its last round's too
         time.sleep(poll_s)
         detail = client.job(job_id)
-    for rnd in detail.rounds:
-        if rnd.held_out is not None and not quiet:
-            line(f"  round {rnd.index + 1} held-out: {format_metrics(rnd.held_out)}")
+    _held_out(detail, held, quiet)
     return detail
+
+
+def _bar(
+    client: ApiClient,
+    job_id: str,
+    r: int,
+    shards: int,
+    rounds: int,
+    poll_s: float,
+    quiet: bool,
+    check: Callable[[], None] | None,
+) -> JobDetail:
+    """Draw round `r`'s bar until the round is done or the job finished; the last detail."""
+    with click.progressbar(
+        length=1 if r == INIT_ROUND else shards,
+        label="initial model" if r == INIT_ROUND else f"round {r + 1}/{rounds}",
+        show_eta=False,
+        file=io.StringIO() if quiet else None,
+    ) as bar:
+        shown = 0
+        while True:
+            if check is not None:
+                check()
+            detail = client.job(job_id)
+            done = sum(1 for t in detail.tasks if t.round == r and t.status == "succeeded")
+            if done > shown:
+                bar.update(done - shown)
+                shown = done
+            rnd = next((x for x in detail.rounds if x.index == r), None)
+            if detail.job.status in FINISHED or (rnd is not None and rnd.status == "done"):
+                return detail
+            time.sleep(poll_s)
+
+
+def _held_out(detail: JobDetail, printed: set[int], quiet: bool) -> None:
+    for rnd in detail.rounds:
+        if rnd.held_out is not None and rnd.index not in printed:
+            printed.add(rnd.index)
+            if not quiet:
+                line(f"  round {rnd.index + 1} held-out: {format_metrics(rnd.held_out)}")

@@ -352,7 +352,11 @@ def datasets(client: ApiClient, as_json: bool) -> None:
 @click.option("--rounds", default=3, show_default=True, type=int)
 @click.option("--nodes", "num_nodes", default=2, show_default=True, type=int)
 @click.option("--epochs", default=5, show_default=True, type=int, help="Local epochs per round.")
-@click.option("--keep", is_flag=True, help="Keep the temp folder (final model, logs, data) afterwards; kept anyway on failure.")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the temp folder (final model, logs, data) afterwards; kept anyway on failure.",
+)
 @click.option(
     "--example",
     type=click.Choice(["digits", "regression"]),

@@ -13,7 +13,6 @@ from gridx.coordinator.cli.client import ApiClient
 from gridx.coordinator.cli.screen import line
 from gridx.schemas.jobs import FINISHED, INIT_ROUND, JobDetail, round_label
 
-
 COUNTS = re.compile(r"(^|_)(samples|examples|rows|count|steps|batches|epochs|n)$|^(num|n)_")
 """Metric names that count things: printed as whole numbers (`samples=2400`, not 2400.0000)."""
 

@@ -28,6 +28,7 @@ import os
 import random
 import statistics
 import struct
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +36,6 @@ from pathlib import Path
 import aiohttp
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.support.servers import PostgresServer, S3Server
 
 HEARTBEAT_S = 5.0
 TRAIN = b"print('simulated')\n"
@@ -319,6 +319,9 @@ def main() -> None:
     }
     with contextlib.ExitStack() as stack:
         if args.database == "postgresql":
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suites' servers
+            from tests.support.servers import PostgresServer, S3Server
+
             pg = PostgresServer(Path(tempfile.mkdtemp(prefix="gridx-bench-pg-")))
             s3 = S3Server(root / "s3")
             pg.start()

@@ -112,8 +112,9 @@ def cli() -> None:
 )
 @click.option(
     "--sandbox",
-    type=click.Choice(["auto", "bubblewrap", "unshare", "none"]),
-    help="The process executor's sandbox (auto: the strongest that works) [GRIDX_SANDBOX].",
+    type=click.Choice(["auto", "bubblewrap", "unshare", "none", "off"]),
+    help="The process executor's sandbox (auto: the strongest that works; off: none at all, "
+    "tasks run as this user: for your own code only) [GRIDX_SANDBOX].",
 )
 @click.option(
     "--allow-weak-sandbox",

@@ -45,7 +45,7 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How tasks run: `auto` (docker when an engine answers), `docker`, or `process`."""
     sandbox: str = "auto"
     """The process executor's sandbox: `auto` (the strongest that works), `bubblewrap`,
-    `unshare` or `none`."""
+    `unshare`, `none`, or `off` (no sandbox, tasks run as the node's user: one's own code)."""
     allow_weak_sandbox: bool = False
     """Work even when the start-up self-test finds the sandbox below `strong` (only jobs that
     accept a weak sandbox will come)."""

@@ -10,7 +10,10 @@ Mechanisms, strongest first:
   task to uid 65534 inside a user namespace, which is that user outside (never root).
 - `unshare`: PID and network namespaces (and the unprivileged uid for a root node), but the
   host's filesystem as that uid sees it. Only used when the owner accepts a weak sandbox.
-- `none`: rlimits and timeouts only.
+- `none`: rlimits and timeouts only (a root node still drops the task to its uid).
+- `off`: chosen, never detected: `none` without the uid drop, the task runs as the node's own
+  user. For one's own code on one's own machine (`gridx demo` where nothing stronger works);
+  the self-test reports every gap and the node still needs `--allow-weak-sandbox`.
 
 What any of them really holds is measured at start-up by `selftest.py`, not assumed.
 """
@@ -236,6 +239,8 @@ def wrap(
         writable: folders shown read-write besides `workdir` (an environment being built).
         memory_mb: the task's memory cap (its private /dev/shm is half of it).
     """
+    if isolation == "off":
+        return command
     drop = _drop(task_user())
     if isolation == "bubblewrap":
         args = _bwrap_base(memory_mb)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Isolation = Literal["bubblewrap", "unshare", "none", "docker"]
+Isolation = Literal["bubblewrap", "unshare", "none", "off", "docker"]
 SandboxLevel = Literal["none", "weak", "strong"]
 SANDBOX_LEVELS: tuple[SandboxLevel, ...] = ("none", "weak", "strong")
 """Ordered: what a node's start-up self-test measured (`strong`: every probe held; `weak`: at

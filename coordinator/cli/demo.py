@@ -72,13 +72,13 @@ def _show(name: str, value: float) -> str:
 
 def _node_args() -> tuple[str, ...]:
     """The demo's nodes run only its own example, for a coordinator nobody else can reach, so
-    they take work under a weak sandbox too; where bubblewrap does not work, under none (the
-    next mechanism, unshare, drops a root node's task to `nobody`, who may not read this
-    Python)."""
+    they take work under a weak sandbox too; where bubblewrap does not work, with the sandbox
+    off (the weaker ones drop a root node's task to `nobody`, who cannot read a Python under
+    a 0700 home, as this one may be)."""
     from gridx.node.sandbox import detect
 
     weak = ("--allow-weak-sandbox",)
-    return weak if detect() == "bubblewrap" else (*weak, "--sandbox", "none")
+    return weak if detect() == "bubblewrap" else (*weak, "--sandbox", "off")
 
 
 def _wait_for_nodes(client: ApiClient, cluster: LocalCluster, count: int) -> list[NodeInfo]:

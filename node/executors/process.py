@@ -113,7 +113,7 @@ class ProcessExecutor:
         self.python = python
         self._frameworks: dict[str, str] | None = None
         self.isolation = isolation or sandbox.detect()
-        self.user = sandbox.task_user()
+        self.user = sandbox.TaskUser(None, None) if self.isolation == "off" else sandbox.task_user()
         self.cgroups = cgroups.detect(node_id)
         state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(state_dir, STATE_MODE)

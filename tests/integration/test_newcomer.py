@@ -38,4 +38,5 @@ def test_readme_line_1_runs_the_demo_on_a_stock_debian(machine: BareDebian, user
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["metric"] == "accuracy" and result["federated"] > 0.9, result
     assert result["federated"] > result["central"] - 0.03, result
-    assert Path(machine.root, "root" if user == "root" else f"home/{user}", "gridx", ".venv").is_dir()
+    home = "root" if user == "root" else f"home/{user}"
+    assert Path(machine.root, home, "gridx", ".venv", "bin", "just").exists()  # its own venv

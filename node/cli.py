@@ -260,3 +260,12 @@ def resume(state_dir: Path | None) -> None:
     """Take tasks again."""
     was = availability.resume(_state_dir(state_dir))
     click.echo("resumed" if was else "the node was not paused")
+
+
+@cli.command("sandbox")
+def sandbox_mechanism() -> None:
+    """Print the process sandbox this machine offers, strongest first: bubblewrap, unshare or
+    none (`start` then measures what it holds with its self-test)."""
+    from gridx.node.sandbox import detect
+
+    click.echo(detect())

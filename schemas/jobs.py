@@ -351,7 +351,10 @@ class JobSummary(msgspec.Struct, kw_only=True):
     rounds: int
     shards: int
     tasks_done: int
+    """Training tasks done, each shard of each round once (not the initialisation step, the
+    held-out evaluations or backup copies)."""
     tasks_total: int
+    """Rounds x shards (a local-data job: x the holders its rounds use)."""
     error: str | None
     """Why the job failed, or why it stopped before its last round (a privacy budget)."""
     created_at: int

@@ -25,8 +25,19 @@ class ApiClient:
     def __init__(
         self, url: str, api_key: str, timeout: float = 60.0, ca_file: str | None = None
     ) -> None:
-        """`ca_file`: a CA bundle to trust for an https coordinator (default: the system's)."""
+        """`ca_file`: a CA bundle to trust for an https coordinator (default: the system's).
+
+        Raises:
+            click.ClickException: `url` is not an http(s) URL (a host alone, say).
+        """
         self.url = url.rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
+            raise click.ClickException(
+                f"the coordinator's URL {url!r} has no scheme: use http://{url} or "
+                f"https://{url} (--url / GRIDX_URL)"
+            )
+        self.names: dict[str, str] = {}
+        """How the command's user wrote each field (`--timeout` for `task_timeout_s`)."""
         self.http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {api_key}"},
@@ -39,12 +50,11 @@ class ApiClient:
         try:
             resp = self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
-            raise click.ClickException(
-                f"cannot reach the coordinator at {self.url} ({exc}); is it running? "
-                "(`gridx coordinator start`, or set --url / GRIDX_URL)"
-            ) from exc
+            raise click.ClickException(unreachable(self.url, exc)) from exc
         if resp.status_code >= 400:
-            raise click.ClickException(describe_error(resp.status_code, resp.content, self.url))
+            raise click.ClickException(
+                describe_error(resp.status_code, resp.content, self.url, self.names)
+            )
         if resp.status_code == 204:
             return None  # type: ignore[return-value]
         try:
@@ -133,24 +143,51 @@ def not_gridx(url: str, status: int) -> str:
     )
 
 
-def describe_error(status: int, payload: bytes, url: str = "the server") -> str:
-    """One line from an error answer (control characters it carries shown, never obeyed)."""
-    return clean(_describe_error(status, payload, url))
+def unreachable(url: str, exc: httpx.HTTPError) -> str:
+    """Why no answer came from `url`, and what to try."""
+    if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+        plain = "http://" + url.removeprefix("https://")
+        return (
+            f"{url} does not speak TLS (it looks like a plain-HTTP server): use {plain}, or "
+            "start the coordinator with --tls-cert/--tls-key"
+        )
+    return (
+        f"cannot reach the coordinator at {url} ({exc}); is it running? "
+        "(`gridx coordinator start`, or set --url / GRIDX_URL)"
+    )
 
 
-def _describe_error(status: int, payload: bytes, url: str) -> str:
+def describe_error(
+    status: int, payload: bytes, url: str = "the server", names: dict[str, str] | None = None
+) -> str:
+    """One line from an error answer (control characters it carries shown, never obeyed);
+    `names`: how the user wrote each field (`task_timeout_s` is `--timeout`)."""
+    return clean(_describe_error(status, payload, url, names or {}))
+
+
+def _describe_error(status: int, payload: bytes, url: str, names: dict[str, str]) -> str:
     try:
         body = msgspec.json.decode(payload, type=ErrorBody)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return not_gridx(url, status)
+
+    def said(message: str) -> str:
+        for field, name in names.items():
+            message = message.replace(f"`{field}`", name)
+        return message
+
     tag = f"[HTTP {status} {body.code}]"
     if len(body.errors) > 1:
         each = "; ".join(
-            f"`{e.field}`: {e.message.removeprefix('invalid job config: ')}" for e in body.errors
+            said(m if f"`{e.field}`" in m else f"`{e.field}`: {m}")
+            for e in body.errors
+            for m in [e.message.removeprefix("invalid job config: ")]
         )
-        return f"{len(body.errors)} invalid fields: {each} {tag}"
-    where = f" (field `{body.field}`)" if body.field else ""
-    return f"{body.message}{where} {tag}"
+        return f"{len(body.errors)} invalid settings: {each} {tag}"
+    where = ""
+    if body.field and f"`{body.field}`" not in body.message:
+        where = f" ({names[body.field]})" if body.field in names else f" (field `{body.field}`)"
+    return f"{said(body.message)}{where} {tag}"
 
 
 def to_json(value: object) -> str:

@@ -75,10 +75,11 @@ def _node_args() -> tuple[str, ...]:
     they take work under a weak sandbox too; where bubblewrap does not work, with the sandbox
     off (the weaker ones drop a root node's task to `nobody`, who cannot read a Python under
     a 0700 home, as this one may be)."""
-    from gridx.node.sandbox import detect
-
+    found = subprocess.run(
+        [sys.executable, "-m", "gridx.node", "sandbox"], capture_output=True, text=True
+    ).stdout.strip()
     weak = ("--allow-weak-sandbox",)
-    return weak if detect() == "bubblewrap" else (*weak, "--sandbox", "off")
+    return weak if found == "bubblewrap" else (*weak, "--sandbox", "off")
 
 
 def _wait_for_nodes(client: ApiClient, cluster: LocalCluster, count: int) -> list[NodeInfo]:
@@ -124,8 +125,9 @@ def _federated(
     model = root / "final_model.pth"
     with LocalCluster(root, executor="auto") as cluster:
         click.echo(f"coordinator up at {cluster.url}")
+        args = _node_args()
         for i in range(num_nodes):
-            cluster.add_node(f"node-{i + 1}", args=_node_args())
+            cluster.add_node(f"node-{i + 1}", args=args)
         client = ApiClient(cluster.url, cluster.api_key)
         _say_sandbox(_wait_for_nodes(client, cluster, num_nodes))
         config = JobConfig(name=f"{name}-demo", rounds=rounds, shards=num_nodes, epochs=epochs)

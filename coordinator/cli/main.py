@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import getpass
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -107,6 +109,10 @@ def coordinator_start(
         f"blobs: {settings.storage_url or 'local disk'})",
         err=True,
     )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    local = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = settings.public_url or f"{scheme}://{local}:{settings.port}"
+    (settings.data_dir / URL_FILE).write_text(url + "\n")  # what `gridx user create` prints
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -117,6 +123,10 @@ def coordinator_start(
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )
+
+
+URL_FILE = "coordinator.url"
+"""In the data dir: the URL `coordinator start` serves on, for the lines `user create` prints."""
 
 
 @coordinator.command("backup")
@@ -189,7 +199,8 @@ def user_create(email: str, admin: bool, data_dir: Path | None, as_json: bool) -
     async def go() -> tuple[str, str]:
         db = await connect(settings.db_url)
         try:
-            row, key = await create_user(db, SystemClock(), email, admin)
+            actor = f"{getpass.getuser()}@{socket.gethostname()} (gridx user create)"
+            row, key = await create_user(db, SystemClock(), email, admin, actor)
         finally:
             await db.close()
         return row.role, key
@@ -201,7 +212,12 @@ def user_create(email: str, admin: bool, data_dir: Path | None, as_json: bool) -
     if as_json:
         click.echo(to_json({"email": email, "role": role, "api_key": key}))
     else:
+        noted = settings.data_dir / URL_FILE
+        url = noted.read_text().strip() if noted.exists() else f"http://127.0.0.1:{settings.port}"
         click.echo(f"created {role} {email}; API key (shown once, keep it safe):\n{key}")
+        click.echo(
+            f"to use it (the CLI reads these):\n  export GRIDX_URL={url} GRIDX_API_KEY={key}"
+        )
 
 
 @user.command("list")

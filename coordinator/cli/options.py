@@ -69,6 +69,10 @@ def client_options(command: Callable[..., None]) -> Callable[..., None]:
             api_key,
             ca_file=ca_file or chosen.get("ca_file"),
         )
+        ctx = click.get_current_context()
+        client.names = {
+            p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option) and p.name
+        }
         command(*args, client=client, **kw)
 
     return with_client

@@ -98,7 +98,10 @@ def _bar(
             if check is not None:
                 check()
             detail = client.job(job_id)
-            done = sum(1 for t in detail.tasks if t.round == r and t.status == "succeeded")
+            train = [t for t in detail.tasks if t.round == r and t.kind == "train"]
+            if r != INIT_ROUND and train:  # a local-data round has one task per holder
+                bar.length = len({t.shard for t in train})
+            done = len({t.shard for t in train if t.status == "succeeded"})
             if done > shown:
                 bar.update(done - shown)
                 shown = done

@@ -3,6 +3,7 @@ and attempts) and `gridx job download` (the final model or a round's checkpoint)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -12,7 +13,27 @@ from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.options import client_options, json_option
 from gridx.coordinator.cli.progress import format_metrics, last_failure
 from gridx.coordinator.cli.screen import line, text
-from gridx.schemas.jobs import JobConfig, round_label
+from gridx.schemas.jobs import FINISHED, JobConfig, TaskInfo, round_label
+
+
+def took(ms: int) -> str:
+    """`4.2s`, `3m05s`, `2h01m`."""
+    secs = max(ms, 0) / 1000
+    if secs < 60:
+        return f"{secs:.1f}s"
+    minutes, sec = divmod(int(secs), 60)
+    return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def task_state(t: TaskInfo, now_ms: int) -> str:
+    """What a task is doing and for how long: `running 12.0s` (its node's phase while leased),
+    `succeeded in 4.2s` (its last attempt), `queued`."""
+    last = t.history[-1] if t.history else None
+    if t.status == "leased":
+        return f"{t.phase or 'leased'} {took(now_ms - last.started_at)}" if last else "leased"
+    if last is not None and last.finished_at is not None:
+        return f"{t.status} in {took(last.finished_at - last.started_at)}"
+    return t.status
 
 
 def _describe(config: JobConfig) -> str:
@@ -34,7 +55,10 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         click.echo(to_json(d))
         return
     j = d.job
-    line(f"{j.id}  {j.name}  [{j.status}]  owner {j.owner}")
+    now = int(time.time() * 1000)
+    span = took((j.updated_at if j.status in FINISHED else now) - j.created_at)
+    ran = f"ran {span}" if j.status in FINISHED else f"for {span}"
+    line(f"{j.id}  {j.name}  [{j.status}, {ran}]  owner {j.owner}")
     c = d.config
     click.echo(
         f"config: rounds={c.rounds} shards={c.shards} epochs={c.epochs} strategy={_describe(c)} "
@@ -55,7 +79,7 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         what = "evaluation" if t.kind == "evaluate" else f"shard {t.shard}"
         node = t.node_name or t.node_id or "-"
         line(
-            f"    {round_label(t.round)} {what}: {t.status:<9} node={node} "
+            f"    {round_label(t.round)} {what}: {task_state(t, now):<20} node={node} "
             f"attempts={t.attempts}/{t.max_attempts} losses={t.losses}/{t.max_losses} "
             f"rows={t.rows}{err}"
         )

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 
 from gridx.coordinator.clock import Clock
-from gridx.coordinator.db import users
+from gridx.coordinator.db import audit, users
 from gridx.coordinator.db.connection import Database
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import InvalidInput, Unauthorized, UserDisabled
@@ -36,8 +36,10 @@ def bearer(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
-async def create_user(db: Database, clock: Clock, email: str, admin: bool) -> tuple[UserRow, str]:
-    """Create a user and its first API key.
+async def create_user(
+    db: Database, clock: Clock, email: str, admin: bool, actor: str = "system"
+) -> tuple[UserRow, str]:
+    """Create a user and its first API key, recorded in the audit log as done by `actor`.
 
     Returns:
         (the user, the API key in clear: shown once, never stored).
@@ -50,6 +52,7 @@ async def create_user(db: Database, clock: Clock, email: str, admin: bool) -> tu
     async with db.transaction() as conn:
         user = await users.create(conn, email, "admin" if admin else "user", now)
         await users.add_key(conn, user.id, hash_secret(key), now, prefix=key_prefix(key))
+        await audit.record(conn, now, actor, "user.create", email, user.role)
     return user, key
 
 

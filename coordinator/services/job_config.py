@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from gridx.coordinator.errors import BadRequest, InvalidConfig
-from gridx.schemas.errors import field_of
+from gridx.schemas.errors import field_of, plain
 from gridx.schemas.jobs import MEAN_RULES, Iid, JobConfig, StrategyBase
 
 
@@ -100,6 +100,11 @@ def _round_rules(config: JobConfig) -> list[tuple[str, str]]:
     return problems
 
 
+def _shown(value: object) -> bool:
+    """A value short and plain enough to quote back in an error."""
+    return isinstance(value, int | float | str) and len(repr(value)) <= 40
+
+
 def _problems(data: dict[str, object]) -> list[tuple[str, str]]:
     """(field, message) for every field of `data` that does not fit `JobConfig`, and the
     strategy's own check when it and `shards` are valid."""
@@ -109,7 +114,9 @@ def _problems(data: dict[str, object]) -> list[tuple[str, str]]:
         try:
             valid[key] = getattr(msgspec.convert({key: value}, JobConfig), key)
         except msgspec.ValidationError as exc:
-            problems.append((field_of(str(exc)) or key, f"invalid job config: {exc}"))
+            field = field_of(str(exc)) or key
+            got = f", not {value!r}" if field == key and _shown(value) else ""
+            problems.append((field, f"invalid job config: `{field}` {plain(str(exc))}{got}"))
     strategy = valid.get("strategy")
     shards = valid.get("shards", None if "shards" in data else JobConfig().shards)
     if valid.get("dataset") is not None:

@@ -35,7 +35,8 @@ def summary(row: JobRow) -> JobSummary:
         rounds=config.rounds,
         shards=config.shards,
         tasks_done=row.tasks_done,
-        tasks_total=config.rounds * (config.min_nodes if config.dataset else config.shards),
+        tasks_total=config.rounds
+        * max(row.round_width, config.min_nodes if config.dataset else config.shards),
         error=row.error,
         created_at=row.created_at,
         updated_at=row.updated_at,

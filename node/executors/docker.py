@@ -109,12 +109,17 @@ class DockerExecutor:
         await self.runners.close_all()
 
     def cleanup(self) -> None:
-        """Remove containers an earlier run of this node left (a crash mid-task)."""
+        """Remove containers an earlier run of this node left (a crash mid-task). A node not
+        registered yet has none: the containers labelled with no node id are the self-tests of
+        other new nodes starting beside it."""
+        if not self.node_id:
+            return
         for c in self.client.containers.list(
             all=True, filters={"label": f"{LABEL}={self.node_id}"}
         ):
             log.info("removing leftover container %s", c.name)
-            c.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                c.remove(force=True)  # (it may be going already: auto-removed)
 
     async def prepare(
         self, requirements: Path | None, sha256: str | None, progress: Progress = quiet

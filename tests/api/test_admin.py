@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.api.helpers import claim, register, submit
-from tests.support.api import Api, auth
+from tests.support.api import Api, audit, auth
 
 
 def test_users_are_listed_disabled_enabled_and_given_roles_by_admins_only(api: Api) -> None:
@@ -45,10 +45,7 @@ def test_users_are_listed_disabled_enabled_and_given_roles_by_admins_only(api: A
     assert r.status_code == 404
     r = api.client.post(me + "/role", json={"role": "god"}, headers=api.admin)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "role"
-    actions = [
-        (e["action"], e["target"], e["actor"])
-        for e in api.client.get("/admin/audit", headers=api.admin).json()
-    ]
+    actions = [(e["action"], e["target"], e["actor"]) for e in audit(api)]
     assert actions == [
         ("user.role", "bob@example.org", "root@example.org"),
         ("user.enable", "alice@example.org", "root@example.org"),
@@ -87,7 +84,7 @@ def test_a_second_key_is_listed_by_prefix_revoked_at_once_and_rotated(api: Api) 
         "/keys", json={"name": "ops", "owner": "bob@example.org"}, headers=api.admin
     )
     assert r.json()["info"]["user"] == "bob@example.org"
-    actions = [e["action"] for e in api.client.get("/admin/audit", headers=api.admin).json()]
+    actions = [e["action"] for e in audit(api)]
     assert actions == ["key.create", "key.rotate", "key.revoke", "key.create"]
 
 
@@ -132,5 +129,5 @@ def test_a_banned_node_has_its_lease_returned_and_every_call_refused(api: Api) -
     r = api.client.post(f"/admin/nodes/{node_id}/banned", json={"banned": False}, headers=api.admin)
     assert r.json()["status"] != "banned"
     assert api.client.post("/agent/heartbeat", json={}, headers=bad).status_code == 200
-    actions = [e["action"] for e in api.client.get("/admin/audit", headers=api.admin).json()]
+    actions = [e["action"] for e in audit(api)]
     assert actions == ["node.unban", "node.remove", "node.ban"]

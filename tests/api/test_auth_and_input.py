@@ -87,7 +87,10 @@ def test_invalid_config_is_422_naming_the_field(api: Api) -> None:
     r = submit(api, api.alice, {**bad, "shards": 4, "bogus": None})
     assert [e["field"] for e in r.json()["errors"]] == ["rounds", "bogus", "strategy.f"], r.json()
     line = describe_error(r.status_code, r.content)
-    assert line.startswith("3 invalid fields: `rounds`: ") and "`strategy.f`: Krum" in line
+    assert line.startswith("3 invalid settings: `rounds` must be a whole number >= 1, not 0; ")
+    assert "`strategy.f`: Krum" in line, line
+    named = describe_error(r.status_code, r.content, names={"rounds": "--rounds"})
+    assert named.startswith("3 invalid settings: --rounds must be a whole number >= 1, not 0")
     assert "\n" not in line and line.endswith("[HTTP 422 invalid_config]"), line
     r = submit(api, api.alice, files={"train_py": ("t.py", TRAIN), "evil": ("x", b"1")})
     assert r.status_code == 422 and r.json()["field"] == "evil"

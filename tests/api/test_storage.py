@@ -14,7 +14,7 @@ import pytest
 
 from gridx.coordinator.settings import Settings
 from tests.api.helpers import claim, complete, register, submit, upload, wait_status
-from tests.support.api import Api
+from tests.support.api import Api, audit
 from tests.weightfiles import state, write_pth
 
 
@@ -90,7 +90,7 @@ def test_deleting_a_job_frees_what_only_it_used_and_spares_a_running_job(
     assert complete(api, node, task, sha).status_code == 200
     _run_rest(api, tmp_path, second, node)
     _settle(api, 3)  # the second job's train.py and final models; nothing of the first
-    actions = [e["action"] for e in api.client.get("/admin/audit", headers=api.admin).json()]
+    actions = [e["action"] for e in audit(api)]
     assert actions == ["job.delete"]
 
 
@@ -141,8 +141,7 @@ def test_ended_jobs_past_the_retention_are_deleted_on_schedule(
             assert time.monotonic() < deadline
             time.sleep(0.05)
         _settle(api, 0)
-        audit = api.client.get("/admin/audit", headers=api.admin).json()
-        assert [(e["actor"], e["action"], e["target"]) for e in audit] == [
+        assert [(e["actor"], e["action"], e["target"]) for e in audit(api)] == [
             ("retention", "job.delete", job_id)
         ]
 

@@ -95,6 +95,7 @@ def test_every_admin_command_on_a_real_coordinator_and_node(
         "node.remove", "node.unban", "node.ban", "node.unban", "node.ban", "key.create",
         "key.rotate", "key.revoke",
         "key.create", "user.role", "user.enable", "user.disable",
+        "user.create", "user.create",  # bob, then the cluster's admin, by `gridx user create`
     ]  # fmt: skip
     assert "user.disable" in gridx(cluster, root, "audit").stdout
 

@@ -185,7 +185,9 @@ def test_mistakes_a_machine_can_catch_are_refused_at_submit(
         out = gridx(cluster, "job", "submit", *args, "--json")
         assert out.returncode != 0 and words in out.stderr, (name, out.stderr)
         if field is not None:
-            assert f"field `{field}`" in out.stderr, (name, out.stderr)
+            # an option is named as typed; the file given as the argument by the API's name
+            shown = "(--requirements)" if field == "requirements" else f"(field `{field}`)"
+            assert shown in out.stderr, (name, out.stderr)
     # refused at submit: nothing was queued to fail on a node later
     listed = gridx(cluster, "job", "list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []

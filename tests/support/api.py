@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from litestar.testing import TestClient
 
@@ -33,12 +34,22 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+SETUP = "test-setup"
+"""The audit log's actor for the users every API test starts with."""
+
+
+def audit(api: Api) -> list[dict[str, Any]]:
+    """The audit log, newest first, without the creation of the users every test starts with."""
+    events = api.client.get("/admin/audit", headers=api.admin).json()
+    return [e for e in events if e["actor"] != SETUP]
+
+
 async def _users(url: str, clock: ManualClock) -> tuple[str, str, str]:
     db = await connect(url)
     try:
-        a = (await create_user(db, clock, "alice@example.org", False))[1]
-        b = (await create_user(db, clock, "bob@example.org", False))[1]
-        root = (await create_user(db, clock, "root@example.org", True))[1]
+        a = (await create_user(db, clock, "alice@example.org", False, SETUP))[1]
+        b = (await create_user(db, clock, "bob@example.org", False, SETUP))[1]
+        root = (await create_user(db, clock, "root@example.org", True, SETUP))[1]
     finally:
         await db.close()
     return a, b, root

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 
 from gridx.schemas.requirements import FRAMEWORKS
+from gridx.schemas.sizes import human
 
 Progress = Callable[[str], None]
 """Told what preparing is doing now, in words for people."""
@@ -60,15 +61,6 @@ class Wheel:
     def pin(self) -> str:
         """`name==version`."""
         return f"{self.name}=={self.version}"
-
-
-def human(size: float) -> str:
-    """Bytes for people: 950 B, 12.3 MB, 1.2 GB."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
 
 
 def folder_size(folder: Path) -> int:

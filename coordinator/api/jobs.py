@@ -109,6 +109,12 @@ def submission_of(form: MultipartReceiver) -> jobs.Submission:
     )
 
 
+# What to do instead when a part is over its limit (besides asking an admin to raise it).
+DATA = "; or keep the data on the nodes that hold it (`gridx job submit --dataset NAME`)"
+CODE = "; data belongs in --data, not in the script"
+PROJECT = "; leave what train.py does not need out with a .gridxignore (data: --data)"
+
+
 class JobController(Controller):
     """A user's jobs. Other users' jobs answer 404."""
 
@@ -135,14 +141,14 @@ class JobController(Controller):
         form = MultipartReceiver(
             rt.storage.temp_path,
             {
-                "train_py": s.max_code_bytes,
-                "project": s.max_project_bytes,
-                "requirements": s.max_code_bytes,
-                "data": s.max_upload_bytes,
-                "init_model": s.max_result_bytes,
-                "evaluate_py": s.max_code_bytes,
-                "test_data": s.max_upload_bytes,
-                "config": s.max_json_bytes,
+                "train_py": (s.max_code_bytes, "max_code_bytes", CODE),
+                "project": (s.max_project_bytes, "max_project_bytes", PROJECT),
+                "requirements": (s.max_code_bytes, "max_code_bytes", ""),
+                "data": (s.max_upload_bytes, "max_upload_bytes", DATA),
+                "init_model": (s.max_result_bytes, "max_result_bytes", ""),
+                "evaluate_py": (s.max_code_bytes, "max_code_bytes", CODE),
+                "test_data": (s.max_upload_bytes, "max_upload_bytes", DATA),
+                "config": (s.max_json_bytes, "max_json_bytes", ""),
             },
         )
         await form.receive(request.headers.get("content-type"), request.stream())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from gridx.coordinator.errors import InvalidInput, TooLarge
+from gridx.schemas.sizes import human
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -89,9 +90,15 @@ class _Parse:
         if part is None or self.error is not None:
             return
         part.size += end - start
-        limit = self.receiver.limits[part.name]
+        limit, setting, way_out = self.receiver.limits[part.name]
         if part.size > limit:
-            self.fail(TooLarge(f"{part.name!r} is over its limit of {limit} bytes"))
+            self.fail(
+                TooLarge(
+                    f"{part.name!r} is over its limit of {human(limit)} ({limit} bytes: the "
+                    f"coordinator's GRIDX_{setting.upper()}){way_out}",
+                    field=part.name,
+                )
+            )
             return
         if self.fh is not None:
             self.fh.write(data[start:end])
@@ -113,10 +120,13 @@ class MultipartReceiver:
 
     Args:
         temp_path: a fresh file name to spool a file part to (the store's temp folder).
-        limits: per-field byte caps; a field not named here is refused.
+        limits: per field, its byte cap, the setting that sets it and what else to do ("; keep
+            the data on its nodes..."); a field not named here is refused.
     """
 
-    def __init__(self, temp_path: Callable[[], Path], limits: dict[str, int]) -> None:
+    def __init__(
+        self, temp_path: Callable[[], Path], limits: dict[str, tuple[int, str, str]]
+    ) -> None:
         self.temp_path = temp_path
         self.limits = limits
         self.parts: dict[str, FormPart] = {}

@@ -19,6 +19,10 @@ from gridx.schemas.nodes import DatasetSummary, NodeInfo
 T = TypeVar("T")
 
 
+class Unreachable(click.ClickException):
+    """No answer from the coordinator at all (down, restarting, the wrong address)."""
+
+
 class ApiClient:
     """Calls the coordinator's user routes with an API key."""
 
@@ -50,7 +54,7 @@ class ApiClient:
         try:
             resp = self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
-            raise click.ClickException(unreachable(self.url, exc)) from exc
+            raise Unreachable(unreachable(self.url, exc)) from exc
         if resp.status_code >= 400:
             raise click.ClickException(
                 describe_error(resp.status_code, resp.content, self.url, self.names)

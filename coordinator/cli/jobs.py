@@ -9,13 +9,13 @@ import click
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.job_specs import partition_spec, privacy_spec, strategy_spec
 from gridx.coordinator.cli.logs import job_logs
-from gridx.coordinator.cli.options import client_options, json_option, when
+from gridx.coordinator.cli.options import client_options, destination, json_option, when
 from gridx.coordinator.cli.progress import last_failure, watch
 from gridx.coordinator.cli.project import pack, sibling_imports
 from gridx.coordinator.cli.screen import line
 from gridx.coordinator.cli.views import job_download, job_status
 from gridx.schemas.agent import SANDBOX_LEVELS
-from gridx.schemas.jobs import STRATEGY_NAMES
+from gridx.schemas.jobs import FINISHED, STRATEGY_NAMES
 from gridx.schemas.projects import DEFAULT_ENTRY
 
 
@@ -192,10 +192,11 @@ def job() -> None:
 @click.option("--wait", is_flag=True, help="Follow the job and download the model when done.")
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
-    default=Path("."),
+    type=click.Path(),  # (a str: "models/" keeps the slash that says it is a folder)
+    default=".",
     show_default=True,
-    help="Where --wait saves final_model.pth.",
+    help="Where --wait saves the final model: a file, or a folder to write final_model.pth in "
+    "(as for `job download --out`).",
 )
 @client_options
 @json_option
@@ -211,7 +212,7 @@ def job_submit(
     params: tuple[str, ...],
     dp: str | None,
     wait: bool,
-    out: Path,
+    out: str,
     client: ApiClient,
     as_json: bool,
     **config: object,
@@ -251,7 +252,7 @@ def job_submit(
         raise click.ClickException(
             f"job {job_id} {detail.job.status}: {detail.job.error or ''}\n{last_failure(detail)}"
         )
-    path = client.download(job_id, "pth", out / "final_model.pth")
+    path = client.download(job_id, "pth", destination(out, "final_model.pth"))
     if as_json:
         click.echo(to_json({"job": detail.job, "rounds": detail.rounds, "model": str(path)}))
     else:
@@ -338,6 +339,12 @@ def job_cancel(job_id: str, client: ApiClient, as_json: bool) -> None:
 @json_option
 def job_delete(job_id: str, yes: bool, client: ApiClient, as_json: bool) -> None:
     """Delete an ended job and every file only it used (its final model too)."""
+    status = client.job(job_id).job.status  # a job that still runs is refused before asking
+    if status not in FINISHED:
+        raise click.ClickException(
+            f"job {job_id} is {status}: only an ended job can be deleted; "
+            f"`gridx job cancel {job_id}` first"
+        )
     if not yes and not as_json:
         click.confirm(f"delete {job_id} and its final model for good?", abort=True)
     client.call("DELETE", f"/jobs/{job_id}", type(None))

@@ -10,6 +10,7 @@ import click
 
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.options import client_options, json_option
+from gridx.coordinator.cli.progress import poll
 from gridx.coordinator.cli.screen import line
 from gridx.schemas.jobs import FINISHED, JobDetail, TaskInfo, round_label
 
@@ -89,5 +90,5 @@ def job_logs(
     running = shown.show(d)
     while follow and (running or d.job.status not in FINISHED):
         time.sleep(FOLLOW_S)
-        d = client.job(job_id)
+        d = poll(client, job_id)
         running = shown.show(d)

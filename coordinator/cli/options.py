@@ -80,3 +80,12 @@ def client_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def destination(out: str | None, name: str) -> Path:
+    """Where a download lands: `out` itself, or `name` inside it when `out` is a folder (one
+    that exists, or a path ending in /); `name` here without `out`."""
+    if out is None:
+        return Path(name)
+    path = Path(out)
+    return path / name if path.is_dir() or out.endswith("/") else path

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import click
 
-from gridx.coordinator.cli.client import ApiClient
+from gridx.coordinator.cli.client import ApiClient, Unreachable
 from gridx.coordinator.cli.screen import line
 from gridx.schemas.jobs import FINISHED, INIT_ROUND, JobDetail, round_label
 
@@ -57,7 +57,7 @@ def watch(
 ) -> JobDetail:
     """Follow a job until it finishes, drawing a bar per round (nothing when `quiet`); `check`
     runs at every poll (the demo's: raise when one of its nodes died)."""
-    detail = client.job(job_id)
+    detail = poll(client, job_id)
     rounds, shards = detail.config.rounds, detail.config.shards
     init = any(x.index == INIT_ROUND for x in detail.rounds)
     held: set[int] = set()  # rounds whose held-out line is printed (each as soon as it is in)
@@ -71,7 +71,7 @@ def watch(
             break
     while not detail.settled:  # a job with a held-out evaluation: its last round's too
         time.sleep(poll_s)
-        detail = client.job(job_id)
+        detail = poll(client, job_id)
     _held_out(detail, held, quiet)
     return detail
 
@@ -97,7 +97,7 @@ def _bar(
         while True:
             if check is not None:
                 check()
-            detail = client.job(job_id)
+            detail = poll(client, job_id)
             train = [t for t in detail.tasks if t.round == r and t.kind == "train"]
             if r != INIT_ROUND and train:  # a local-data round has one task per holder
                 bar.length = len({t.shard for t in train})
@@ -109,6 +109,31 @@ def _bar(
             if detail.job.status in FINISHED or (rnd is not None and rnd.status == "done"):
                 return detail
             time.sleep(poll_s)
+
+
+def poll(client: ApiClient, job_id: str, patience_s: float = 600.0) -> JobDetail:
+    """The job's detail; while the coordinator does not answer (a restart), asked again every
+    second for up to `patience_s`: the job goes on without us watching.
+
+    Raises:
+        Unreachable: it did not come back in time.
+    """
+    deadline = time.monotonic() + patience_s
+    lost = False
+    while True:
+        try:
+            detail = client.job(job_id)
+        except Unreachable as exc:
+            if time.monotonic() > deadline:
+                raise
+            if not lost:
+                line(f"\n{exc.message}; asking again every second (the job goes on)", err=True)
+                lost = True
+            time.sleep(1.0)
+            continue
+        if lost:
+            line("the coordinator answers again", err=True)
+        return detail
 
 
 def _held_out(detail: JobDetail, printed: set[int], quiet: bool) -> None:

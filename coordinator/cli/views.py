@@ -4,13 +4,12 @@ and attempts) and `gridx job download` (the final model or a round's checkpoint)
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 import msgspec
 
 from gridx.coordinator.cli.client import ApiClient, to_json
-from gridx.coordinator.cli.options import client_options, json_option
+from gridx.coordinator.cli.options import client_options, destination, json_option
 from gridx.coordinator.cli.progress import format_metrics, last_failure
 from gridx.coordinator.cli.screen import line, text
 from gridx.schemas.jobs import FINISHED, JobConfig, TaskInfo, round_label
@@ -97,20 +96,20 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # (a str: "models/" keeps the slash that says it is a folder)
     default=None,
-    help="File to write (default: final_model.<format>).",
+    help="File to write, or a folder to write final_model.<format> in (default: here).",
 )
 @click.option(
     "--round", "round_n", type=click.IntRange(1), help="That round's merged model (a checkpoint)."
 )
 @client_options
 def job_download(
-    job_id: str, fmt: str, out: Path | None, round_n: int | None, client: ApiClient
+    job_id: str, fmt: str, out: str | None, round_n: int | None, client: ApiClient
 ) -> None:
     """Download a job's final model, or with --round N the model merged in round N (while the
     job runs, and for its last --keep-rounds rounds after it ended, cancelled or failed too)."""
     name = f"final_model.{fmt}" if round_n is None else f"round_{round_n}.{fmt}"
     round_idx = None if round_n is None else round_n - 1
-    path = client.download(job_id, fmt, out or Path(name), round_idx)
+    path = client.download(job_id, fmt, destination(out, name), round_idx)
     click.echo(str(path))

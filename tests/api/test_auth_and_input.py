@@ -46,7 +46,14 @@ def test_oversized_uploads_are_413_and_leave_nothing_behind(api: Api) -> None:
     big = b"x,y\n" + b"1,2\n" * 60_000  # 240 kB > the 200 kB data cap
     r = submit(api, api.alice, files={"train_py": ("train.py", TRAIN), "data": ("d.csv", big)})
     assert r.status_code == 413
-    assert r.json()["code"] == "too_large" and "data" in r.json()["message"]
+    body = r.json()
+    assert body["code"] == "too_large" and body["field"] == "data"
+    # in units people read, the setting that sets it, and what to do instead
+    assert (
+        "'data' is over its limit of 200.0 KB (200000 bytes: the coordinator's "
+        in (body["message"])
+    ), body
+    assert "GRIDX_MAX_UPLOAD_BYTES); or keep the data on the nodes" in body["message"], body
     r = submit(api, api.alice, files={"train_py": ("train.py", b"#" * 20_000)})
     assert r.status_code == 413
     assert api.client.get("/jobs/", headers=api.alice).json() == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gridx.coordinator.cli.cluster import LocalCluster
@@ -38,6 +39,12 @@ def test_a_job_as_the_cli_shows_it(cluster: LocalCluster, tmp_path: Path) -> Non
     assert f"{job_id}  " in status and "[succeeded, ran " in status, status
     shard_lines = [s for s in status.splitlines() if "shard 0:" in s]
     assert shard_lines and all("succeeded in " in s for s in shard_lines), status
+    # --out: a file, or a folder to put the model in (for `submit --wait` and `download` alike)
+    (tmp_path / "models").mkdir()
+    for out, path in (("models", "models/final_model.pth"), ("m.pth", "m.pth"),
+                      ("new/", "new/final_model.pth")):  # fmt: skip
+        got = gridx(cluster, "job", "download", job_id, "--out", out, cwd=tmp_path)
+        assert got.returncode == 0 and (tmp_path / path).is_file(), (out, got.stderr)
 
 
 def test_settings_are_named_as_the_user_typed_them(cluster: LocalCluster, tmp_path: Path) -> None:
@@ -85,3 +92,43 @@ def test_user_create_prints_the_line_to_use_the_key_and_is_audited(cluster: Loca
     assert f"  export GRIDX_URL={cluster.url} GRIDX_API_KEY={key}" in out.stdout, out.stdout
     audit = gridx(cluster, "audit").stdout
     assert "user.create" in audit and "new@example.org" in audit, audit
+
+
+def test_wait_rides_out_a_coordinator_restart(cluster: LocalCluster, tmp_path: Path) -> None:
+    cluster.add_node("node-1")
+    (tmp_path / "train.py").write_text("import time\ntime.sleep(4)\n" + TRAIN)
+    data = tmp_path / "d.csv"
+    data.write_text("x\n1\n2\n")
+    env = {**os.environ, "GRIDX_URL": cluster.url, "GRIDX_API_KEY": cluster.api_key}
+    wait = subprocess.Popen(
+        [sys.executable, "-m", "gridx.coordinator.cli", "job", "submit",
+         str(tmp_path / "train.py"), "--data", str(data), "--shards", "1", "--no-init-step",
+         "--wait"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert wait.stderr is not None
+    assert wait.stderr.readline().startswith("submitted ")
+    cluster.kill_coordinator()
+    time.sleep(2)  # the CLI polls a coordinator that is gone
+    cluster.start_coordinator()
+    out, err = wait.communicate(timeout=180)
+    assert wait.returncode == 0, err
+    assert "asking again every second (the job goes on)" in err, err
+    assert "the coordinator answers again" in err
+    assert "round 1 training: loss=0.5000" in out, out
+
+
+def test_a_running_job_is_not_deleted_nor_asked_about(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    cluster.add_node("node-1")
+    (tmp_path / "train.py").write_text("import time\ntime.sleep(300)\n")
+    data = tmp_path / "d.csv"
+    data.write_text("x\n1\n")
+    args = ("--data", str(data), "--shards", "1", "--no-init-step")
+    job_id = gridx(cluster, "job", "submit", str(tmp_path / "train.py"), *args).stdout.strip()
+    out = gridx(cluster, "job", "delete", job_id)  # no --yes: it would ask, were the job over
+    assert out.returncode == 1 and "[y/N]" not in out.stdout, out.stdout
+    assert f"only an ended job can be deleted; `gridx job cancel {job_id}` first" in out.stderr
+    assert gridx(cluster, "job", "cancel", job_id).returncode == 0
+    assert gridx(cluster, "job", "delete", job_id, "--yes").returncode == 0

@@ -29,6 +29,7 @@ from gridx.node.errors import (
 )
 from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
 from gridx.node.live_output import LiveOutput
+from gridx.node.outage import Outage
 from gridx.node.projects import ProjectError
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity
@@ -82,6 +83,9 @@ class Worker:
         """Why the node takes no task now (paused, outside its hours, busy), if it does not."""
         self.datasets_sent: list[DatasetInfo] | None = None
         """What the coordinator last acknowledged of this node's datasets."""
+        self.resting_sent: str | None = None
+        """Why it rests as the coordinator last acknowledged ('' : working; None: not yet)."""
+        self.outage = Outage()
         self.phase: TaskPhase | None = None
         """What the node does with its current task (sent with each heartbeat)."""
         self.live = LiveOutput()
@@ -135,8 +139,11 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await poll
             return None  # a lease taken in that instant expires and is reissued
+        wait = 1.0
         try:
-            return poll.result()
+            task = poll.result()
+            self.outage.ok()
+            return task
         except CoordinatorError as exc:
             if exc.status == 401:
                 raise NotEnrolled(f"the coordinator refused this node's token: {exc}") from exc
@@ -144,8 +151,8 @@ class Worker:
                 raise Banned(f"{exc.message} (ask the coordinator's admin why)") from exc
             log.warning("request_task failed: %s", exc)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            log.warning("coordinator unreachable (%s); retrying", exc)
-        await asyncio.sleep(1.0)
+            wait = self.outage.failed("request_task", exc)
+        await asyncio.sleep(wait)
         return None
 
     async def _datasets(self) -> list[DatasetInfo] | None:
@@ -164,6 +171,7 @@ class Worker:
             phase = self.phase if self.current else None
             # what a private job's task prints stays here (TaskAssignment.private)
             output = self.live.unsent() if self.current and not self.current.private else ""
+            resting = (self.resting or "")[:100]
             try:
                 held = await self._datasets()
                 resp = await self.client.heartbeat(
@@ -172,10 +180,12 @@ class Worker:
                         capabilities=caps,
                         datasets=held,
                         phase=phase,
+                        resting=None if resting == self.resting_sent else resting,
                         output=output,
                     )
                 )
                 caps = None
+                self.resting_sent = resting
                 self.datasets_sent = held if held is not None else self.datasets_sent
                 self.heartbeat_s = resp.heartbeat_s
                 if resp.drain != self.draining:
@@ -184,6 +194,9 @@ class Worker:
                 if self.current and self.current.task_id in resp.cancel:
                     log.info("coordinator says stop %s", self.current.task_id)
                     self.cancel_current.set()
+                self.outage.ok()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.outage.failed("heartbeat", exc)
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.heartbeat_s)

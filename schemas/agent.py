@@ -107,6 +107,10 @@ class HeartbeatRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     (None: unchanged)."""
     phase: TaskPhase | None = None
     """What it is doing with the task it runs (shown on the dashboard while leased)."""
+    resting: Short | None = None
+    """Why the node takes no new task now (`paused by its owner`, `outside its hours (...)`),
+    '' when it may, whenever that changed since the last acknowledged heartbeat (None:
+    unchanged)."""
     output: Annotated[str, msgspec.Meta(max_length=OUTPUT_CHUNK)] = ""
     """What the running task printed (stdout and stderr as they came) since the last
     heartbeat; `gridx job logs --follow` shows it as it arrives."""

@@ -378,6 +378,9 @@ class JobDetail(msgspec.Struct, kw_only=True):
     for both); `DELETE /jobs/{id}` frees what only it holds."""
     rounds: list[RoundInfo]
     tasks: list[TaskInfo]
+    waiting: str | None = None
+    """Why queued work is not running now, in words (`no node is online`, `the 2 node(s) able
+    to run it take no task now (node-1: paused by its owner ...)`); None when nothing waits."""
 
     @property
     def settled(self) -> bool:

@@ -8,7 +8,8 @@ import msgspec
 
 from gridx.schemas.agent import Capabilities, DatasetFormat, DatasetInfo
 
-NodeStatus = Literal["online", "offline", "draining", "banned", "removed"]
+NodeStatus = Literal["online", "resting", "offline", "draining", "banned", "removed"]
+"""`resting`: online but taking no task now, by its owner's rules (`NodeInfo.resting` says why)."""
 
 
 class NodeInfo(msgspec.Struct, kw_only=True):
@@ -27,6 +28,9 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     `min_reputation` the node gets no tasks."""
     agreed: int = 0
     disagreed: int = 0
+    resting: str = ""
+    """Why a resting node takes no task now: `paused by its owner (gridx-node resume)`,
+    `outside its hours (22:00-07:00)`, `the machine is busy (...)`."""
     datasets: list[DatasetInfo] = []
     """What the node declared it holds (names, columns, row counts; never the data)."""
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import ssl
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import click
 import httpx
@@ -15,8 +19,35 @@ from gridx.coordinator.cli.screen import clean
 from gridx.schemas.errors import ErrorBody
 from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
 from gridx.schemas.nodes import DatasetSummary, NodeInfo
+from gridx.schemas.sizes import human
 
 T = TypeVar("T")
+
+
+SHOW_UPLOAD_BYTES = 8_000_000
+"""Uploads from this size on show a progress bar (a smaller one is over in a moment)."""
+
+
+class Counted:
+    """A file being uploaded that tells `seen` how many bytes each read took."""
+
+    def __init__(self, fh: BinaryIO, seen: Callable[[int], None]) -> None:
+        self.fh = fh
+        self.seen = seen
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.fh.read(size)
+        self.seen(len(chunk))
+        return chunk
+
+    def fileno(self) -> int:  # (httpx sizes the part from it)
+        return self.fh.fileno()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.fh.tell()
 
 
 class Unreachable(click.ClickException):
@@ -74,8 +105,10 @@ class ApiClient:
         data: Path | None,
         init_model: Path | None = None,
         evaluation: tuple[Path, Path] | None = None,
+        progress: bool = False,
     ) -> JobDetail:
-        """Upload a job (files are streamed from disk); the coordinator validates `config`."""
+        """Upload a job (files are streamed from disk); the coordinator validates `config`.
+        With `progress`, uploads past `SHOW_UPLOAD_BYTES` draw a bar on stderr."""
         # a .zip is a project (a folder packed by `cli/project.py`), else the script itself
         field, name = (
             ("project", "project.zip") if train.suffix == ".zip" else ("train_py", "train.py")
@@ -90,17 +123,26 @@ class ApiClient:
         if evaluation:  # (evaluate.py, test data)
             handles["evaluate_py"] = ("evaluate.py", evaluation[0].open("rb"))
             handles["test_data"] = (evaluation[1].name, evaluation[1].open("rb"))
-        try:
-            return self.call(
-                "POST",
-                "/jobs/",
-                JobDetail,
-                files=handles,
-                data={"config": msgspec.json.encode(config).decode()},
-            )
-        finally:
-            for _, fh in handles.values():
-                fh.close()
+        total = sum(os.fstat(fh.fileno()).st_size for _, fh in handles.values())
+        shown = progress and total >= SHOW_UPLOAD_BYTES
+        with click.progressbar(
+            length=total,
+            label=f"uploading {human(total)}",
+            file=sys.stderr if shown else io.StringIO(),
+            show_eta=True,
+        ) as bar:
+            files = {k: (n, Counted(fh, bar.update)) for k, (n, fh) in handles.items()}
+            try:
+                return self.call(
+                    "POST",
+                    "/jobs/",
+                    JobDetail,
+                    files=files,
+                    data={"config": msgspec.json.encode(config).decode()},
+                )
+            finally:
+                for _, fh in handles.values():
+                    fh.close()
 
     def jobs(self) -> list[JobSummary]:
         """The caller's jobs."""

@@ -237,6 +237,7 @@ def job_submit(
             data,
             init_model,
             (evaluate, test_data) if evaluate and test_data else None,
+            progress=not as_json,
         )
     finally:
         if packed is not None:

@@ -341,6 +341,7 @@ def node_list(client: ApiClient, everything: bool, as_json: bool) -> None:
         line(
             f"{n.id:<16} {n.status:<9} {n.capabilities.isolation:<11} {n.capabilities.arch:<8} "
             f"{n.tasks_done:>5}  {when(n.last_seen):<19}  {n.name}"
+            + (f"  ({n.resting})" if n.resting else "")
         )
 
 

@@ -17,6 +17,10 @@ COUNTS = re.compile(r"(^|_)(samples|examples|rows|count|steps|batches|epochs|n)$
 """Metric names that count things: printed as whole numbers (`samples=2400`, not 2400.0000)."""
 
 
+WAIT_SHOWN_S = 3.0
+"""A round that waits this long says why (`JobDetail.waiting`) under its bar."""
+
+
 def format_metrics(metrics: dict[str, float] | None) -> str:
     """`loss=0.1234 accuracy=0.9650 samples=2400`."""
     shown = (
@@ -94,6 +98,8 @@ def _bar(
         file=io.StringIO() if quiet else None,
     ) as bar:
         shown = 0
+        said: str | None = None
+        began = time.monotonic()
         while True:
             if check is not None:
                 check()
@@ -108,6 +114,10 @@ def _bar(
             rnd = next((x for x in detail.rounds if x.index == r), None)
             if detail.job.status in FINISHED or (rnd is not None and rnd.status == "done"):
                 return detail
+            if detail.waiting != said and time.monotonic() - began > WAIT_SHOWN_S and not quiet:
+                said = detail.waiting  # (a moment's wait between two tasks is not news)
+                if said:
+                    line(f"\n  waiting: {said}", err=True)
             time.sleep(poll_s)
 
 

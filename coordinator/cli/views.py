@@ -65,6 +65,8 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
     )
     if c.dataset:
         line(f"data: dataset {c.dataset!r} on the nodes that hold it (never uploaded)")
+    if d.waiting:
+        line(f"waiting: {d.waiting}")
     for r in d.rounds:
         name = round_label(r.index)
         held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""

@@ -26,6 +26,8 @@ class NodeRow(msgspec.Struct, kw_only=True):
     """Refused at every route (an admin's ban); its leases were returned."""
     removed: int = 0
     """Taken off the fleet by an admin: its token no longer works (it must enrol again)."""
+    resting: str = ""
+    """Why it takes no task now, as it said (paused, outside its hours); '' when it may."""
 
     @property
     def reputation(self) -> float:
@@ -36,7 +38,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
 
 _COLUMNS = """n.id, n.owner_id, u.email AS owner_email, n.name, n.capabilities, n.draining,
 n.last_seen, n.tasks_done, n.compute_ms, n.created_at, n.agreed, n.disagreed, n.banned,
-n.removed"""
+n.removed, n.resting"""
 INSERT = """
 INSERT INTO nodes (id, owner_id, name, token_hash, capabilities, last_seen, created_at)
 VALUES (:id, :owner_id, :name, :token_hash, :capabilities, :now, :now)
@@ -64,6 +66,7 @@ LEASED = "SELECT id, lease_token FROM tasks WHERE node_id = :node_id AND status 
 TOUCH = "UPDATE nodes SET last_seen = :now WHERE id = :id AND last_seen < :now"
 SET_CAPABILITIES = "UPDATE nodes SET capabilities = :capabilities WHERE id = :id"
 SET_DRAINING = "UPDATE nodes SET draining = :draining WHERE id = :id"
+SET_RESTING = "UPDATE nodes SET resting = :resting WHERE id = :id"
 VOTES = """
 UPDATE nodes SET agreed = agreed + :agreed, disagreed = disagreed + :disagreed,
     tasks_done = tasks_done + :agreed, compute_ms = compute_ms + :agreed * :compute_ms
@@ -155,6 +158,11 @@ async def touch_many(conn: Conn, seen: dict[str, int]) -> None:
 async def set_capabilities(conn: Conn, node_id: str, capabilities: str) -> None:
     """Replace a node's advertised capabilities."""
     await conn.execute(SET_CAPABILITIES, {"id": node_id, "capabilities": capabilities})
+
+
+async def set_resting(conn: Conn, node_id: str, resting: str) -> None:
+    """Note why the node takes no task now ('' : it may)."""
+    await conn.execute(SET_RESTING, {"id": node_id, "resting": resting})
 
 
 async def set_draining(conn: Conn, node_id: str, draining: bool) -> None:

@@ -11,6 +11,7 @@ from gridx.coordinator.db import attempts, blobs, events, jobs, nodes, rounds, t
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import NotFound
+from gridx.coordinator.services import waiting
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import (
     SUMMED_METRICS,
@@ -83,9 +84,10 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
             who = names.get(t.target_node, "") if t.target_node else ""
             who = f"node {who}" if who else f"shard {t.shard} ({rows.get(t.shard, 0)} rows)"
             excluded.setdefault(t.round_idx, []).append(f"{who}: [{t.error_code}] {t.error}")
+    config = msgspec.json.decode(row.config, type=JobConfig)
     return JobDetail(
         job=summary(row),
-        config=msgspec.json.decode(row.config, type=JobConfig),
+        config=config,
         code_sha256=row.code_sha,
         requirements_sha256=row.requirements_sha,
         data_sha256=row.data_sha,
@@ -98,6 +100,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
             for r in await rounds.for_job(reader, job_id)
         ],
         tasks=[_task_info(t, rows, history.get(t.id, []), names) for t in task_rows],
+        waiting=await waiting.why(rt, row, config, task_rows),
     )
 
 

@@ -117,6 +117,10 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
         async with rt.db.transaction() as conn:
             await nodes.set_capabilities(conn, node.id, encoded)
         rt.node_cache.set_capabilities(node.id, encoded)
+    if req.resting is not None and req.resting != node.resting:
+        async with rt.db.transaction() as conn:
+            await nodes.set_resting(conn, node.id, req.resting)
+        rt.node_cache.forget(node.id)  # (its cached row says otherwise)
     if req.datasets is not None:  # what it holds changed: names and counts, never the data
         async with rt.db.transaction() as conn:
             await datasets.replace_for_node(conn, node.id, local_data.declared(req.datasets))
@@ -179,7 +183,7 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
     elif row.draining:
         status = "draining"
     elif now - last_seen <= rt.settings.node_offline_s * 1000:
-        status = "online"
+        status = "resting" if row.resting else "online"
     else:
         status = "offline"
     return NodeInfo(
@@ -194,6 +198,7 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
         reputation=round(row.reputation, 4),
         agreed=row.agreed,
         disagreed=row.disagreed,
+        resting=row.resting if status == "resting" else "",
     )
 
 
@@ -237,7 +242,7 @@ async def list_nodes(rt: Runtime, user: UserRow, everything: bool = False) -> li
 async def list_datasets(rt: Runtime, user: UserRow) -> list[DatasetSummary]:
     """Every dataset name online nodes hold, with how many of them let the caller use it."""
     rows = await nodes.list_nodes(rt.db.reader, None)
-    online = {r.id for r in rows if node_info(rt, r).status == "online"}
+    online = {r.id for r in rows if node_info(rt, r).status in ("online", "resting")}
     owners = {r.id: r.owner_id for r in rows}
     found = await datasets.of_nodes(rt.db.reader, sorted(online))
     usable = {

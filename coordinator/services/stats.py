@@ -128,7 +128,7 @@ async def prometheus(rt: Runtime) -> str:
         "# TYPE gridx_nodes gauge",
         *(
             f'gridx_nodes{{status="{s}"}} {sum(1 for n in infos if n.status == s)}'
-            for s in ("online", "offline", "draining", "banned", "removed")
+            for s in ("online", "resting", "offline", "draining", "banned", "removed")
         ),
         "# HELP gridx_leases_expired_total Leases that expired and were requeued or failed.",
         "# TYPE gridx_leases_expired_total counter",

@@ -60,8 +60,9 @@ export default function Fleet() {
                   <td className="lo">
                     {n.capabilities.docker ? "docker" : "process"} / {n.capabilities.isolation}
                   </td>
-                  <td>
+                  <td title={n.resting || undefined}>
                     <Status value={n.status} />
+                    {n.resting && <div className="lo" data-resting>{n.resting}</div>}
                   </td>
                   <td className="lo">{ago(n.last_seen)}</td>
                   <td>{n.tasks_done}</td>

@@ -77,6 +77,11 @@ function Job() {
         {FINISHED.includes(j.status) ? "finished" : mode === "live" ? "updating live" : "updating every 2 s"}
       </p>
       {j.error && <p className={j.status === "succeeded" ? "muted" : "error"}>{j.error}</p>}
+      {d.waiting && (
+        <p className="waiting" data-waiting role="status">
+          Waiting: {d.waiting}
+        </p>
+      )}
       {typeof d.config.dataset === "string" && (
         <p data-dataset>
           Data: dataset <strong>{d.config.dataset}</strong> on the nodes that hold it (never uploaded)

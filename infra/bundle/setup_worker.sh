@@ -35,13 +35,20 @@ fi
 python3 -m venv .venv
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${pip[@]}" ./gridx-*.whl
+torch_failed() {
+    echo "could not install torch ($torch build; pip's reason above). Try again with" \
+        "--torch cpu, or with --torch none and then .venv/bin/pip install a torch wheel" \
+        "that fits this machine ($(uname -m), $(.venv/bin/python -V))" >&2
+    exit 1
+}
 if [ "$torch" = cpu ] && [ "$(uname -m)" = x86_64 ]; then
     # PyPI's x86 torch carries CUDA (GBs); PyTorch's CPU index has the same torch without it
     echo "installing torch (CPU-only build)"
-    "${pip[@]}" torch --index-url "${GRIDX_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+    "${pip[@]}" torch --index-url "${GRIDX_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}" ||
+        torch_failed
 elif [ "$torch" != none ]; then  # (on ARM, PyPI's torch is the CPU build)
     echo "installing torch ($torch build)"
-    "${pip[@]}" torch
+    "${pip[@]}" torch || torch_failed
 fi
 umask 077
 cat > worker_config.env <<CONF
@@ -56,4 +63,7 @@ if [ "$(id -u)" = 0 ] && ! id gridx-task >/dev/null 2>&1; then
 fi
 command -v bwrap >/dev/null ||
     echo "note: install bubblewrap (or Docker); without it the node's sandbox is weak and it refuses work"
-echo "node set up in $(pwd); start it with ./start_worker.sh"
+# the systemd unit, for this folder and this user (it ships written for /opt/gridx and gridx)
+sed -i -e "s|/opt/gridx|$(pwd)|g" -e "s|^User=gridx$|User=$(id -un)|" gridx-node.service
+echo "node set up in $(pwd); start it with ./start_worker.sh (pause it: ./gridx-node pause)"
+echo "to start it with the machine: sudo cp gridx-node.service /etc/systemd/system/ && sudo systemctl enable --now gridx-node"

@@ -81,3 +81,16 @@ def test_bundle_sets_up_a_node_that_completes_a_task(
     assert "preparing (downloading" not in node.stderr + node.stdout  # its torch: the node's
     nodes = client.http.get("/nodes").json()
     assert [n["name"] for n in nodes] == ["bundled"]
+    # the bundle's ./gridx-node acts on the node it set up (its ./state), not on ~/.gridx-node
+    paused = subprocess.run(["./gridx-node", "pause"], cwd=home, capture_output=True, text=True)
+    assert paused.returncode == 0 and (home / "state" / "paused").exists(), paused.stderr
+    assert subprocess.run(["./gridx-node", "resume"], cwd=home).returncode == 0
+    assert not (home / "state" / "paused").exists()
+    # `gridx` is the users' and admins' tool: a node-only install says so, no traceback
+    gridx = subprocess.run(
+        [str(home / ".venv/bin/gridx"), "--help"], capture_output=True, text=True
+    )
+    assert gridx.returncode == 1 and "this install is a node only" in gridx.stderr, gridx.stderr
+    assert "Traceback" not in gridx.stderr
+    unit = (home / "gridx-node.service").read_text()  # written for this folder, not /opt/gridx
+    assert f"WorkingDirectory={home}" in unit and "/opt/gridx" not in unit, unit

@@ -13,7 +13,6 @@ from pathlib import Path
 from gridx.coordinator.cli.cluster import LocalCluster
 from tests.integration.conftest import Client, gridx
 
-
 TRAIN = b"import os, torch\ntorch.save({'w': torch.zeros(1)}, os.environ['GRIDX_OUTPUT'])\n"
 
 

@@ -56,6 +56,19 @@ class JsonFormatter(logging.Formatter):
         return _json.encode(out).decode()
 
 
+class QuietAgents(logging.Filter):
+    """The access log without nodes' routine calls (`/agent/...` heartbeats and polls that
+    succeeded: hundreds a minute from a small fleet); their errors stay, and at DEBUG all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record unless it is a node's routine call that went well."""
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) < 5 or logging.getLogger().isEnabledFor(logging.DEBUG):
+            return True
+        path, status = str(args[2]), args[4]
+        return not path.startswith("/agent/") or not isinstance(status, int) or status >= 400
+
+
 def configure(level: str, fmt: str) -> None:
     """Send every log record to stderr in the chosen format (`text` or `json`)."""
     handler = logging.StreamHandler()
@@ -64,3 +77,6 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    access = logging.getLogger("uvicorn.access")
+    access.filters[:] = [f for f in access.filters if not isinstance(f, QuietAgents)]
+    access.addFilter(QuietAgents())

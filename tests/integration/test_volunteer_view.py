@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import Client, gridx
+from tests.integration.conftest import FAST, Client, gridx
 
 TRAIN = b"import os, torch\ntorch.save({'w': torch.zeros(1)}, os.environ['GRIDX_OUTPUT'])\n"
 
@@ -67,3 +67,16 @@ def test_a_coordinator_that_is_down_is_one_warning_then_one_a_minute(
     assert "coordinator still unreachable" not in text  # (once a minute)
     job_id = client.submit(TRAIN, {"rounds": 1, "shards": 1, "init_step": False})
     assert client.wait_done(job_id, 60)["job"]["status"] == "succeeded"
+
+
+def test_the_access_log_leaves_out_the_nodes_routine_calls(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path / "c", coordinator_env=FAST, log_level="info") as cluster:
+        cluster.add_node("node-1")
+        client = Client(cluster)
+        client.wait_for_nodes(1)
+        time.sleep(2)  # heartbeats every 0.5 s, and a long-poll
+        assert client.http.get("/jobs/").status_code == 200
+        assert client.http.get("/jobs/nope").status_code == 404
+    log = (tmp_path / "c" / "coordinator.log").read_text()
+    assert '"GET /jobs/ HTTP/1.1" 200' in log and '"GET /jobs/nope HTTP/1.1" 404' in log, log
+    assert "/agent/" not in log, log  # (the register, heartbeats and polls: all 2xx)

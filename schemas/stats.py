@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 
@@ -16,6 +18,8 @@ class Overview(msgspec.Struct, kw_only=True):
     tasks_per_minute: int
     storage_bytes: int = 0
     """Bytes in the blob store: every file some job still needs (the whole coordinator's)."""
+    scope: Literal["yours", "everything"] = "everything"
+    """Whose nodes, jobs and tasks these count: the caller's own, or (an admin) everyone's."""
 
 
 class Contributor(msgspec.Struct, kw_only=True):

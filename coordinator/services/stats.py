@@ -36,6 +36,7 @@ async def overview(rt: Runtime, user: UserRow) -> Overview:
         storage_bytes=(await db_blobs.total(reader))[1]
         if owner is None
         else await db_blobs.of_owner(reader, owner),
+        scope="everything" if owner is None else "yours",
     )
 
 

@@ -474,3 +474,95 @@ def test_a_project_zip_submitted_from_the_form_trains_and_its_log_opens(
     assert "training with Linear" in log.locator("pre").inner_text()
     assert '"entry": "train.py"' in page.locator("pre").last.inner_text()
     shot(page, "job-project-log")
+
+
+BROKEN = b"raise ValueError('the data has 3 columns, the model wants 8')\n"
+
+
+def _post(site: LocalCluster, train: bytes, config: dict[str, Any]) -> str:
+    import json
+
+    import httpx
+
+    r = httpx.post(
+        f"{site.url}/jobs/",
+        headers={"Authorization": f"Bearer {site.api_key}"},
+        files={"train_py": ("train.py", train)},
+        data={"config": json.dumps(config)},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["job"]["id"])
+
+
+def _wait_status(site: LocalCluster, job_id: str, status: str) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 180
+    while True:
+        job = httpx.get(
+            f"{site.url}/jobs/{job_id}", headers={"Authorization": f"Bearer {site.api_key}"}
+        ).json()["job"]
+        if job["status"] == status:
+            return
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_job_page_and_the_overview_say_what_happened_in_words(site, browser, width) -> None:
+    import httpx
+
+    once = {"rounds": 1, "shards": 1, "init_step": False, "max_attempts": 1}
+    broken = _post(site, BROKEN, {**once, "name": f"broken-{width}"})
+    stopped = _post(site, b"import time\ntime.sleep(600)\n", {**once, "name": f"stopped-{width}"})
+    perfect = CURVE.replace(b"0.5 + %s * r", b"1.0")  # accuracy 1.0 in every round
+    curve = _post(site, perfect, {"rounds": 2, "shards": 1, "name": f"perfect-{width}"})
+    r = httpx.post(
+        f"{site.url}/jobs/{stopped}/cancel", headers={"Authorization": f"Bearer {site.api_key}"}
+    )
+    assert r.status_code == 200, r.text
+    _wait_status(site, broken, "failed")
+    _wait_succeeded(site, curve)
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    sign_in(page, site.url, site.api_key)
+
+    # a failed job's headline carries what its code raised, not only "exited with status 1"
+    page.goto(f"{site.url}/job/?id={broken}")
+    cause = page.locator("[data-cause]")
+    cause.wait_for()
+    assert cause.inner_text() == "ValueError: the data has 3 columns, the model wants 8"
+    assert page.locator("[data-job-time]").inner_text().startswith("ran ")
+    assert page.locator("[data-task-time]").first.inner_text().endswith(" s")
+    config = page.locator("[data-config]").inner_text()
+    assert "rounds\t1" in config and "max_attempts\t1" in config, config  # a table, not cut JSON
+    node = page.locator("td.nowrap").first
+    assert node.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
+    shot(page, f"job-failed-{width}")
+
+    # an accuracy axis ends at 1, never at 1.10
+    page.goto(f"{site.url}/job/?id={curve}")
+    page.wait_for_selector(".chart [data-tick]")
+    accuracy = page.locator("figure.chart", has_text="Accuracy").locator("[data-tick]")
+    ticks = [float(t) for t in accuracy.all_text_contents()]  # (SVG text has no innerText)
+    assert max(ticks) <= 1.0, ticks
+    shot(page, f"job-curve-{width}")
+
+    # cancelled is not painted as failed
+    page.goto(f"{site.url}/job-list/")
+    page.wait_for_selector(".badge.cancelled")
+    colour = "s => getComputedStyle(document.querySelector(s)).backgroundColor"
+    assert page.evaluate(colour, ".badge.cancelled") != page.evaluate(colour, ".badge.failed")
+
+    # the admin's tiles say whose nodes they count; a count of nodes has whole-number ticks
+    page.goto(f"{site.url}/")
+    page.wait_for_selector("[data-testid=history] [data-series='nodes online'] polyline")
+    label = page.locator("[data-testid=nodes-online] .l").inner_text()
+    assert label == "all nodes online", label
+    nodes = page.locator("figure.chart", has_text="Nodes online").locator("[data-tick]")
+    assert all("." not in t for t in nodes.all_text_contents()), nodes.all_text_contents()
+    throughput = page.locator("figure.chart", has_text="Throughput").locator("[data-y-label]")
+    assert throughput.text_content() == "tasks / 10 s"
+    shot(page, f"overview-{width}")

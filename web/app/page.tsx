@@ -35,6 +35,7 @@ export default function OverviewPage() {
     return () => clearInterval(t);
   }, []);
   const now = Date.now();
+  const whose = data?.scope === "yours" ? "your " : "all ";
   const points = (key: "nodes_online" | "tasks_done" | "tasks_running") =>
     history.map((s) => ({ x: Math.max(-60, (s.at - now) / 60_000), y: s[key] }));
   return (
@@ -48,10 +49,10 @@ export default function OverviewPage() {
       ) : (
         <>
           <div className="cards">
-            <Card n={data.nodes_online} label="nodes online" id="nodes-online" />
-            <Card n={data.nodes_offline} label="nodes offline" id="nodes-offline" />
-            <Card n={data.tasks_running} label="tasks running" id="tasks-running" />
-            <Card n={data.tasks_queued} label="tasks queued" id="tasks-queued" />
+            <Card n={data.nodes_online} label={`${whose}nodes online`} id="nodes-online" />
+            <Card n={data.nodes_offline} label={`${whose}nodes offline`} id="nodes-offline" />
+            <Card n={data.tasks_running} label={`${whose}tasks running`} id="tasks-running" />
+            <Card n={data.tasks_queued} label={`${whose}tasks queued`} id="tasks-queued" />
             <Card n={data.tasks_per_minute} label="tasks / minute" id="tasks-per-minute" />
             <Card n={bytes(data.storage_bytes)} label="stored" id="storage" />
           </div>
@@ -68,13 +69,15 @@ export default function OverviewPage() {
         <LineChart
           title="Nodes online"
           yLabel="nodes"
+          y={{ integer: true, bounds: [0, Infinity] }}
           x={HOUR_AXIS}
           empty="no sample yet (one every 10 s)"
           series={[{ name: "nodes online", color: "#0a58ca", points: points("nodes_online") }]}
         />
         <LineChart
-          title="Throughput"
-          yLabel="tasks"
+          title="Throughput (tasks per 10 s)"
+          yLabel="tasks / 10 s"
+          y={{ integer: true, bounds: [0, Infinity] }}
           x={HOUR_AXIS}
           empty="no sample yet (one every 10 s)"
           series={[

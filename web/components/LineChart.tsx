@@ -1,7 +1,7 @@
 // A small SVG line chart: series of (x, y) points with labelled axes and a legend. Plain SVG keeps the
 // static build small and works without JavaScript-heavy chart libraries.
 
-import { niceAxis, roundLabels } from "@/lib/ticks";
+import { type AxisRule, niceAxis, roundLabels } from "@/lib/ticks";
 
 export interface Series {
   name: string;
@@ -29,12 +29,15 @@ export function LineChart({
   series,
   yLabel,
   x,
+  y = {},
   empty = "no finished round yet",
 }: {
   title: string;
   series: Series[];
   yLabel: string;
   x?: XAxis;
+  /** What the y values allow (whole numbers; a range such as 0..1). */
+  y?: AxisRule;
   empty?: string;
 }) {
   const w = 420;
@@ -49,7 +52,7 @@ export function LineChart({
     );
   }
   const xa = x ?? roundsAxis(series);
-  const axis = niceAxis(Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y)));
+  const axis = niceAxis(Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y)), 4, y);
   const { lo, hi } = axis;
   const sx = (v: number) => pad.l + ((v - xa.min) / Math.max(xa.max - xa.min, 1e-9)) * (w - pad.l - pad.r);
   const sy = (y: number) => pad.t + (1 - (y - lo) / (hi - lo)) * (h - pad.t - pad.b);
@@ -74,6 +77,10 @@ export function LineChart({
         ))}
         <text x={w / 2} y={h - 2} textAnchor="middle" className="tick">
           {xa.name}
+        </text>
+        <text x={12} y={pad.t + (h - pad.t - pad.b) / 2} textAnchor="middle" className="tick" data-y-label
+          transform={`rotate(-90 12 ${pad.t + (h - pad.t - pad.b) / 2})`}>
+          {yLabel}
         </text>
         {series.map((s) => (
           <g key={s.name} data-series={s.name}>

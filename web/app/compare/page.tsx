@@ -68,6 +68,7 @@ function Compare() {
             key={k}
             title={k[0].toUpperCase() + k.slice(1)}
             yLabel={k}
+            y={k === "accuracy" ? { bounds: [0, 1] } : {}}
             series={jobs.map((d, i) => curve(d, k, COLORS[i % COLORS.length])).filter((s) => s.points.length > 0)}
           />
         ))}

@@ -62,6 +62,11 @@ function Job() {
   const failed = d.tasks.flatMap((t) =>
     t.history.filter((h) => h.error).map((h) => ({ task: t, attempt: h })),
   );
+  // what a failed job's first failure raised: the last line its code printed (the exception)
+  const first = failed.find((f) => f.attempt.outcome !== "cancelled" && f.attempt.stderr_tail);
+  const cause = j.status === "failed" ? first?.attempt.stderr_tail?.trim().split("\n").pop() : undefined;
+  const ended = FINISHED.includes(j.status);
+  const span = duration(((ended ? j.updated_at : Date.now()) - j.created_at) / 1000);
   const eps = d.rounds.filter((r) => r.epsilon != null);
   const spent = eps.length ? eps[eps.length - 1].epsilon! : null;
   const dp = d.config.dp as { max_epsilon?: number } | null | undefined;
@@ -74,9 +79,19 @@ function Job() {
       </h1>
       <p className="muted" aria-live="polite">
         {j.id} · owner {j.owner} · submitted {ago(j.created_at)} ·{" "}
+        <span data-job-time>{ended ? `ran ${span}` : `running for ${span}`}</span> ·{" "}
         {FINISHED.includes(j.status) ? "finished" : mode === "live" ? "updating live" : "updating every 2 s"}
       </p>
-      {j.error && <p className={j.status === "succeeded" ? "muted" : "error"}>{j.error}</p>}
+      {j.error && (
+        <p className={j.status === "succeeded" ? "muted" : "error"} data-job-error>
+          {j.error}
+          {cause && (
+            <>
+              : <code data-cause>{cause}</code>
+            </>
+          )}
+        </p>
+      )}
       {d.waiting && (
         <p className="waiting" data-waiting role="status">
           Waiting: {d.waiting}
@@ -164,7 +179,8 @@ function Job() {
       <div className="charts">
         <LineChart
           title="Accuracy"
-          yLabel="acc"
+          yLabel="accuracy"
+          y={{ bounds: [0, 1] }}
           series={[series("accuracy", "#1a7f37"), heldOut("accuracy", "#0a58ca")].filter((s) => s.points.length > 0)}
         />
         <LineChart
@@ -183,6 +199,7 @@ function Job() {
               <th>Status</th>
               <th>Node</th>
               <th className="lo">Attempt</th>
+              <th className="lo">Time</th>
               <th className="lo">Rows</th>
               <th className="lo">Metrics</th>
               <th className="lo">Output</th>
@@ -206,11 +223,12 @@ function Job() {
                     </div>
                   ) : null}
                 </td>
-                <td title={t.node_id ?? undefined}>{t.node_name ?? t.node_id ?? "-"}</td>
+                <td title={t.node_id ?? undefined} className="nowrap">{t.node_name ?? t.node_id ?? "-"}</td>
                 <td className="lo" title="tries of the code / nodes lost with it">
                   {t.attempts}/{t.max_attempts}
                   {t.losses > 0 ? `, lost ${t.losses}/${t.max_losses}` : ""}
                 </td>
+                <td className="lo" data-task-time>{taskTime(t)}</td>
                 <td className="lo">{t.rows}</td>
                 <td className="lo">{t.metrics ? Object.entries(t.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ") : "-"}</td>
                 <td className="lo">
@@ -225,7 +243,7 @@ function Job() {
         <>
           <h2>Failed attempts</h2>
           {failed.map(({ task, attempt }) => (
-            <details key={`${task.id}-${attempt.attempt}`}>
+            <details key={`${task.id}-${attempt.attempt}`} open={attempt === first?.attempt}>
               <summary>
                 {task.round === INIT_ROUND ? "initialisation" : `round ${task.round + 1}`}, shard {task.shard}, attempt {attempt.attempt} on {attempt.node_id}: [
                 {attempt.error_code}] {attempt.error}
@@ -236,9 +254,29 @@ function Job() {
         </>
       )}
       <h2>Configuration</h2>
-      <pre>{JSON.stringify(d.config, null, 2)}</pre>
+      <div className="table-wrap">
+        <table className="config" data-config>
+          <tbody>
+            {Object.entries(d.config)
+              .filter(([, v]) => v !== null && v !== undefined)
+              .map(([k, v]) => (
+                <tr key={k}>
+                  <th scope="row">{k}</th>
+                  <td>{typeof v === "object" ? JSON.stringify(v) : String(v)}</td>
+                </tr>
+              ))}
+          </tbody>
+        </table>
+      </div>
     </>
   );
+}
+
+/** How long a task's latest attempt took, or has run so far. */
+function taskTime(t: TaskInfo): string {
+  const last = t.history[t.history.length - 1];
+  if (!last) return "-";
+  return duration(((last.finished_at ?? Date.now()) - last.started_at) / 1000);
 }
 
 /** What a task's latest attempt printed (streamed while it runs), folded until opened. */

@@ -30,6 +30,7 @@ from gridx.node.errors import (
 from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
 from gridx.node.live_output import LiveOutput
 from gridx.node.outage import Outage
+from gridx.node.own_paths import OwnPaths
 from gridx.node.projects import ProjectError
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity
@@ -86,6 +87,7 @@ class Worker:
         self.resting_sent: str | None = None
         """Why it rests as the coordinator last acknowledged ('' : working; None: not yet)."""
         self.outage = Outage()
+        self.own = OwnPaths(config.state_dir)
         self.phase: TaskPhase | None = None
         """What the node does with its current task (sent with each heartbeat)."""
         self.live = LiveOutput()
@@ -171,6 +173,7 @@ class Worker:
             phase = self.phase if self.current else None
             # what a private job's task prints stays here (TaskAssignment.private)
             output = self.live.unsent() if self.current and not self.current.private else ""
+            output = self.own.hide(output)
             resting = (self.resting or "")[:100]
             try:
                 held = await self._datasets()
@@ -316,7 +319,7 @@ class Worker:
                     result_sha256=sha,
                     metrics={} if task.private else result.metrics,
                     duration_s=result.duration_s,
-                    output_tail="" if task.private else self.live.tail(),
+                    output_tail="" if task.private else self.own.hide(self.live.tail()),
                 )
             )
             log.info(
@@ -366,8 +369,8 @@ class Worker:
                 lease_token=task.lease_token,
                 kind=kind,  # type: ignore[arg-type]
                 code=code,
-                message=message,
-                stderr_tail=tail,
+                message=self.own.hide(message),
+                stderr_tail=self.own.hide(tail),
             )
         )
 

@@ -80,3 +80,19 @@ def test_the_access_log_leaves_out_the_nodes_routine_calls(tmp_path: Path) -> No
     log = (tmp_path / "c" / "coordinator.log").read_text()
     assert '"GET /jobs/ HTTP/1.1" 200' in log and '"GET /jobs/nope HTTP/1.1" 404' in log, log
     assert "/agent/" not in log, log  # (the register, heartbeats and polls: all 2xx)
+
+
+def test_a_tasks_output_does_not_name_the_volunteers_folders(
+    cluster: LocalCluster, client: Client
+) -> None:
+    cluster.add_node("node-1")
+    script = b"import os, sys\nprint('cwd', os.getcwd(), file=sys.stderr)\nraise ValueError('x')\n"
+    job_id = client.submit(
+        script, {"rounds": 1, "shards": 1, "init_step": False, "max_attempts": 1}
+    )
+    body = client.wait_done(job_id, 60)
+    assert body["job"]["status"] == "failed"
+    tail = body["tasks"][0]["history"][0]["stderr_tail"]
+    state = str((cluster.root / "node-1").resolve())
+    assert "ValueError: x" in tail and "cwd <node>/tasks/" in tail, tail
+    assert state not in tail and str(cluster.root) not in tail, tail

@@ -15,7 +15,7 @@ from gridx.coordinator.services import job_models, job_views, jobs, retention
 from gridx.coordinator.services.job_config import decode_config
 from gridx.coordinator.services.principals import User
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.jobs import JobDetail, JobSummary
+from gridx.schemas.jobs import JobConfig, JobDetail, JobSummary
 
 
 def file_name(raw: str | None, field: str) -> str:
@@ -161,6 +161,12 @@ class JobController(Controller):
     async def list_jobs(self, rt: Runtime, user: User) -> list[JobSummary]:
         """The caller's jobs, newest first (an admin sees all)."""
         return await job_views.list_jobs(rt, user)
+
+    @get("/defaults")
+    async def defaults(self, user: User) -> JobConfig:
+        """What a job gets for every setting it does not give (the CLI's and the dashboard
+        form's defaults)."""
+        return JobConfig()
 
     @get("/{job_id:str}")
     async def detail(self, rt: Runtime, user: User, job_id: str) -> JobDetail:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import zipfile
 
+import msgspec
+
 from gridx.coordinator.cli.client import describe_error
+from gridx.schemas.jobs import JobConfig
 from tests.api.helpers import CSV, TRAIN, claim, register, submit
 from tests.support.api import Api, auth
 
@@ -301,3 +304,10 @@ def test_hostile_characters_in_signed_links_are_refused_not_crashing(api: Api) -
         "/agent/results/%F2%8B%BF%94N?exp=-5&lease=%40%2B&sig=%C3%9E%F2%89%8C%84", content=b"x"
     )
     assert r.status_code == 403
+
+
+def test_the_defaults_a_job_gets_are_one_route_away(api: Api) -> None:
+    r = api.client.get("/jobs/defaults", headers=api.alice)
+    assert r.status_code == 200, r.text
+    assert r.json() == msgspec.to_builtins(JobConfig())
+    assert api.client.get("/jobs/defaults").status_code == 401

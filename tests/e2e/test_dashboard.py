@@ -472,7 +472,7 @@ def test_a_project_zip_submitted_from_the_form_trains_and_its_log_opens(
     log = page.locator("[data-task-log]").first
     log.locator("summary").click()
     assert "training with Linear" in log.locator("pre").inner_text()
-    assert '"entry": "train.py"' in page.locator("pre").last.inner_text()
+    assert "entry\ttrain.py" in page.locator("[data-config]").inner_text()
     shot(page, "job-project-log")
 
 
@@ -541,6 +541,24 @@ def test_a_job_page_and_the_overview_say_what_happened_in_words(site, browser, w
     node = page.locator("td.nowrap").first
     assert node.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
     shot(page, f"job-failed-{width}")
+
+    # run again with changes: the form starts from that job's settings
+    page.locator("[data-run-again]").click()
+    page.wait_for_url(f"**/submit/?from={broken}")
+    page.wait_for_selector("[data-from]")
+    assert page.locator("h1").inner_text() == "Run again with changes"
+    assert page.locator("input[name=name]").input_value() == f"broken-{width}"
+    assert page.locator("input[name=max_attempts]").input_value() == "1"
+    shot(page, f"run-again-{width}")
+    # a fresh form starts from the coordinator's defaults: the CLI's, with the settings it has
+    page.goto(f"{site.url}/submit/")
+    page.wait_for_selector("form")
+    fresh = {k: page.locator(f"input[name={k}]").input_value() for k in (
+        "rounds", "shards", "epochs", "task_timeout_s", "max_attempts", "seed")}  # fmt: skip
+    assert fresh == {"rounds": "1", "shards": "2", "epochs": "1", "task_timeout_s": "600",
+                     "max_attempts": "3", "seed": "0"}, fresh  # fmt: skip
+    assert page.locator("select[name=partition]").input_value() == "iid"
+    assert page.locator("input[name=init_model]").count() == 1
 
     # an accuracy axis ends at 1, never at 1.10
     page.goto(f"{site.url}/job/?id={curve}")

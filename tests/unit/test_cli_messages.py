@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -135,3 +136,20 @@ def test_shell_completion_works_as_documented() -> None:
         )  # fmt: skip
         func = prog.replace("-", "_")
         assert f"_{func}_completion()" in out.stdout, (prog, out.stdout[:300], out.stderr[-300:])
+
+
+def test_submit_defaults_are_the_jobs_own() -> None:
+    """`gridx job submit`'s option defaults are JobConfig's (the dashboard's form reads the same
+    from GET /jobs/defaults): what a job gets never depends on where it was sent from."""
+    from gridx.coordinator.cli.jobs import job_submit
+    from gridx.schemas.jobs import JobConfig
+
+    defaults = msgspec.to_builtins(JobConfig())
+    compared = 0
+    for param in job_submit.params:
+        given = param.default  # (a flag without one: click's UNSET, i.e. off)
+        plain = isinstance(defaults.get(param.name), int | float | str | bool)
+        if param.name in defaults and plain and isinstance(given, int | float | str | bool):
+            assert given == defaults[param.name], param.name
+            compared += 1
+    assert compared >= 8, compared

@@ -1,5 +1,6 @@
 "use client";
 
+import Link from "next/link";
 import { useSearchParams } from "next/navigation";
 import { Suspense, useEffect, useState } from "react";
 
@@ -109,6 +110,9 @@ function Job() {
         </p>
       )}
       <div className="actions">
+        <Link href={`/submit/?from=${j.id}`} className="button" data-run-again>
+          Run again with changes
+        </Link>
         {j.status === "succeeded" && (
           <>
             <button type="button" onClick={() => act(() => download(`/jobs/${j.id}/model?format=pth`, "final_model.pth"))}>

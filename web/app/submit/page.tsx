@@ -5,7 +5,7 @@ import { useEffect, useState } from "react";
 
 import { ErrorNote } from "@/components/Shell";
 import { ApiError, getJson, postForm } from "@/lib/api";
-import type { DatasetSummary, JobDetail } from "@/lib/types";
+import type { DatasetSummary, JobConfig, JobDetail } from "@/lib/types";
 
 const STRATEGIES: Record<string, string[]> = {
   fedavg: [],
@@ -18,10 +18,31 @@ const STRATEGIES: Record<string, string[]> = {
   krum: ["f", "m"],
 };
 
+type Partition = { name: string; column?: string; alpha?: number };
+
 export default function Submit() {
   const router = useRouter();
-  const [strategy, setStrategy] = useState("fedavg");
-  const [source, setSource] = useState<"upload" | "nodes">("upload");
+  // what the form starts from: the coordinator's defaults (the CLI's), or a job run again
+  const [base, setBase] = useState<JobConfig | null>(null);
+  const [from, setFrom] = useState<string | null>(null);
+  useEffect(() => {
+    const again = new URLSearchParams(window.location.search).get("from");
+    setFrom(again);
+    const load = again
+      ? getJson<JobDetail>(`/jobs/${encodeURIComponent(again)}`).then((d) => d.config)
+      : getJson<JobConfig>("/jobs/defaults");
+    load.then(setBase, () => getJson<JobConfig>("/jobs/defaults").then(setBase, () => {}));
+  }, []);
+  if (!base) return <p className="muted">Loading...</p>;
+  return <SubmitForm base={base} from={from} onDone={(id) => router.push(`/job/?id=${id}`)} />;
+}
+
+function SubmitForm({ base, from, onDone }: { base: JobConfig; from: string | null; onDone: (id: string) => void }) {
+  const baseStrategy = base.strategy as { name: string } & Record<string, number | null>;
+  const basePartition = base.partition as Partition;
+  const [strategy, setStrategy] = useState(baseStrategy.name);
+  const [partition, setPartition] = useState(basePartition.name);
+  const [source, setSource] = useState<"upload" | "nodes">(base.dataset ? "nodes" : "upload");
   const [datasets, setDatasets] = useState<DatasetSummary[] | null>(null);
   useEffect(() => {
     if (source === "nodes" && datasets === null)
@@ -40,7 +61,12 @@ export default function Submit() {
     ) : null;
   return (
     <>
-      <h1>Submit a job</h1>
+      <h1>{from ? "Run again with changes" : "Submit a job"}</h1>
+      {from && (
+        <p className="muted" data-from>
+          Settings from job {from}; choose its files again (train.py, data, ...).
+        </p>
+      )}
       <form
         className="grid"
         noValidate
@@ -55,12 +81,22 @@ export default function Submit() {
           }
           const local = source === "nodes";
           const noise = num("dp_noise_multiplier");
+          const column = String(f.get("partition_column") ?? "");
           const config = {
             name: String(f.get("name") ?? ""),
             rounds: num("rounds"),
             epochs: num("epochs"),
             replicas: num("replicas"),
+            task_timeout_s: num("task_timeout_s"),
+            max_attempts: num("max_attempts"),
+            seed: num("seed"),
             strategy: { name: strategy, ...params },
+            partition:
+              partition === "iid"
+                ? { name: "iid" }
+                : partition === "by_column"
+                  ? { name: partition, column }
+                  : { name: partition, column, ...(num("partition_alpha") !== undefined ? { alpha: num("partition_alpha") } : {}) },
             ...(local
               ? { dataset: String(f.get("dataset") ?? ""), min_nodes: num("min_nodes"), max_nodes: num("max_nodes") }
               : { shards: num("shards") }),
@@ -72,7 +108,7 @@ export default function Submit() {
               : {}),
           };
           const body = new FormData();
-          const files = ["train_py", "requirements", "evaluate_py", "test_data", ...(local ? [] : ["data"])];
+          const files = ["train_py", "requirements", "evaluate_py", "test_data", "init_model", ...(local ? [] : ["data"])];
           for (const k of files) {
             const file = f.get(k);
             if (!(file instanceof File) || file.size === 0) continue;
@@ -84,7 +120,7 @@ export default function Submit() {
           setBusy(true);
           try {
             const job = await postForm<JobDetail>("/jobs/", body);
-            router.push(`/job/?id=${job.job.id}`);
+            onDone(job.job.id);
           } catch (err) {
             if (err instanceof ApiError) {
               const list = err.body.errors?.length
@@ -153,12 +189,12 @@ export default function Submit() {
             </label>
             <label>
               Min nodes (a round waits for them)
-              <input name="min_nodes" type="number" defaultValue={1} aria-describedby="min_nodes-error" />
+              <input name="min_nodes" type="number" defaultValue={base.min_nodes} aria-describedby="min_nodes-error" />
               {fieldError("min_nodes")}
             </label>
             <label>
               Max nodes per round
-              <input name="max_nodes" type="number" defaultValue={64} aria-describedby="max_nodes-error" />
+              <input name="max_nodes" type="number" defaultValue={base.max_nodes} aria-describedby="max_nodes-error" />
               {fieldError("max_nodes")}
             </label>
           </>
@@ -175,28 +211,28 @@ export default function Submit() {
         </label>
         <label>
           Name
-          <input name="name" placeholder="my-model" />
+          <input name="name" placeholder="my-model" defaultValue={from ? base.name : ""} />
         </label>
         <label>
           Rounds
-          <input name="rounds" type="number" defaultValue={3} aria-describedby="rounds-error" />
+          <input name="rounds" type="number" defaultValue={base.rounds} aria-describedby="rounds-error" />
           {fieldError("rounds")}
         </label>
         {source === "upload" && (
           <label>
             Shards (tasks per round)
-            <input name="shards" type="number" defaultValue={2} aria-describedby="shards-error" />
+            <input name="shards" type="number" defaultValue={base.shards} aria-describedby="shards-error" />
             {fieldError("shards")}
           </label>
         )}
         <label>
           Local epochs
-          <input name="epochs" type="number" defaultValue={5} aria-describedby="epochs-error" />
+          <input name="epochs" type="number" defaultValue={base.epochs} aria-describedby="epochs-error" />
           {fieldError("epochs")}
         </label>
         <label>
           Replicas (nodes per shard, of different owners)
-          <input name="replicas" type="number" defaultValue={1} aria-describedby="replicas-error" />
+          <input name="replicas" type="number" defaultValue={base.replicas} aria-describedby="replicas-error" />
           {fieldError("replicas")}
         </label>
         <label>
@@ -212,10 +248,58 @@ export default function Submit() {
         {STRATEGIES[strategy].map((p) => (
           <label key={p}>
             {p}
-            <input name={`param_${p}`} type="number" step="any" placeholder="default" />
+            <input name={`param_${p}`} type="number" step="any" placeholder="default"
+              defaultValue={strategy === baseStrategy.name ? (baseStrategy[p] ?? undefined) : undefined} />
             {fieldError(`param_${p}`)}
           </label>
         ))}
+        <label>
+          Timeout per task (seconds)
+          <input name="task_timeout_s" type="number" defaultValue={base.task_timeout_s} aria-describedby="task_timeout_s-error" />
+          {fieldError("task_timeout_s")}
+        </label>
+        <label>
+          Tries of your code per shard and round
+          <input name="max_attempts" type="number" defaultValue={base.max_attempts} aria-describedby="max_attempts-error" />
+          {fieldError("max_attempts")}
+        </label>
+        <label>
+          Seed
+          <input name="seed" type="number" defaultValue={base.seed} aria-describedby="seed-error" />
+          {fieldError("seed")}
+        </label>
+        {source === "upload" && (
+          <>
+            <label>
+              How the data is split
+              <select name="partition" value={partition} onChange={(e) => setPartition(e.target.value)}>
+                <option value="iid">iid (rows dealt at random)</option>
+                <option value="by_column">by_column (one group per shard)</option>
+                <option value="dirichlet">dirichlet (label skew)</option>
+              </select>
+              {fieldError("partition")}
+            </label>
+            {partition !== "iid" && (
+              <label>
+                Column
+                <input name="partition_column" defaultValue={basePartition.column ?? ""} aria-describedby="partition.column-error" />
+                {fieldError("partition.column")}
+              </label>
+            )}
+            {partition === "dirichlet" && (
+              <label>
+                Alpha (smaller: more skew)
+                <input name="partition_alpha" type="number" step="any" defaultValue={basePartition.alpha ?? undefined} />
+                {fieldError("partition.alpha")}
+              </label>
+            )}
+          </>
+        )}
+        <label>
+          Starting model (a .pth or .safetensors; empty: train.py makes one)
+          <input type="file" name="init_model" accept=".pth,.pt,.safetensors" aria-describedby="init_model-error" />
+          {fieldError("init_model")}
+        </label>
         <label>
           DP noise multiplier (empty: no differential privacy)
           <input name="dp_noise_multiplier" type="number" step="any" aria-describedby="dp_noise_multiplier-error" />

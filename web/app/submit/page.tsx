@@ -59,6 +59,13 @@ function SubmitForm({ base, from, onDone }: { base: JobConfig; from: string | nu
         {errors[name]}
       </span>
     ) : null;
+  const numberField = (name: string, label: string, value: number | null | undefined) => (
+    <label>
+      {label}
+      <input name={name} type="number" defaultValue={value ?? undefined} aria-describedby={`${name}-error`} />
+      {fieldError(name)}
+    </label>
+  );
   return (
     <>
       <h1>{from ? "Run again with changes" : "Submit a job"}</h1>
@@ -187,16 +194,8 @@ function SubmitForm({ base, from, onDone }: { base: JobConfig; from: string | nu
               )}
               {fieldError("dataset")}
             </label>
-            <label>
-              Min nodes (a round waits for them)
-              <input name="min_nodes" type="number" defaultValue={base.min_nodes} aria-describedby="min_nodes-error" />
-              {fieldError("min_nodes")}
-            </label>
-            <label>
-              Max nodes per round
-              <input name="max_nodes" type="number" defaultValue={base.max_nodes} aria-describedby="max_nodes-error" />
-              {fieldError("max_nodes")}
-            </label>
+            {numberField("min_nodes", "Min nodes (a round waits for them)", base.min_nodes)}
+            {numberField("max_nodes", "Max nodes per round", base.max_nodes)}
           </>
         )}
         <label>
@@ -213,28 +212,10 @@ function SubmitForm({ base, from, onDone }: { base: JobConfig; from: string | nu
           Name
           <input name="name" placeholder="my-model" defaultValue={from ? base.name : ""} />
         </label>
-        <label>
-          Rounds
-          <input name="rounds" type="number" defaultValue={base.rounds} aria-describedby="rounds-error" />
-          {fieldError("rounds")}
-        </label>
-        {source === "upload" && (
-          <label>
-            Shards (tasks per round)
-            <input name="shards" type="number" defaultValue={base.shards} aria-describedby="shards-error" />
-            {fieldError("shards")}
-          </label>
-        )}
-        <label>
-          Local epochs
-          <input name="epochs" type="number" defaultValue={base.epochs} aria-describedby="epochs-error" />
-          {fieldError("epochs")}
-        </label>
-        <label>
-          Replicas (nodes per shard, of different owners)
-          <input name="replicas" type="number" defaultValue={base.replicas} aria-describedby="replicas-error" />
-          {fieldError("replicas")}
-        </label>
+        {numberField("rounds", "Rounds", base.rounds)}
+        {source === "upload" && numberField("shards", "Shards (tasks per round)", base.shards)}
+        {numberField("epochs", "Local epochs", base.epochs)}
+        {numberField("replicas", "Replicas (nodes per shard, of different owners)", base.replicas)}
         <label>
           Strategy
           <select name="strategy" value={strategy} onChange={(e) => setStrategy(e.target.value)}>
@@ -253,21 +234,9 @@ function SubmitForm({ base, from, onDone }: { base: JobConfig; from: string | nu
             {fieldError(`param_${p}`)}
           </label>
         ))}
-        <label>
-          Timeout per task (seconds)
-          <input name="task_timeout_s" type="number" defaultValue={base.task_timeout_s} aria-describedby="task_timeout_s-error" />
-          {fieldError("task_timeout_s")}
-        </label>
-        <label>
-          Tries of your code per shard and round
-          <input name="max_attempts" type="number" defaultValue={base.max_attempts} aria-describedby="max_attempts-error" />
-          {fieldError("max_attempts")}
-        </label>
-        <label>
-          Seed
-          <input name="seed" type="number" defaultValue={base.seed} aria-describedby="seed-error" />
-          {fieldError("seed")}
-        </label>
+        {numberField("task_timeout_s", "Timeout per task (seconds)", base.task_timeout_s)}
+        {numberField("max_attempts", "Tries of your code per shard and round", base.max_attempts)}
+        {numberField("seed", "Seed", base.seed)}
         {source === "upload" && (
           <>
             <label>

@@ -19,29 +19,41 @@ from gridx.coordinator.cli.cluster import free_port
 SIZE = 4_000_000
 
 
-def _wheel() -> tuple[str, bytes, bytes]:
-    """(file name, wheel bytes, METADATA) of gridx-probe 1.0 with SIZE incompressible bytes."""
-    meta = b"Metadata-Version: 2.1\nName: gridx-probe\nVersion: 1.0\n"
+def make_wheel(name: str, version: str, files: dict[str, bytes]) -> tuple[str, bytes, bytes]:
+    """(file name, wheel bytes, METADATA) of a pure-Python wheel holding `files`."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
     files = {
-        "gridx_probe/__init__.py": b"VALUE = 7\n",
-        "gridx_probe/blob.bin": hashlib.shake_256(b"probe").digest(SIZE),
-        "gridx_probe-1.0.dist-info/METADATA": meta,
-        "gridx_probe-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
+        **files,
+        f"{dist}.dist-info/METADATA": meta,
+        f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
         b"Tag: py3-none-any\n",
     }
     record = (
         "".join(
-            f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-            for name, data in files.items()
+            f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+            for path, data in files.items()
         )
-        + "gridx_probe-1.0.dist-info/RECORD,,\n"
+        + f"{dist}.dist-info/RECORD,,\n"
     )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr("gridx_probe-1.0.dist-info/RECORD", record)
-    return "gridx_probe-1.0-py3-none-any.whl", buf.getvalue(), meta
+        for path, data in files.items():
+            zf.writestr(path, data)
+        zf.writestr(f"{dist}.dist-info/RECORD", record)
+    return f"{dist}-py3-none-any.whl", buf.getvalue(), meta
+
+
+def _wheel() -> tuple[str, bytes, bytes]:
+    """gridx-probe 1.0 with SIZE incompressible bytes."""
+    return make_wheel(
+        "gridx-probe",
+        "1.0",
+        {
+            "gridx_probe/__init__.py": b"VALUE = 7\n",
+            "gridx_probe/blob.bin": hashlib.shake_256(b"probe").digest(SIZE),
+        },
+    )
 
 
 class Index:

@@ -540,6 +540,13 @@ def test_a_job_page_and_the_overview_say_what_happened_in_words(site, browser, w
     assert "rounds\t1" in config and "max_attempts\t1" in config, config  # a table, not cut JSON
     node = page.locator("td.nowrap").first
     assert node.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
+    page.goto(f"{site.url}/fleet/")
+    ids = page.locator("[data-node-id]")
+    ids.first.wait_for()
+    # a node id stays on one line (it used to break in two on a phone)
+    assert ids.first.evaluate("e => e.getClientRects().length") == 1
+    page.goto(f"{site.url}/job/?id={broken}")
+    page.locator("[data-cause]").wait_for()
     shot(page, f"job-failed-{width}")
 
     # run again with changes: the form starts from that job's settings

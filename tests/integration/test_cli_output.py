@@ -124,9 +124,11 @@ def test_a_running_job_is_not_deleted_nor_asked_about(
     cluster.add_node("node-1")
     (tmp_path / "train.py").write_text("import time\ntime.sleep(300)\n")
     data = tmp_path / "d.csv"
-    data.write_text("x\n1\n")
+    data.write_text("x\n" + "1234567\n" * 1_100_000)  # 8.8 MB: its upload shows a bar
     args = ("--data", str(data), "--shards", "1", "--no-init-step")
-    job_id = gridx(cluster, "job", "submit", str(tmp_path / "train.py"), *args).stdout.strip()
+    submitted = gridx(cluster, "job", "submit", str(tmp_path / "train.py"), *args)
+    assert "uploading 8.8 MB" in submitted.stderr, submitted.stderr
+    job_id = submitted.stdout.strip()
     out = gridx(cluster, "job", "delete", job_id)  # no --yes: it would ask, were the job over
     assert out.returncode == 1 and "[y/N]" not in out.stdout, out.stdout
     assert f"only an ended job can be deleted; `gridx job cancel {job_id}` first" in out.stderr

@@ -50,7 +50,9 @@ export default function Fleet() {
                 <tr key={n.id} data-node={n.name}>
                   <td>
                     {n.name}
-                    <div className="muted">{n.id}</div>
+                    <div className="muted nowrap" data-node-id>
+                      {n.id}
+                    </div>
                   </td>
                   <td className="lo">{n.owner}</td>
                   <td className="lo">

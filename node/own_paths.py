@@ -16,7 +16,9 @@ class OwnPaths:
         home = str(Path.home())
         if home not in ("/", ""):
             pairs[home] = "~"
-        self.pairs = sorted(pairs.items(), key=lambda kv: len(kv[0]), reverse=True)
+        # never longer than what it hides: output keeps within the sizes the API accepts
+        kept = [(path, shown) for path, shown in pairs.items() if len(path) >= len(shown)]
+        self.pairs = sorted(kept, key=lambda kv: len(kv[0]), reverse=True)
 
     def hide(self, text: str) -> str:
         """`text` with the node's folders replaced."""

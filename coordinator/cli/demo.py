@@ -224,14 +224,14 @@ def run_demo(rounds: int, num_nodes: int, epochs: int, keep: bool, name: str = "
     try:
         with _sigterm_exits():
             detail, model = _federated(root, example, name, rounds, num_nodes, epochs)
-        if detail.job.status != "succeeded":
-            msg = f"job {detail.job.status}: {detail.job.error}\n{last_failure(detail)}"
-            click.echo(msg, err=True)
-            return 1
-        fed_wall = time.monotonic() - started
-        nodes_used = {t.node_id for t in detail.tasks if t.node_id}
-        click.echo(f"job {detail.job.id} succeeded in {fed_wall:.1f}s on {len(nodes_used)} node(s)")
-        _compare(root, example, model, detail, fed_wall, keep)
+            if detail.job.status != "succeeded":
+                msg = f"job {detail.job.status}: {detail.job.error}\n{last_failure(detail)}"
+                click.echo(msg, err=True)
+                return 1
+            fed_wall = time.monotonic() - started
+            used = len({t.node_id for t in detail.tasks if t.node_id})
+            click.echo(f"job {detail.job.id} succeeded in {fed_wall:.1f}s on {used} node(s)")
+            _compare(root, example, model, detail, fed_wall, keep)
         succeeded = True
         return 0
     except NodeDied as died:

@@ -46,11 +46,13 @@ def test_the_demo_stops_within_seconds_with_the_fix_when_its_nodes_die(tmp_path:
     out = subprocess.run(DEMO, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1, out.stdout + out.stderr
     assert time.monotonic() - began < 60  # not the hang at "initial model" it used to be
-    assert "node node-1 stopped (exit status 1); its log ends with:" in out.stderr, out.stderr
+    # Both nodes die; whichever the demo sees first is the one it names.
+    died = re.search(r"node (node-\d) stopped \(exit status 1\); its log ends with:", out.stderr)
+    assert died, out.stderr
     assert "refusing to run untrusted jobs" in out.stderr
     assert "to fix: sudo apt-get install bubblewrap, then run the demo again" in out.stderr
     kept = re.search(r"its files are kept in (\S+)\)", out.stderr)
-    assert kept and Path(kept.group(1), "node-1.log").exists(), out.stderr
+    assert kept and Path(kept.group(1), f"{died.group(1)}.log").exists(), out.stderr
     assert "submitted" not in out.stdout  # no job was left waiting for nodes that are gone
     assert not _processes_under(kept.group(1))
 

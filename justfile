@@ -27,7 +27,7 @@ test *ARGS:
 # The quick loop: unit and API suites on SQLite, nothing to install or start (under a minute).
 [positional-arguments]
 test-fast *ARGS:
-    {{venv}}/bin/pytest -q -n auto -m "not slow and not pg" "$@"
+    {{venv}}/bin/pytest -q -n auto -m "not slow and not pg and not supabase" "$@"
 
 # Lint, format check and type check.
 lint: typecheck

@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     long_poll_s: float = 25.0
     """Upper bound of a `request_task` long-poll."""
     reaper_s: float = 1.0
+    """How often expired leases are returned to the queue when no node asks."""
     history_sample_s: float = 10.0
     """How often the fleet is sampled for the dashboard's charts (nodes online, throughput)."""
     sweep_s: float = 30.0
@@ -49,11 +50,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     min_free_mb: int = 512
     """Refuse an upload (507) that would leave less free space than this where blobs live."""
     s3_cache_mb: int = 2048
-    """Local copies of S3 blobs a replica keeps (least recently used evicted; a merge's inputs
-    are pinned)."""
-    """Refuse an upload (507) that would leave less free space than this where blobs live."""
-    """How often the fleet is sampled for the dashboard's charts (nodes online, throughput)."""
-    """How often expired leases are returned to the queue when no node asks."""
+    """Local copies of S3 or Supabase blobs a replica keeps (least recently used evicted; a
+    merge's inputs are pinned)."""
     signed_url_s: int = 900
     """Lifetime of signed blob URLs."""
     max_upload_bytes: int = 512 * MiB
@@ -85,11 +83,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = ""
     """`postgresql://...` to share one database between replicas; empty: SQLite in data_dir."""
     storage_url: str = ""
-    """`s3://bucket/prefix` for S3-compatible object storage; empty: local disk in data_dir."""
+    """`s3://bucket/prefix` for S3-compatible object storage, `supabase://bucket/prefix` for
+    Supabase Storage; empty: local disk in data_dir."""
     s3_endpoint: str = ""
     """The S3 endpoint (MinIO, SeaweedFS, Supabase's `.../storage/v1/s3`); empty: AWS."""
     s3_region: str = "us-east-1"
     """The S3 region to sign for."""
+    supabase_url: str = ""
+    """The Supabase project's URL (`SUPABASE_URL`), for `supabase://` storage."""
+    supabase_service_role_key: str = ""
+    """The project's service_role key (`SUPABASE_SERVICE_ROLE_KEY`), for `supabase://` storage."""
+    supabase_storage_url: str = ""
+    """The Storage API's own URL, when it is not `<supabase_url>/storage/v1` (a Storage server
+    run without Supabase's gateway)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (a CDN-hosted dashboard)."""
     register_per_minute: int = 60
@@ -130,8 +136,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return path.read_bytes()
 
 
-ENV_NAMES: dict[str, tuple[str, ...]] = {"shared_signing_key": ("GRIDX_SIGNING_KEY",)}
-"""Fields whose variable is not `GRIDX_<FIELD>`."""
+ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "shared_signing_key": ("GRIDX_SIGNING_KEY",),
+    "supabase_url": ("GRIDX_SUPABASE_URL", "SUPABASE_URL"),
+    "supabase_service_role_key": ("GRIDX_SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_SERVICE_ROLE_KEY"),
+}
+"""Fields whose variables are not (only) `GRIDX_<FIELD>`: the Supabase ones also take the
+names Supabase's own tools use."""
 
 
 def settings_from_env(**overrides: object) -> Settings:

@@ -26,6 +26,8 @@ from gridx.schemas.agent import (
     RegisterResponse,
     TaskAck,
     TaskAssignment,
+    UploadLink,
+    UploadLinkRequest,
     UploadResponse,
 )
 from gridx.schemas.errors import ErrorBody
@@ -139,6 +141,14 @@ class CoordinatorClient:
         out = await retrying(lambda: self._post("/agent/complete_task", req, TaskAck), "complete")
         assert out is not None
         return out
+
+    async def upload_link(self, req: UploadLinkRequest) -> str:
+        """A fresh link to PUT the task's result to."""
+        out = await retrying(
+            lambda: self._post("/agent/upload_link", req, UploadLink), "upload link"
+        )
+        assert out is not None
+        return out.upload_url
 
     async def fail(self, req: FailTaskRequest) -> TaskAck | None:
         """Give a task up; None when the coordinator no longer lets us (lease gone)."""

@@ -45,10 +45,15 @@ from gridx.schemas.agent import (
     TaskAssignment,
     TaskPhase,
     TaskStep,
+    UploadLinkRequest,
 )
 from gridx.schemas.jobs import round_label
 
 log = logging.getLogger("gridx.node")
+
+FRESH_LINK_S = 60.0
+"""A task that ran longer asks for a fresh upload link: every store's links live at least twice
+this long (a Supabase project chooses its own; the coordinator's and S3's `signed_url_s`)."""
 
 
 class Worker:
@@ -73,6 +78,7 @@ class Worker:
         self.heartbeat_s = 1.0  # until the coordinator says otherwise
         self.tasks_run = 0
         self.prepare_s = 0.0
+        self.leased_at = 0.0
         """How long the current task's environment took to prepare."""
         self.draining = False
         self.started_at = time.time()
@@ -207,6 +213,7 @@ class Worker:
     async def _run_task(self, task: TaskAssignment) -> None:
         log.info("task %s (%s, shard %d)", task.task_id, round_label(task.round), task.shard)
         self.current = task
+        self.leased_at = time.monotonic()
         self.live = LiveOutput()
         self.phase = None
         self.prepare_s = 0.0
@@ -311,7 +318,11 @@ class Worker:
             sha = None
             if result.output is not None:
                 self._set_phase("uploading", f"{result.output.stat().st_size} bytes")
-                sha = (await self.client.upload(task.upload_url, result.output)).sha256
+                url = task.upload_url
+                if time.monotonic() - self.leased_at > FRESH_LINK_S:
+                    link = UploadLinkRequest(task_id=task.task_id, lease_token=task.lease_token)
+                    url = await self.client.upload_link(link)
+                sha = (await self.client.upload(url, result.output)).sha256
             ack = await self.client.complete(
                 CompleteTaskRequest(
                     task_id=task.task_id,

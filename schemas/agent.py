@@ -224,6 +224,20 @@ class FailTaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stderr_tail: Tail = ""
 
 
+class UploadLinkRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Ask for a fresh `upload_url` for a task whose lease the node holds (the one it came with
+    may have expired while the task ran)."""
+
+    task_id: Short
+    lease_token: Short
+
+
+class UploadLink(msgspec.Struct, kw_only=True):
+    """Where to PUT the task's result now."""
+
+    upload_url: str
+
+
 class TaskAck(msgspec.Struct, kw_only=True):
     """The task's status after a complete/fail call."""
 

@@ -1,4 +1,5 @@
-"""Fixtures every suite may use: databases of both engines, and private PostgreSQL and S3 servers.
+"""Fixtures every suite may use: databases of both engines, and private PostgreSQL, S3 and
+Supabase Storage servers.
 
 Imports of Grid-X and of the servers happen inside the fixtures, so a suite that needs none
 (`tests/unit/test_sharding.py`) runs on the base install: no coordinator extras, no torch.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tests.support.servers import PostgresServer, S3Server
+    from tests.support.servers import PostgresServer, S3Server, SupabaseServer
 
 _TESTS = Path(__file__).resolve().parent
 _SLOW = ("integration", "security", "e2e")
@@ -36,6 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = getattr(item, "fixturenames", ())
         if "pg_server" in names:
             item.add_marker(pytest.mark.pg)
+        if "supabase_server" in names:
+            item.add_marker(pytest.mark.supabase)
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "docker" in item.path.name or params.get("mode") == "docker":
             item.add_marker(pytest.mark.docker)
@@ -71,6 +74,20 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def supabase_server() -> Iterator[SupabaseServer]:
+    """A real Supabase Storage server and its PostgreSQL for the whole session (started on
+    first use, fresh: no buckets, no rows)."""
+    from tests.support.servers import SupabaseServer
+
+    server = SupabaseServer()
+    server.start()
+    try:
+        yield server
+    finally:
         server.stop()
 
 

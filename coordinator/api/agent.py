@@ -23,6 +23,8 @@ from gridx.schemas.agent import (
     RegisterResponse,
     TaskAck,
     TaskAssignment,
+    UploadLink,
+    UploadLinkRequest,
     UploadResponse,
 )
 
@@ -88,6 +90,12 @@ class AgentController(Controller):
     async def fail_task(self, data: FailTaskRequest, rt: Runtime, node: Node) -> TaskAck:
         """Give a task up (user-code failure, node failure, or release on shutdown)."""
         return await results.fail_task(rt, node, data)
+
+    @post("/upload_link", status_code=200)
+    async def upload_link(self, data: UploadLinkRequest, rt: Runtime, node: Node) -> UploadLink:
+        """A fresh link to PUT a task's result to (a long task outlives the one it came with);
+        409 if the lease is not held."""
+        return await results.upload_link(rt, node, data)
 
     @put("/results/{task_id:str}", request_max_body_size=None, status_code=201)
     async def upload_result(

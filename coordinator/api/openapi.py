@@ -36,6 +36,7 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/agent/register"): (403, 429),
     ("POST", "/agent/complete_task"): (409,),
     ("POST", "/agent/fail_task"): (409,),
+    ("POST", "/agent/upload_link"): (409,),
     ("PUT", "/agent/results/{task_id}"): (403, 409, 507),
     ("GET", "/blobs/{sha256}"): (403,),
     ("POST", "/jobs"): (507,),

@@ -101,6 +101,12 @@ def coordinator_start(
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     settings = _settings(data_dir=data_dir, host=host, port=port, public_url=public_url)
+    from gridx.coordinator import storage
+
+    try:
+        storage.check(settings)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     scheme = "https" if tls_cert else "http"
     where = settings.database_url.split("@")[-1] if settings.database_url else "SQLite"
     click.echo(

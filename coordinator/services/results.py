@@ -20,7 +20,14 @@ from gridx.coordinator.services.aggregation import start_aggregation
 from gridx.coordinator.services.rounds import start_aggregation_if_done
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path
-from gridx.schemas.agent import CompleteTaskRequest, FailTaskRequest, TaskAck, UploadResponse
+from gridx.schemas.agent import (
+    CompleteTaskRequest,
+    FailTaskRequest,
+    TaskAck,
+    UploadLink,
+    UploadLinkRequest,
+    UploadResponse,
+)
 from gridx.schemas.jobs import JobConfig
 from gridx.schemas.redaction import redact
 
@@ -33,6 +40,19 @@ async def _held(rt: Runtime, node: NodeRow, task_id: str, token: str) -> TaskRow
     if task is None or task.node_id != node.id or task.lease_token != token:
         raise StaleLease()
     return task
+
+
+async def upload_link(rt: Runtime, node: NodeRow, req: UploadLinkRequest) -> UploadLink:
+    """A fresh link to PUT the result of a task the node still holds.
+
+    Raises:
+        StaleLease: the node does not hold this task's live lease.
+    """
+    task = await _held(rt, node, req.task_id, req.lease_token)
+    if task.status != "leased":
+        raise StaleLease()
+    ttl = rt.settings.signed_url_s
+    return UploadLink(upload_url=await rt.storage.upload_url(task.id, req.lease_token, ttl))
 
 
 async def upload_result(

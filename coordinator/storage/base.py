@@ -77,3 +77,23 @@ class Storage(Protocol):
     async def close(self) -> None:
         """Release clients."""
         ...
+
+
+SCHEMES = ("s3", "supabase")
+"""The object stores a storage URL may name."""
+
+
+def parse_storage_url(url: str, schemes: tuple[str, ...] = SCHEMES) -> tuple[str, str, str]:
+    """`s3://bucket/some/prefix` -> ("s3", "bucket", "some/prefix/").
+
+    Raises:
+        ValueError: not `SCHEME://BUCKET[/PREFIX]` with one of `schemes`.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in schemes:
+        names = " or ".join(f"{s}://BUCKET[/PREFIX]" for s in schemes)
+        raise ValueError(f"unknown storage URL {url!r}: use {names}")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"storage URL {url!r} names no bucket")
+    return scheme, bucket, (prefix.strip("/") + "/") if prefix.strip("/") else ""

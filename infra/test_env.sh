@@ -2,7 +2,7 @@
 # Prepare everything the test suites need on this machine, then run the command given (pytest),
 # so that `just test` on a fresh machine skips nothing: bubblewrap (the process sandbox),
 # PostgreSQL, debootstrap and a Docker engine with the executor image, Chromium and the built
-# dashboard, the virtualenv. What is already there is used as is; a Docker engine this script
+# dashboard, a Supabase Storage server built from its source, the virtualenv. What is already there is used as is; a Docker engine this script
 # starts (private, no bridge, no iptables: there is no outside network) is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,9 @@ command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v g++ >/dev/null || need+=(g++)  # Supabase Storage's one native module
+command -v make >/dev/null || need+=(make)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "the test suites need: ${need[*]}; install them (sudo apt-get install ${need[*]})" >&2
@@ -42,5 +45,16 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null || { cat "$run_dir/dockerd.log"; exit 1; }
 fi
 just executor-image
+
+# Supabase Storage (tests/support/servers.py starts it fresh per session): built once under
+# GRIDX_SUPABASE_DIR (about 3 minutes, 1 GB) from the source beside its start script.
+export GRIDX_SUPABASE_START=${GRIDX_SUPABASE_START:-$(dirname "$PWD")/shared/supabase-storage/start.sh}
+export GRIDX_SUPABASE_DIR=${GRIDX_SUPABASE_DIR:-${TMPDIR:-/tmp}/gridx-supabase-storage}
+if [ ! -f "$GRIDX_SUPABASE_DIR/src/dist/start/server.js" ]; then
+    echo "building Supabase Storage in $GRIDX_SUPABASE_DIR ..." >&2
+    port=$(.venv/bin/python -c 'from gridx.coordinator.cli.cluster import free_port; print(free_port())')
+    "$GRIDX_SUPABASE_START" "$GRIDX_SUPABASE_DIR" "$port" >/dev/null
+    "$GRIDX_SUPABASE_START" "$GRIDX_SUPABASE_DIR" stop
+fi
 
 "$@"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from gridx.coordinator import storage
 from gridx.coordinator.cli import admin
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.jobs import job
@@ -32,9 +33,12 @@ cli.add_command(job)
 
 
 def _settings(**flags: object) -> Settings:
-    """The coordinator's settings: flags given, else `GRIDX_<FIELD>`, else the defaults."""
+    """The coordinator's settings: flags given, else `GRIDX_<FIELD>`, else the defaults; a
+    storage setting that cannot work is refused here, before anything starts."""
     try:
-        return settings_from_env(**flags)
+        settings = settings_from_env(**flags)
+        storage.check(settings)
+        return settings
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -101,12 +105,6 @@ def coordinator_start(
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     settings = _settings(data_dir=data_dir, host=host, port=port, public_url=public_url)
-    from gridx.coordinator import storage
-
-    try:
-        storage.check(settings)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
     scheme = "https" if tls_cert else "http"
     where = settings.database_url.split("@")[-1] if settings.database_url else "SQLite"
     click.echo(

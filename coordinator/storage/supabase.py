@@ -10,7 +10,6 @@ the standard upload's size go up resumably (`tus.py`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractContextManager
@@ -107,26 +106,36 @@ class SupabaseStorage:
         return store
 
     async def ensure_bucket(self) -> None:
-        """Create the bucket (private) unless it exists; refuse a public one."""
+        """Create the bucket (private) unless it exists; refuse a public one.
+
+        Raises:
+            RuntimeError: the key is not the project's service_role key, or the bucket is
+                public.
+        """
         try:
             found = await self.client.get_bucket(self.bucket)
         except StorageApiError as exc:
-            if _status(exc) in ("400", "401", "403") and "not found" not in exc.message.lower():
-                raise RuntimeError(
-                    f"Supabase Storage at {self.api} refused the key ({exc.message}): set "
-                    "SUPABASE_SERVICE_ROLE_KEY to the project's service_role key (Project "
-                    "Settings > API keys)"
-                ) from exc
             if _status(exc) not in ("400", "404"):
-                raise
-            with contextlib.suppress(StorageApiError):  # another replica made it first
+                raise self._refused_key(exc) from exc
+            try:
                 await self.client.create_bucket(self.bucket, options={"public": False})
+            except StorageApiError as again:
+                if _status(again) in ("401", "403"):  # e.g. the anon key: row-level security
+                    raise self._refused_key(again) from again
+                await self.client.get_bucket(self.bucket)  # another replica made it first
             return
         if found.public:
             raise RuntimeError(
                 f"the Supabase bucket {self.bucket!r} is public: anyone could read the jobs' "
                 "data and models; make it private or name another bucket"
             )
+
+    def _refused_key(self, exc: StorageApiError) -> RuntimeError:
+        return RuntimeError(
+            f"Supabase Storage at {self.api} refused the key ({exc.message}): set "
+            "SUPABASE_SERVICE_ROLE_KEY to the project's service_role key (dashboard: Project "
+            "Settings > API keys)"
+        )
 
     async def close(self) -> None:
         """Close the HTTP client."""

@@ -153,3 +153,15 @@ def test_submit_defaults_are_the_jobs_own() -> None:
             assert given == defaults[param.name], param.name
             compared += 1
     assert compared >= 8, compared
+
+
+def test_a_coordinator_on_supabase_without_its_key_does_not_start_and_says_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    env = {"GRIDX_STORAGE_URL": "supabase://models", "SUPABASE_URL": "https://abc.supabase.co"}
+    out = CliRunner().invoke(
+        cli, ["coordinator", "start", "--data-dir", str(tmp_path / "d")], env=env
+    )
+    assert out.exit_code == 2, out.output
+    assert "needs SUPABASE_SERVICE_ROLE_KEY" in out.output and "API keys" in out.output
+    assert not (tmp_path / "d").exists()  # nothing was started or written

@@ -198,3 +198,57 @@ def test_storage_urls_name_a_bucket_and_an_optional_prefix() -> None:
     for bad in ("b", "s3://", "file:///x", "gs://b"):
         with pytest.raises(ValueError):
             parse_storage_url(bad)
+
+
+async def test_supabase_refuses_a_wrong_key_and_a_public_bucket_saying_what_to_do(
+    supabase_server: SupabaseServer, tmp_path: Path
+) -> None:
+    url = supabase_server.new_bucket_url()
+    anon = supabase_server.values["SUPABASE_ANON_KEY"]
+    for key, says in (("not-a-key", "service_role key"), (anon, "service_role key")):
+        with pytest.raises(RuntimeError, match=says):
+            await SupabaseStorage.open(
+                url, tmp_path / "c", api=supabase_server.url, service_key=key
+            )
+    store = await SupabaseStorage.open(
+        url, tmp_path / "c", api=supabase_server.url, service_key=supabase_server.service_key
+    )
+    try:
+        bucket = await store.client.get_bucket(store.bucket)
+        assert bucket.public is False  # made private
+        await store.client.update_bucket(store.bucket, {"public": True})
+        with pytest.raises(RuntimeError, match="is public"):
+            await store.ensure_bucket()
+    finally:
+        await store.close()
+
+
+def test_supabase_settings_take_supabases_own_names_and_say_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gridx.coordinator import storage
+    from gridx.coordinator.settings import settings_from_env
+    from gridx.coordinator.storage.supabase import storage_api_url
+    from gridx.schemas.envconfig import ConfigError
+
+    for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "GRIDX_SUPABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRIDX_STORAGE_URL", "supabase://models")
+    with pytest.raises(ConfigError, match="needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"):
+        storage.check(settings_from_env())
+    monkeypatch.setenv("SUPABASE_URL", "https://abc.supabase.co")
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "k")
+    settings = settings_from_env()
+    storage.check(settings)
+    assert (settings.supabase_url, settings.supabase_service_role_key) == (
+        "https://abc.supabase.co",
+        "k",
+    )
+    monkeypatch.setenv("GRIDX_SUPABASE_URL", "https://other.supabase.co/")  # ours wins
+    assert storage_api_url(settings_from_env().supabase_url) == (
+        "https://other.supabase.co/storage/v1"
+    )
+    assert storage_api_url("https://x", "http://127.0.0.1:5000/") == "http://127.0.0.1:5000"
+    monkeypatch.setenv("GRIDX_STORAGE_URL", "gs://b")
+    with pytest.raises(ConfigError, match="GRIDX_STORAGE_URL"):
+        storage.check(settings_from_env())

@@ -35,6 +35,10 @@ from gridx.schemas.errors import ErrorBody
 log = logging.getLogger("gridx.node")
 T = TypeVar("T")
 CHUNK = 1 << 20
+FRESH_LINK_S = 60.0
+"""A task that ran longer asks for a fresh upload link before uploading (links live
+`GRIDX_SIGNED_URL_S` on the coordinator and S3, 15 minutes by default; a Supabase project chooses
+its own); one refused as expired is replaced after the fact."""
 
 
 async def _answer(resp: aiohttp.ClientResponse, kind: type[T]) -> T | None:
@@ -149,6 +153,21 @@ class CoordinatorClient:
         )
         assert out is not None
         return out.upload_url
+
+    async def upload_result(self, task: TaskAssignment, path: Path, old: bool) -> str:
+        """PUT a task's result; its sha256. Through a fresh link when the task is `old` (it ran
+        past `FRESH_LINK_S`) or its link is refused as expired (a 4xx from the store)."""
+        link = UploadLinkRequest(task_id=task.task_id, lease_token=task.lease_token)
+        url = await self.upload_link(link) if old else task.upload_url
+        try:
+            return (await self.upload(url, path)).sha256
+        except CoordinatorError as exc:
+            if exc.status not in (400, 401, 403):
+                raise
+            log.info(
+                "task %s: its upload link was refused (%s); asking for another", task.task_id, exc
+            )
+            return (await self.upload(await self.upload_link(link), path)).sha256
 
     async def fail(self, req: FailTaskRequest) -> TaskAck | None:
         """Give a task up; None when the coordinator no longer lets us (lease gone)."""

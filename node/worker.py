@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from gridx.node.availability import Schedule, credit, parse_hours
-from gridx.node.client import CoordinatorClient
+from gridx.node.client import FRESH_LINK_S, CoordinatorClient
 from gridx.node.config import NodeConfig
 from gridx.node.datasets import Catalog
 from gridx.node.enrolment import capabilities
@@ -45,15 +45,10 @@ from gridx.schemas.agent import (
     TaskAssignment,
     TaskPhase,
     TaskStep,
-    UploadLinkRequest,
 )
 from gridx.schemas.jobs import round_label
 
 log = logging.getLogger("gridx.node")
-
-FRESH_LINK_S = 60.0
-"""A task that ran longer asks for a fresh upload link: every store's links live at least twice
-this long (a Supabase project chooses its own; the coordinator's and S3's `signed_url_s`)."""
 
 
 class Worker:
@@ -318,11 +313,8 @@ class Worker:
             sha = None
             if result.output is not None:
                 self._set_phase("uploading", f"{result.output.stat().st_size} bytes")
-                url = task.upload_url
-                if time.monotonic() - self.leased_at > FRESH_LINK_S:
-                    link = UploadLinkRequest(task_id=task.task_id, lease_token=task.lease_token)
-                    url = await self.client.upload_link(link)
-                sha = (await self.client.upload(url, result.output)).sha256
+                old = time.monotonic() - self.leased_at > FRESH_LINK_S
+                sha = await self.client.upload_result(task, result.output, old)
             ack = await self.client.complete(
                 CompleteTaskRequest(
                     task_id=task.task_id,

@@ -318,3 +318,16 @@ def test_the_sandbox_blocks_the_network_and_hides_the_node_token(
         assert metrics["net_blocked"] == 1.0
     else:  # no isolation on this host: the node says so, and the test shows what that means
         assert "NO ISOLATION" in (cluster.root / "node-1.log").read_text()
+
+
+def test_a_task_that_outlives_its_upload_link_uploads_through_a_fresh_one(
+    tmp_path: Path,
+) -> None:
+    # links live 3 s here; the task runs 4 s after its inputs arrived
+    with LocalCluster(tmp_path / "c", coordinator_env={**FAST, "GRIDX_SIGNED_URL_S": "3"}) as c:
+        c.add_node("patient")
+        client = Client(c)
+        job_id = client.submit(SLOW, {"rounds": 1, "shards": 1, "max_attempts": 1})
+        body = client.wait_done(job_id, 90)
+        assert body["job"]["status"] == "succeeded", (body, c.node_log("patient", 30))
+        assert "its upload link was refused" in c.node_log("patient", 200)

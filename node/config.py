@@ -105,9 +105,10 @@ def forget_enrolment_key(env_file: Path | None) -> bool:
     names = set(env_names("enrolment_key"))
     lines = env_file.read_text().splitlines(keepends=True)
     kept = [
-        ln for ln in lines
+        ln
+        for ln in lines
         if ln.strip().removeprefix("export ").partition("=")[0].strip() not in names
-    ]  # fmt: skip
+    ]
     if len(kept) == len(lines):
         return False
     tmp = env_file.with_name(env_file.name + ".tmp")

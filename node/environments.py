@@ -142,9 +142,20 @@ async def plan(
     report = tmp / "report.json"
     cons = wheels.constraints(pins, tmp)
     rc, out = await run_pip(
-        *pip, "install", "--dry-run", "--report", str(report), "-q", *WHEELS_ONLY, *extra,
-        "-c", str(cons), "-r", str(checked), env={"TMPDIR": str(tmp)},
-    )  # fmt: skip
+        *pip,
+        "install",
+        "--dry-run",
+        "--report",
+        str(report),
+        "-q",
+        *WHEELS_ONLY,
+        *extra,
+        "-c",
+        str(cons),
+        "-r",
+        str(checked),
+        env={"TMPDIR": str(tmp)},
+    )
     if rc != 0:
         lines = check_requirements(checked.read_text())
         what = "pip could not install requirements.txt"
@@ -166,10 +177,22 @@ async def fetch(
     Raises:
         RequirementsError: pip could not fetch them.
     """
-    download = asyncio.ensure_future(run_pip(
-        python, "-m", "pip", "download", "--no-deps", *WHEELS_ONLY, *extra, "-q",
-        "-d", str(into), *(w.pin for w in needed), env={"TMPDIR": str(tmp)},
-    ))  # fmt: skip
+    download = asyncio.ensure_future(
+        run_pip(
+            python,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            *WHEELS_ONLY,
+            *extra,
+            "-q",
+            "-d",
+            str(into),
+            *(w.pin for w in needed),
+            env={"TMPDIR": str(tmp)},
+        )
+    )
     rc, out = await wheels.watch(download, needed, [tmp, into], progress)
     if rc != 0:
         raise await explain_failure(python, out, "pip could not fetch the wheels")
@@ -223,12 +246,24 @@ async def ensure_env(
                 await fetch(base_python, needed, wheelhouse, tmp, progress)
                 progress(f"installing {wheels.describe(needed)} in the sandbox")
                 rc, out = await install(
-                    [base_python, "-m", "pip", "install", "--no-index", "--no-deps",
-                     "--ignore-installed", "--no-compile", *WHEELS_ONLY, "-q",
-                     "--prefix", str(env_dir), *map(str, sorted(wheelhouse.glob("*.whl")))],
+                    [
+                        base_python,
+                        "-m",
+                        "pip",
+                        "install",
+                        "--no-index",
+                        "--no-deps",
+                        "--ignore-installed",
+                        "--no-compile",
+                        *WHEELS_ONLY,
+                        "-q",
+                        "--prefix",
+                        str(env_dir),
+                        *map(str, sorted(wheelhouse.glob("*.whl"))),
+                    ],
                     env_dir,
                     [wheelhouse],
-                )  # fmt: skip
+                )
                 if rc != 0:
                     raise RequirementsError("installing the wheels failed", out)
     except BaseException:

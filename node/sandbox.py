@@ -227,16 +227,15 @@ def wrap(
     readonly: list[Path],
     etc: Path | None = None,
     devices: list[str] | None = None,
-    writable: list[Path] | None = None,
     memory_mb: int = 256,
 ) -> list[str]:
-    """The command line that runs `command` in `workdir` under `isolation`.
+    """The command line that runs `command` in `workdir` (the one folder it may write: a task's,
+    or an environment being built) under `isolation`.
 
     Args:
         readonly: folders shown read-only (the interpreter's prefixes, the job's environment).
         etc: the folder of synthetic /etc files (`write_synthetic_etc`).
         devices: device nodes to pass through (the GPUs of a job that asked for one).
-        writable: folders shown read-write besides `workdir` (an environment being built).
         memory_mb: the task's memory cap (its private /dev/shm is half of it).
     """
     if isolation == "off":
@@ -252,8 +251,7 @@ def wrap(
             _bind(args, made, "--ro-bind", folder)
         for dev in devices or []:
             args += ["--dev-bind", dev, dev]
-        for folder in [*(writable or []), workdir]:
-            _bind(args, made, "--bind", folder)
+        _bind(args, made, "--bind", workdir)
         return [*args, "--chdir", str(workdir), "--", *drop, *command]
     if isolation == "unshare":
         return ["unshare", *_unshare_flags(), "--", *drop, *command]

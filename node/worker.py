@@ -36,6 +36,7 @@ from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity
 from gridx.node.task_env import task_env
 from gridx.node.task_inputs import TaskInputs, safe_filename
+from gridx.node.waiting import until
 from gridx.schemas.agent import (
     Capabilities,
     CompleteTaskRequest,
@@ -131,12 +132,7 @@ class Worker:
             await self.executor.shutdown()
 
     async def _poll(self) -> TaskAssignment | None:
-        poll = asyncio.ensure_future(self.client.request_task(self.config.poll_wait_s))
-        stop = asyncio.ensure_future(self.stop.wait())
-        try:
-            await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
+        poll = await until(self.client.request_task(self.config.poll_wait_s), self.stop)
         if not poll.done():
             poll.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -201,8 +197,8 @@ class Worker:
                 self.outage.ok()
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.outage.failed("heartbeat", exc)
-            except Exception as exc:
-                log.warning("heartbeat failed: %s", exc)
+            except Exception:  # a bug here must not stop the heartbeats: say where it is
+                log.exception("heartbeat failed")
             await asyncio.sleep(self.heartbeat_s)
 
     async def _run_task(self, task: TaskAssignment) -> None:

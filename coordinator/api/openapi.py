@@ -29,8 +29,12 @@ from litestar.openapi.spec import (
 
 BEARER = "bearer"
 ASSETS = "/api-docs"
-PUBLIC = {("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/blobs/{sha256}"),
-          ("PUT", "/agent/results/{task_id}")}  # fmt: skip
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/blobs/{sha256}"),
+    ("PUT", "/agent/results/{task_id}"),
+}
 """Routes that take no bearer: health, and links whose signature is the credential."""
 EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/agent/register"): (403, 429),

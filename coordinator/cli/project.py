@@ -18,10 +18,22 @@ from gridx.schemas.projects import MAX_FILES
 
 IGNORE_FILE = ".gridxignore"
 DEFAULT_IGNORE = (
-    ".git", ".hg", ".svn", "__pycache__", "*.pyc", ".venv", "venv", ".mypy_cache",
-    ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "*.egg-info", ".DS_Store",
-    "node_modules", IGNORE_FILE,
-)  # fmt: skip
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    "*.pyc",
+    ".venv",
+    "venv",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".ipynb_checkpoints",
+    "*.egg-info",
+    ".DS_Store",
+    "node_modules",
+    IGNORE_FILE,
+)
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 

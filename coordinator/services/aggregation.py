@@ -31,7 +31,7 @@ from gridx.coordinator.services.rounds import open_evaluation, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path, vote
 from gridx.coordinator.storage.base import Stored
-from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig, Privacy, Strategy, round_label
+from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig, Strategy, round_label
 
 log = logging.getLogger("gridx.coordinator.rounds")
 _json = msgspec.json.Encoder()
@@ -46,9 +46,6 @@ class _Round:
     idx: int
     rows: dict[int, int]
     done: list[TaskRow]
-
-    def shard_of(self, task: TaskRow) -> int:
-        return task.shard
 
     def weight_of(self, task: TaskRow) -> int:
         """A task's sample weight: its shard's rows, or the rows its node declared (capped)."""
@@ -101,7 +98,7 @@ class _Merged:
     state: Stored | None
 
 
-def start_aggregation(rt: Runtime, job_id: str, round_idx: int) -> None:
+def merge_in_background(rt: Runtime, job_id: str, round_idx: int) -> None:
     """Merge a round in the background unless this process is already merging it."""
     rt.background.spawn(
         aggregate_round(rt, job_id, round_idx),
@@ -119,7 +116,7 @@ async def adopt_orphans(rt: Runtime) -> int:
     """
     orphans = await rounds.orphaned(rt.db.reader, rt.clock.now_ms())
     for rnd in orphans:
-        start_aggregation(rt, rnd.job_id, rnd.idx)
+        merge_in_background(rt, rnd.job_id, rnd.idx)
     return len(orphans)
 
 
@@ -135,7 +132,7 @@ async def aggregate_round(rt: Runtime, job_id: str, round_idx: int) -> None:
     log.info("aggregating", extra=ids(job=job_id, round=round_idx, replica=rt.replica))
     renewer = asyncio.create_task(_renew(rt, job_id, round_idx, lease_ms))
     try:
-        await _merge(rt, job_id, round_idx, lease_ms)
+        await _settle(rt, job_id, round_idx, lease_ms)
     finally:
         renewer.cancel()
 
@@ -151,7 +148,7 @@ async def _renew(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
             return
 
 
-async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> None:
+async def _settle(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> None:
     """Vote on replicated copies, merge, commit, and wake nodes for what the commit opened."""
     rnd = await _load(rt, job_id, round_idx)
     if rnd is None:
@@ -161,7 +158,7 @@ async def _merge(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> Non
         if voted is None:  # copies were reissued (or the job failed): not mergeable yet
             return
         rnd.done = voted
-    merged = await _run_merge(rt, rnd)
+    merged = await _merge_updates(rt, rnd)
     if merged is None:
         return
     metrics = weighted_metrics(
@@ -201,7 +198,7 @@ async def _load(rt: Runtime, job_id: str, round_idx: int) -> _Round | None:
     )
 
 
-async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
+async def _merge_updates(rt: Runtime, rnd: _Round) -> _Merged | None:
     """Merge a round's updates in the pool and store the outputs; None when the merge failed
     (the job is failed)."""
     reader, job_id = rt.db.reader, rnd.job.id
@@ -211,58 +208,48 @@ async def _run_merge(rt: Runtime, rnd: _Round) -> _Merged | None:
     dp = rnd.config.dp if rnd.idx != INIT_ROUND else None
     inputs = [t.result_sha or "" for t in rnd.done]
     inputs += [this.input_sha or "" if this else "", prev.state_sha or "" if prev else ""]
-    with rt.storage.pinned(inputs):  # a replica's S3 cache keeps them until the merge ends
-        return await _merge_pinned(rt, rnd, this, prev, out_dir, dp)
-
-
-async def _merge_pinned(
-    rt: Runtime,
-    rnd: _Round,
-    this: rounds.RoundRow | None,
-    prev: rounds.RoundRow | None,
-    out_dir: Path,
-    dp: Privacy | None,
-) -> _Merged | None:
-    job_id = rnd.job.id
     try:
-        job = work.AggregationJob(
-            clients=[
-                (
-                    rnd.shard_of(t),
-                    await blob_path(rt, t.result_sha),
-                    1.0 if dp is not None else float(rnd.weight_of(t)),  # DP: a uniform mean
-                )
-                for t in rnd.done
-            ],
-            strategy=rnd.strategy(),
-            out_dir=str(out_dir),
-            max_bytes=rt.settings.max_result_bytes,
-            base_model=await blob_path(rt, this.input_sha) if this and this.input_sha else None,
-            state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
-            final=rnd.last,
-            noise_std=privacy.noise_std(dp, len(rnd.done)) if dp is not None else 0.0,
-        )
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(rt.pool, work.aggregate, job)
-        except WeightsError as exc:
-            await _abort(
-                rt, job_id, f"aggregation of {round_label(rnd.idx)} refused an update: {exc}"
+        with rt.storage.pinned(inputs):  # a replica's cache keeps them until the merge ends
+            job = work.AggregationJob(
+                clients=[
+                    (
+                        t.shard,
+                        await blob_path(rt, t.result_sha),
+                        1.0 if dp is not None else float(rnd.weight_of(t)),  # DP: a uniform mean
+                    )
+                    for t in rnd.done
+                ],
+                strategy=rnd.strategy(),
+                out_dir=str(out_dir),
+                max_bytes=rt.settings.max_result_bytes,
+                base_model=await blob_path(rt, this.input_sha) if this and this.input_sha else None,
+                state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
+                final=rnd.last,
+                noise_std=privacy.noise_std(dp, len(rnd.done)) if dp is not None else 0.0,
             )
-            return None
-        except Exception as exc:
-            log.exception("aggregation crashed", extra=ids(job=job_id, round=rnd.idx))
-            await _abort(rt, job_id, f"aggregation of {round_label(rnd.idx)} crashed: {exc!r}")
-            return None
-        rt.metrics.aggregations += 1
-        rt.metrics.aggregation_seconds += result.merge_s + result.write_s
-        return _Merged(
-            result=result,
-            pth=await rt.storage.adopt(Path(result.model_pth)),
-            safetensors=await rt.storage.adopt(Path(result.model_safetensors))
-            if result.model_safetensors
-            else None,
-            state=await rt.storage.adopt(Path(result.state)) if result.state else None,
-        )
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    rt.pool, work.aggregate, job
+                )
+            except WeightsError as exc:
+                await _abort(
+                    rt, job_id, f"aggregation of {round_label(rnd.idx)} refused an update: {exc}"
+                )
+                return None
+            except Exception as exc:
+                log.exception("aggregation crashed", extra=ids(job=job_id, round=rnd.idx))
+                await _abort(rt, job_id, f"aggregation of {round_label(rnd.idx)} crashed: {exc!r}")
+                return None
+            rt.metrics.aggregations += 1
+            rt.metrics.aggregation_seconds += result.merge_s + result.write_s
+            return _Merged(
+                result=result,
+                pth=await rt.storage.adopt(Path(result.model_pth)),
+                safetensors=await rt.storage.adopt(Path(result.model_safetensors))
+                if result.model_safetensors
+                else None,
+                state=await rt.storage.adopt(Path(result.state)) if result.state else None,
+            )
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 

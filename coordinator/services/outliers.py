@@ -16,7 +16,7 @@ from gridx.coordinator.db import attempts, events, jobs, nodes, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
-from gridx.coordinator.services.rounds import start_aggregation_if_done
+from gridx.coordinator.services.rounds import close_round_if_complete
 from gridx.schemas.jobs import INIT_ROUND, ROBUST, JobConfig
 
 DETERMINISTIC = ("invalid_weights",)
@@ -53,6 +53,6 @@ async def settle(conn: Conn, config: JobConfig, task: TaskRow, now: int) -> bool
         await tasks.set_verdicts(conn, {task.id: "excluded"})
         payload = {"task": task.id, "round": task.round_idx, "holder": who}
         await events.append(conn, task.job_id, "task_excluded", payload, now)
-        return await start_aggregation_if_done(conn, task, now)
+        return await close_round_if_complete(conn, task, now)
     await fail_job(conn, task.job_id, task_failure_message(task, who), now)
     return False

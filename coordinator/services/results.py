@@ -16,8 +16,8 @@ from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.logs import ids
 from gridx.coordinator.services import outliers
-from gridx.coordinator.services.aggregation import start_aggregation
-from gridx.coordinator.services.rounds import start_aggregation_if_done
+from gridx.coordinator.services.aggregation import merge_in_background
+from gridx.coordinator.services.rounds import close_round_if_complete
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path
 from gridx.schemas.agent import (
@@ -109,7 +109,7 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
     )
     if aggregate:
-        start_aggregation(rt, task.job_id, task.round_idx)
+        merge_in_background(rt, task.job_id, task.round_idx)
     return TaskAck(task_id=done.id, status=done.status)
 
 
@@ -156,7 +156,7 @@ async def _record_success(
             {"task": task.id, "node": node.id, "metrics": metrics},
             now,
         )
-        return done, await start_aggregation_if_done(conn, done, now)
+        return done, await close_round_if_complete(conn, done, now)
 
 
 async def _config_of(rt: Runtime, job_id: str) -> JobConfig:
@@ -341,5 +341,5 @@ async def _give_up(
     if after.status == "queued":
         rt.wakeups.tasks_ready(1)
     if aggregate:
-        start_aggregation(rt, task.job_id, task.round_idx)
+        merge_in_background(rt, task.job_id, task.round_idx)
     return TaskAck(task_id=after.id, status=after.status)

@@ -78,11 +78,12 @@ async def open_evaluation(
     return 1
 
 
-async def start_aggregation_if_done(conn: Conn, task: TaskRow, now: int) -> bool:
-    """After a task succeeded (same transaction): if its round is complete, mark it aggregating.
+async def close_round_if_complete(conn: Conn, task: TaskRow, now: int) -> bool:
+    """After a task succeeded (same transaction): if its round is complete, mark the round and
+    the job aggregating. Only marks: the caller merges after commit (`merge_in_background`).
 
     Returns:
-        True when the caller must start aggregating this round.
+        True when the caller must now merge this round.
     """
     await rounds.lock(conn, task.job_id, task.round_idx)
     if await tasks.round_pending(conn, task.job_id, task.round_idx) > 0:

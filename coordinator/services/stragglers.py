@@ -15,7 +15,7 @@ import statistics
 
 from gridx.coordinator.db import events, jobs, rounds, stragglers, tasks
 from gridx.coordinator.db.connection import Conn
-from gridx.coordinator.services.aggregation import start_aggregation
+from gridx.coordinator.services.aggregation import merge_in_background
 from gridx.coordinator.services.runtime import Runtime
 
 log = logging.getLogger("gridx.coordinator.stragglers")
@@ -82,6 +82,6 @@ async def close_overdue(rt: Runtime) -> int:
             payload: dict[str, object] = {"round": idx, "dropped": len(dropped)}
             await events.append(conn, job_id, "round_closed", payload, now)
         log.info("round %d of %s closed at its deadline, %d dropped", idx, job_id, len(dropped))
-        start_aggregation(rt, job_id, idx)
+        merge_in_background(rt, job_id, idx)
         closed += 1
     return closed

@@ -15,6 +15,7 @@ import msgspec
 
 from gridx.node.live_output import LiveOutput
 from gridx.node.outputs import UnsafeOutput, copy_output, read_output
+from gridx.node.waiting import until
 from gridx.node.wheels import Progress, quiet
 
 log = logging.getLogger("gridx.node")
@@ -78,7 +79,8 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True when the script produced weights."""
+        """True when the script succeeded (a training task's weights in `output`; an evaluation
+        has none)."""
         return self.code is None
 
 
@@ -174,17 +176,13 @@ async def wait_or_stop(
         True when the run ended by itself.
     """
     waiter = asyncio.ensure_future(finished)
-    stopper = asyncio.ensure_future(cancel.wait())
     try:
-        done, _ = await asyncio.wait(
-            {waiter, stopper}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        await until(waiter, cancel, timeout_s)
+        return waiter.done()
     finally:
-        stopper.cancel()
-        if not waiter.done():
+        if not waiter.done():  # past the timeout, stopped, or this wait itself cancelled
             await kill()
             await waiter
-    return waiter in done
 
 
 def stopped(
@@ -193,7 +191,7 @@ def stopped(
     """The result of a run that was killed: cancelled on request, or past its timeout."""
     if cancel.is_set():
         return RunResult("cancelled", "stopped on request", rc, tail, duration)
-    msg = f"train.py ran past the task timeout of {spec.timeout_s:.0f}s"
+    msg = f"{spec.script} ran past the task timeout of {spec.timeout_s:.0f}s"
     return RunResult("timeout", msg, rc, tail, duration)
 
 
@@ -203,17 +201,18 @@ async def judge(
     """Turn a finished run into a result with a reason code (None when weights were written).
     Its outputs are read as untrusted files (`outputs.py`), off the event loop; the model is
     copied to the node's own log folder, which no task sees, and uploaded from there."""
-    if oom and rc != 0:  # (a child killed while train.py went on to finish is its business)
-        msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB)"
+    if oom and rc != 0:  # (a child killed while the script went on to finish is its business)
+        msg = f"{spec.script} ran out of memory (limit {spec.memory_mb} MiB)"
         return RunResult("out_of_memory", msg, rc, tail, duration)
     if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
-        msg = f"train.py wrote a file over the output cap of {spec.max_output_bytes} bytes"
+        msg = f"{spec.script} wrote a file over the output cap of {spec.max_output_bytes} bytes"
         return RunResult("output_too_large", msg, rc, tail, duration)
     if rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-        return RunResult("timeout", "train.py used up its CPU-time limit", rc, tail, duration)
+        msg = f"{spec.script} used up its CPU-time limit"
+        return RunResult("timeout", msg, rc, tail, duration)
     if rc != 0:
         if "MemoryError" in tail or "Cannot allocate memory" in tail or rc == -signal.SIGKILL:
-            msg = f"train.py ran out of memory (limit {spec.memory_mb} MiB) or was killed"
+            msg = f"{spec.script} ran out of memory (limit {spec.memory_mb} MiB) or was killed"
             return RunResult("out_of_memory", msg, rc, tail, duration)
         return RunResult(
             "nonzero_exit", f"{spec.script} exited with status {rc}", rc, tail, duration
@@ -235,5 +234,5 @@ def _collect_outputs(spec: RunSpec, rc: int | None, tail: str, duration: float) 
         dest = spec.logdir / f"result{Path(name).suffix}"
         if copy_output(spec.workdir, name, spec.max_output_bytes, dest) is not None:
             return RunResult(None, "ok", rc, tail, duration, output=dest, metrics=metrics)
-    msg = "train.py finished but wrote no model.pth (save to $GRIDX_OUTPUT)"
+    msg = f"{spec.script} finished but wrote no model.pth (save to $GRIDX_OUTPUT)"
     return RunResult("missing_output", msg, rc, tail, duration)

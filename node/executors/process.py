@@ -145,15 +145,25 @@ class ProcessExecutor:
             [*sandbox.interpreter_paths(self.python), *readonly],
             etc=self.etc,
         )
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(folder), "LANG": "C.UTF-8",
-               "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-               "PIP_NO_CACHE_DIR": "1", "TMPDIR": "/tmp"}  # fmt: skip
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(folder),
+            "LANG": "C.UTF-8",
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_CACHE_DIR": "1",
+            "TMPDIR": "/tmp",
+        }
         try:
             proc = await asyncio.create_subprocess_exec(
-                *cmd, cwd=folder, env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                *cmd,
+                cwd=folder,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), INSTALL_TIMEOUT_S)
             except TimeoutError:

@@ -13,6 +13,8 @@ path (argv: `--control PATH`, for a container), one JSON object per message:
 - runner → node: `{"started": pid}`, then `{"rc": n, "clean": bool}` when the child has ended
   (n < 0: killed by signal -n, as `subprocess` reports it); `clean` is false when a process the
   task left could not be killed, and the runner then exits (the node kills its sandbox).
+- runner → node: `{"error": message}` instead, for a request it cannot run (say, without its
+  two file descriptors); the node ends that runner.
 
 Between tasks nothing of one task reaches the next: the child is forked from the runner, never
 from an earlier child, so it sees the runner's memory only; every other process left in the

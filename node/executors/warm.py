@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridx.node.executors.base import RunResult, RunSpec, collect, drain, judge, stopped
+from gridx.node.waiting import until
 
 log = logging.getLogger("gridx.node.warm")
 SOURCE = (Path(__file__).parent / "runner.py").read_text()
@@ -72,8 +73,16 @@ def preloads(preload: tuple[str, ...], memory_mb: int) -> tuple[str, ...]:
 
 def runner_argv(control: str, jobdir: str, preload: tuple[str, ...]) -> list[str]:
     """The arguments after the interpreter that start a runner."""
-    return ["-u", "-c", SOURCE, *control.split(" ", 1), "--jobdir", jobdir,
-            "--preload", ",".join(preload)]  # fmt: skip
+    return [
+        "-u",
+        "-c",
+        SOURCE,
+        *control.split(" ", 1),
+        "--jobdir",
+        jobdir,
+        "--preload",
+        ",".join(preload),
+    ]
 
 
 class RunnerGone(Exception):
@@ -183,13 +192,8 @@ class Runner:
         )
         started = time.monotonic()
         self.tasks += 1
-        outcome = asyncio.ensure_future(self._outcome())
-        stop = asyncio.ensure_future(cancel.wait())
-        done, _ = await asyncio.wait(
-            {outcome, stop}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        stop.cancel()
-        ended = outcome in done
+        outcome = await until(self._outcome(), cancel, spec.timeout_s)
+        ended = outcome.done()
         if not ended:
             outcome.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -225,6 +229,7 @@ class Runners:
         self.cold: set[WarmKey] = set()
         """Keys whose runner would not start even without preloads: their tasks start cold."""
         self._timers: dict[WarmKey, asyncio.TimerHandle] = {}
+        self._closing: set[asyncio.Future[None]] = set()
 
     async def get(self, key: WarmKey, spec: RunSpec) -> Runner | None:
         """The key's live runner, else a new one (closing the least recently used over limit);
@@ -279,10 +284,13 @@ class Runners:
         if runner.dead:
             del self.warm[key]
             return
-        loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(
-            self.idle_s, lambda: asyncio.ensure_future(self.close(key))
-        )
+        self._timers[key] = asyncio.get_running_loop().call_later(self.idle_s, self._expire, key)
+
+    def _expire(self, key: WarmKey) -> None:
+        """The idle timer fired: close the runner in a task kept until it is done."""
+        closing = asyncio.ensure_future(self.close(key))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     def _disarm(self, key: WarmKey) -> None:
         timer = self._timers.pop(key, None)
@@ -298,6 +306,7 @@ class Runners:
             await runner.kill()
 
     async def close_all(self) -> None:
-        """End every runner (the node is stopping)."""
+        """End every runner (the node is stopping), those closing on their own included."""
         for key in list(self.warm):
             await self.close(key)
+        await asyncio.gather(*self._closing, return_exceptions=True)

@@ -31,7 +31,7 @@ FORBIDDEN = [
     ("gridx.schemas", "gridx.node"),
 ]
 MAX_MODULE_LINES = 400
-MAX_FUNCTION_LINES = 60
+MAX_FUNCTION_LINES = 80  # with complexity bounded by ruff (C901, max 12): see pyproject.toml
 
 
 def modules(folders: tuple[str, ...] = tuple(PACKAGES)) -> Iterator[tuple[str, Path]]:
@@ -83,10 +83,12 @@ def test_the_rule_check_sees_a_forbidden_edge() -> None:
     assert any("coordinator/api/jobs.py" in v for v in found), found
 
 
-def test_no_module_or_function_too_long() -> None:
+def test_no_module_or_function_too_long_nor_packed_to_look_shorter() -> None:
     too_long = []
     for _, path in modules(("coordinator", "node")):
         source = path.read_text()
+        if "fmt: skip" in source or "fmt: off" in source:
+            too_long.append(f"{path.relative_to(REPO)}: lines kept from the formatter")
         lines = len(source.splitlines())
         if lines > MAX_MODULE_LINES:
             too_long.append(f"{path.relative_to(REPO)}: {lines} lines")

@@ -14,7 +14,7 @@ import pytest
 from gridx.coordinator.clock import ManualClock
 from gridx.coordinator.db import nodes, rounds, tasks
 from gridx.coordinator.services import dispatch
-from gridx.coordinator.services.rounds import start_aggregation_if_done
+from gridx.coordinator.services.rounds import close_round_if_complete
 from gridx.coordinator.services.runtime import Runtime
 from tests.support.servers import PostgresServer
 from tests.unit.scheduling import runtime, seed_job
@@ -102,7 +102,7 @@ async def test_the_last_completions_of_a_round_start_its_aggregation_exactly_onc
                     timeout_ms=60_000,
                 )
                 assert done is not None
-                return await start_aggregation_if_done(conn, done, now)
+                return await close_round_if_complete(conn, done, now)
 
         started = await asyncio.gather(*(finish(pair[i % 2], t) for i, t in enumerate(held)))
         assert sum(started) == 1, started

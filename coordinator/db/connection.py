@@ -8,7 +8,7 @@ Table modules hold portable SQL with `:name` parameters and call `Conn.fetch/exe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from typing import Any, Literal, Protocol, TypeVar
@@ -116,7 +116,10 @@ def postgres_ddl(sql: str) -> str:
     return re.sub(r"\bINTEGER\b", "BIGINT", sql)
 
 
-def sources_of(transitions: dict[str, frozenset[str]]) -> dict[str, str]:
+S = TypeVar("S", bound=str)
+
+
+def sources_of(transitions: Mapping[S, frozenset[S]]) -> dict[S, str]:
     """For each target status, the SQL list of statuses allowed to move to it: `'a', 'b'`.
 
     Built from the transition tables (constants), never from input, so it is safe to inline.
@@ -133,15 +136,52 @@ async def rows_of(conn: Conn, sql: str, params: Params) -> list[Row]:
     return await conn.fetch(sql, params)
 
 
+_COMPOUND = (
+    msgspec.inspect.StructType,
+    msgspec.inspect.ListType,
+    msgspec.inspect.DictType,
+    msgspec.inspect.VarTupleType,
+    msgspec.inspect.TupleType,
+)
+_JSON_COLUMNS: dict[type, tuple[str, ...]] = {}
+
+
+def json_columns(kind: type) -> tuple[str, ...]:
+    """The fields of a row Struct whose columns hold JSON text: every one typed as a Struct, a
+    list, a tuple or a dict (alone or in a union with None)."""
+    if kind not in _JSON_COLUMNS:
+        names: list[str] = []
+        info = msgspec.inspect.type_info(kind)
+        for field in info.fields if isinstance(info, msgspec.inspect.StructType) else ():
+            kinds = (
+                field.type.types
+                if isinstance(field.type, msgspec.inspect.UnionType)
+                else (field.type,)
+            )
+            if any(isinstance(k, _COMPOUND) for k in kinds):
+                names.append(field.encode_name)
+        _JSON_COLUMNS[kind] = tuple(names)
+    return _JSON_COLUMNS[kind]
+
+
+def decode_row(row: Row, kind: type[T]) -> T:
+    """A row as `kind`, its JSON columns decoded and every value checked against its type."""
+    values = dict(row)
+    for name in json_columns(kind):
+        if isinstance(values.get(name), str | bytes):
+            values[name] = msgspec.json.decode(values[name])
+    return msgspec.convert(values, kind)
+
+
 async def fetch_one(conn: Conn, sql: str, params: Params, kind: type[T]) -> T | None:
-    """Run `sql` and convert its first row (if any) to `kind`."""
+    """Run `sql` and convert its first row (if any) to `kind` (`decode_row`)."""
     rows = await conn.fetch(sql, params)
-    return msgspec.convert(dict(rows[0]), kind) if rows else None
+    return decode_row(rows[0], kind) if rows else None
 
 
 async def fetch_all(conn: Conn, sql: str, params: Params, kind: type[T]) -> list[T]:
-    """Run `sql` and convert every row to `kind`."""
-    return [msgspec.convert(dict(r), kind) for r in await conn.fetch(sql, params)]
+    """Run `sql` and convert every row to `kind` (`decode_row`)."""
+    return [decode_row(r, kind) for r in await conn.fetch(sql, params)]
 
 
 async def fetch_value(conn: Conn, sql: str, params: Params) -> object:

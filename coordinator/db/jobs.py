@@ -6,10 +6,11 @@ import msgspec
 
 from gridx.coordinator.db import blobs
 from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, rows_of, sources_of
+from gridx.schemas.jobs import JobConfig, JobStatus
 
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
 """Statuses a job never leaves."""
-TRANSITIONS: dict[str, frozenset[str]] = {
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     "queued": frozenset({"running", "failed", "cancelled"}),
     "running": frozenset({"aggregating", "failed", "cancelled"}),
     "aggregating": frozenset({"running", "succeeded", "failed", "cancelled"}),
@@ -26,8 +27,8 @@ class JobRow(msgspec.Struct, kw_only=True):
     owner_id: int
     owner_email: str
     name: str
-    status: str
-    config: str
+    status: JobStatus
+    config: JobConfig
     code_sha: str
     requirements_sha: str | None
     data_sha: str | None
@@ -214,7 +215,7 @@ async def shards(conn: Conn, job_id: str) -> list[ShardRow]:
 async def transition(
     conn: Conn,
     job_id: str,
-    to: str,
+    to: JobStatus,
     now: int,
     *,
     error: str | None = None,

@@ -7,8 +7,9 @@ from typing import cast
 import msgspec
 
 from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, fetch_value, sources_of
+from gridx.schemas.jobs import RoundStatus
 
-TRANSITIONS: dict[str, frozenset[str]] = {
+TRANSITIONS: dict[RoundStatus, frozenset[RoundStatus]] = {
     "running": frozenset({"aggregating", "failed", "cancelled"}),
     "aggregating": frozenset({"done", "running", "failed", "cancelled"}),
     "done": frozenset(),
@@ -22,7 +23,7 @@ class RoundRow(msgspec.Struct, kw_only=True):
 
     job_id: str
     idx: int
-    status: str
+    status: RoundStatus
     input_sha: str | None
     output_sha: str | None
     signature: str | None
@@ -121,7 +122,7 @@ async def transition(
     conn: Conn,
     job_id: str,
     idx: int,
-    to: str,
+    to: RoundStatus,
     now: int,
     *,
     output_sha: str | None = None,

@@ -8,7 +8,7 @@ from gridx.coordinator.db import attempts
 from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, fetch_value, rows_of
 from gridx.coordinator.db.datasets import MAY_USE
 from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities
-from gridx.schemas.jobs import INIT_ROUND
+from gridx.schemas.jobs import INIT_ROUND, TaskStatus
 
 EVAL_SLOT = -1
 """The slot of a round's held-out evaluation task (training tasks hold 0, 1, ...)."""
@@ -16,14 +16,8 @@ INIT_TRIES = 2
 """The initialisation step's tries: with zero epochs, then one ordinary run (its own budget,
 never the job's `max_attempts`)."""
 
-# Allowed task transitions; every UPDATE below is guarded by its `from` set.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"leased", "cancelled"}),
-    "leased": frozenset({"queued", "succeeded", "failed", "cancelled"}),
-    "succeeded": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
-}
+# A task goes queued -> leased -> queued (lease lost) | succeeded | failed, or to cancelled from
+# queued or leased; each UPDATE below names the one status it leaves in its WHERE clause.
 
 
 class TaskRow(msgspec.Struct, kw_only=True):
@@ -37,7 +31,7 @@ class TaskRow(msgspec.Struct, kw_only=True):
     `shard + copy * shards`; the held-out evaluation is `EVAL_SLOT`."""
     shard: int
     copy: int
-    status: str
+    status: TaskStatus
     node_id: str | None
     lease_token: str | None
     lease_expires_at: int | None

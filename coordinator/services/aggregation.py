@@ -191,7 +191,7 @@ async def _load(rt: Runtime, job_id: str, round_idx: int) -> _Round | None:
     ]
     return _Round(
         job=job,
-        config=msgspec.json.decode(job.config, type=JobConfig),
+        config=job.config,
         idx=round_idx,
         rows={s.idx: s.rows for s in await jobs.shards(reader, job_id)},
         done=done,

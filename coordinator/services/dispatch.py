@@ -22,7 +22,7 @@ from gridx.coordinator.services import nodes
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import BlobRef, Capabilities, LocalData, TaskAssignment
-from gridx.schemas.jobs import INIT_ROUND, FedProx, JobConfig
+from gridx.schemas.jobs import INIT_ROUND, FedProx
 
 log = logging.getLogger("gridx.coordinator.dispatch")
 RECHECK_S = 1.0
@@ -162,7 +162,7 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
     shards = await jobs.shards(reader, task.job_id)
     if job is None or rnd is None:
         raise RuntimeError(f"task {task.id} lost its job or round")
-    config = msgspec.json.decode(job.config, type=JobConfig)
+    config = job.config
     ttl = rt.settings.signed_url_s
     ref = functools.partial(_ref, rt, task)
 

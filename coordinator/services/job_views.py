@@ -16,7 +16,6 @@ from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import (
     SUMMED_METRICS,
     AttemptInfo,
-    JobConfig,
     JobDetail,
     JobSummary,
     RoundInfo,
@@ -26,12 +25,12 @@ from gridx.schemas.jobs import (
 
 def summary(row: JobRow) -> JobSummary:
     """The listing view of a job."""
-    config = msgspec.json.decode(row.config, type=JobConfig)
+    config = row.config
     return JobSummary(
         id=row.id,
         name=row.name,
         owner=row.owner_email,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         current_round=row.current_round,
         rounds=config.rounds,
         shards=config.shards,
@@ -84,7 +83,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
             who = names.get(t.target_node, "") if t.target_node else ""
             who = f"node {who}" if who else f"shard {t.shard} ({rows.get(t.shard, 0)} rows)"
             excluded.setdefault(t.round_idx, []).append(f"{who}: [{t.error_code}] {t.error}")
-    config = msgspec.json.decode(row.config, type=JobConfig)
+    config = row.config
     return JobDetail(
         job=summary(row),
         config=config,
@@ -110,7 +109,7 @@ _Metrics = dict[str, float]
 def _round_info(r: rounds.RoundRow, merged: list[str], excluded: list[str]) -> RoundInfo:
     return RoundInfo(
         index=r.idx,
-        status=r.status,  # type: ignore[arg-type]
+        status=r.status,
         input_model_sha256=r.input_sha,
         output_model_sha256=r.output_sha,
         metrics=msgspec.json.decode(r.metrics, type=_Metrics) if r.metrics else None,
@@ -135,7 +134,7 @@ def _task_info(
         shard=t.shard,
         copy=t.copy,
         verdict=t.verdict,
-        status=t.status,  # type: ignore[arg-type]
+        status=t.status,
         node_id=node,
         node_name=names.get(node) if node else None,
         attempts=t.attempts,

@@ -174,7 +174,7 @@ async def place_waiting(rt: Runtime) -> int:
         job = await jobs.get(rt.db.reader, job_id)
         if job is None:
             continue
-        config = msgspec.json.decode(job.config, type=JobConfig)
+        config = job.config
         async with rt.db.transaction() as conn:
             await rounds.lock(conn, job_id, idx)  # replicas sweeping at once place it once
             if await datasets.round_has_tasks(conn, job_id, idx):

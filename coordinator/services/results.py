@@ -162,7 +162,7 @@ async def _record_success(
 async def _config_of(rt: Runtime, job_id: str) -> JobConfig:
     """A job's config (the defaults for a job deleted meanwhile)."""
     job = await jobs.get(rt.db.reader, job_id)
-    return msgspec.json.decode(job.config, type=JobConfig) if job else JobConfig()
+    return job.config if job else JobConfig()
 
 
 async def _checked_weights(

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from gridx.schemas.agent import DatasetName, SandboxLevel
+from gridx.schemas.placement import Placement
 from gridx.schemas.projects import ENTRY_PATTERN
 
 JobStatus = Literal["queued", "running", "aggregating", "succeeded", "failed", "cancelled"]
@@ -248,6 +249,18 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Keep every client update and round model after the round is merged (for audits or
     re-aggregation); by default a merged round's updates are deleted, and a finished job keeps
     its code, test data and final model only."""
+
+    @property
+    def placement(self) -> Placement:
+        """The nodes this job may run on (`schemas/placement.py`)."""
+        return Placement(
+            require_docker=self.require_docker,
+            min_sandbox=self.min_sandbox,
+            require_gpu=self.require_gpu,
+            min_cpus=self.min_cpus,
+            min_memory_mb=self.min_memory_mb,
+            arch=self.arch,
+        )
 
 
 class AttemptInfo(msgspec.Struct, kw_only=True):

@@ -6,7 +6,9 @@ import msgspec
 
 from gridx.coordinator.db import blobs
 from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, rows_of, sources_of
+from gridx.coordinator.db.placement import columns as placement_columns
 from gridx.schemas.jobs import JobConfig, JobStatus
+from gridx.schemas.placement import Placement
 
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
 """Statuses a job never leaves."""
@@ -49,17 +51,6 @@ class JobRow(msgspec.Struct, kw_only=True):
     dataset: str | None = None
     """A node-local dataset's name (the job uploaded no data)."""
     dp_delta: float | None = None
-
-
-class Placement(msgspec.Struct, kw_only=True, frozen=True):
-    """Which nodes may run a job's tasks (copied from its config into columns claims filter on)."""
-
-    require_docker: bool = False
-    min_sandbox: int = 0
-    require_gpu: bool = False
-    min_cpus: int = 0
-    min_memory_mb: int = 0
-    arch: str | None = None
 
 
 class RoundRules(msgspec.Struct, kw_only=True, frozen=True):
@@ -123,17 +114,6 @@ RETURNING id
 }
 
 
-def _placement(placement: Placement) -> dict[str, object]:
-    return {
-        "require_docker": int(placement.require_docker),
-        "min_sandbox": placement.min_sandbox,
-        "require_gpu": int(placement.require_gpu),
-        "min_cpus": placement.min_cpus,
-        "min_memory_mb": placement.min_memory_mb,
-        "arch": placement.arch,
-    }
-
-
 async def create(
     conn: Conn,
     *,
@@ -170,7 +150,7 @@ async def create(
             "requirements_sha": requirements_sha,
             "data_sha": data_sha,
             "data_name": data_name,
-            **_placement(placement),
+            **placement_columns(placement),
             "replicas": replicas,
             "shard_count": len(shards),
             "eval_code_sha": evaluation[0] if evaluation else None,

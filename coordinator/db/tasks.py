@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from gridx.coordinator.db import attempts
+from gridx.coordinator.db import attempts, placement
 from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, fetch_value, rows_of
 from gridx.coordinator.db.datasets import MAY_USE
-from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities
+from gridx.schemas.agent import Capabilities
 from gridx.schemas.jobs import INIT_ROUND, TaskStatus
 
 EVAL_SLOT = -1
@@ -101,10 +101,7 @@ WHERE status = 'queued' AND id = (
         AND (j.status IN ('queued', 'running')
             OR (t.kind = 'evaluate' AND j.status IN ('aggregating', 'succeeded')))
         AND NOT EXISTS (SELECT 1 FROM users o WHERE o.id = j.owner_id AND o.disabled = 1)
-        AND (j.require_docker = 0 OR :docker = 1) AND j.min_sandbox <= :sandbox
-        AND (j.require_gpu = 0 OR :gpus > 0)
-        AND j.min_cpus <= :cpus AND j.min_memory_mb <= :memory_mb
-        AND (j.arch IS NULL OR j.arch = :arch)
+        AND {placement.MATCHES}
         AND (t.target_node IS NULL OR t.target_node = :node_id)
         AND (j.dataset IS NULL OR t.kind = 'evaluate' OR EXISTS (
             SELECT 1 FROM node_datasets d JOIN nodes n ON n.id = d.node_id
@@ -264,12 +261,7 @@ async def claim(
         "token": token,
         "now": now,
         "expires": now + lease_ms,
-        "docker": int(c.docker),
-        "sandbox": SANDBOX_LEVELS.index(c.sandbox),
-        "gpus": c.gpus,
-        "cpus": c.cpus,
-        "memory_mb": c.memory_mb,
-        "arch": c.arch,
+        **placement.node_params(c),
         "owner_id": owner_id,
         "min_reputation": min_reputation,
     }

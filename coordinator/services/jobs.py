@@ -27,7 +27,6 @@ from gridx.coordinator.services.rounds import first_round, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.sharding import split_lines, split_table, splitter
 from gridx.coordinator.storage.base import Stored
-from gridx.schemas.agent import SANDBOX_LEVELS
 from gridx.schemas.jobs import (
     INIT_ROUND,
     Iid,
@@ -80,18 +79,6 @@ async def _initial_model(rt: Runtime, upload: Path | None) -> tuple[Path, str] |
         out.unlink(missing_ok=True)
         raise InvalidInput(f"init_model refused: {exc}", field="init_model") from exc
     return out, sig
-
-
-def _placement(config: JobConfig) -> jobs.Placement:
-    """The config's node requirements, as the columns claims match on."""
-    return jobs.Placement(
-        require_docker=config.require_docker,
-        min_sandbox=SANDBOX_LEVELS.index(config.min_sandbox),
-        require_gpu=config.require_gpu,
-        min_cpus=config.min_cpus,
-        min_memory_mb=config.min_memory_mb,
-        arch=config.arch,
-    )
 
 
 def _splitter(
@@ -284,7 +271,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             shards=files.shards,
             replicas=config.replicas,
             evaluation=files.evaluation,
-            placement=_placement(config),
+            placement=config.placement,
             rules=jobs.RoundRules(
                 backup_after=config.backup_after if config.backup_tasks else None,
                 min_fraction=config.min_fraction,

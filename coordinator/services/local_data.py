@@ -23,7 +23,7 @@ from gridx.coordinator.db.datasets import DatasetRow, Holder
 from gridx.coordinator.services import privacy
 from gridx.coordinator.services.lifecycle import fail_job
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.agent import SANDBOX_LEVELS, Capabilities, DatasetInfo
+from gridx.schemas.agent import Capabilities, DatasetInfo
 from gridx.schemas.jobs import INIT_ROUND, JobConfig
 from gridx.schemas.nodes import DatasetSummary
 
@@ -43,18 +43,6 @@ class Fleet:
         """The coordinator's settings for it."""
         s = rt.settings
         return cls(alive_ms=int(s.node_offline_s * 1000), min_reputation=s.min_reputation)
-
-
-def allows(config: JobConfig, caps: Capabilities) -> bool:
-    """Whether a node with `caps` meets the job's placement (as `tasks.CLAIM` checks it)."""
-    return (
-        (caps.docker or not config.require_docker)
-        and SANDBOX_LEVELS.index(caps.sandbox) >= SANDBOX_LEVELS.index(config.min_sandbox)
-        and (caps.gpus > 0 or not config.require_gpu)
-        and caps.cpus >= config.min_cpus
-        and caps.memory_mb >= config.min_memory_mb
-        and (config.arch is None or caps.arch == config.arch)
-    )
 
 
 def _columns_problem(want: list[str], have: list[str]) -> str | None:
@@ -104,7 +92,7 @@ async def _eligible(
         h
         for h in found
         if (h.owner_id == owner or h.owner_email.lower() in accepted)
-        and allows(config, msgspec.json.decode(h.capabilities, type=Capabilities))
+        and config.placement.allows(msgspec.json.decode(h.capabilities, type=Capabilities))
     ]
 
 

@@ -12,6 +12,7 @@ from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.settings import Settings
 from gridx.coordinator.storage.local import LocalStorage
 from gridx.coordinator.storage.signing import UrlSigner
+from gridx.schemas.placement import Placement
 
 
 async def runtime(
@@ -47,7 +48,7 @@ async def seed_job(
     shards: int = 2,
     max_attempts: int = 2,
     max_losses: int = 5,
-    placement: jobs.Placement | None = None,
+    placement: Placement | None = None,
 ) -> int:
     """A queued job owned by `owner@x.org` (created once), its round 0 enqueued; the owner's id."""
     now = rt.clock.now_ms()
@@ -72,7 +73,7 @@ async def seed_job(
             data_sha=None,
             data_name=None,
             shards=[(None, 1)] * shards,
-            placement=placement or jobs.Placement(),
+            placement=placement or Placement(),
             now=now,
         )
         await rounds.create(conn, job_id=job_id, idx=0, input_sha=None, signature=None, now=now)

@@ -14,6 +14,7 @@ from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.auth import create_user
 from gridx.coordinator.services.nodes import flush_heartbeats, note_heartbeat
 from gridx.coordinator.services.runtime import Runtime
+from gridx.schemas.placement import Placement
 from tests.unit.scheduling import runtime, seed_job
 
 LEASE_S = 30.0
@@ -206,12 +207,12 @@ async def test_claims_match_jobs_to_what_the_node_offers(rt: Runtime) -> None:
     from gridx.schemas.agent import Capabilities
 
     wants = {
-        "needs-docker": jobs.Placement(require_docker=True),
-        "needs-gpu": jobs.Placement(require_gpu=True),
-        "needs-arm": jobs.Placement(arch="aarch64"),
-        "needs-cores": jobs.Placement(min_cpus=64),
-        "needs-memory": jobs.Placement(min_memory_mb=1 << 20),
-        "anything": jobs.Placement(),
+        "needs-docker": Placement(require_docker=True),
+        "needs-gpu": Placement(require_gpu=True),
+        "needs-arm": Placement(arch="aarch64"),
+        "needs-cores": Placement(min_cpus=64),
+        "needs-memory": Placement(min_memory_mb=1 << 20),
+        "anything": Placement(),
     }
     for job_id, placement in wants.items():
         await seed_job(rt, job_id, shards=1, placement=placement)

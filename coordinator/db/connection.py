@@ -164,6 +164,13 @@ def json_columns(kind: type) -> tuple[str, ...]:
     return _JSON_COLUMNS[kind]
 
 
+def columns_of(kind: type[msgspec.Struct]) -> str:
+    """A row Struct's columns, for the SELECT and RETURNING lists that fill it."""
+    info = msgspec.inspect.type_info(kind)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return ", ".join(f.encode_name for f in info.fields)
+
+
 def decode_row(row: Row, kind: type[T]) -> T:
     """A row as `kind`, its JSON columns decoded and every value checked against its type."""
     values = dict(row)

@@ -6,7 +6,14 @@ from typing import cast
 
 import msgspec
 
-from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, fetch_value, sources_of
+from gridx.coordinator.db.connection import (
+    Conn,
+    columns_of,
+    fetch_all,
+    fetch_one,
+    fetch_value,
+    sources_of,
+)
 from gridx.schemas.jobs import RoundStatus
 
 TRANSITIONS: dict[RoundStatus, frozenset[RoundStatus]] = {
@@ -37,10 +44,7 @@ class RoundRow(msgspec.Struct, kw_only=True):
     epsilon: float | None = None
 
 
-_COLS = (
-    "job_id, idx, status, input_sha, output_sha, signature, metrics, state_sha, started_at, "
-    "finished_at, aggregator, aggregator_expires_at, held_out, epsilon"
-)
+_COLS = columns_of(RoundRow)
 INSERT = """
 INSERT INTO rounds (job_id, idx, status, input_sha, signature, started_at)
 VALUES (:job_id, :idx, 'running', :input_sha, :signature, :now)

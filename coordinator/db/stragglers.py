@@ -7,7 +7,7 @@ import msgspec
 
 from gridx.coordinator.db import attempts
 from gridx.coordinator.db.connection import Conn, fetch_all, rows_of
-from gridx.coordinator.db.tasks import _RET, INSERT, TaskRow
+from gridx.coordinator.db.tasks import INSERT, RETURNING, TaskRow
 
 # The other copies of a shard once one succeeded (backup tasks: the first valid result wins).
 CANCEL_SIBLINGS = f"""
@@ -15,7 +15,7 @@ UPDATE tasks SET status = 'cancelled', lease_expires_at = NULL, updated_at = :no
     error_code = 'superseded', error = 'another copy of this shard finished first'
 WHERE job_id = :job_id AND round_idx = :round_idx AND shard = :shard AND kind = 'train'
     AND id != :id AND status IN ('queued', 'leased')
-{_RET}
+{RETURNING}
 """
 # What a round still waits for when it closes early (its deadline passed with enough shards in).
 CANCEL_ROUND = f"""
@@ -23,7 +23,7 @@ UPDATE tasks SET status = 'cancelled', lease_expires_at = NULL, updated_at = :no
     error_code = 'dropped', error = 'the round closed at its deadline without it'
 WHERE job_id = :job_id AND round_idx = :round_idx AND kind = 'train'
     AND status IN ('queued', 'leased')
-{_RET}
+{RETURNING}
 """
 # Leased training tasks of running jobs with backup tasks, with no other copy yet, and whether
 # their node already lost a copy to a backup in this job (the threshold, `backup_after` times

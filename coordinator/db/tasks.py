@@ -5,7 +5,15 @@ from __future__ import annotations
 import msgspec
 
 from gridx.coordinator.db import attempts, placement
-from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_one, fetch_value, rows_of
+from gridx.coordinator.db.connection import (
+    Conn,
+    Params,
+    columns_of,
+    fetch_all,
+    fetch_one,
+    fetch_value,
+    rows_of,
+)
 from gridx.coordinator.db.datasets import MAY_USE
 from gridx.schemas.agent import Capabilities
 from gridx.schemas.jobs import INIT_ROUND, TaskStatus
@@ -54,9 +62,8 @@ class TaskRow(msgspec.Struct, kw_only=True):
     phase_detail: str | None = None
 
 
-_RET = """RETURNING id, job_id, round_idx, slot, shard, copy, status, node_id, lease_token,
-lease_expires_at, attempts, max_attempts, losses, max_losses, result_sha, metrics, error_code,
-error, verdict, compute_ms, kind, target_node, weight, phase, phase_detail"""
+COLUMNS = columns_of(TaskRow)
+RETURNING = f"RETURNING {COLUMNS}"
 
 INSERT = """
 INSERT INTO tasks (id, job_id, round_idx, slot, shard, copy, status, max_attempts, max_losses,
@@ -64,9 +71,9 @@ INSERT INTO tasks (id, job_id, round_idx, slot, shard, copy, status, max_attempt
 VALUES (:id, :job_id, :round_idx, :slot, :shard, :copy, 'queued', :max_attempts, :max_losses,
     :kind, :target_node, :weight, :now, :now)
 """
-GET = f"SELECT {_RET.removeprefix('RETURNING ')} FROM tasks WHERE id = :id"
+GET = f"SELECT {COLUMNS} FROM tasks WHERE id = :id"
 FOR_JOB = f"""
-SELECT {_RET.removeprefix("RETURNING ")} FROM tasks WHERE job_id = :job_id
+SELECT {COLUMNS} FROM tasks WHERE job_id = :job_id
 ORDER BY round_idx, slot
 """
 # A lease that ran out is the node's loss, not a try of the user's code: the attempt is given
@@ -75,14 +82,14 @@ REQUEUE_EXPIRED = f"""
 UPDATE tasks SET status = 'queued', node_id = NULL, lease_token = NULL, lease_expires_at = NULL,
     result_sha = NULL, attempts = attempts - 1, losses = losses + 1, updated_at = :now
 WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 < max_losses
-{_RET}
+{RETURNING}
 """
 FAIL_EXPIRED = f"""
 UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL, updated_at = :now,
     losses = losses + 1, error_code = 'lease_expired',
     error = 'the nodes holding it stopped answering, ' || (losses + 1) || ' times'
 WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 >= max_losses
-{_RET}
+{RETURNING}
 """
 # The oldest queued task of an active job whose placement this node meets (a task bound to a
 # node only to that node, while it still holds the job's dataset for the job's owner), that is
@@ -121,7 +128,7 @@ WHERE status = 'queued' AND id = (
                 AND me.agreed + 1 >= CAST(:min_reputation AS DOUBLE PRECISION)
                     * (me.agreed + me.disagreed + 1))
     ORDER BY t.created_at, t.job_id, t.round_idx, t.slot LIMIT 1 {{lock}})
-{_RET}
+{RETURNING}
 """
 CLAIM = {
     "sqlite": _CLAIM.format(lock="", may_use=MAY_USE),
@@ -140,25 +147,25 @@ UPDATE tasks SET status = 'succeeded', metrics = :metrics, lease_expires_at = NU
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
     AND (result_sha = :result_sha OR (kind = 'evaluate' AND result_sha IS NULL
         AND :result_sha = ''))
-{_RET}
+{RETURNING}
 """
 REQUEUE = f"""
 UPDATE tasks SET status = 'queued', node_id = NULL, lease_token = NULL, lease_expires_at = NULL,
     result_sha = NULL, attempts = attempts - :refund, losses = losses + :lost,
     error_code = :error_code, error = :error, updated_at = :now
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
-{_RET}
+{RETURNING}
 """
 FAIL = f"""
 UPDATE tasks SET status = 'failed', lease_expires_at = NULL, result_sha = NULL,
     losses = losses + :lost, error_code = :error_code, error = :error, updated_at = :now
 WHERE id = :id AND status = 'leased' AND node_id = :node_id AND lease_token = :token
-{_RET}
+{RETURNING}
 """
 CANCEL_JOB = f"""
 UPDATE tasks SET status = 'cancelled', lease_expires_at = NULL, updated_at = :now
 WHERE job_id = :job_id AND status IN ('queued', 'leased')
-{_RET}
+{RETURNING}
 """
 ROUND_PENDING = """
 SELECT count(*) FROM tasks WHERE job_id = :job_id AND round_idx = :round_idx

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urljoin
@@ -15,7 +16,7 @@ from urllib.parse import urljoin
 import aiohttp
 import msgspec
 
-from gridx.node.errors import CoordinatorError, IntegrityError
+from gridx.node.errors import CoordinatorError, IntegrityError, TransportError
 from gridx.schemas.agent import (
     BlobRef,
     CompleteTaskRequest,
@@ -60,13 +61,28 @@ def backoff(attempt: int, base: float = 0.25, cap: float = 10.0) -> float:
     return random.uniform(0, min(cap, base * 2**attempt))
 
 
+@contextlib.contextmanager
+def transport(what: str) -> Iterator[None]:
+    """aiohttp's errors and timeouts as `TransportError`: nothing of the HTTP library escapes
+    the client."""
+    try:
+        yield
+    except aiohttp.ClientError as exc:
+        cut = isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError)
+        raise TransportError(what, exc, retriable=cut) from exc
+    except TimeoutError as exc:
+        raise TransportError(what, exc, retriable=True) from exc
+
+
 async def retrying(call: Callable[[], Awaitable[T]], what: str, tries: int = 6) -> T:
     """Retry an idempotent call on connection trouble (including a response cut short, as when
     the coordinator restarts mid-download) and 5xx answers."""
     for attempt in range(tries):
         try:
             return await call()
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+        except TransportError as exc:
+            if not exc.retriable:
+                raise
             problem: Exception = exc
         except CoordinatorError as exc:
             if exc.status < 500:
@@ -106,13 +122,14 @@ class CoordinatorClient:
     async def _post(
         self, path: str, body: object, kind: type[T], token: str | None = None, **params: str
     ) -> T | None:
-        async with self.session.post(
-            self._url(path),
-            data=msgspec.json.encode(body),
-            headers={**self._headers(token), "Content-Type": "application/json"},
-            params=params or None,
-        ) as resp:
-            return await _answer(resp, kind)
+        with transport(path):
+            async with self.session.post(
+                self._url(path),
+                data=msgspec.json.encode(body),
+                headers={**self._headers(token), "Content-Type": "application/json"},
+                params=params or None,
+            ) as resp:
+                return await _answer(resp, kind)
 
     async def register(self, enrolment_key: str, req: RegisterRequest) -> RegisterResponse:
         """Enrol this node (once)."""
@@ -132,13 +149,14 @@ class CoordinatorClient:
     async def request_task(self, wait_s: float) -> TaskAssignment | None:
         """Long-poll for a task; None when none became ready."""
         timeout = aiohttp.ClientTimeout(total=wait_s + 30, connect=10)
-        async with self.session.post(
-            self._url("/agent/request_task"),
-            params={"wait_s": str(wait_s)},
-            headers=self._headers(),
-            timeout=timeout,
-        ) as resp:
-            return await _answer(resp, TaskAssignment)
+        with transport("request_task"):
+            async with self.session.post(
+                self._url("/agent/request_task"),
+                params={"wait_s": str(wait_s)},
+                headers=self._headers(),
+                timeout=timeout,
+            ) as resp:
+                return await _answer(resp, TaskAssignment)
 
     async def complete(self, req: CompleteTaskRequest) -> TaskAck:
         """Complete a task (idempotent through the lease token, so it is retried)."""
@@ -188,14 +206,15 @@ class CoordinatorClient:
         async def once() -> None:
             digest = hashlib.sha256()
             size = 0
-            async with self.session.get(self._url(ref.url)) as resp:
-                if resp.status >= 400:
-                    raise CoordinatorError(resp.status, _error(await resp.read(), resp.status))
-                with dest.open("wb") as fh:
-                    async for chunk in resp.content.iter_chunked(CHUNK):
-                        digest.update(chunk)
-                        size += len(chunk)
-                        fh.write(chunk)
+            with transport(f"download {ref.name}"):
+                async with self.session.get(self._url(ref.url)) as resp:
+                    if resp.status >= 400:
+                        raise CoordinatorError(resp.status, _error(await resp.read(), resp.status))
+                    with dest.open("wb") as fh:
+                        async for chunk in resp.content.iter_chunked(CHUNK):
+                            digest.update(chunk)
+                            size += len(chunk)
+                            fh.write(chunk)
             if digest.hexdigest() != ref.sha256 or size != ref.size:
                 raise IntegrityError(f"{ref.name}: sha256/size mismatch; refusing to run it")
 
@@ -213,7 +232,7 @@ class CoordinatorClient:
         sent = UploadResponse(sha256=digest.hexdigest(), size=path.stat().st_size)
 
         async def once() -> UploadResponse:
-            with path.open("rb") as fh:
+            with path.open("rb") as fh, transport("upload"):
                 async with self.session.put(
                     self._url(url), data=fh, headers={"Content-Type": "application/octet-stream"}
                 ) as resp:

@@ -12,12 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import aiohttp
-
 from gridx.node import __version__
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig
-from gridx.node.errors import CoordinatorError, NotEnrolled, Unreachable
+from gridx.node.errors import CoordinatorError, NotEnrolled, TransportError, Unreachable
 from gridx.node.executors.base import Executor
 from gridx.node.selftest import SandboxReport
 from gridx.node.state import Identity, load_identity, save_identity
@@ -98,7 +96,7 @@ async def enrol(config: NodeConfig, client: CoordinatorClient, caps: Capabilitie
             hint = "GRIDX_OWNER_EMAIL" if exc.status == 403 else "GRIDX_ENROLMENT_KEY"
             raise NotEnrolled(f"registration refused: {exc.message} (check {hint})") from exc
         raise
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except TransportError as exc:
         raise Unreachable(
             f"no coordinator answers at {config.coordinator_url} ({exc}); check --coordinator / "
             "GRIDX_COORDINATOR_URL"

@@ -64,6 +64,16 @@ class CoordinatorError(NodeError):
         super().__init__(f"{status} {body.code}: {body.message}")
 
 
+class TransportError(NodeError):
+    """A request to the coordinator or a store did not complete: refused, reset, cut short or
+    timed out (the HTTP library's errors, mapped as httpx maps httpcore's: callers catch this
+    one). `retriable`: the same request may go through on a later try."""
+
+    def __init__(self, what: str, cause: BaseException, retriable: bool) -> None:
+        super().__init__(f"{what}: {cause or type(cause).__name__}")
+        self.retriable = retriable
+
+
 class IntegrityError(NodeError):
     """A downloaded file does not match its sha256."""
 

@@ -12,8 +12,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-import aiohttp
-
 from gridx.node.availability import Schedule, credit, parse_hours
 from gridx.node.client import FRESH_LINK_S, CoordinatorClient
 from gridx.node.config import NodeConfig
@@ -26,6 +24,7 @@ from gridx.node.errors import (
     IntegrityError,
     NotEnrolled,
     RequirementsError,
+    TransportError,
 )
 from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
 from gridx.node.live_output import LiveOutput
@@ -149,7 +148,7 @@ class Worker:
             if exc.code == "node_banned":
                 raise Banned(f"{exc.message} (ask the coordinator's admin why)") from exc
             log.warning("request_task failed: %s", exc)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except TransportError as exc:
             wait = self.outage.failed("request_task", exc)
         await asyncio.sleep(wait)
         return None
@@ -195,7 +194,7 @@ class Worker:
                     log.info("coordinator says stop %s", self.current.task_id)
                     self.cancel_current.set()
                 self.outage.ok()
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except TransportError as exc:
                 self.outage.failed("heartbeat", exc)
             except Exception:  # a bug here must not stop the heartbeats: say where it is
                 log.exception("heartbeat failed")
@@ -219,7 +218,7 @@ class Worker:
             result = await self._prepare_and_run(task, workdir, logdir)
             try:
                 await self._report(task, result)
-            except (aiohttp.ClientError, OSError, TimeoutError, CoordinatorError) as exc:
+            except (TransportError, CoordinatorError) as exc:
                 # retries are spent: the lease will expire and the shard be reissued; carry on
                 log.warning("could not report task %s (%s); it will be reissued", task.task_id, exc)
         finally:
@@ -277,9 +276,8 @@ class Worker:
         except (
             IntegrityError,
             CoordinatorError,
-            aiohttp.ClientError,
-            OSError,
-            TimeoutError,
+            TransportError,
+            OSError,  # where the inputs are written: a full disk, say
         ) as exc:
             return RunResult("download_failed", str(exc), None, "", 0.0)
         spec = RunSpec(

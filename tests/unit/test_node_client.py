@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 
 from gridx.node.client import CoordinatorClient
-from gridx.node.errors import CoordinatorError, IntegrityError
-from gridx.schemas.agent import BlobRef, CompleteTaskRequest
+from gridx.node.errors import CoordinatorError, IntegrityError, TransportError
+from gridx.schemas.agent import BlobRef, CompleteTaskRequest, HeartbeatRequest
 
 
 @pytest.fixture(autouse=True)
@@ -134,3 +134,19 @@ async def test_a_download_cut_short_is_retried(aiohttp_server: Any, tmp_path: Pa
     finally:
         await client.close()
     assert hits["n"] == 2 and (tmp_path / "d").read_bytes() == data
+
+
+async def test_nothing_of_the_http_library_escapes_the_client(unused_tcp_port: int) -> None:
+    """A coordinator that is not there is one node error, retriable, for every call."""
+    client = CoordinatorClient(f"http://127.0.0.1:{unused_tcp_port}/", "gxn_token")
+    try:
+        for call in (
+            lambda: client.request_task(0),
+            lambda: client.heartbeat(HeartbeatRequest()),
+            lambda: client.complete(CompleteTaskRequest(task_id="t", lease_token="l")),
+        ):
+            with pytest.raises(TransportError) as caught:
+                await call()
+            assert caught.value.retriable and "Cannot connect" in str(caught.value)
+    finally:
+        await client.close()

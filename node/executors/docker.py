@@ -52,7 +52,7 @@ from gridx.node.executors.warm import (
     RunnerGone,
     Runners,
     WarmKey,
-    key_of,
+    WarmOrCold,
     runner_argv,
 )
 from gridx.node.sandbox import shm_bytes
@@ -76,7 +76,7 @@ def docker_available() -> bool:
     return True
 
 
-class DockerExecutor:
+class DockerExecutor(WarmOrCold):
     """Runs each task in a fresh, locked-down container; a task that may run warm runs in its
     job's warm runner, one locked-down container per job (`warm.py`)."""
 
@@ -271,14 +271,8 @@ class DockerExecutor:
             detach=True,
         )
 
-    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
-        """Run the script, warm where it may; kill it (or its runner's container) on timeout or
-        when `cancel` is set."""
-        spec.logdir.mkdir(parents=True, exist_ok=True)
+    def _hand_over(self, spec: RunSpec) -> None:
         os.chmod(spec.workdir, 0o777)  # the container's uid 65534 writes the model here
-        key = key_of(spec)
-        result = await self.runners.run(key, spec, cancel) if key is not None else None
-        return result or await self._cold(spec, cancel)
 
     async def _start_runner(self, key: WarmKey, spec: RunSpec, preload: tuple[str, ...]) -> Runner:
         """A runner in a container that shows the job's folder read-write, at the same path

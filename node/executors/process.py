@@ -35,6 +35,7 @@ from gridx.node.executors.warm import (
     RunnerGone,
     Runners,
     WarmKey,
+    WarmOrCold,
     key_of,
     runner_argv,
 )
@@ -94,7 +95,7 @@ def _chown_tree(folder: Path, uid: int, gid: int) -> None:
     os.lchown(folder, uid, gid)
 
 
-class ProcessExecutor:
+class ProcessExecutor(WarmOrCold):
     """Runs `python train.py` in the process sandbox (`sandbox.py`), always with limits and a
     timeout: a cgroup (processes, memory, kill) where the node may make one, and rlimits. Under
     bubblewrap, a task that may run warm runs in its job's warm runner (`warm.py`)."""
@@ -259,15 +260,12 @@ class ProcessExecutor:
 
         return proc, protocol, kill
 
-    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
-        """Run the script, warm where it may; kill it (its whole process tree, or its runner's
-        sandbox) on timeout or when `cancel` is set."""
-        spec.logdir.mkdir(parents=True, exist_ok=True)
+    def _hand_over(self, spec: RunSpec) -> None:
         if self.user.switches:  # the task's uid writes its model here, and nowhere else
             os.chown(spec.workdir, self.user.uid or 0, self.user.gid or 0)
-        key = key_of(spec) if self.isolation == WARM_ISOLATION else None
-        result = await self.runners.run(key, spec, cancel) if key is not None else None
-        return result or await self._cold(spec, cancel)
+
+    def _warm_key(self, spec: RunSpec) -> WarmKey | None:
+        return key_of(spec) if self.isolation == WARM_ISOLATION else None
 
     async def _start_runner(self, key: WarmKey, spec: RunSpec, preload: tuple[str, ...]) -> Runner:
         """A runner for `key` in a sandbox that shows the job's folder read-write.

@@ -310,3 +310,30 @@ class Runners:
         for key in list(self.warm):
             await self.close(key)
         await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class WarmOrCold:
+    """The one `run()` of the executors that keep warm runners: a task in its job's runner
+    where it may (`key_of`), else a cold start; the executor says how its task's folder is
+    handed over (`_hand_over`), whether it may run warm (`_warm_key`) and how it runs cold."""
+
+    runners: Runners
+
+    def _hand_over(self, spec: RunSpec) -> None:
+        """Let the task's user write its work folder."""
+        raise NotImplementedError
+
+    def _warm_key(self, spec: RunSpec) -> WarmKey | None:
+        return key_of(spec)
+
+    async def _cold(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        raise NotImplementedError
+
+    async def run(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        """Run the script, warm where it may; kill it (its process tree, container or runner's
+        sandbox) on timeout or when `cancel` is set."""
+        spec.logdir.mkdir(parents=True, exist_ok=True)
+        self._hand_over(spec)
+        key = self._warm_key(spec)
+        result = await self.runners.run(key, spec, cancel) if key is not None else None
+        return result or await self._cold(spec, cancel)

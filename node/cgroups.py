@@ -45,6 +45,18 @@ class TaskGroup:
                 found |= {int(p) for p in (path / "cgroup.procs").read_text().split()}
         return {pid for pid in found if not _zombie(pid)}
 
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer took a process of the group (read before `kill`,
+        which removes it): `oom_kill` in v2's `memory.events`, v1's `memory.oom_control`."""
+        for path in self.paths:
+            for name in ("memory.events", "memory.oom_control"):
+                with contextlib.suppress(OSError, ValueError):
+                    for line in (path / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+        return False
+
     def kill(self) -> None:
         """SIGKILL every process in the group (repeat until none is left), then remove it."""
         if self.v2:

@@ -324,7 +324,13 @@ class DockerExecutor(WarmOrCold):
         async def end() -> None:
             await asyncio.to_thread(_remove, container)
 
-        return await Runner.started(key, control, end)
+        async def out_of_memory() -> bool:
+            with contextlib.suppress(DockerException):
+                await asyncio.to_thread(container.reload)
+                return bool(container.attrs.get("State", {}).get("OOMKilled"))
+            return False
+
+        return await Runner.started(key, control, end, out_of_memory)
 
     async def _cold(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
         """The script in a fresh container of its own."""

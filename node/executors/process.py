@@ -234,8 +234,9 @@ class ProcessExecutor(WarmOrCold):
 
     async def _start(
         self, spec: RunSpec, cmd: list[str], cwd: Path, **kwargs: Any
-    ) -> tuple[asyncio.subprocess.Process, _Protocol, Callable[[], Any]]:
-        """Start a sandboxed process in its own cgroup; also hands back what kills it all."""
+    ) -> tuple[asyncio.subprocess.Process, _Protocol, Callable[[], Any], Callable[[], bool]]:
+        """Start a sandboxed process in its own cgroup; also hands back what kills it all and
+        what says whether the OOM killer took any of it (asked before the kill)."""
         mem = spec.memory_mb << 20
         group = self.cgroups.create(f"task-{secrets.token_hex(6)}", mem) if self.cgroups else None
         try:
@@ -258,7 +259,7 @@ class ProcessExecutor(WarmOrCold):
             if group is not None:
                 await asyncio.to_thread(group.kill)
 
-        return proc, protocol, kill
+        return proc, protocol, kill, lambda: group is not None and group.oom_killed()
 
     def _hand_over(self, spec: RunSpec) -> None:
         if self.user.switches:  # the task's uid writes its model here, and nowhere else
@@ -280,7 +281,7 @@ class ProcessExecutor(WarmOrCold):
         env = {k: v for k, v in spec.env.items() if not k.startswith("GRIDX_")}
         env["HOME"] = str(folder)
         try:
-            proc, _, kill = await self._start(
+            proc, _, kill, oom = await self._start(
                 spec,
                 self._command(spec, argv, folder),
                 folder,
@@ -306,13 +307,16 @@ class ProcessExecutor(WarmOrCold):
                 await asyncio.wait_for(proc.wait(), 10)
             errors.cancel()
 
-        return await Runner.started(key, ours, end)
+        async def out_of_memory() -> bool:
+            return oom()
+
+        return await Runner.started(key, ours, end, out_of_memory)
 
     async def _cold(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
         """The script in a fresh interpreter of its own."""
         cmd = self._command(spec, ["-u", spec.script, *spec.argv], spec.workdir)
         started = time.monotonic()
-        proc, protocol, kill = await self._start(
+        proc, protocol, kill, oom = await self._start(
             spec,
             cmd,
             spec.workdir,
@@ -325,13 +329,15 @@ class ProcessExecutor(WarmOrCold):
             drain(proc.stdout, spec.logdir / "stdout.log", spec.live),
             drain(proc.stderr, spec.logdir / "stderr.log", spec.live),
         )
+        killed_by_oom = False
         try:
             ended = await wait_or_stop(protocol.exited.wait(), cancel, spec.timeout_s, kill)
         finally:  # whatever the task left running (a daemon) goes with it
+            killed_by_oom = oom()
             await kill()
         tail = await collect(drains)
         duration = time.monotonic() - started
         rc = proc.returncode
         if not ended:
             return stopped(spec, cancel, rc, tail, duration)
-        return await judge(spec, rc, tail, duration)
+        return await judge(spec, rc, tail, duration, oom=killed_by_oom)

@@ -102,11 +102,17 @@ class Runner:
     """One started runner: its control socket and a way to kill its whole sandbox."""
 
     def __init__(
-        self, key: WarmKey, control: socket.socket, kill: Callable[[], Awaitable[None]]
+        self,
+        key: WarmKey,
+        control: socket.socket,
+        kill: Callable[[], Awaitable[None]],
+        oom: Callable[[], Awaitable[bool]],
     ) -> None:
         self.key = key
         self.control = control
         self._kill = kill
+        self._oom = oom
+        """Whether the OOM killer took a process of its sandbox (asked before the kill)."""
         self.dead = False
         self.dirty = False
         self.used = time.monotonic()
@@ -124,14 +130,18 @@ class Runner:
 
     @classmethod
     async def started(
-        cls, key: WarmKey, control: socket.socket, kill: Callable[[], Awaitable[None]]
+        cls,
+        key: WarmKey,
+        control: socket.socket,
+        kill: Callable[[], Awaitable[None]],
+        oom: Callable[[], Awaitable[bool]],
     ) -> Runner:
         """A runner just launched, once it has imported its preloads (its first message).
 
         Raises:
             RunnerGone: it ended or said nothing within START_TIMEOUT_S (it is killed).
         """
-        runner = cls(key, control, kill)
+        runner = cls(key, control, kill, oom)
         try:
             message = await asyncio.wait_for(runner._receive(), START_TIMEOUT_S)
         except (RunnerGone, TimeoutError) as exc:
@@ -199,6 +209,7 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await outcome
         rc = outcome.result() if ended else None
+        oom = ended and (rc is None or rc < 0) and await self._oom()  # killed: by the kernel?
         if rc is None or self.dirty:  # stopped, or it broke its runner: nothing of it stays
             await self.kill()
         tail = await collect(drains)
@@ -206,13 +217,13 @@ class Runner:
         self.used = time.monotonic()
         if not ended:
             return stopped(spec, cancel, rc, tail, duration)
-        if rc is None:
-            msg = (
-                f"{spec.script} was killed with its sandbox: out of memory (limit "
-                f"{spec.memory_mb} MiB), or it ended the runner"
-            )
+        if rc is None and oom:
+            msg = f"{spec.script} ran out of memory (limit {spec.memory_mb} MiB)"
             return RunResult("out_of_memory", msg, None, tail, duration)
-        return await judge(spec, rc, tail, duration)
+        if rc is None:
+            msg = f"{spec.script} ended the warm runner it ran in (not out of memory)"
+            return RunResult("runner_ended", msg, None, tail, duration)
+        return await judge(spec, rc, tail, duration, oom=oom)
 
 
 Starter = Callable[[WarmKey, RunSpec, tuple[str, ...]], Awaitable[Runner]]

@@ -56,6 +56,7 @@ class Tasks:
         job: str = "job-a",
         timeout_s: float = 60,
         warm: bool = True,
+        memory_mb: int = 4096,
         **kw: object,
     ) -> tuple[RunResult, str, dict[str, str]]:
         self.count += 1
@@ -71,7 +72,7 @@ class Tasks:
             runtime=sys.executable,
             env=env,
             timeout_s=timeout_s,
-            memory_mb=4096,
+            memory_mb=memory_mb,
             max_output_bytes=1 << 30,
             warm=Warm(job, folder, ("json", "numpy")) if warm else None,
             **kw,  # type: ignore[arg-type]
@@ -144,10 +145,13 @@ def test_a_stopped_task_takes_its_runner_and_the_next_task_gets_a_fresh_one(
         result, _, _ = await tasks.run("while True:\n    pass\n", timeout_s=1)
         assert result.code == "timeout" and first.dead
         result, _, _ = await tasks.run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
-        assert result.code == "out_of_memory" and "ended the runner" in result.message
+        assert result.code == "runner_ended" and "not out of memory" in result.message
         result, _, _ = await tasks.run(WRITES)
         assert result.ok
         assert next(iter(executor.runners.warm.values())) is not first
+        hog = 'blocks = [b"x" * (64 << 20) for _ in range(64)]\n'  # 4 GiB, touched
+        result, _, _ = await tasks.run(hog, job="job-hog", memory_mb=256)
+        assert result.code == "out_of_memory" and "256 MiB" in result.message, result
 
     play(executor, scenario())
 

@@ -88,7 +88,7 @@ def supabase_server() -> Iterator[SupabaseServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.release()
 
 
 @pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.pg)])

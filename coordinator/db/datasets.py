@@ -8,6 +8,7 @@ from typing import cast
 import msgspec
 
 from gridx.coordinator.db.connection import Conn, Params, fetch_all, fetch_value
+from gridx.schemas.agent import Capabilities
 
 
 class DatasetRow(msgspec.Struct, kw_only=True):
@@ -16,8 +17,7 @@ class DatasetRow(msgspec.Struct, kw_only=True):
     node_id: str
     name: str
     format: str
-    columns: str
-    """A JSON list."""
+    columns: list[str]
     rows: int
     description: str
     allowed: list[str] = []
@@ -30,9 +30,9 @@ class Holder(msgspec.Struct, kw_only=True):
     node_id: str
     owner_email: str
     owner_id: int
-    capabilities: str
+    capabilities: Capabilities
     last_seen: int
-    columns: str
+    columns: list[str]
     rows: int
 
 
@@ -89,7 +89,7 @@ async def replace_for_node(conn: Conn, node_id: str, declared: list[DatasetRow])
                 "node_id": node_id,
                 "name": d.name,
                 "format": d.format,
-                "columns": d.columns,
+                "columns": msgspec.json.encode(d.columns).decode(),
                 "rows": d.rows,
                 "description": d.description,
             }

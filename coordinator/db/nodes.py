@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from gridx.coordinator.db.connection import Conn, fetch_all, fetch_one, fetch_value
+from gridx.schemas.agent import Capabilities
 
 
 class NodeRow(msgspec.Struct, kw_only=True):
@@ -14,7 +15,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
     owner_id: int
     owner_email: str
     name: str
-    capabilities: str
+    capabilities: Capabilities
     draining: int
     last_seen: int
     tasks_done: int

@@ -34,13 +34,13 @@ class RoundRow(msgspec.Struct, kw_only=True):
     input_sha: str | None
     output_sha: str | None
     signature: str | None
-    metrics: str | None
+    metrics: dict[str, float] | None
     state_sha: str | None
     started_at: int
     finished_at: int | None
     aggregator: str | None
     aggregator_expires_at: int | None
-    held_out: str | None = None
+    held_out: dict[str, float] | None = None
     epsilon: float | None = None
 
 

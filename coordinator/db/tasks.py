@@ -48,7 +48,7 @@ class TaskRow(msgspec.Struct, kw_only=True):
     losses: int
     max_losses: int
     result_sha: str | None
-    metrics: str | None
+    metrics: dict[str, float] | None
     error_code: str | None
     error: str | None
     verdict: str | None = None

@@ -161,12 +161,7 @@ async def _settle(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> No
     merged = await _merge_updates(rt, rnd)
     if merged is None:
         return
-    metrics = weighted_metrics(
-        [
-            (msgspec.json.decode(t.metrics or "{}", type=dict[str, float]), rnd.weight_of(t))
-            for t in rnd.done
-        ]
-    )
+    metrics = weighted_metrics([(t.metrics or {}, rnd.weight_of(t)) for t in rnd.done])
     ready = await _commit(rt, rnd, merged, metrics, lease_ms)
     if ready is None:
         return

@@ -21,7 +21,7 @@ from gridx.coordinator.logs import ids
 from gridx.coordinator.services import nodes
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.agent import BlobRef, Capabilities, LocalData, TaskAssignment
+from gridx.schemas.agent import BlobRef, LocalData, TaskAssignment
 from gridx.schemas.jobs import INIT_ROUND, FedProx
 
 log = logging.getLogger("gridx.coordinator.dispatch")
@@ -72,7 +72,7 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
             token=secrets.token_hex(16),
             now=now,
             lease_ms=int(rt.settings.lease_s * 1000),
-            caps=msgspec.json.decode(node.capabilities, type=Capabilities),
+            caps=node.capabilities,
             owner_id=node.owner_id,
             min_reputation=rt.settings.min_reputation,
         )

@@ -23,7 +23,7 @@ from gridx.coordinator.db.datasets import DatasetRow, Holder
 from gridx.coordinator.services import privacy
 from gridx.coordinator.services.lifecycle import fail_job
 from gridx.coordinator.services.runtime import Runtime
-from gridx.schemas.agent import Capabilities, DatasetInfo
+from gridx.schemas.agent import DatasetInfo
 from gridx.schemas.jobs import INIT_ROUND, JobConfig
 from gridx.schemas.nodes import DatasetSummary
 
@@ -70,7 +70,7 @@ def _matching(found: list[Holder], want: list[str]) -> tuple[list[Holder], list[
     chosen: list[Holder] = []
     skipped: list[dict[str, str]] = []
     for h in found:
-        problem = _columns_problem(want, msgspec.json.decode(h.columns, type=list[str]))
+        problem = _columns_problem(want, h.columns)
         if problem is None:
             chosen.append(h)
         else:
@@ -92,7 +92,7 @@ async def _eligible(
         h
         for h in found
         if (h.owner_id == owner or h.owner_email.lower() in accepted)
-        and config.placement.allows(msgspec.json.decode(h.capabilities, type=Capabilities))
+        and config.placement.allows(h.capabilities)
     ]
 
 
@@ -116,7 +116,7 @@ async def place(
             await events.append(conn, job_id, "waiting_for_nodes", payload, now)
         return 0
     fixed = await datasets.job_columns(conn, job_id)
-    tables = [msgspec.json.decode(h.columns, type=list[str]) for h in found]
+    tables = [h.columns for h in found]
     want = msgspec.json.decode(fixed, type=list[str]) if fixed else common_columns(tables)
     chosen, skipped = _matching(found, want)
     if len(chosen) < need:
@@ -180,7 +180,7 @@ def declared(datasets_in: list[DatasetInfo]) -> list[DatasetRow]:
             node_id="",
             name=d.name,
             format=d.format,
-            columns=_json.encode(d.columns).decode(),
+            columns=list(d.columns),
             rows=d.rows,
             description=d.description,
             allowed=sorted({e.strip().lower() for e in d.allow_users}),
@@ -194,7 +194,7 @@ def info(row: DatasetRow) -> DatasetInfo:
     return DatasetInfo(
         name=row.name,
         format=row.format,  # type: ignore[arg-type]
-        columns=msgspec.json.decode(row.columns, type=list[str]),
+        columns=row.columns,
         rows=row.rows,
         description=row.description,
         allow_users=row.allowed,
@@ -213,8 +213,8 @@ def summarize(
     out = []
     for name in sorted(by_name):
         group = by_name[name]
-        columns = common_columns([msgspec.json.decode(r.columns, type=list[str]) for r in group])
-        first = next(r for r in group if msgspec.json.decode(r.columns) == columns)
+        columns = common_columns([r.columns for r in group])
+        first = next(r for r in group if r.columns == columns)
         out.append(
             DatasetSummary(
                 name=name,

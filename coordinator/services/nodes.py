@@ -15,7 +15,6 @@ from gridx.coordinator.services.auth import bearer, hash_secret, new_secret
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
     OUTPUT_TAIL,
-    Capabilities,
     DatasetInfo,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -191,7 +190,7 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
         name=row.name,
         owner=row.owner_email,
         status=status,
-        capabilities=msgspec.json.decode(row.capabilities, type=Capabilities),
+        capabilities=row.capabilities,
         last_seen=last_seen,
         tasks_done=row.tasks_done,
         created_at=row.created_at,
@@ -222,7 +221,7 @@ async def frameworks(rt: Runtime) -> dict[str, set[str]]:
     """{framework: versions} the fleet's nodes (all that are not removed) give their tasks."""
     found: dict[str, set[str]] = {}
     for row in await nodes.list_nodes(rt.db.reader, None):
-        caps = msgspec.json.decode(row.capabilities, type=Capabilities)
+        caps = row.capabilities
         for name, version in caps.frameworks.items():
             found.setdefault(name, set()).add(version)
     return found

@@ -189,7 +189,22 @@ class SupabaseServer:
         self.values: dict[str, str] = {}
 
     def start(self) -> None:
-        """Stop what an earlier run left, clear its data, start; read the printed settings."""
+        """Stop what an earlier run left, clear its data, start; read the printed settings.
+
+        Raises:
+            RuntimeError: another test process uses the server in `root` right now.
+        """
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = (self.root / ".in-use").open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another test process uses the Supabase Storage server in {self.root}: run the "
+                "supabase tests in one process (no -n), or give each its own GRIDX_SUPABASE_DIR"
+            ) from None
         self.stop()
         for stale in ("pg", "data", "run"):  # a fresh project: database, objects, keys
             shutil.rmtree(self.root / stale, ignore_errors=True)
@@ -205,6 +220,11 @@ class SupabaseServer:
     def stop(self) -> None:
         """Stop the server and its PostgreSQL (the build stays)."""
         subprocess.run([str(self.start_sh), str(self.root), "stop"], capture_output=True)
+
+    def release(self) -> None:
+        """Stop, and let another test process use the server."""
+        self.stop()
+        self._lock.close()
 
     @property
     def url(self) -> str:

@@ -8,6 +8,8 @@ import pytest
 
 from gridx.coordinator.db import jobs
 from gridx.coordinator.db.connection import decode_row, json_columns
+from gridx.coordinator.db.datasets import Holder
+from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.rounds import RoundRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.schemas.jobs import JobConfig
@@ -15,8 +17,10 @@ from gridx.schemas.jobs import JobConfig
 
 def test_json_columns_are_the_fields_typed_as_structs_or_collections() -> None:
     assert json_columns(jobs.JobRow) == ("config",)
-    assert json_columns(TaskRow) == ()
-    assert json_columns(RoundRow) == ()
+    assert json_columns(TaskRow) == ("metrics",)
+    assert json_columns(RoundRow) == ("metrics", "held_out")
+    assert json_columns(NodeRow) == ("capabilities",)
+    assert json_columns(Holder) == ("capabilities", "columns")
 
 
 def test_a_row_decodes_its_json_and_refuses_a_status_outside_its_literal() -> None:

@@ -52,7 +52,10 @@ async def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **kw:
     )
 
 
-@pytest.fixture(params=["local", "s3", "supabase", "supabase-s3"])
+SUPABASE = [pytest.param(k, marks=pytest.mark.supabase) for k in ("supabase", "supabase-s3")]
+
+
+@pytest.fixture(params=["local", "s3", *SUPABASE])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     if request.param == "local":
         yield LocalStorage(tmp_path / "blobs", UrlSigner(b"k"), ManualClock())
@@ -62,7 +65,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await remote.close()
 
 
-@pytest.fixture(params=["s3", "supabase", "supabase-s3"])
+@pytest.fixture(params=["s3", *SUPABASE])
 async def remote(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Remote]:
     """The stores that keep blobs elsewhere and a cache of copies here."""
     store = await _open(request.param, request, tmp_path, part_size=PART)
@@ -165,7 +168,7 @@ async def test_large_files_go_up_in_parts_and_come_back_verified(
     assert hashlib.sha256((await remote.local_path(key)).read_bytes()).hexdigest() == sha
 
 
-@pytest.mark.parametrize("kind", ["s3", "supabase", "supabase-s3"])
+@pytest.mark.parametrize("kind", ["s3", *SUPABASE])
 async def test_the_cache_of_copies_stays_under_its_cap_and_never_drops_a_pinned_copy(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -1,8 +1,8 @@
 """The storage contract: content-addressed blobs, signed links for nodes, a local spool folder.
 
 `LocalStorage` (the embedded default) keeps blobs on disk and links to the coordinator's own
-routes; `S3Storage` keeps them in a bucket and hands nodes presigned S3 URLs, so their bytes
-never pass through a coordinator replica.
+routes; `S3Storage` and `SupabaseStorage` (both `RemoteStorage`) keep them in a bucket and hand
+nodes the store's own signed links, so their bytes never pass through a coordinator replica.
 """
 
 from __future__ import annotations

@@ -1,17 +1,15 @@
 """Blobs in an S3-compatible bucket (AWS S3, Supabase Storage's S3 endpoint, MinIO, SeaweedFS).
 
-Keys: `<prefix>blobs/ab/<sha256>` for content-addressed blobs, `<prefix>incoming/<task>/<lease>`
-for a result a node PUT through a presigned URL and the coordinator has not verified yet. Nodes
-move bytes straight to and from the bucket; the coordinator reads a blob only when it must look
-inside (validating a result, merging a round), through a local cache of verified copies.
+Nodes move bytes straight to and from the bucket through presigned URLs; the coordinator reads a
+blob only when it must look inside (validating a result, merging a round), through a local cache
+of verified copies (`remote.py`: keys, the cache, receipt).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractContextManager, AsyncExitStack
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,11 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from gridx.coordinator.errors import InvalidInput, TooLarge
-from gridx.coordinator.storage.base import Stored, parse_storage_url
-from gridx.coordinator.storage.cache import DEFAULT_CACHE_BYTES, BlobCache
-from gridx.coordinator.storage.local import CHUNK, file_sha256, spool
+from gridx.coordinator.errors import TooLarge
+from gridx.coordinator.storage.base import parse_storage_url
+from gridx.coordinator.storage.cache import DEFAULT_CACHE_BYTES
+from gridx.coordinator.storage.local import CHUNK
+from gridx.coordinator.storage.remote import RemoteStorage
 
 MULTIPART_THRESHOLD = 64 << 20
 """Files above this go up in parts of this size (S3's smallest part is 5 MiB)."""
@@ -35,7 +34,7 @@ def _missing(exc: ClientError) -> bool:
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
 
-class S3Storage:
+class S3Storage(RemoteStorage):
     """The storage contract over one bucket, with presigned URLs for nodes."""
 
     def __init__(
@@ -50,10 +49,8 @@ class S3Storage:
     ) -> None:
         self.client = client
         self._stack = stack
+        super().__init__(prefix, cache, cache_bytes)
         self.bucket = bucket
-        self.prefix = prefix
-        self.copies = BlobCache(cache, cache_bytes)
-        self.tmp = self.copies.tmp
         self.part_size = part_size
 
     @classmethod
@@ -109,57 +106,28 @@ class S3Storage:
         """Close the client."""
         await self._stack.aclose()
 
-    def blob_key(self, sha256: str) -> str:
-        """Where a blob lives in the bucket."""
-        return f"{self.prefix}blobs/{sha256[:2]}/{sha256}"
-
-    def incoming_key(self, task_id: str, lease: str) -> str:
-        """Where the node holding `lease` puts the task's result."""
-        return f"{self.prefix}incoming/{task_id}/{lease}"
-
-    def temp_path(self, suffix: str = "") -> Path:
-        """A fresh file in the spool folder."""
-        return self.copies.temp_path(suffix)
-
-    async def _exists(self, key: str) -> int | None:
+    async def _stat(self, key: str) -> tuple[int, int] | None:
         try:
             head = await self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if _missing(exc):
                 return None
             raise
-        return int(head["ContentLength"])
+        return int(head["ContentLength"]), int(head["LastModified"].timestamp() * 1000)
 
-    async def delete(self, key: str, written_before_ms: int) -> bool:
-        """Delete the object (and the cached copy) unless it was written at or after
-        `written_before_ms`."""
-        try:
-            head = await self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _missing(exc):
-                return False
-            raise
-        if head["LastModified"].timestamp() * 1000 >= written_before_ms:
-            return False
+    async def _remove(self, key: str) -> None:
         await self.client.delete_object(Bucket=self.bucket, Key=key)
-        self.copies.drop(key.rsplit("/", 1)[-1])
-        return True
 
-    async def _touch(self, key: str) -> None:
-        """Renew an object's LastModified (a server-side copy onto itself): it is being
-        stored again, so the sweeper must not take it now."""
+    async def _copy(self, source: str, dest: str) -> None:
         await self.client.copy_object(
             Bucket=self.bucket,
-            Key=key,
-            CopySource={"Bucket": self.bucket, "Key": key},
-            MetadataDirective="REPLACE",
+            Key=dest,
+            CopySource={"Bucket": self.bucket, "Key": source},
+            # S3 copies an object onto itself only to change it: here, its last-written time
+            **({"MetadataDirective": "REPLACE"} if source == dest else {}),
         )
 
-    def free_bytes(self) -> int | None:
-        """The bucket's space is the S3 server's business."""
-        return None
-
-    async def _put_file(self, path: Path, key: str) -> None:
+    async def _put(self, path: Path, key: str) -> None:
         size = path.stat().st_size
         if size <= self.part_size:
             data = await anyio.to_thread.run_sync(path.read_bytes)
@@ -194,28 +162,6 @@ class S3Storage:
                 )
             raise
 
-    def pinned(self, shas: Iterable[str]) -> AbstractContextManager[None]:
-        """Keep these blobs' cached copies while the block runs (a merge reads them)."""
-        return self.copies.pinned(shas)
-
-    async def adopt(self, tmp_path: Path) -> Stored:
-        """Upload a finished temp file under its hash (once), keeping it as the cached copy."""
-        sha = await anyio.to_thread.run_sync(file_sha256, tmp_path)
-        size = tmp_path.stat().st_size
-        key = self.blob_key(sha)
-        if await self._exists(key) != size:
-            await self._put_file(tmp_path, key)
-        else:
-            await self._touch(key)
-        self.copies.keep(tmp_path, sha)
-        return sha, size, key
-
-    async def write_stream(self, chunks: AsyncIterator[bytes], limit: int, what: str) -> Stored:
-        """Spool a stream locally (refusing it past `limit`), then upload it."""
-        tmp = self.temp_path()
-        await spool(tmp, chunks, limit, what)
-        return await self.adopt(tmp)
-
     async def _download(self, key: str, dest: Path, limit: int | None = None) -> tuple[str, int]:
         obj = await self.client.get_object(Bucket=self.bucket, Key=key)
         digest = hashlib.sha256()
@@ -228,14 +174,6 @@ class S3Storage:
                 digest.update(chunk)
                 await fh.write(chunk)
         return digest.hexdigest(), size
-
-    async def local_path(self, key: str) -> Path:
-        """The cached copy, fetched (and its hash checked against its key) on first use."""
-
-        async def fetch(key: str, dest: Path) -> str:
-            return (await self._download(key, dest))[0]
-
-        return await self.copies.get(key.rsplit("/", 1)[-1], key, fetch)
 
     async def _presign(self, method: str, key: str, ttl_s: int) -> str:
         url: str = await self.client.generate_presigned_url(
@@ -252,36 +190,3 @@ class S3Storage:
     async def upload_url(self, task_id: str, lease: str, ttl_s: int) -> str:
         """A presigned PUT to this lease's incoming key."""
         return await self._presign("put_object", self.incoming_key(task_id, lease), ttl_s)
-
-    async def receive_upload(
-        self, task_id: str, lease: str, sha256: str, limit: int
-    ) -> Stored | None:
-        """Verify an incoming result (size, sha256), then file it under its hash."""
-        incoming = self.incoming_key(task_id, lease)
-        size = await self._exists(incoming)
-        if size is None:
-            return None
-        tmp = self.temp_path()
-        try:
-            if size > limit:
-                raise TooLarge(f"the result file is larger than the limit of {limit} bytes")
-            got, size = await self._download(incoming, tmp, limit)
-            if got != sha256:
-                raise InvalidInput(
-                    "the uploaded result does not hash to result_sha256; upload it again"
-                )
-            key = self.blob_key(got)
-            if await self._exists(key) != size:
-                await self.client.copy_object(
-                    Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": incoming}
-                )
-            else:
-                await self._touch(key)
-            self.copies.keep(tmp, got)
-        except (TooLarge, InvalidInput):
-            await self.client.delete_object(Bucket=self.bucket, Key=incoming)
-            raise
-        finally:
-            tmp.unlink(missing_ok=True)
-        await self.client.delete_object(Bucket=self.bucket, Key=incoming)
-        return got, size, key

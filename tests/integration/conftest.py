@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -33,11 +34,11 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 
 class Client:
-    """Plain HTTP calls with the cluster admin's key."""
+    """Plain HTTP calls with the cluster admin's key (to one of its replicas)."""
 
-    def __init__(self, cluster: LocalCluster) -> None:
+    def __init__(self, cluster: LocalCluster, replica: int = 0) -> None:
         self.http = httpx.Client(
-            base_url=cluster.url,
+            base_url=cluster.urls[replica],
             headers={"Authorization": f"Bearer {cluster.api_key}"},
             timeout=30,
             verify=cluster.verify,
@@ -109,20 +110,23 @@ def client(cluster: LocalCluster) -> Client:
     return Client(cluster)
 
 
+def replica_pair(
+    root: Path, env: dict[str, str]
+) -> contextlib.AbstractContextManager[LocalCluster]:
+    """Two coordinator replicas on the shared database and bucket `env` names."""
+    return LocalCluster(
+        root, coordinator_env={**FAST, "GRIDX_AGGREGATION_LEASE_S": "2", **env}, replicas=2
+    )
+
+
 @pytest.fixture
 def replicas(
     tmp_path: Path, pg_server: PostgresServer, s3_server: S3Server
 ) -> Iterator[LocalCluster]:
     env = {
-        **FAST,
         "GRIDX_DATABASE_URL": pg_server.new_database(),
         "GRIDX_STORAGE_URL": s3_server.new_bucket_url(),
         "GRIDX_S3_ENDPOINT": s3_server.endpoint,
-        "GRIDX_AGGREGATION_LEASE_S": "2",
     }
-    c = LocalCluster(tmp_path / "cluster", coordinator_env=env, replicas=2)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
+    with replica_pair(tmp_path / "cluster", env) as cluster:
+        yield cluster

@@ -8,7 +8,6 @@ import asyncio
 import time
 
 import asyncpg
-import httpx
 
 from gridx.coordinator.cli.cluster import LocalCluster
 from tests.integration.conftest import REPO, Client
@@ -23,26 +22,20 @@ torch.save({"w": torch.randn(24_000_000)}, os.environ["GRIDX_OUTPUT"])
 """
 
 
-def _client(cluster: LocalCluster, replica: int) -> Client:
-    client = Client(cluster)
-    client.http.base_url = httpx.URL(cluster.urls[replica])
-    return client
-
-
 def test_a_job_completes_with_nodes_split_across_two_replicas(replicas: LocalCluster) -> None:
     replicas.add_node("node-a", replica=0)
     replicas.add_node("node-b", replica=1)
-    job_id = _client(replicas, 0).submit(
+    job_id = Client(replicas, 0).submit(
         (DIGITS / "train.py").read_bytes(),
         {"rounds": 2, "shards": 2, "epochs": 1, "seed": 3},
         data=("train.csv", (DIGITS / "data" / "train.csv").read_bytes()),
     )
-    body = _client(replicas, 1).wait_done(job_id, 240)
+    body = Client(replicas, 1).wait_done(job_id, 240)
     assert body["job"]["status"] == "succeeded", body
     nodes = {t["node_id"] for t in body["tasks"]}
     assert len(nodes) == 2, "both replicas' nodes took tasks"
     models = [
-        _client(replicas, i).http.get(f"/jobs/{job_id}/model", params={"format": "safetensors"})
+        Client(replicas, i).http.get(f"/jobs/{job_id}/model", params={"format": "safetensors"})
         for i in (0, 1)
     ]
     assert models[0].status_code == models[1].status_code == 200
@@ -76,7 +69,7 @@ def test_killing_the_aggregating_replica_hands_the_merge_over_once(
     replicas.add_node("node-b", replica=1)
     # one round of two updates, merged once (no initialisation step's merge before it)
     config = {"rounds": 1, "shards": 2, "seed": 1, "init_step": False}
-    job_id = _client(replicas, 0).submit(BIG_MODEL, config)
+    job_id = Client(replicas, 0).submit(BIG_MODEL, config)
 
     deadline = time.monotonic() + 180
     holder = None
@@ -88,7 +81,7 @@ def test_killing_the_aggregating_replica_hands_the_merge_over_once(
     replicas.kill_coordinator(victim)  # SIGKILL mid-merge: its lease stops being renewed
     survivor = 1 - victim
 
-    body = _client(replicas, survivor).wait_done(job_id, 180)
+    body = Client(replicas, survivor).wait_done(job_id, 180)
     assert body["job"]["status"] == "succeeded", body
     rounds = asyncio.run(_rows(db, "SELECT aggregator, status FROM rounds"))
     assert [(r["aggregator"], r["status"]) for r in rounds] == [(f"replica-{survivor}", "done")]

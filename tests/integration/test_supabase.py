@@ -10,12 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from storage3 import AsyncStorageClient
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import FAST, REPO, Client
+from tests.integration.conftest import REPO, Client, replica_pair
 from tests.support.servers import SupabaseServer
 
 DIGITS = REPO / "examples" / "digits"
@@ -24,23 +23,11 @@ DIGITS = REPO / "examples" / "digits"
 @pytest.fixture
 def on_supabase(tmp_path: Path, supabase_server: SupabaseServer) -> Iterator[LocalCluster]:
     env = {
-        **FAST,
         **supabase_server.coordinator_env(supabase_server.new_bucket_url()),
         "GRIDX_DATABASE_URL": supabase_server.database_url,
-        "GRIDX_AGGREGATION_LEASE_S": "2",
     }
-    c = LocalCluster(tmp_path / "cluster", coordinator_env=env, replicas=2)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def _client(cluster: LocalCluster, replica: int) -> Client:
-    client = Client(cluster)
-    client.http.base_url = httpx.URL(cluster.urls[replica])
-    return client
+    with replica_pair(tmp_path / "cluster", env) as cluster:
+        yield cluster
 
 
 async def _listing(server: SupabaseServer, bucket: str, folder: str) -> list[dict[str, Any]]:
@@ -64,16 +51,16 @@ def test_a_job_runs_on_supabase_storage_and_postgres_with_nodes_moving_bytes_dir
 ) -> None:
     on_supabase.add_node("node-a", replica=0)
     on_supabase.add_node("node-b", replica=1)
-    job_id = _client(on_supabase, 0).submit(
+    job_id = Client(on_supabase, 0).submit(
         (DIGITS / "train.py").read_bytes(),
         {"rounds": 2, "shards": 2, "epochs": 1, "seed": 3},
         data=("train.csv", (DIGITS / "data" / "train.csv").read_bytes()),
     )
-    body = _client(on_supabase, 1).wait_done(job_id, 240)
+    body = Client(on_supabase, 1).wait_done(job_id, 240)
     assert body["job"]["status"] == "succeeded", body
     assert len({t["node_id"] for t in body["tasks"]}) == 2, "both replicas' nodes took tasks"
     models = [
-        _client(on_supabase, i).http.get(f"/jobs/{job_id}/model", params={"format": "safetensors"})
+        Client(on_supabase, i).http.get(f"/jobs/{job_id}/model", params={"format": "safetensors"})
         for i in (0, 1)
     ]
     assert models[0].status_code == models[1].status_code == 200

@@ -73,8 +73,9 @@ class Worker:
         self.heartbeat_s = 1.0  # until the coordinator says otherwise
         self.tasks_run = 0
         self.prepare_s = 0.0
-        self.leased_at = 0.0
         """How long the current task's environment took to prepare."""
+        self.leased_at = 0.0
+        """When (monotonic) the current task came: its upload link's age."""
         self.draining = False
         self.started_at = time.time()
         self.history: deque[dict[str, object]] = deque(maxlen=20)

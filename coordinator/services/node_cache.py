@@ -7,6 +7,7 @@ import msgspec
 from gridx.coordinator.db.connection import Database
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.services.background import Background
+from gridx.schemas.agent import Capabilities
 
 NODES_CHANNEL = "gridx_nodes"
 """A node's record changed (drained): payload `<replica id> <node id>`; replicas drop it."""
@@ -36,11 +37,11 @@ class NodeCache:
             self._entries.clear()
         self._entries[token_hash] = (node, now)
 
-    def set_capabilities(self, node_id: str, encoded: str) -> None:
+    def set_capabilities(self, node_id: str, capabilities: Capabilities) -> None:
         """The node reported new capabilities (already written)."""
         for token_hash, (cached, at) in list(self._entries.items()):
             if cached.id == node_id:
-                fresh = msgspec.structs.replace(cached, capabilities=encoded)
+                fresh = msgspec.structs.replace(cached, capabilities=capabilities)
                 self._entries[token_hash] = (fresh, at)
 
     def forget(self, node_id: str) -> None:

@@ -115,7 +115,7 @@ async def heartbeat(rt: Runtime, node: NodeRow, req: HeartbeatRequest) -> Heartb
         encoded = _caps_encoder.encode(req.capabilities).decode()
         async with rt.db.transaction() as conn:
             await nodes.set_capabilities(conn, node.id, encoded)
-        rt.node_cache.set_capabilities(node.id, encoded)
+        rt.node_cache.set_capabilities(node.id, req.capabilities)
     if req.resting is not None and req.resting != node.resting:
         async with rt.db.transaction() as conn:
             await nodes.set_resting(conn, node.id, req.resting)

@@ -511,3 +511,16 @@ def test_a_running_tasks_output_arrives_with_heartbeats_and_stays_after_it(
     assert r.status_code == 200, r.text
     body = wait_status(api, api.alice, job_id, "succeeded")
     assert body["tasks"][0]["history"][0]["stderr_tail"].endswith("done\n")
+
+
+def test_capabilities_a_node_reports_later_decide_what_it_may_claim(api: Api) -> None:
+    submit(api, api.alice, {"rounds": 1, "shards": 1, "require_docker": True})
+    node = register(api, api.alice)
+    assert claim(api, node) is None  # registered without Docker
+    caps = {"docker": True, "sandbox": "strong", "cpus": 2, "memory_mb": 2048, "arch": "x86_64"}
+    r = api.client.post("/agent/heartbeat", json={"capabilities": caps}, headers=node)
+    assert r.status_code == 200, r.text
+    task = claim(api, node)  # the same replica, its cache of the node refreshed
+    assert task is not None
+    nodes = api.client.get("/nodes", headers=api.alice).json()
+    assert nodes[0]["capabilities"]["docker"] is True

@@ -66,6 +66,24 @@ class FedAdagrad(FedAdam, tag="fedadagrad"):
     """Like FedAdam with Adagrad's accumulated second moment."""
 
 
+class FedAvgM(StrategyBase, tag="fedavgm"):
+    """SGD with momentum on the averaged pseudo-gradient (Hsu et al. 2019, FedAvgM): with x the
+    step's input model and avg the clients' mean, g = x - avg, b = momentum * b + g, and
+    x' = x - server_lr * (g + momentum * b if nesterov else b)."""
+
+    server_lr: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
+    momentum: UnitFloat = 0.9
+    nesterov: bool = False
+
+
+class DiLoCo(FedAvgM, tag="diloco"):
+    """DiLoCo's outer step (Douillard et al. 2023; prime's `diloco.py`): FedAvgM with Nesterov
+    momentum 0.9 and a server learning rate of 0.7."""
+
+    server_lr: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.7
+    nesterov: bool = True
+
+
 class FedMedian(StrategyBase, tag="fedmedian"):
     """Coordinate-wise median of the clients' weights (Yin et al. 2018)."""
 
@@ -93,7 +111,18 @@ class Krum(StrategyBase, tag="krum"):
         return None
 
 
-Strategy = FedAvg | FedProx | FedAdam | FedYogi | FedAdagrad | FedMedian | TrimmedMean | Krum
+Strategy = (
+    FedAvg
+    | FedProx
+    | FedAdam
+    | FedYogi
+    | FedAdagrad
+    | FedAvgM
+    | DiLoCo
+    | FedMedian
+    | TrimmedMean
+    | Krum
+)
 """Every aggregation rule a job may ask for. A new rule: its struct here (in this union), and
 its merge in `coordinator/aggregation/rules.py`'s `RULES`."""
 ROBUST = ("fedmedian", "trimmed_mean", "krum")
@@ -128,7 +157,9 @@ class Dirichlet(
 
 Partition = Iid | ByColumn | Dirichlet
 
-MEAN_RULES = frozenset({"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"})
+MEAN_RULES = frozenset(
+    {"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm", "diloco"}
+)
 """The rules built on the mean of the updates: the only ones central DP's noise calibration
 (sensitivity clip_norm / n) holds for."""
 
@@ -214,6 +245,22 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     `dropped`), and the merge weighs the shards that came in (1.0: wait for all)."""
     round_deadline_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] | None = None
     """Seconds after a round opens from which `min_fraction` may close it."""
+    mode: Literal["sync", "async"] = "sync"
+    """`sync`: rounds, each merging its shards' updates once they are in (or `min_fraction` of
+    them). `async` (FedBuff, Nguyen et al. 2022): nothing waits; every shard trains again as soon
+    as its update is in, on the newest model, and the coordinator applies a server step every
+    `buffer` updates, each weighted by its staleness; `rounds` counts server steps."""
+    buffer: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None
+    """Async: updates merged per server step (default: half the shards, at least 1)."""
+    staleness_exponent: Annotated[float, msgspec.Meta(ge=0, le=8)] = 0.5
+    """Async: an update trained on the model of s steps ago weighs (1 + s) ** -exponent times
+    its rows (0.5: 1 / sqrt(1 + s); 0: no discount)."""
+    max_staleness: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+    """Async: an update more than this many steps behind is dropped (recorded on its task as
+    `stale`), and its shard trains again on the newest model (None: none is too old)."""
+    eval_every: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
+    """With test data: evaluate the model every this many rounds (server steps in async mode),
+    and always the last one."""
     warm: bool = True
     """Run the job's tasks on a node in one warm sandboxed runner that imports `preload` once
     and forks a fresh child per task (no interpreter start or exit per task). False: a fresh
@@ -249,6 +296,14 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Keep every client update and round model after the round is merged (for audits or
     re-aggregation); by default a merged round's updates are deleted, and a finished job keeps
     its code, test data and final model only."""
+
+    @property
+    def step_size(self) -> int:
+        """Updates per merge: the `buffer` of an async job (half its shards by default), the
+        shards of a sync one."""
+        if self.mode == "sync":
+            return self.shards
+        return self.buffer if self.buffer is not None else max(1, self.shards // 2)
 
     @property
     def placement(self) -> Placement:
@@ -307,6 +362,9 @@ class TaskInfo(msgspec.Struct, kw_only=True):
     """While leased, what its node says it is doing (None: not said yet)."""
     phase_detail: str | None = None
     """The same in words, e.g. "downloading 2 packages (torch 2.13.0, ...): 1.2 GB / 3.0 GB"."""
+    merged_into: int | None = None
+    """Async jobs: the server step that merged its update (None: not merged, or waiting in the
+    buffer; `verdict` `stale`: dropped for being too far behind)."""
 
 
 INIT_ROUND = -1
@@ -346,6 +404,9 @@ class RoundInfo(msgspec.Struct, kw_only=True):
     """Differentially private jobs: the epsilon spent up to and including this round."""
     nodes: list[str] = []
     """The names of the nodes whose updates this round merged."""
+    staleness: list[int] = []
+    """Async jobs: how many server steps behind the model each merged update was trained on
+    (0: the step's own input model), in merge order."""
     excluded: list[str] = []
     """Who was left out of this round's merge under a robust rule, and why (a holder whose
     update was invalid every time: `shard 2 (400 rows): [invalid_weights] ...`)."""

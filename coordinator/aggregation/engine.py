@@ -1,6 +1,8 @@
 """One aggregation, start to finish: the process pool's entry point.
 
-`aggregate()` opens the round's client files (sorted by shard), optionally clips their updates,
+`aggregate()` opens the round's client files (sorted by shard, stably: an async step's several
+updates of one shard keep the order given), rebases an async step's updates onto its input
+model with their staleness discount, optionally clips the updates,
 applies the job's strategy tensor by tensor into one buffer, then writes the result as a torch
 `.pth` state_dict (what train.py scripts load) and, for the job's last round, as safetensors too.
 Server optimizers also write their state file. Memory stays about one model whatever N is.
@@ -29,7 +31,7 @@ from gridx.coordinator.aggregation.tensorfile import (
     signature_of,
 )
 from gridx.coordinator.aggregation.work import AggregationJob, AggregationResult
-from gridx.schemas.jobs import FedAdam
+from gridx.schemas.jobs import FedAdam, FedAvgM
 
 
 def aggregate(job: AggregationJob) -> AggregationResult:
@@ -38,11 +40,16 @@ def aggregate(job: AggregationJob) -> AggregationResult:
     Raises:
         WeightsError: a client file is unusable or does not match the others.
     """
-    ordered = sorted(job.clients, key=lambda c: c[0])
+    order = sorted(range(len(job.clients)), key=lambda i: job.clients[i][0])  # stable
+    ordered = [job.clients[i] for i in order]
     shards = [s for s, _, _ in ordered]
     strategy = job.strategy
     cs = ClientSet.open(
-        [p for _, p, _ in ordered], [w for _, _, w in ordered], job.max_bytes, job.base_model
+        [p for _, p, _ in ordered],
+        [w for _, _, w in ordered],
+        job.max_bytes,
+        job.base_model,
+        [job.origins[i] for i in order] if job.origins is not None else None,
     )
     out = Path(job.out_dir)
     result = AggregationResult(
@@ -56,7 +63,7 @@ def aggregate(job: AggregationJob) -> AggregationResult:
     try:
         if strategy.clip_norm is not None:
             result.clipped = [shards[i] for i in cs.clip(strategy.clip_norm)]
-        if isinstance(strategy, FedAdam) and cs.base is not None:  # and FedYogi, FedAdagrad
+        if isinstance(strategy, FedAdam | FedAvgM) and cs.base is not None:  # and their kin
             result.state = str(out / "state.safetensors")
             _server_optimizer(cs, strategy, job.state_in, sink, result.state, noise)
         else:
@@ -151,18 +158,23 @@ class ModelSink:
 
 def _server_optimizer(
     cs: ClientSet,
-    s: FedAdam,
+    s: FedAdam | FedAvgM,
     state_in: str | None,
     writer: ModelSink,
     state_out: str,
     noise: Noise,
 ) -> None:
+    """Step the model from the clients' mean; state: the first moment or momentum buffer `m/*`,
+    the adaptive rules' second moment `v/*`, and the step count."""
     assert cs.base is not None
+    adaptive = isinstance(s, FedAdam)
     state_specs: dict[str, Spec] = {"step": (torch.int64, ())}
     for key in cs.names():
         if cs.is_float(key):
             dtype, shape = cs.specs[key]
-            state_specs[f"m/{key}"] = state_specs[f"v/{key}"] = (accumulation_dtype(dtype), shape)
+            state_specs[f"m/{key}"] = (accumulation_dtype(dtype), shape)
+            if adaptive:
+                state_specs[f"v/{key}"] = state_specs[f"m/{key}"]
     prev = TensorFile(state_in, 1 << 62) if state_in else None
     if prev is not None and prev.signature != signature_of(state_specs):
         prev.close()
@@ -181,10 +193,15 @@ def _server_optimizer(
             acc = accumulation_dtype(dtype)
             x = cs.base.get(key).to(acc)
             m = prev.get(f"m/{key}").clone() if prev else torch.zeros_like(x)
-            v = prev.get(f"v/{key}").clone() if prev else torch.zeros_like(x)
-            new_x, m, second_moments[key] = fedopt.fedopt_step(
-                s.name, x, noise.add(avg.to(acc)), m, v, step, s.eta, s.beta1, s.beta2, s.tau
-            )
+            if isinstance(s, FedAdam):
+                v = prev.get(f"v/{key}").clone() if prev else torch.zeros_like(x)
+                new_x, m, second_moments[key] = fedopt.fedopt_step(
+                    s.name, x, noise.add(avg.to(acc)), m, v, step, s.eta, s.beta1, s.beta2, s.tau
+                )
+            else:
+                new_x, m = fedopt.sgdm_step(
+                    x, noise.add(avg.to(acc)), m, s.server_lr, s.momentum, s.nesterov
+                )
             writer.put(key, new_x.to(dtype))
             state.write(f"m/{key}", m)
             cs.release()

@@ -1,4 +1,4 @@
-"""Adaptive server optimizers over the averaged update: FedAdam, FedYogi, FedAdagrad.
+"""Server optimizers over the averaged update: FedAdam, FedYogi, FedAdagrad, FedAvgM / DiLoCo.
 
 With x the round's input model and avg the clients' weighted mean, the pseudo-gradient is
 d = avg - x, and per coordinate (Reddi et al. 2021, "Adaptive Federated Optimization"):
@@ -10,7 +10,13 @@ d = avg - x, and per coordinate (Reddi et al. 2021, "Adaptive Federated Optimiza
     x' = x + lr * m / (sqrt(v) + tau),   lr = eta * sqrt(1 - beta2^t) / (1 - beta1^t) for Adam,
                                           lr = eta otherwise (t = server steps so far, from 1)
 
-m and v start at zero and live in a per-job state file that each round writes anew, so they
+FedAvgM and DiLoCo's outer step are SGD with momentum on the pseudo-gradient g = x - avg, as
+prime's `diloco.py` sets `param.grad = original - averaged` and steps `torch.optim.SGD`:
+
+    b = momentum * b + g
+    x' = x - lr * (g + momentum * b)   with Nesterov,   x' = x - lr * b   without
+
+m, v and b start at zero and live in a per-job state file that each round writes anew, so they
 survive coordinator restarts. Round 0 has no input model: its result is the plain average, which
 becomes the optimizer's starting point.
 """
@@ -50,3 +56,19 @@ def fedopt_step(
     else:
         raise ValueError(f"unknown server optimizer {rule!r}")
     return x + lr * m / (v.sqrt() + tau), m, v
+
+
+def sgdm_step(
+    x: torch.Tensor,
+    avg: torch.Tensor,
+    buf: torch.Tensor,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One FedAvgM / DiLoCo outer step for one tensor; returns (x', b'). A zero `buf` on the
+    first step is what torch's SGD does too (its first buffer is the gradient itself)."""
+    g = x - avg
+    buf = buf * momentum + g
+    update = g + buf * momentum if nesterov else buf
+    return x - update * lr, buf

@@ -2,8 +2,8 @@
 
 A rule may first choose which clients count (`Rule.select`, as Krum does); then `Rule.merge`
 makes each tensor from the clients (in shard order), writing into `out` when it can. Server
-optimizers (FedAdam and its kin) keep state across rounds and run on their own path in
-`engine.py`. A new rule: its struct in `schemas/jobs.py`, and one line in `RULES`.
+optimizers (FedAdam and its kin, FedAvgM and DiLoCo) keep state across rounds and run on their
+own path in `engine.py`. A new rule: its struct in `schemas/jobs.py`, and one line in `RULES`.
 """
 
 from __future__ import annotations
@@ -64,4 +64,6 @@ RULES: dict[str, Rule] = {
     "fedadam": Rule(_mean),
     "fedyogi": Rule(_mean),
     "fedadagrad": Rule(_mean),
+    "fedavgm": Rule(_mean),
+    "diloco": Rule(_mean),
 }

@@ -33,6 +33,10 @@ class AggregationJob:
     noise_std: float = 0.0
     """Central differential privacy: Gaussian noise of this standard deviation is added to
     every coordinate of the merged update (0: none)."""
+    origins: list[tuple[str, float]] | None = None
+    """Asynchronous steps: per client (in `clients`' order) the model it trained from and its
+    staleness discount; the client counts as `base_model + discount * (client - origin)`
+    (`aggregation.staleness`). None: every client trained from `base_model`."""
 
 
 @dataclass

@@ -14,7 +14,9 @@ ENDED = frozenset({"succeeded", "failed", "cancelled"})
 """Statuses a job never leaves."""
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     "queued": frozenset({"running", "failed", "cancelled"}),
-    "running": frozenset({"aggregating", "failed", "cancelled"}),
+    # an async job is never 'aggregating': its fleet trains on while it merges, and it succeeds
+    # straight from 'running'
+    "running": frozenset({"aggregating", "succeeded", "failed", "cancelled"}),
     "aggregating": frozenset({"running", "succeeded", "failed", "cancelled"}),
     "succeeded": frozenset(),
     "failed": frozenset(),
@@ -75,8 +77,9 @@ SELECT j.id, j.owner_id, u.email AS owner_email, j.name, j.status, j.config, j.c
     j.requirements_sha, j.data_sha, j.data_name, j.current_round, j.final_pth_sha,
     j.final_st_sha, j.error, j.created_at, j.updated_at, j.eval_code_sha, j.test_data_sha,
     j.test_data_name, j.dataset, j.dp_delta,
-    (SELECT count(DISTINCT CAST(t.round_idx AS BIGINT) * 1048576 + t.shard) FROM tasks t
-        WHERE t.job_id = j.id AND t.status = 'succeeded' AND t.kind = 'train' AND t.round_idx >= 0
+    (SELECT count(DISTINCT CAST(t.round_idx AS BIGINT) * 1048576 + t.slot - t.copy * j.shard_count)
+        FROM tasks t WHERE t.job_id = j.id AND t.status = 'succeeded' AND t.kind = 'train'
+            AND t.round_idx >= 0 AND coalesce(t.verdict, '') != 'stale'
     ) AS tasks_done,
     (SELECT count(DISTINCT t.shard) FROM tasks t
         WHERE t.job_id = j.id AND t.kind = 'train' AND t.round_idx = j.current_round
@@ -190,6 +193,19 @@ async def list_jobs(conn: Conn, owner_id: int | None) -> list[JobRow]:
 async def shards(conn: Conn, job_id: str) -> list[ShardRow]:
     """A job's shards in order."""
     return await fetch_all(conn, SHARDS, {"job_id": job_id}, ShardRow)
+
+
+ADVANCE = """
+UPDATE jobs SET current_round = :round, updated_at = :now
+WHERE id = :id AND status = 'running' AND current_round < :round
+RETURNING id
+"""
+
+
+async def advance(conn: Conn, job_id: str, current_round: int, now: int) -> bool:
+    """An async job's next server step (it stays 'running'); False when the job ended."""
+    params = {"id": job_id, "round": current_round, "now": now}
+    return bool(await rows_of(conn, ADVANCE, params))
 
 
 async def transition(

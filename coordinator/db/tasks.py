@@ -60,6 +60,8 @@ class TaskRow(msgspec.Struct, kw_only=True):
     """Its update's sample weight when no shard gives one (the rows its node declared)."""
     phase: str | None = None
     phase_detail: str | None = None
+    merged_into: int | None = None
+    """An async job's update: the server step that merged it (None: waiting in the buffer)."""
 
 
 COLUMNS = columns_of(TaskRow)

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import msgspec
 
-from gridx.coordinator.aggregation import work
+from gridx.coordinator.aggregation import staleness, work
 from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.aggregation.tally import weighted_metrics
-from gridx.coordinator.db import blobs, events, jobs, rounds, tasks
+from gridx.coordinator.db import blobs, buffer, events, jobs, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
-from gridx.coordinator.services import privacy
+from gridx.coordinator.services import fedbuff, privacy
 from gridx.coordinator.services.lifecycle import fail_job
 from gridx.coordinator.services.local_data import Fleet
 from gridx.coordinator.services.rounds import open_evaluation, open_round
@@ -46,6 +46,12 @@ class _Round:
     idx: int
     rows: dict[int, int]
     done: list[TaskRow]
+
+    @property
+    def buffered(self) -> bool:
+        """An async job's server step: its updates come from the buffer, each trained on the
+        model of its own task's round."""
+        return fedbuff.applies(self.config, self.idx)
 
     def weight_of(self, task: TaskRow) -> int:
         """A task's sample weight: its shard's rows, or the rows its node declared (capped)."""
@@ -162,9 +168,10 @@ async def _settle(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> No
     if merged is None:
         return
     metrics = weighted_metrics([(t.metrics or {}, rnd.weight_of(t)) for t in rnd.done])
-    ready = await _commit(rt, rnd, merged, metrics, lease_ms)
-    if ready is None:
+    opened = await _commit(rt, rnd, merged, metrics, lease_ms)
+    if opened is None:
         return
+    ready, next_step = opened
     log.info(
         "round done%s %s",
         ", job succeeded" if rnd.last else "",
@@ -172,6 +179,8 @@ async def _settle(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> No
         extra=ids(job=job_id, round=round_idx, replica=rt.replica),
     )
     rt.wakeups.tasks_ready(ready)
+    if next_step is not None:  # an async job's buffer already holds the next step's updates
+        merge_in_background(rt, job_id, next_step)
 
 
 async def _load(rt: Runtime, job_id: str, round_idx: int) -> _Round | None:
@@ -179,11 +188,14 @@ async def _load(rt: Runtime, job_id: str, round_idx: int) -> _Round | None:
     job = await jobs.get(reader, job_id)
     if job is None:
         return None
-    done = [
-        t
-        for t in await tasks.for_job(reader, job_id)
-        if t.round_idx == round_idx and t.status == "succeeded" and t.result_sha
-    ]
+    if fedbuff.applies(job.config, round_idx):
+        done = await buffer.merged_into(reader, job_id, round_idx)
+    else:
+        done = [
+            t
+            for t in await tasks.for_job(reader, job_id)
+            if t.round_idx == round_idx and t.status == "succeeded" and t.result_sha
+        ]
     return _Round(
         job=job,
         config=job.config,
@@ -203,6 +215,8 @@ async def _merge_updates(rt: Runtime, rnd: _Round) -> _Merged | None:
     dp = rnd.config.dp if rnd.idx != INIT_ROUND else None
     inputs = [t.result_sha or "" for t in rnd.done]
     inputs += [this.input_sha or "" if this else "", prev.state_sha or "" if prev else ""]
+    origins = await _origins(rt, rnd) if rnd.buffered else {}
+    inputs += list(origins.values())
     try:
         with rt.storage.pinned(inputs):  # a replica's cache keeps them until the merge ends
             job = work.AggregationJob(
@@ -221,6 +235,15 @@ async def _merge_updates(rt: Runtime, rnd: _Round) -> _Merged | None:
                 state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
                 final=rnd.last,
                 noise_std=privacy.noise_std(dp, len(rnd.done)) if dp is not None else 0.0,
+                origins=[
+                    (
+                        await blob_path(rt, origins[t.round_idx]),
+                        staleness.discount(rnd.idx - t.round_idx, rnd.config.staleness_exponent),
+                    )
+                    for t in rnd.done
+                ]
+                if rnd.buffered
+                else None,
             )
             try:
                 result = await asyncio.get_running_loop().run_in_executor(
@@ -249,11 +272,23 @@ async def _merge_updates(rt: Runtime, rnd: _Round) -> _Merged | None:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
+async def _origins(rt: Runtime, rnd: _Round) -> dict[int, str]:
+    """The models an async step's updates were trained on: round -> its input model's sha."""
+    found: dict[int, str] = {}
+    for idx in sorted({t.round_idx for t in rnd.done}):
+        row = await rounds.get(rt.db.reader, rnd.job.id, idx)
+        if row is None or row.input_sha is None:
+            raise RuntimeError(f"round {idx} of job {rnd.job.id} has no input model")
+        found[idx] = row.input_sha
+    return found
+
+
 async def _commit(
     rt: Runtime, rnd: _Round, merged: _Merged, metrics: dict[str, float], lease_ms: int
-) -> int | None:
+) -> tuple[int, int | None] | None:
     """Record the merged round, if this replica still holds its lease and the job still runs,
-    and open what follows; how many tasks became ready (None: nothing was committed)."""
+    and open what follows: how many tasks became ready and the async step to merge next (None:
+    nothing was committed)."""
     job_id, idx, last = rnd.job.id, rnd.idx, rnd.last
     pth_sha = merged.pth[0]
     now = rt.clock.now_ms()
@@ -276,6 +311,8 @@ async def _commit(
                 final_st_sha=merged.safetensors[0] if merged.safetensors else None,
                 error=_budget_note(rnd),
             )
+        elif rnd.buffered:  # the fleet trained on meanwhile: the job stays running
+            moved = await jobs.advance(conn, job_id, idx + 1, now)
         else:
             moved = await jobs.transition(conn, job_id, "running", now, current_round=idx + 1)
         if not moved:  # cancelled or failed meanwhile: nothing more to do
@@ -304,6 +341,7 @@ async def _commit(
                 "selected": merged.result.selected,
                 "clipped": merged.result.clipped,
                 "epsilon": rnd.epsilon,
+                **({"behind": [idx - t.round_idx for t in rnd.done]} if rnd.buffered else {}),
             },
             now,
         )
@@ -319,20 +357,27 @@ def _budget_note(rnd: _Round) -> str | None:
 
 async def _open_next(
     conn: Conn, rnd: _Round, model: tuple[str, str], now: int, fleet: Fleet
-) -> int:
+) -> tuple[int, int | None]:
     """What a merged round leads to (same transaction): its held-out evaluation, if the job has
-    one, and the next round from `model` (its sha and signature), or the job's success."""
-    ready = 0
+    one and this round is due (`eval_every`, and the last), and the next round from `model` (its
+    sha and signature), or the job's success. Returns how many tasks became ready and the
+    async step to merge next, if its updates are already in."""
+    ready, next_step = 0, None
     job_id = rnd.job.id
-    if rnd.job.eval_code_sha and rnd.idx != INIT_ROUND:
+    due = rnd.last or (rnd.idx + 1) % rnd.config.eval_every == 0
+    if rnd.job.eval_code_sha and rnd.idx != INIT_ROUND and due:
         ready += await open_evaluation(conn, job_id, rnd.config, rnd.idx, now)
+    if rnd.buffered:
+        next_step = await fedbuff.after_step(conn, rnd.job, rnd.idx, model, rnd.last, now)
     if rnd.last:
         note = _budget_note(rnd)
         if note is not None:
             await events.append(conn, job_id, "privacy_budget_reached", {"note": note}, now)
         await events.append(conn, job_id, "job_succeeded", {"model": model[0]}, now)
-        return ready
-    return ready + await open_round(conn, job_id, rnd.config, rnd.idx + 1, model, now, fleet)
+        return ready, None
+    if rnd.buffered:
+        return ready, next_step
+    return ready + await open_round(conn, job_id, rnd.config, rnd.idx + 1, model, now, fleet), None
 
 
 async def _abort(rt: Runtime, job_id: str, error: str) -> None:

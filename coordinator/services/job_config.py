@@ -39,6 +39,7 @@ def decode_config(raw: bytes) -> JobConfig:
         problem = config.strategy.problem(clients(config))
         problems = [] if problem is None else [(problem[0], f"invalid job config: {problem[1]}")]
         rules = _round_rules(config) + _local_rules(config) + _privacy_rules(config)
+        rules += _async_rules(config)
         problems += [(f, f"invalid job config: {m}") for f, m in rules]
     if problems:
         field, message = problems[0]
@@ -47,9 +48,55 @@ def decode_config(raw: bytes) -> JobConfig:
 
 
 def clients(config: JobConfig) -> int:
-    """The fewest updates a round of the job merges: its shards, or for a job on node-local
-    data the nodes it waits for."""
-    return config.min_nodes if config.dataset is not None else config.shards
+    """The fewest updates a round of the job merges: its shards, for a job on node-local data
+    the nodes it waits for, for an async job its buffer."""
+    if config.dataset is not None:
+        return config.min_nodes
+    return config.step_size
+
+
+def _async_rules(config: JobConfig) -> list[tuple[str, str]]:
+    """What an asynchronous (FedBuff) job cannot also ask for, and why."""
+    if config.mode != "async":
+        for name in ("buffer", "max_staleness"):
+            if getattr(config, name) is not None:
+                problems = [(name, f"{name} is for mode async (this job is sync)")]
+                return problems
+        return []
+    problems = []
+    if config.buffer is not None and config.buffer > config.shards:
+        problems.append(
+            (
+                "buffer",
+                f"buffer {config.buffer} is more than the job's {config.shards} shards: "
+                "a step would wait for some shard to report twice",
+            )
+        )
+    if config.replicas > 1:
+        problems.append(
+            (
+                "replicas",
+                "async copies of a shard would train from different models and never agree: "
+                "replicas must be 1 in mode async",
+            )
+        )
+    if config.backup_tasks or config.min_fraction < 1.0 or config.round_deadline_s is not None:
+        field = "backup_tasks" if config.backup_tasks else "min_fraction"
+        problems.append((field, "mode async never waits for a round: no straggler rules"))
+    if config.dp is not None:
+        problems.append(
+            (
+                "dp",
+                "the accountant composes one clipped update per shard per step; in mode async a "
+                "fast shard may send several to one step, so its sensitivity is unbounded: use "
+                "mode sync for differential privacy",
+            )
+        )
+    if config.dataset is not None:
+        problems.append(
+            ("dataset", "jobs on node-local data run in mode sync (one round per holder)")
+        )
+    return problems
 
 
 def _local_rules(config: JobConfig) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from gridx.coordinator.db import attempts, blobs, events, jobs, nodes, rounds, t
 from gridx.coordinator.db.jobs import JobRow
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import NotFound
-from gridx.coordinator.services import waiting
+from gridx.coordinator.services import fedbuff, waiting
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import (
     SUMMED_METRICS,
@@ -35,11 +35,21 @@ def summary(row: JobRow) -> JobSummary:
         rounds=config.rounds,
         shards=config.shards,
         tasks_done=row.tasks_done,
-        tasks_total=config.rounds
-        * max(row.round_width, config.min_nodes if config.dataset else config.shards),
+        tasks_total=_tasks_total(row),
         error=row.error,
         created_at=row.created_at,
         updated_at=row.updated_at,
+    )
+
+
+def _tasks_total(row: JobRow) -> int:
+    """Training tasks a job's rounds need: rounds x shards (or holders), an async job's steps x
+    its buffer."""
+    config = row.config
+    if config.mode == "async":
+        return config.rounds * config.step_size
+    return config.rounds * max(
+        row.round_width, config.min_nodes if config.dataset else config.shards
     )
 
 
@@ -75,10 +85,15 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
     held = {n for t in task_rows for n in (t.node_id, t.target_node) if n}
     names = await nodes.names(reader, sorted(held))
     merged: dict[int, list[str]] = {}
+    behind: dict[int, list[int]] = {}
     excluded: dict[int, list[str]] = {}
     for t in task_rows:
-        if t.kind == "train" and t.status == "succeeded" and t.node_id:
-            merged.setdefault(t.round_idx, []).append(names.get(t.node_id, t.node_id))
+        # an async step merges the updates it took from the buffer, whatever their round
+        into = t.merged_into if fedbuff.applies(row.config, t.round_idx) else t.round_idx
+        if t.kind == "train" and t.status == "succeeded" and t.node_id and into is not None:
+            merged.setdefault(into, []).append(names.get(t.node_id, t.node_id))
+        if t.merged_into is not None:
+            behind.setdefault(t.merged_into, []).append(t.merged_into - t.round_idx)
         if t.verdict == "excluded":
             who = names.get(t.target_node, "") if t.target_node else ""
             who = f"node {who}" if who else f"shard {t.shard} ({rows.get(t.shard, 0)} rows)"
@@ -95,7 +110,7 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
         delta=row.dp_delta,
         storage_bytes=await blobs.of_job(reader, job_id),
         rounds=[
-            _round_info(r, merged.get(r.idx, []), excluded.get(r.idx, []))
+            _round_info(r, merged.get(r.idx, []), excluded.get(r.idx, []), behind.get(r.idx, []))
             for r in await rounds.for_job(reader, job_id)
         ],
         tasks=[_task_info(t, rows, history.get(t.id, []), names) for t in task_rows],
@@ -106,7 +121,9 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
 _Metrics = dict[str, float]
 
 
-def _round_info(r: rounds.RoundRow, merged: list[str], excluded: list[str]) -> RoundInfo:
+def _round_info(
+    r: rounds.RoundRow, merged: list[str], excluded: list[str], behind: list[int]
+) -> RoundInfo:
     return RoundInfo(
         index=r.idx,
         status=r.status,
@@ -120,6 +137,7 @@ def _round_info(r: rounds.RoundRow, merged: list[str], excluded: list[str]) -> R
         epsilon=r.epsilon,
         nodes=merged if r.status == "done" else [],
         excluded=excluded,
+        staleness=behind,
     )
 
 
@@ -149,6 +167,7 @@ def _task_info(
         kind=t.kind,  # type: ignore[arg-type]
         phase=t.phase if t.status == "leased" else None,  # type: ignore[arg-type]
         phase_detail=t.phase_detail if t.status == "leased" else None,
+        merged_into=t.merged_into,
     )
 
 

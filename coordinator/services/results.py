@@ -15,7 +15,7 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.logs import ids
-from gridx.coordinator.services import outliers
+from gridx.coordinator.services import fedbuff, outliers
 from gridx.coordinator.services.aggregation import merge_in_background
 from gridx.coordinator.services.rounds import close_round_if_complete
 from gridx.coordinator.services.runtime import Runtime
@@ -97,7 +97,7 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     if req.result_sha256 is None:
         raise InvalidInput("result_sha256 is required: PUT the weights to the task's upload_url")
     task, sig = await _checked_weights(rt, node, task, req.result_sha256)
-    done, aggregate = await _record_success(rt, node, task, req, sig)
+    done, merge = await _record_success(rt, node, task, req, sig)
     if done is None:
         msg = "keys, shapes or dtypes differ from the other updates of this round"
         await _give_up(rt, node, task, "user_error", "invalid_weights", msg, "")
@@ -108,20 +108,23 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         req.duration_s,
         extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
     )
-    if aggregate:
-        merge_in_background(rt, task.job_id, task.round_idx)
+    if fedbuff.applies(await _config_of(rt, task.job_id), task.round_idx):
+        rt.wakeups.tasks_ready(1)  # its shard's next task
+    if merge is not None:
+        merge_in_background(rt, task.job_id, merge)
     return TaskAck(task_id=done.id, status=done.status)
 
 
 async def _record_success(
     rt: Runtime, node: NodeRow, task: TaskRow, req: CompleteTaskRequest, sig: str
-) -> tuple[TaskRow | None, bool]:
+) -> tuple[TaskRow | None, int | None]:
     """Mark a training task succeeded with checked weights of signature `sig`, credit its node,
-    and see whether its round is complete, in one transaction.
+    and see whether its round is complete (an async job: whether its buffer makes a step), in
+    one transaction.
 
     Returns:
-        The task (None: the weights do not match the round's signature) and whether its round
-        must be aggregated now.
+        The task (None: the weights do not match the round's signature) and the round to
+        aggregate now, if any.
     """
     config = await _config_of(rt, task.job_id)
     metrics = {} if private(config) else req.metrics
@@ -130,7 +133,7 @@ async def _record_success(
     async with rt.db.transaction() as conn:
         # In round 0 the first valid update fixes the model's keys, shapes and dtypes.
         if await rounds.claim_signature(conn, task.job_id, task.round_idx, sig) != sig:
-            return None, False
+            return None, None
         done = await tasks.complete(
             conn,
             task_id=task.id,
@@ -156,7 +159,10 @@ async def _record_success(
             {"task": task.id, "node": node.id, "metrics": metrics},
             now,
         )
-        return done, await close_round_if_complete(conn, done, now)
+        if fedbuff.applies(config, done.round_idx):
+            job = await jobs.get(conn, task.job_id)
+            return done, await fedbuff.after_update(conn, job, done, now) if job else None
+        return done, done.round_idx if await close_round_if_complete(conn, done, now) else None
 
 
 async def _config_of(rt: Runtime, job_id: str) -> JobConfig:

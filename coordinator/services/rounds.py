@@ -11,8 +11,13 @@ from gridx.schemas.jobs import INIT_ROUND, JobConfig
 
 def first_round(config: JobConfig, start: tuple[str, str] | None) -> int:
     """Round 0 when the job has a starting model (or one shard, which has nothing to agree
-    with); else the initialisation step that makes one (`INIT_ROUND`), if the job wants it."""
-    return INIT_ROUND if start is None and config.init_step and config.shards > 1 else 0
+    with); else the initialisation step that makes one (`INIT_ROUND`), if the job wants it. An
+    async job always starts from one: its updates are differences from the model they left."""
+    if start is not None:
+        return 0
+    if config.mode == "async":
+        return INIT_ROUND
+    return INIT_ROUND if config.init_step and config.shards > 1 else 0
 
 
 async def open_round(

@@ -17,9 +17,11 @@ from gridx.coordinator.aggregation.weights import load_state
 from gridx.coordinator.aggregation.work import AggregationJob
 from gridx.schemas.jobs import (
     STRATEGY_NAMES,
+    DiLoCo,
     FedAdagrad,
     FedAdam,
     FedAvg,
+    FedAvgM,
     FedMedian,
     FedYogi,
     Krum,
@@ -163,6 +165,35 @@ def test_server_optimizers_match_the_formulas_over_two_rounds(tmp_path: Path, st
         assert result.state is not None
         saved = load_state(Path(result.state), CAP)
         assert int(saved["step"]) == step
+        x, state_in = {"t0": out["t0"]}, result.state
+
+
+@pytest.mark.parametrize(
+    "strategy", [DiLoCo(), FedAvgM(server_lr=0.5), FedAvgM(momentum=0.0, server_lr=1.0)]
+)
+def test_outer_sgd_matches_prime_diloco_over_three_steps(tmp_path: Path, strategy) -> None:
+    """prime's `diloco.py`: param.grad = original - averaged, then torch's SGD(momentum,
+    nesterov) steps the original; the merge must give the same model at every step."""
+    start = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    reference = torch.nn.Parameter(start.clone())
+    outer = torch.optim.SGD(
+        [reference], lr=strategy.server_lr, momentum=strategy.momentum, nesterov=strategy.nesterov
+    )
+    x, state_in = {"t0": start.float()}, None
+    for step in (1, 2, 3):
+        states = clients_of(10 + step, 3, [(5, 2)])
+        out, result = merge(
+            tmp_path, f"s{step}", states, strategy, [1.0, 1.0, 2.0], base=x, state_in=state_in
+        )
+        avg = sum(s["t0"].double() * w for s, w in zip(states, [1, 1, 2], strict=True)) / 4
+        with torch.no_grad():
+            reference.data.copy_(x["t0"].double())
+        reference.grad = reference.detach() - avg
+        outer.step()
+        torch.testing.assert_close(out["t0"].double(), reference.detach(), rtol=1e-5, atol=1e-6)
+        assert result.state is not None
+        saved = load_state(Path(result.state), CAP)
+        assert int(saved["step"]) == step and not any(k.startswith("v/") for k in saved)
         x, state_in = {"t0": out["t0"]}, result.state
 
 

@@ -13,6 +13,8 @@ const STRATEGIES: Record<string, string[]> = {
   fedadam: ["eta", "beta1", "beta2", "tau"],
   fedyogi: ["eta", "beta1", "beta2", "tau"],
   fedadagrad: ["eta", "beta1", "beta2", "tau"],
+  fedavgm: ["server_lr", "momentum"],
+  diloco: ["server_lr", "momentum"],
   fedmedian: [],
   trimmed_mean: ["beta"],
   krum: ["f", "m"],

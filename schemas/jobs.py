@@ -378,6 +378,11 @@ def round_label(index: int) -> str:
     return "the initialisation step" if index == INIT_ROUND else f"round {index + 1}"
 
 
+def step_label(index: int) -> str:
+    """An async job's round as people read it: its server step, counted from 1."""
+    return "the initialisation step" if index == INIT_ROUND else f"step {index + 1}"
+
+
 SUMMED_METRICS = frozenset({"samples", "n", "num_examples", "examples", "count"})
 """Metric keys that count things: a round reports their sum over its shards; every other key is
 the mean weighted by each shard's rows."""
@@ -426,9 +431,10 @@ class JobSummary(msgspec.Struct, kw_only=True):
     shards: int
     tasks_done: int
     """Training tasks done, each shard of each round once (not the initialisation step, the
-    held-out evaluations or backup copies)."""
+    held-out evaluations or backup copies); an async job's updates merged."""
     tasks_total: int
-    """Rounds x shards (a local-data job: x the holders its rounds use)."""
+    """Rounds x shards (a local-data job: x the holders its rounds use; an async job: steps x
+    its buffer)."""
     error: str | None
     """Why the job failed, or why it stopped before its last round (a privacy budget)."""
     created_at: int

@@ -14,14 +14,20 @@ def _number(text: str, hint: str, item: str) -> float | int:
 
 
 def strategy_spec(name: str, params: tuple[str, ...]) -> dict[str, object]:
-    """`--strategy krum --param f=1` as the config's strategy object."""
+    """`--strategy krum --param f=1` (or `--strategy diloco --param nesterov=false`) as the
+    config's strategy object."""
     out: dict[str, object] = {"name": name}
     for item in params:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        out[key.strip()] = _number(value, "--param", item)
+        flag = _FLAGS.get(value.strip().lower())
+        out[key.strip()] = flag if flag is not None else _number(value, "--param", item)
     return out
+
+
+_FLAGS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+"""Words a switch parameter (`nesterov=true`) may take."""
 
 
 def partition_spec(spec: str) -> dict[str, object]:

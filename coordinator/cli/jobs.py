@@ -67,7 +67,8 @@ def job() -> None:
     "params",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Strategy parameter, repeatable: mu, eta, beta1, beta2, tau, beta, f, m, clip_norm.",
+    help="Strategy parameter, repeatable: mu, eta, beta1, beta2, tau, server_lr, momentum, "
+    "nesterov, beta, f, m, clip_norm.",
 )
 @click.option(
     "--timeout",
@@ -144,6 +145,22 @@ def job() -> None:
     "round_deadline_s",
     type=int,
     help="Seconds after a round opens from which --min-fraction may close it.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["sync", "async"]),
+    help="sync: rounds that wait for their shards [default]; async (FedBuff): nothing waits, "
+    "a server step every --buffer updates, --rounds counts steps.",
+)
+@click.option("--buffer", type=int, help="Async: updates per server step [half the shards].")
+@click.option(
+    "--staleness-exponent",
+    type=float,
+    help="Async: an update s steps behind weighs (1+s)^-A [0.5: 1/sqrt(1+s)].",
+)
+@click.option("--max-staleness", type=int, help="Async: drop updates more steps behind than this.")
+@click.option(
+    "--eval-every", type=int, help="With --evaluate: every this many rounds or steps, and the last."
 )
 @click.option(
     "--warm/--no-warm",

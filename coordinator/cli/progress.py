@@ -1,4 +1,5 @@
-"""Watching a job from the terminal: one progress bar per round, then its metrics."""
+"""Watching a job from the terminal: one progress bar per round, then its metrics (an async
+job: one bar of server steps, with throughput and staleness)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,32 @@ def watch(
     rounds, shards = detail.config.rounds, detail.config.shards
     init = any(x.index == INIT_ROUND for x in detail.rounds)
     held: set[int] = set()  # rounds whose held-out line is printed (each as soon as it is in)
+    word = "step" if detail.config.mode == "async" else "round"
+    if detail.config.mode == "async":
+        if init:
+            detail = _bar(client, job_id, INIT_ROUND, shards, rounds, poll_s, quiet, check)
+        detail = _steps(client, job_id, poll_s, quiet, check, held)
+    else:
+        detail = _rounds(client, job_id, init, poll_s, quiet, check, held)
+    while not detail.settled:  # a job with a held-out evaluation: its last round's too
+        time.sleep(poll_s)
+        detail = poll(client, job_id)
+    _held_out(detail, held, quiet, word)
+    return detail
+
+
+def _rounds(
+    client: ApiClient,
+    job_id: str,
+    init: bool,
+    poll_s: float,
+    quiet: bool,
+    check: Callable[[], None] | None,
+    held: set[int],
+) -> JobDetail:
+    """A sync job's bars, one per round, each followed by its metrics; the last detail."""
+    detail = poll(client, job_id)
+    rounds, shards = detail.config.rounds, detail.config.shards
     for r in [INIT_ROUND, *range(rounds)] if init else range(rounds):
         detail = _bar(client, job_id, r, shards, rounds, poll_s, quiet, check)
         rnd = next((x for x in detail.rounds if x.index == r), None)
@@ -73,10 +100,6 @@ def watch(
         _held_out(detail, held, quiet)
         if detail.job.status in FINISHED and (rnd is None or rnd.status != "done"):
             break
-    while not detail.settled:  # a job with a held-out evaluation: its last round's too
-        time.sleep(poll_s)
-        detail = poll(client, job_id)
-    _held_out(detail, held, quiet)
     return detail
 
 
@@ -121,6 +144,53 @@ def _bar(
             time.sleep(poll_s)
 
 
+def steps_summary(detail: JobDetail) -> str:
+    """An async job's progress in words: `12 updates merged, 3.1 updates/s, staleness mean 0.8
+    (max 3)`."""
+    done = [r for r in detail.rounds if r.index >= 0 and r.status == "done"]
+    behind = [s for r in done for s in r.staleness]
+    if not behind:
+        return "no step merged yet"
+    first = min(r.started_at for r in done)
+    span_s = max(max(r.finished_at or 0 for r in done) - first, 1) / 1000
+    return (
+        f"{len(behind)} updates merged, {len(behind) / span_s:.1f} updates/s, "
+        f"staleness mean {sum(behind) / len(behind):.1f} (max {max(behind)})"
+    )
+
+
+def _steps(
+    client: ApiClient,
+    job_id: str,
+    poll_s: float,
+    quiet: bool,
+    check: Callable[[], None] | None,
+    held: set[int],
+) -> JobDetail:
+    """An async job's one bar: server steps merged, with throughput and staleness beside it."""
+    detail = poll(client, job_id)
+    with click.progressbar(
+        length=detail.config.rounds,
+        label="server steps",
+        show_eta=False,
+        item_show_func=lambda text: text,
+        file=io.StringIO() if quiet else None,
+    ) as bar:
+        shown = 0
+        while True:
+            if check is not None:
+                check()
+            detail = poll(client, job_id)
+            done = sum(1 for r in detail.rounds if r.index >= 0 and r.status == "done")
+            bar.update(done - shown, current_item=steps_summary(detail))
+            shown = done
+            if detail.job.status in FINISHED:
+                break
+            time.sleep(poll_s)
+    _held_out(detail, held, quiet, word="step")
+    return detail
+
+
 def poll(client: ApiClient, job_id: str, patience_s: float = 600.0) -> JobDetail:
     """The job's detail; while the coordinator does not answer (a restart), asked again every
     second for up to `patience_s`: the job goes on without us watching.
@@ -146,9 +216,9 @@ def poll(client: ApiClient, job_id: str, patience_s: float = 600.0) -> JobDetail
         return detail
 
 
-def _held_out(detail: JobDetail, printed: set[int], quiet: bool) -> None:
+def _held_out(detail: JobDetail, printed: set[int], quiet: bool, word: str = "round") -> None:
     for rnd in detail.rounds:
         if rnd.held_out is not None and rnd.index not in printed:
             printed.add(rnd.index)
             if not quiet:
-                line(f"  round {rnd.index + 1} held-out: {format_metrics(rnd.held_out)}")
+                line(f"  {word} {rnd.index + 1} held-out: {format_metrics(rnd.held_out)}")

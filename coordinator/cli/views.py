@@ -10,9 +10,9 @@ import msgspec
 
 from gridx.coordinator.cli.client import ApiClient, to_json
 from gridx.coordinator.cli.options import client_options, destination, json_option
-from gridx.coordinator.cli.progress import format_metrics, last_failure
+from gridx.coordinator.cli.progress import format_metrics, last_failure, steps_summary
 from gridx.coordinator.cli.screen import line, text
-from gridx.schemas.jobs import FINISHED, JobConfig, TaskInfo, round_label
+from gridx.schemas.jobs import FINISHED, JobConfig, TaskInfo, round_label, step_label
 
 
 def took(ms: int) -> str:
@@ -63,15 +63,23 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         f"config: rounds={c.rounds} shards={c.shards} epochs={c.epochs} strategy={_describe(c)} "
         f"timeout={c.task_timeout_s}s max_attempts={c.max_attempts} seed={c.seed}"
     )
+    if c.mode == "async":
+        stale = "" if c.max_staleness is None else f" max_staleness={c.max_staleness}"
+        line(
+            f"mode: async, a server step every {c.step_size} updates, staleness weight "
+            f"(1+s)^-{c.staleness_exponent:g}{stale}; {steps_summary(d)}"
+        )
     if c.dataset:
         line(f"data: dataset {c.dataset!r} on the nodes that hold it (never uploaded)")
     if d.waiting:
         line(f"waiting: {d.waiting}")
     for r in d.rounds:
-        name = round_label(r.index)
+        name = step_label(r.index) if c.mode == "async" else round_label(r.index)
         held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""
         eps = f"  epsilon={r.epsilon:.3g} (delta {d.delta:.3g})" if r.epsilon and d.delta else ""
         who = f"  nodes: {', '.join(r.nodes)}" if c.dataset and r.nodes else ""
+        if r.staleness:
+            who += f"  staleness: {' '.join(map(str, r.staleness))}"
         line(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}{eps}{who}")
         for left_out in r.excluded:
             line(f"    left out: {left_out}")

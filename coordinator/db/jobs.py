@@ -45,6 +45,8 @@ class JobRow(msgspec.Struct, kw_only=True):
     updated_at: int
     tasks_done: int
     """Training tasks done: each (round, shard) once (no initialisation, evaluation, backups)."""
+    updates_merged: int
+    """An async job's updates its server steps merged."""
     round_width: int
     """The shards of the current round (a local-data job's: one per holder that got one)."""
     eval_code_sha: str | None = None
@@ -77,10 +79,11 @@ SELECT j.id, j.owner_id, u.email AS owner_email, j.name, j.status, j.config, j.c
     j.requirements_sha, j.data_sha, j.data_name, j.current_round, j.final_pth_sha,
     j.final_st_sha, j.error, j.created_at, j.updated_at, j.eval_code_sha, j.test_data_sha,
     j.test_data_name, j.dataset, j.dp_delta,
-    (SELECT count(DISTINCT CAST(t.round_idx AS BIGINT) * 1048576 + t.slot - t.copy * j.shard_count)
-        FROM tasks t WHERE t.job_id = j.id AND t.status = 'succeeded' AND t.kind = 'train'
-            AND t.round_idx >= 0 AND coalesce(t.verdict, '') != 'stale'
+    (SELECT count(DISTINCT CAST(t.round_idx AS BIGINT) * 1048576 + t.shard) FROM tasks t
+        WHERE t.job_id = j.id AND t.status = 'succeeded' AND t.kind = 'train' AND t.round_idx >= 0
     ) AS tasks_done,
+    (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.merged_into IS NOT NULL
+    ) AS updates_merged,
     (SELECT count(DISTINCT t.shard) FROM tasks t
         WHERE t.job_id = j.id AND t.kind = 'train' AND t.round_idx = j.current_round
     ) AS round_width

@@ -34,7 +34,7 @@ def summary(row: JobRow) -> JobSummary:
         current_round=row.current_round,
         rounds=config.rounds,
         shards=config.shards,
-        tasks_done=row.tasks_done,
+        tasks_done=row.updates_merged if config.mode == "async" else row.tasks_done,
         tasks_total=_tasks_total(row),
         error=row.error,
         created_at=row.created_at,

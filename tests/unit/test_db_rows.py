@@ -30,7 +30,7 @@ def test_a_row_decodes_its_json_and_refuses_a_status_outside_its_literal() -> No
         "config": msgspec.json.encode(config).decode(), "code_sha": "c",
         "requirements_sha": None, "data_sha": None, "data_name": None, "current_round": 0,
         "final_pth_sha": None, "final_st_sha": None, "error": None, "created_at": 1,
-        "updated_at": 1, "tasks_done": 0, "round_width": 2,
+        "updated_at": 1, "tasks_done": 0, "updates_merged": 0, "round_width": 2,
     }  # fmt: skip
     got = decode_row(row, jobs.JobRow)
     assert got.config == config and got.status == "running"

@@ -1,0 +1,166 @@
+"""Time to a target accuracy on an uneven fleet: sync FedAvg, sync with backup tasks, async
+FedBuff and async with DiLoCo's outer step; then adaptive replication against cheating nodes.
+
+The fleet: 8 real nodes on loopback, two each 1x, 2x, 5x and 10x slower (every task of a node
+takes at least BASE_S times its factor: the script sleeps out the rest, keyed on the node's state
+folder's name). The job: the digits example (an MLP on 8x8 digits), 8 shards, 2 local epochs.
+Every case merges the same number of updates (sync: ROUNDS rounds of 8; async: 2 x ROUNDS steps
+of a buffer of 4). Each merged model is downloaded and evaluated on the held-out split here; a
+case's time to target is from its first training round's start to the end of the first merge
+whose model reaches TARGET. The baseline, measured in the same run, is sync FedAvg.
+
+Cheating: the same fleet with two nodes whose updates are garbage 30% of the time (their script
+scales its weights by 5, keyed on the node's folder and a draw per task), under fixed replicas
+(2 copies of every shard) and `--replicas adaptive`: the extra copies each needed as a fraction
+of the job's tasks, whether any wrong update was merged (checked from the tasks' own outputs),
+and the final accuracy against the honest fleet's sync FedAvg.
+
+    python bench/async.py [--rounds 12] [--target 0.93]
+Last line: {"async_speedup_vs_sync": ..., "async_speedup_vs_backup": ..., "async_gap_points": ...,
+            "diloco_speedup_vs_sync": ..., "adaptive_extra_task_fraction": ...,
+            "fixed_extra_task_fraction": ..., "adaptive_wrong_merged": ...,
+            "adaptive_gap_points": ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gridx.coordinator.cli.client import ApiClient
+from gridx.coordinator.cli.cluster import LocalCluster
+from gridx.coordinator.cli.progress import watch
+from gridx.schemas.jobs import JobDetail
+
+DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits"
+SPEEDS = (1, 1, 2, 2, 5, 5, 10, 10)
+BASE_S = 0.4
+PACE = f"""
+import re as _re, time as _time
+def _paced(run):
+    started = _time.perf_counter()
+    run()
+    found = _re.search(r"-x(\\d+)", os.getcwd())  # the work folder lies in the node's folder
+    factor = int(found.group(1)) if found else 1
+    _time.sleep(max(0.0, {BASE_S} * factor - (_time.perf_counter() - started)))
+"""
+CHEAT = """
+def _cheat():  # a cheating node's update is garbage 30% of the time (a draw per task)
+    import random
+    if "cheat" in os.getcwd() and random.random() < 0.3:
+        out = os.environ.get("GRIDX_OUTPUT", "model.pth")
+        torch.save({k: v * 5 for k, v in torch.load(out, weights_only=True).items()}, out)
+        Path(os.environ.get("GRIDX_METRICS", "metrics.json")).write_text('{"cheated": 1}')
+"""
+CASES: dict[str, dict[str, Any]] = {  # the job config of each timing case, beside the digits job
+    "sync": {},
+    "backup": {"backup_tasks": True},
+    "async": {"mode": "async", "buffer": 4},
+    "diloco": {"mode": "async", "buffer": 4, "strategy": {"name": "diloco"}},
+}
+
+
+def script(work: Path, cheat: bool) -> Path:
+    """The digits train.py, paced by its node's factor (and cheating where asked)."""
+    plain = (DIGITS / "train.py").read_text()
+    call = 'if __name__ == "__main__":\n    main()\n'
+    assert call in plain
+    extra = PACE + (CHEAT if cheat else "")
+    run = "_paced(lambda: (main(), _cheat()))" if cheat else "_paced(main)"
+    path = work / ("train_cheat.py" if cheat else "train_paced.py")
+    path.write_text(plain.replace(call, extra + f'\nif __name__ == "__main__":\n    {run}\n'))
+    return path
+
+
+def evaluator() -> Any:
+    spec = importlib.util.spec_from_file_location("digits_evaluate", DIGITS / "evaluate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.evaluate
+
+
+def run_job(client: ApiClient, config: dict[str, Any], train: Path) -> JobDetail:
+    detail = client.submit(config, train, DIGITS / "requirements.txt", DIGITS / "data/train.csv")
+    detail = watch(client, detail.job.id, quiet=True)
+    if detail.job.status != "succeeded":
+        raise SystemExit(f"{config['name']}: job {detail.job.status}: {detail.job.error}")
+    return detail
+
+
+def curve(client: ApiClient, detail: JobDetail, work: Path) -> list[tuple[float, float]]:
+    """(seconds since the first training round started, held-out accuracy) per merged model."""
+    evaluate = evaluator()
+    steps = [r for r in detail.rounds if r.index >= 0 and r.status == "done"]
+    start = min(r.started_at for r in steps)
+    out = []
+    for r in steps:
+        path = client.download(
+            detail.job.id, "pth", work / f"{detail.job.id}-{r.index}.pth", r.index
+        )
+        accuracy = evaluate(path, DIGITS / "data" / "test.csv")["accuracy"]
+        out.append((((r.finished_at or 0) - start) / 1000, accuracy))
+    return out
+
+
+def time_to(points: list[tuple[float, float]], target: float) -> float:
+    """The first time the curve reaches `target` (inf: never)."""
+    return next((t for t, acc in points if acc >= target), float("inf"))
+
+
+def fleet(cluster: LocalCluster, cheaters: int = 0) -> None:
+    for i, factor in enumerate(SPEEDS):
+        cheat = "cheat-" if i >= len(SPEEDS) - cheaters else ""
+        # two owners, alternating, so that a shard's copies can go to different owners
+        cluster.add_node(f"node-{i}-{cheat}x{factor}", args=("--executor", "process"))
+
+
+def timing(work: Path, rounds: int, target: float) -> dict[str, float]:
+    train = script(work, cheat=False)
+    found: dict[str, list[tuple[float, float]]] = {}
+    with LocalCluster(work / "timing") as cluster:
+        fleet(cluster)
+        client = ApiClient(cluster.url, cluster.api_key)
+        for case, extra in CASES.items():
+            steps = rounds * 2 if extra.get("mode") == "async" else rounds
+            config = {"name": case, "rounds": steps, "shards": 8, "epochs": 2, "seed": 1}
+            config |= {"keep_rounds": steps, "task_timeout_s": 600, **extra}
+            began = time.perf_counter()
+            detail = run_job(client, config, train)
+            found[case] = curve(client, detail, work)
+            to_target = time_to(found[case], target)
+            print(
+                f"  {case:7s} {time.perf_counter() - began:6.1f} s in all, "
+                f"{to_target:6.1f} s to {target:.2f}, final accuracy {found[case][-1][1]:.4f}\n"
+                f"          {' '.join(f'{t:.1f}s:{a:.3f}' for t, a in found[case])}",
+                flush=True,
+            )
+    sync = time_to(found["sync"], target)
+    out = {f"{c}_s_to_target": round(time_to(p, target), 2) for c, p in found.items()}
+    out |= {f"{c}_final_accuracy": round(p[-1][1], 4) for c, p in found.items()}
+    out["async_speedup_vs_sync"] = round(sync / time_to(found["async"], target), 2)
+    out["async_speedup_vs_backup"] = round(
+        time_to(found["backup"], target) / time_to(found["async"], target), 2
+    )
+    out["diloco_speedup_vs_sync"] = round(sync / time_to(found["diloco"], target), 2)
+    out["async_gap_points"] = round(100 * (found["sync"][-1][1] - found["async"][-1][1]), 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=12, help="sync rounds (async: twice the steps)")
+    ap.add_argument("--target", type=float, default=0.93, help="held-out accuracy to reach")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gridx-bench-async-"))
+    out = timing(work, args.rounds, args.target)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -206,9 +206,12 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_node_losses: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     """Times a shard may be lost with its node (the lease ran out, the node reported its own
     failure) before the job fails; counted apart from `max_attempts`."""
-    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] | Literal["adaptive"] = 1
     """Train each shard on this many nodes of different owners and accept the update a majority
-    of them agree on (redundant computing); disagreeing nodes lose reputation."""
+    of them agree on (redundant computing); disagreeing nodes lose reputation. `adaptive`
+    (BOINC's adaptive replication): a result is checked by a node of another owner only while
+    its node is not trusted (fewer than `TRUST_STREAK` agreed results in a row, doubled for each
+    time it was outvoted), then with probability 1 / its streak; a third copy breaks a tie."""
     replica_tolerance: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1e-3
     """Copies agree when their relative L2 distance ||a - b|| / max(||a||, ||b||) is at most
     this (0: bit-identical)."""
@@ -296,6 +299,17 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Keep every client update and round model after the round is merged (for audits or
     re-aggregation); by default a merged round's updates are deleted, and a finished job keeps
     its code, test data and final model only."""
+
+    @property
+    def adaptive(self) -> bool:
+        """Adaptive replication: results checked by a second node only while not trusted."""
+        return self.replicas == "adaptive"
+
+    @property
+    def copies(self) -> int:
+        """Copies of a shard a vote compares: `replicas`, or 2 under adaptive replication (a
+        checked result and its check; a third copy when those two disagree)."""
+        return 2 if self.replicas == "adaptive" else self.replicas
 
     @property
     def step_size(self) -> int:

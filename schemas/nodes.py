@@ -28,6 +28,9 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     `min_reputation` the node gets no tasks."""
     agreed: int = 0
     disagreed: int = 0
+    streak: int = 0
+    """Checked results agreed in a row since it was last outvoted: under adaptive replication
+    a node is trusted (checked only now and then) once this is long enough."""
     resting: str = ""
     """Why a resting node takes no task now: `paused by its owner (gridx-node resume)`,
     `outside its hours (22:00-07:00)`, `the machine is busy (...)`."""

@@ -63,3 +63,15 @@ def privacy_spec(spec: str) -> dict[str, object]:
         else:
             out[key] = _number(value, "--dp", item)
     return out
+
+
+def replicas_spec(value: str) -> int | str:
+    """`--replicas 3` or `--replicas adaptive`."""
+    if value == "adaptive":
+        return value
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r}: a number of copies (1-5) or adaptive", param_hint="--replicas"
+        ) from exc

@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from gridx.coordinator.cli.client import ApiClient, to_json
-from gridx.coordinator.cli.job_specs import partition_spec, privacy_spec, strategy_spec
+from gridx.coordinator.cli.job_specs import (
+    partition_spec,
+    privacy_spec,
+    replicas_spec,
+    strategy_spec,
+)
 from gridx.coordinator.cli.logs import job_logs
 from gridx.coordinator.cli.options import client_options, destination, json_option, when
 from gridx.coordinator.cli.progress import last_failure, watch
@@ -95,9 +100,11 @@ def job() -> None:
 @click.option(
     "--replicas",
     default=1,
+    type=str,
     show_default=True,
-    type=int,
-    help="Train each shard on this many nodes of different owners; keep what a majority agrees on.",
+    callback=lambda _ctx, _param, value: replicas_spec(value),
+    help="Train each shard on this many nodes of different owners; keep what a majority agrees "
+    "on. adaptive: check a node's results on a second node until it has earned trust.",
 )
 @click.option(
     "--replica-tolerance",

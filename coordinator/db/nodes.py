@@ -29,6 +29,8 @@ class NodeRow(msgspec.Struct, kw_only=True):
     """Taken off the fleet by an admin: its token no longer works (it must enrol again)."""
     resting: str = ""
     """Why it takes no task now, as it said (paused, outside its hours); '' when it may."""
+    streak: int = 0
+    """Results agreed in a row since it was last outvoted (adaptive replication's trust)."""
 
     @property
     def reputation(self) -> float:
@@ -39,7 +41,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
 
 _COLUMNS = """n.id, n.owner_id, u.email AS owner_email, n.name, n.capabilities, n.draining,
 n.last_seen, n.tasks_done, n.compute_ms, n.created_at, n.agreed, n.disagreed, n.banned,
-n.removed, n.resting"""
+n.removed, n.resting, n.streak"""
 INSERT = """
 INSERT INTO nodes (id, owner_id, name, token_hash, capabilities, last_seen, created_at)
 VALUES (:id, :owner_id, :name, :token_hash, :capabilities, :now, :now)
@@ -70,7 +72,8 @@ SET_DRAINING = "UPDATE nodes SET draining = :draining WHERE id = :id"
 SET_RESTING = "UPDATE nodes SET resting = :resting WHERE id = :id"
 VOTES = """
 UPDATE nodes SET agreed = agreed + :agreed, disagreed = disagreed + :disagreed,
-    tasks_done = tasks_done + :agreed, compute_ms = compute_ms + :agreed * :compute_ms
+    tasks_done = tasks_done + :agreed, compute_ms = compute_ms + :agreed * :compute_ms,
+    streak = CASE WHEN :disagreed = 1 THEN 0 ELSE streak + :agreed END
 WHERE id = :id
 """
 CREDIT = """
@@ -178,7 +181,8 @@ async def credit(conn: Conn, node_id: str, compute_ms: int) -> None:
 
 async def count_votes(conn: Conn, votes: list[tuple[str, bool, int]]) -> None:
     """Count each node's agreement (True) or disagreement with a replicated shard's majority;
-    a copy that agreed earns its task and compute time (ms), one that disagreed earns nothing."""
+    a copy that agreed earns its task and compute time (ms) and lengthens its node's streak, one
+    that disagreed earns nothing and ends it."""
     rows = [
         {"id": n, "agreed": int(ok), "disagreed": int(not ok), "compute_ms": ms}
         for n, ok, ms in sorted(votes)

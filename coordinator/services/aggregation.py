@@ -159,7 +159,7 @@ async def _settle(rt: Runtime, job_id: str, round_idx: int, lease_ms: int) -> No
     rnd = await _load(rt, job_id, round_idx)
     if rnd is None:
         return
-    if rnd.config.replicas > 1:
+    if rnd.config.copies > 1:
         voted = await vote(rt, rnd.config, job_id, round_idx, rnd.done, len(rnd.rows), lease_ms)
         if voted is None:  # copies were reissued (or the job failed): not mergeable yet
             return

@@ -72,7 +72,7 @@ def _async_rules(config: JobConfig) -> list[tuple[str, str]]:
                 "a step would wait for some shard to report twice",
             )
         )
-    if config.replicas > 1:
+    if config.copies > 1:
         problems.append(
             (
                 "replicas",
@@ -106,7 +106,7 @@ def _local_rules(config: JobConfig) -> list[tuple[str, str]]:
     problems = []
     if config.min_nodes > config.max_nodes:
         problems.append(("min_nodes", "min_nodes must not exceed max_nodes"))
-    if config.replicas > 1:
+    if config.copies > 1:
         problems.append(("replicas", "each node holds its own data: replicas must be 1"))
     if config.backup_tasks:
         problems.append(("backup_tasks", "only the node holding the data can run its task"))
@@ -138,7 +138,7 @@ def _privacy_rules(config: JobConfig) -> list[tuple[str, str]]:
 def _round_rules(config: JobConfig) -> list[tuple[str, str]]:
     """What the straggler rules (backup tasks, early close) ask of the rest of the config."""
     problems = []
-    if config.backup_tasks and config.replicas > 1:
+    if config.backup_tasks and config.copies > 1:
         problems.append(("backup_tasks", "backup tasks need replicas = 1 (copies already race)"))
     if (config.min_fraction < 1.0) != (config.round_deadline_s is not None):
         problems.append(

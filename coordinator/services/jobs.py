@@ -269,7 +269,7 @@ async def submit(rt: Runtime, user: UserRow, sub: Submission) -> JobDetail:
             data_sha=files.data_sha,
             data_name=sub.data_name,
             shards=files.shards,
-            replicas=config.replicas,
+            replicas=config.copies,
             evaluation=files.evaluation,
             placement=config.placement,
             rules=jobs.RoundRules(

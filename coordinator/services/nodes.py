@@ -197,6 +197,7 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
         reputation=round(row.reputation, 4),
         agreed=row.agreed,
         disagreed=row.disagreed,
+        streak=row.streak,
         resting=row.resting if status == "resting" else "",
     )
 

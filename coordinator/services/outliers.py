@@ -44,7 +44,7 @@ async def settle(conn: Conn, config: JobConfig, task: TaskRow, now: int) -> bool
     """A training task failed for good (same transaction): leave it out of its round under a
     robust rule, else fail the job. Whether the round is now complete and must be merged."""
     who = await holder(conn, task)
-    robust = config.strategy.name in ROBUST and config.replicas == 1
+    robust = config.strategy.name in ROBUST and config.copies == 1
     if (
         robust
         and task.round_idx != INIT_ROUND

@@ -15,7 +15,7 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.logs import ids
-from gridx.coordinator.services import fedbuff, outliers
+from gridx.coordinator.services import fedbuff, outliers, spot_checks
 from gridx.coordinator.services.aggregation import merge_in_background
 from gridx.coordinator.services.rounds import close_round_if_complete
 from gridx.coordinator.services.runtime import Runtime
@@ -108,8 +108,9 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         req.duration_s,
         extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
     )
-    if fedbuff.applies(await _config_of(rt, task.job_id), task.round_idx):
-        rt.wakeups.tasks_ready(1)  # its shard's next task
+    config = await _config_of(rt, task.job_id)
+    if fedbuff.applies(config, task.round_idx) or config.adaptive:
+        rt.wakeups.tasks_ready(1)  # its shard's next task, or its check
     if merge is not None:
         merge_in_background(rt, task.job_id, merge)
     return TaskAck(task_id=done.id, status=done.status)
@@ -150,7 +151,7 @@ async def _record_success(
             raise StaleLease()
         if config.backup_tasks:  # the first valid copy of a shard wins; the other is cancelled
             await stragglers.cancel_siblings(conn, done, now)
-        if config.replicas == 1:  # a replicated copy earns its credit when its vote is in
+        if config.copies == 1:  # a replicated copy earns its credit when its vote is in
             await nodes.credit(conn, node.id, done.compute_ms)
         await events.append(
             conn,
@@ -162,6 +163,7 @@ async def _record_success(
         if fedbuff.applies(config, done.round_idx):
             job = await jobs.get(conn, task.job_id)
             return done, await fedbuff.after_update(conn, job, done, now) if job else None
+        await spot_checks.after_result(conn, config, done, node.id, config.shards, now)
         return done, done.round_idx if await close_round_if_complete(conn, done, now) else None
 
 

@@ -32,7 +32,8 @@ async def open_round(
     """Create round `idx` from `start` (the input model's sha and signature; None: each node
     initialises its own) and enqueue its tasks, in the caller's transaction.
 
-    Every shard gets `config.replicas` copies; the initialisation step trains shard 0 only,
+    Every shard gets `config.replicas` copies (one under adaptive replication: a check is
+    queued when a result comes in, `spot_checks`); the initialisation step trains shard 0 only,
     in as many copies, with `INIT_TRIES` attempts. A job on node-local data gets one task per
     node that holds it (`local_data.place`; the round waits if too few are there).
 
@@ -51,7 +52,8 @@ async def open_round(
     if config.dataset is not None:
         return await place(conn, job_id, config, idx, now, fleet, announce=True)
     shards = [0] if idx == INIT_ROUND else range(k)
-    slots = [s + c * k for c in range(config.replicas) for s in shards]
+    copies = 1 if config.adaptive else config.copies
+    slots = [s + c * k for c in range(copies) for s in shards]
     await tasks.insert_round(
         conn,
         job_id=job_id,

@@ -48,7 +48,15 @@ async def vote(
         round must wait for reissued copies (or the job failed: copies never agreed).
     """
     tally = await _tally(rt, config, done)
-    fresh = [t for t in done if t.verdict is None and t.id in tally.verdicts]
+    # a trusted result is judged once its round settles: a node outvoted on a reissued copy
+    # may still cost it its trust
+    fresh = [
+        t
+        for t in done
+        if t.verdict is None
+        and t.id in tally.verdicts
+        and not (tally.short and tally.verdicts[t.id] == "trusted")
+    ]
     now = rt.clock.now_ms()
     reissued = 0
     async with rt.db.transaction() as conn:
@@ -66,7 +74,9 @@ async def vote(
 
 
 async def _tally(rt: Runtime, config: JobConfig, done: list[TaskRow]) -> _Tally:
-    """Group each shard's copies (earliest slot first) by distance, in the pool."""
+    """Group each shard's copies (earliest slot first) by distance, in the pool. Under adaptive
+    replication a shard's lone result is accepted as `trusted`, unless its node was outvoted in
+    this round: then it is short of a check like a shard whose copies disagree."""
     copies: dict[int, list[TaskRow]] = {}
     for t in sorted(done, key=lambda t: t.slot):
         if t.verdict != "disagreed":
@@ -78,14 +88,27 @@ async def _tally(rt: Runtime, config: JobConfig, done: list[TaskRow]) -> _Tally:
         for s, ps in paths.items()
     }
     tally = _Tally()
+    unchecked: list[TaskRow] = []
     for shard, cs in sorted(copies.items()):
-        group = majority(dist[shard], config.replica_tolerance, config.replicas // 2 + 1)
+        if config.adaptive and len(cs) == 1:  # its node was trusted: no check was queued
+            unchecked.append(cs[0])
+            continue
+        group = majority(dist[shard], config.replica_tolerance, config.copies // 2 + 1)
         if group is None:
             tally.short.append(shard)
             continue
         tally.accepted.append(cs[group[0]])
         for i, t in enumerate(cs):
             tally.verdicts[t.id] = "agreed" if i in group else "disagreed"
+    # a node outvoted in this round loses the trust its other results here were taken on
+    outvoted = {t.node_id for t in done if "disagreed" in (t.verdict, tally.verdicts.get(t.id))}
+    for t in unchecked:
+        if t.node_id in outvoted:
+            tally.short.append(t.shard)
+        else:
+            tally.accepted.append(t)
+            tally.verdicts[t.id] = "trusted"
+    tally.short.sort()
     return tally
 
 
@@ -98,11 +121,16 @@ async def _record_verdicts(
     now: int,
 ) -> None:
     """Store the verdicts of copies not judged before, and count them in their nodes'
-    reputation (and credit: a copy earns its credit when its vote is in)."""
+    reputation (and credit: a copy earns its credit when its vote is in; a trusted, unchecked
+    result earns it without counting as agreed)."""
     await tasks.set_verdicts(conn, {t.id: verdicts[t.id] for t in fresh})
+    voted = [t for t in fresh if verdicts[t.id] != "trusted"]
     await nodes.count_votes(
-        conn, [(t.node_id or "", verdicts[t.id] == "agreed", t.compute_ms) for t in fresh]
+        conn, [(t.node_id or "", verdicts[t.id] == "agreed", t.compute_ms) for t in voted]
     )
+    for t in fresh:
+        if verdicts[t.id] == "trusted":
+            await nodes.credit(conn, t.node_id or "", t.compute_ms)
     for t in fresh:
         if verdicts[t.id] == "disagreed":
             data: dict[str, object] = {"task": t.id, "node": t.node_id, "shard": t.shard}
@@ -128,8 +156,8 @@ async def _reissue(
     slots = []
     for shard in short:
         copy = max(t.copy for t in done if t.shard == shard) + 1
-        if copy >= 2 * config.replicas + 1:
-            quorum = config.replicas // 2 + 1
+        if copy >= 2 * config.copies + 1:
+            quorum = config.copies // 2 + 1
             await fail_job(
                 conn,
                 job_id,

@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from gridx.coordinator.cli.client import ApiClient
-from gridx.coordinator.cli.cluster import LocalCluster
+from gridx.coordinator.cli.cluster import LocalCluster, make_user
 from gridx.coordinator.cli.progress import watch
 from gridx.schemas.jobs import JobDetail
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits"
 SPEEDS = (1, 1, 2, 2, 5, 5, 10, 10)
 BASE_S = 0.4
+CHEATERS = (4, 6)
+"""The cheating nodes (by index in SPEEDS): a 5x and a 10x one."""
 PACE = f"""
 import re as _re, time as _time
 def _paced(run):
@@ -52,7 +54,7 @@ def _paced(run):
 CHEAT = """
 def _cheat():  # a cheating node's update is garbage 30% of the time (a draw per task)
     import random
-    if "cheat" in os.getcwd() and random.random() < 0.3:
+    if "-cheat-x" in os.getcwd() and random.random() < 0.3:
         out = os.environ.get("GRIDX_OUTPUT", "model.pth")
         torch.save({k: v * 5 for k, v in torch.load(out, weights_only=True).items()}, out)
         Path(os.environ.get("GRIDX_METRICS", "metrics.json")).write_text('{"cheated": 1}')
@@ -113,11 +115,16 @@ def time_to(points: list[tuple[float, float]], target: float) -> float:
     return next((t for t, acc in points if acc >= target), float("inf"))
 
 
-def fleet(cluster: LocalCluster, cheaters: int = 0) -> None:
+def fleet(cluster: LocalCluster, cheaters: tuple[int, ...] = ()) -> None:
+    """The 8 nodes, each of its own owner (a shard's copies go to nodes of different owners)."""
     for i, factor in enumerate(SPEEDS):
-        cheat = "cheat-" if i >= len(SPEEDS) - cheaters else ""
-        # two owners, alternating, so that a shard's copies can go to different owners
-        cluster.add_node(f"node-{i}-{cheat}x{factor}", args=("--executor", "process"))
+        cheat = "cheat-" if i in cheaters else ""
+        key = make_user(cluster.data_dir, f"volunteer-{i}@bench.local")
+        cluster.add_node(
+            f"node-{i}-{cheat}x{factor}",
+            {"GRIDX_ENROLMENT_KEY": key},
+            args=("--executor", "process"),
+        )
 
 
 def timing(work: Path, rounds: int, target: float) -> dict[str, float]:
@@ -152,13 +159,71 @@ def timing(work: Path, rounds: int, target: float) -> dict[str, float]:
     return out
 
 
+def replication(detail: JobDetail) -> tuple[float, int]:
+    """The extra copies a replicated job ran, as a fraction of its training tasks (rounds x
+    shards), and how many wrong updates it merged (a cheating task says so in its metrics; an
+    accepted copy is `agreed` or `trusted`)."""
+    train = [t for t in detail.tasks if t.kind == "train" and t.round >= 0]
+    extra = sum(1 for t in train if t.copy > 0 and t.status == "succeeded")
+    wrong = sum(
+        1 for t in train if (t.metrics or {}).get("cheated") and t.verdict in ("agreed", "trusted")
+    )
+    return extra / (detail.config.rounds * detail.config.shards), wrong
+
+
+def cheating(work: Path, rounds: int, warm_up: int) -> dict[str, float]:
+    """Fixed replicas and adaptive replication with two nodes of eight cheating 30% of the
+    time; the fleet first earns its record in a warm-up job (adaptive, not measured)."""
+    train = script(work, cheat=True)
+    out: dict[str, float] = {}
+    evaluate = evaluator()
+    with LocalCluster(work / "replication") as cluster:
+        fleet(cluster, cheaters=CHEATERS)
+        client = ApiClient(cluster.url, cluster.api_key)
+        base = {"shards": 8, "epochs": 2, "seed": 1, "task_timeout_s": 600}
+        for case, replicas, n in (
+            ("warm-up", "adaptive", warm_up),
+            ("adaptive", "adaptive", rounds),
+            ("fixed", 2, rounds),
+        ):
+            began = time.perf_counter()
+            detail = run_job(
+                client, {"name": case, "rounds": n, "replicas": replicas} | base, train
+            )
+            extra, wrong = replication(detail)
+            model = client.download(detail.job.id, "pth", work / f"{case}.pth")
+            accuracy = evaluate(model, DIGITS / "data" / "test.csv")["accuracy"]
+            print(
+                f"  {case:8s} {time.perf_counter() - began:6.1f} s, extra copies {extra:.1%} of "
+                f"the tasks, wrong updates merged {wrong}, final accuracy {accuracy:.4f}",
+                flush=True,
+            )
+            if case != "warm-up":
+                out[f"{case}_extra_task_fraction"] = round(extra, 3)
+                out[f"{case}_wrong_merged"] = wrong
+                out[f"{case}_final_accuracy"] = round(accuracy, 4)
+        trust = {n.name: (n.streak, n.disagreed) for n in client.nodes()}
+        print(f"  (streak, times outvoted) per node: {trust}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=12, help="sync rounds (async: twice the steps)")
     ap.add_argument("--target", type=float, default=0.93, help="held-out accuracy to reach")
+    ap.add_argument("--warm-up", type=int, default=8, help="rounds the fleet earns trust in")
+    ap.add_argument("--cases", nargs="*", default=["timing", "cheating"])
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gridx-bench-async-"))
-    out = timing(work, args.rounds, args.target)
+    out: dict[str, float] = {}
+    if "timing" in args.cases:
+        out |= timing(work, args.rounds, args.target)
+    if "cheating" in args.cases:
+        out |= cheating(work, args.rounds, args.warm_up)
+        if "sync_final_accuracy" in out:
+            gap = out["sync_final_accuracy"] - out["adaptive_final_accuracy"]
+            out["adaptive_gap_points"] = round(100 * gap, 2)
+        out["adaptive_wrong_merged"] = out.pop("adaptive_wrong_merged")
     print(json.dumps(out))
 
 

@@ -76,6 +76,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     min_reputation: float = 0.5
     """Nodes whose reputation ((agreed + 1) / (agreed + disagreed + 1), from replicated jobs)
     falls below this get no more tasks."""
+    suspect_defer_s: float = 2.0
+    """A node outvoted since it last earned trust (adaptive replication's streak) takes a task
+    of a replicated job only once the task has waited this long, so trusted nodes pick first."""
     aggregation_lease_s: float = 10.0
     """A replica merging a round renews its claim this often x3; another takes over after it."""
     replica_id: str = ""

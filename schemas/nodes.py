@@ -31,6 +31,9 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     streak: int = 0
     """Checked results agreed in a row since it was last outvoted: under adaptive replication
     a node is trusted (checked only now and then) once this is long enough."""
+    suspect: bool = False
+    """Outvoted since it last earned trust: every result it sends is checked, and replicated
+    jobs' tasks reach it only after trusted nodes had their pick."""
     resting: str = ""
     """Why a resting node takes no task now: `paused by its owner (gridx-node resume)`,
     `outside its hours (22:00-07:00)`, `the machine is busy (...)`."""

@@ -31,6 +31,8 @@ class NodeRow(msgspec.Struct, kw_only=True):
     """Why it takes no task now, as it said (paused, outside its hours); '' when it may."""
     streak: int = 0
     """Results agreed in a row since it was last outvoted (adaptive replication's trust)."""
+    suspect: int = 0
+    """Outvoted since it last earned trust: replicated jobs' tasks reach it after a delay."""
 
     @property
     def reputation(self) -> float:
@@ -41,7 +43,7 @@ class NodeRow(msgspec.Struct, kw_only=True):
 
 _COLUMNS = """n.id, n.owner_id, u.email AS owner_email, n.name, n.capabilities, n.draining,
 n.last_seen, n.tasks_done, n.compute_ms, n.created_at, n.agreed, n.disagreed, n.banned,
-n.removed, n.resting, n.streak"""
+n.removed, n.resting, n.streak, n.suspect"""
 INSERT = """
 INSERT INTO nodes (id, owner_id, name, token_hash, capabilities, last_seen, created_at)
 VALUES (:id, :owner_id, :name, :token_hash, :capabilities, :now, :now)
@@ -177,6 +179,30 @@ async def set_draining(conn: Conn, node_id: str, draining: bool) -> None:
 async def credit(conn: Conn, node_id: str, compute_ms: int) -> None:
     """Count one finished task (and its compute time) for a node."""
     await conn.execute(CREDIT, {"id": node_id, "compute_ms": compute_ms})
+
+
+class Trust(msgspec.Struct, kw_only=True):
+    """What adaptive replication knows of a node."""
+
+    id: str
+    streak: int
+    disagreed: int
+    suspect: int
+
+
+TRUST = "SELECT id, streak, disagreed, suspect FROM nodes WHERE id = :id"
+SET_SUSPECT = "UPDATE nodes SET suspect = :suspect WHERE id = :id"
+
+
+async def trust(conn: Conn, node_ids: list[str]) -> list[Trust]:
+    """The trust records of these nodes (each once, by id)."""
+    found = [await fetch_one(conn, TRUST, {"id": n}, Trust) for n in sorted(set(node_ids))]
+    return [t for t in found if t is not None]
+
+
+async def set_suspect(conn: Conn, node_id: str, suspect: bool) -> None:
+    """Mark a node suspect (outvoted, not trusted again yet) or not."""
+    await conn.execute(SET_SUSPECT, {"id": node_id, "suspect": int(suspect)})
 
 
 async def count_votes(conn: Conn, votes: list[tuple[str, bool, int]]) -> None:

@@ -98,7 +98,9 @@ WHERE status = 'leased' AND lease_expires_at <= :now AND losses + 1 >= max_losse
 # not a copy of
 # a shard whose other copy this node's owner holds or did, for a node that is, at this moment
 # and in this transaction, not banned, removed or draining, of an owner not disabled, whose
-# reputation (agreed + 1) / (agreed + disagreed + 1) is at least :min_reputation. On PostgreSQL,
+# reputation (agreed + 1) / (agreed + disagreed + 1) is at least :min_reputation, and that, if
+# it is suspect (outvoted since it last earned trust), takes a replicated job's task only once
+# the task has waited since :defer_before. On PostgreSQL,
 # replicas claiming at once skip each other's locked candidates instead of queueing on them.
 _CLAIM = f"""
 UPDATE tasks SET status = 'leased', node_id = :node_id, lease_token = :token,
@@ -128,7 +130,8 @@ WHERE status = 'queued' AND id = (
             WHERE me.id = :node_id AND me.banned = 0 AND me.removed = 0 AND me.draining = 0
                 AND mo.disabled = 0
                 AND me.agreed + 1 >= CAST(:min_reputation AS DOUBLE PRECISION)
-                    * (me.agreed + me.disagreed + 1))
+                    * (me.agreed + me.disagreed + 1)
+                AND (me.suspect = 0 OR j.replicas = 1 OR t.created_at <= :defer_before))
     ORDER BY t.created_at, t.job_id, t.round_idx, t.slot LIMIT 1 {{lock}})
 {RETURNING}
 """
@@ -256,6 +259,7 @@ async def claim(
     caps: Capabilities | None = None,
     owner_id: int = 0,
     min_reputation: float = 0.0,
+    defer_ms: int = 0,
 ) -> TaskRow | None:
     """Lease the oldest queued task of an active job this node can run (counts one attempt).
 
@@ -263,6 +267,7 @@ async def claim(
         caps: what the node offers, matched against the jobs' `require_*`, `arch`, `min_*`.
         owner_id: the node's owner (never two copies of one shard to one owner).
         min_reputation: a node below it gets nothing.
+        defer_ms: how long a replicated job's task waits before a suspect node may take it.
     """
     c = caps or Capabilities()
     params = {
@@ -273,6 +278,7 @@ async def claim(
         **placement.node_params(c),
         "owner_id": owner_id,
         "min_reputation": min_reputation,
+        "defer_before": now - defer_ms,
     }
     task = await fetch_one(conn, CLAIM[conn.dialect], params, TaskRow)
     if task is not None:

@@ -75,6 +75,7 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
             caps=node.capabilities,
             owner_id=node.owner_id,
             min_reputation=rt.settings.min_reputation,
+            defer_ms=int(rt.settings.suspect_defer_s * 1000),
         )
         if task is not None:
             await jobs.transition(conn, task.job_id, "running", now)  # no-op unless still queued
@@ -122,10 +123,12 @@ async def request_task(
                 if hops + 1 < len(rt.wakeups):
                     rt.wakeups.wake(1, hops + 1)
                 hops = None
-            woken = await _wait(rt, node, fut, gone, deadline)
+            # a suspect node's deferred tasks come due with no wake-up: it asks again
+            retry_at = loop.time() + RECHECK_S if node.suspect else None
+            woken = await _wait(rt, node, fut, gone, deadline, retry_at)
             if not woken:
                 return None
-            hops = fut.result()
+            hops = fut.result() if fut.done() else None
         finally:
             rt.wakeups.discard(fut)
             if fut.done() and not woken and not fut.cancelled():
@@ -138,19 +141,24 @@ async def _wait(
     fut: asyncio.Future[int],
     gone: asyncio.Future[None] | None,
     deadline: float,
+    retry_at: float | None = None,
 ) -> bool:
     """Wait for a wake-up until `deadline`, asking every `RECHECK_S` whether the node may still
-    work (no claim meanwhile); True when woken, False when the poll must end."""
+    work (no claim meanwhile); True when woken (or at `retry_at`: time to claim again), False
+    when the poll must end."""
     loop = asyncio.get_running_loop()
     watched: set[asyncio.Future[Any]] = {fut} if gone is None else {fut, gone}
     while (remaining := deadline - loop.time()) > 0:
-        done, _ = await asyncio.wait(
-            watched, timeout=min(remaining, RECHECK_S), return_when=asyncio.FIRST_COMPLETED
-        )
+        step = min(remaining, RECHECK_S)
+        if retry_at is not None:
+            step = max(0.0, min(step, retry_at - loop.time()))
+        done, _ = await asyncio.wait(watched, timeout=step, return_when=asyncio.FIRST_COMPLETED)
         if fut in done:
             return True
         if done or not await nodes.may_take_work(rt, node):  # hung up, or refused meanwhile
             return False
+        if retry_at is not None and loop.time() >= retry_at:
+            return True
     return False
 
 

@@ -198,6 +198,7 @@ def node_info(rt: Runtime, row: NodeRow) -> NodeInfo:
         agreed=row.agreed,
         disagreed=row.disagreed,
         streak=row.streak,
+        suspect=bool(row.suspect),
         resting=row.resting if status == "resting" else "",
     )
 

@@ -37,6 +37,24 @@ def check_probability(streak: int, outvoted: int) -> float:
     return 1.0 if streak < needed else 1.0 / streak
 
 
+def suspected(streak: int, outvoted: int) -> bool:
+    """A node outvoted since it last earned trust: its results are checked every time, and
+    replicated jobs' tasks reach it only after trusted nodes had their pick."""
+    return outvoted > 0 and check_probability(streak, outvoted) >= 1.0
+
+
+async def reconsider(conn: Conn, node_ids: list[str]) -> list[str]:
+    """After votes were counted (same transaction): mark each node suspect or not from its
+    record; returns the nodes whose mark changed (their cached records are stale)."""
+    changed = []
+    for t in await nodes.trust(conn, node_ids):
+        now_suspect = suspected(t.streak, t.disagreed)
+        if now_suspect != bool(t.suspect):
+            await nodes.set_suspect(conn, t.id, now_suspect)
+            changed.append(t.id)
+    return changed
+
+
 def drawn(config: JobConfig, task_id: str, probability: float) -> bool:
     """The task's one draw against `probability` (replayable: seeded by job seed and task)."""
     return probability >= 1.0 or random.Random(f"{config.seed}:{task_id}").random() < probability

@@ -13,6 +13,7 @@ from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, tasks
 from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.logs import ids
+from gridx.coordinator.services import spot_checks
 from gridx.coordinator.services.lifecycle import fail_job
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.jobs import JobConfig, round_label
@@ -62,11 +63,13 @@ async def vote(
     async with rt.db.transaction() as conn:
         if not await rounds.hold_aggregation(conn, job_id, round_idx, rt.replica, now, lease_ms):
             return None
-        await _record_verdicts(conn, job_id, round_idx, fresh, tally.verdicts, now)
+        changed = await _record_verdicts(conn, job_id, round_idx, fresh, tally.verdicts, now)
         if tally.short:
             reissued = await _reissue(
                 conn, config, job_id, round_idx, done, tally.short, num_shards, now
             )
+    for node_id in changed:  # its cached record's `suspect` is stale on every replica
+        rt.node_cache.changed(node_id)
     if tally.short:
         rt.wakeups.tasks_ready(reissued)
         return None
@@ -119,15 +122,17 @@ async def _record_verdicts(
     fresh: list[TaskRow],
     verdicts: dict[str, str],
     now: int,
-) -> None:
+) -> list[str]:
     """Store the verdicts of copies not judged before, and count them in their nodes'
     reputation (and credit: a copy earns its credit when its vote is in; a trusted, unchecked
-    result earns it without counting as agreed)."""
+    result earns it without counting as agreed). Returns the nodes that became suspect or
+    trusted again."""
     await tasks.set_verdicts(conn, {t.id: verdicts[t.id] for t in fresh})
     voted = [t for t in fresh if verdicts[t.id] != "trusted"]
     await nodes.count_votes(
         conn, [(t.node_id or "", verdicts[t.id] == "agreed", t.compute_ms) for t in voted]
     )
+    changed = await spot_checks.reconsider(conn, [t.node_id or "" for t in voted])
     for t in fresh:
         if verdicts[t.id] == "trusted":
             await nodes.credit(conn, t.node_id or "", t.compute_ms)
@@ -139,6 +144,7 @@ async def _record_verdicts(
                 "copy disagrees with its shard's majority",
                 extra=ids(job=job_id, round=round_idx, task=t.id, node=t.node_id),
             )
+    return changed
 
 
 async def _reissue(

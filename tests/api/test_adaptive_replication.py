@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gridx.coordinator.db import connect
-from gridx.coordinator.services.spot_checks import check_probability, drawn
+from gridx.coordinator.services.spot_checks import check_probability, drawn, suspected
 from gridx.schemas.jobs import JobConfig
 from tests.api.helpers import claim, complete, register, submit, upload
 from tests.support.api import Api
@@ -29,6 +29,8 @@ def test_trust_grows_with_the_streak_and_shrinks_with_each_outvote() -> None:
     assert check_probability(40, 0) == pytest.approx(0.025)
     assert check_probability(19, 1) == 1.0 and check_probability(20, 1) == pytest.approx(0.05)
     assert check_probability(79, 3) == 1.0  # outvoted three times: 80 in a row needed
+    assert not suspected(0, 0)  # a new node is checked, not suspected
+    assert suspected(5, 1) and suspected(19, 1) and not suspected(20, 1)
     config = JobConfig(seed=3)
     draws = [drawn(config, f"task-{i}", 0.1) for i in range(2000)]
     assert draws == [drawn(config, f"task-{i}", 0.1) for i in range(2000)]  # replayable
@@ -125,6 +127,17 @@ def test_new_nodes_are_checked_and_a_third_copy_breaks_a_tie(api: Api, tmp_path:
     assert (nodes["a"]["streak"], nodes["a"]["disagreed"]) == (0, 1)  # outvoted: starts over
     assert (nodes["b"]["streak"], nodes["c"]["streak"]) == (1, 2)
     assert nodes["a"]["tasks_done"] == 1  # credit only for the result that was used
+    assert nodes["a"]["suspect"] and not nodes["b"]["suspect"] and not nodes["c"]["suspect"]
+    # a suspect node takes a replicated job's task only once trusted nodes had their pick...
+    new_job(api)
+    assert claim(api, na) is None
+    api.clock.advance(api.settings.suspect_defer_s)
+    late = claim(api, na)
+    assert late is not None and late["shard"] == 0
+    # ...and an unreplicated job's at once
+    r = submit(api, api.alice, {"rounds": 1, "shards": 1})
+    assert r.status_code == 201, r.text
+    assert claim(api, na) is not None
 
 
 def test_a_trusted_node_outvoted_in_a_round_has_its_unchecked_result_checked(

@@ -453,6 +453,8 @@ class JobSummary(msgspec.Struct, kw_only=True):
     """Why the job failed, or why it stopped before its last round (a privacy budget)."""
     created_at: int
     updated_at: int
+    mode: Literal["sync", "async"] = "sync"
+    """`async`: its rounds are server steps (`JobConfig.mode`)."""
 
 
 class JobDetail(msgspec.Struct, kw_only=True):

@@ -297,8 +297,8 @@ def job_list(client: ApiClient, as_json: bool) -> None:
         click.echo("no jobs yet: `gridx job submit train.py --data data.csv --wait`")
         return
     click.echo(f"{'ID':<16} {'STATUS':<11} {'ROUND':>7} {'TASKS':>9}  {'CREATED':<19}  NAME")
-    for j in rows:
-        rnd = f"{min(j.current_round + 1, j.rounds)}/{j.rounds}"
+    for j in rows:  # an async job's rounds are server steps: "s3/20"
+        rnd = f"{'s' if j.mode == 'async' else ''}{min(j.current_round + 1, j.rounds)}/{j.rounds}"
         line(
             f"{j.id:<16} {j.status:<11} {rnd:>7} {j.tasks_done:>4}/{j.tasks_total:<4}  "
             f"{when(j.created_at):<19}  {j.name}"

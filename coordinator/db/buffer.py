@@ -74,5 +74,7 @@ async def cancel_training(conn: Conn, job_id: str, now: int) -> list[TaskRow]:
     rows = await fetch_all(conn, CANCEL_TRAINING, {"job_id": job_id, "now": now}, TaskRow)
     for task in rows:
         if task.node_id is not None:
-            await attempts.finish(conn, task.id, now, "cancelled", "cancelled", "job finished")
+            await attempts.finish(
+                conn, task.id, now, "cancelled", "cancelled", "not needed: the last step is merged"
+            )
     return rows

@@ -39,6 +39,7 @@ def summary(row: JobRow) -> JobSummary:
         error=row.error,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        mode=config.mode,
     )
 
 

@@ -591,3 +591,44 @@ def test_a_job_page_and_the_overview_say_what_happened_in_words(site, browser, w
     throughput = page.locator("figure.chart", has_text="Throughput").locator("[data-y-label]")
     assert throughput.text_content() == "tasks / 10 s"
     shot(page, f"overview-{width}")
+
+
+STEPS = b"""
+import json, os, torch
+r = max(int(os.environ["GRIDX_ROUND"]), 0)  # -1 in the initialisation step
+torch.save({"w": torch.zeros(2)}, os.environ["GRIDX_OUTPUT"])
+metrics = {"accuracy": 0.5 + 0.1 * r, "loss": 1.0 / (r + 1)}
+json.dump(metrics, open(os.environ["GRIDX_METRICS"], "w"))
+"""
+
+
+def test_an_async_job_page_shows_steps_staleness_and_throughput(site, browser) -> None:
+    job = _post(
+        site,
+        STEPS,
+        {"name": "async", "mode": "async", "rounds": 4, "shards": 2, "buffer": 1},
+    )
+    _wait_succeeded(site, job)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    sign_in(page, site.url, site.api_key)
+    page.goto(f"{site.url}/job/?id={job}")
+    summary = page.locator("[data-async]")
+    summary.wait_for()
+    text = summary.inner_text()
+    assert "a server step every 1 updates" in text and "4 updates merged" in text, text
+    assert "updates/s" in text and "staleness mean" in text, text
+    assert page.locator("h2", has_text="Server steps").count() == 1
+    step = page.locator("[data-round='4']")
+    assert step.inner_text().startswith("Step 4: done"), step.inner_text()
+    assert "1 updates, staleness" in step.locator("[data-step-staleness]").inner_text()
+    chart = page.locator("figure.chart", has_text="Staleness")
+    assert chart.locator("[data-series='mean staleness'] polyline").count() == 1
+    shot(page, "job-async")
+    page.goto(f"{site.url}/job-list/")
+    page.wait_for_selector("text=step 4/4")
+    # the form offers the mode, its buffer and adaptive replication
+    page.goto(f"{site.url}/submit/")
+    page.wait_for_selector("form")
+    assert page.locator("select[name=mode] option[value=async]").count() == 1
+    assert page.locator("input[name=buffer]").count() == 1
+    assert page.locator("select[name=replicas] option[value=adaptive]").count() == 1

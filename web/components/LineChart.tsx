@@ -18,10 +18,10 @@ export interface XAxis {
   label: (x: number) => string;
 }
 
-/** Rounds 1..n (the default x axis). */
-export function roundsAxis(series: Series[]): XAxis {
+/** Rounds 1..n (the default x axis; an async job's server steps, named so). */
+export function roundsAxis(series: Series[], name = "round"): XAxis {
   const max = Math.max(...series.flatMap((s) => s.points.map((p) => p.x)), 1);
-  return { name: "round", min: 1, max, ticks: roundLabels(max), label: String };
+  return { name, min: 1, max, ticks: roundLabels(max), label: String };
 }
 
 export function LineChart({

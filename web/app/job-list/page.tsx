@@ -76,7 +76,7 @@ export default function JobList() {
                       <span style={{ width: `${(100 * j.tasks_done) / Math.max(j.tasks_total, 1)}%` }} />
                     </div>
                     <span className="muted">
-                      round {Math.min(j.current_round + 1, j.rounds)}/{j.rounds}
+                      {j.mode === "async" ? "step" : "round"} {Math.min(j.current_round + 1, j.rounds)}/{j.rounds}
                     </span>
                   </td>
                   <td className="lo">{j.owner}</td>

@@ -4,7 +4,7 @@ import Link from "next/link";
 import { useSearchParams } from "next/navigation";
 import { Suspense, useEffect, useState } from "react";
 
-import { LineChart } from "@/components/LineChart";
+import { LineChart, roundsAxis } from "@/components/LineChart";
 import { ErrorNote, Status } from "@/components/Shell";
 import { ApiError, deleteIt, download, getJson, live, postJson } from "@/lib/api";
 import { ago, bytes, duration } from "@/lib/format";
@@ -72,6 +72,17 @@ function Job() {
   const spent = eps.length ? eps[eps.length - 1].epsilon! : null;
   const dp = d.config.dp as { max_epsilon?: number } | null | undefined;
   const maxEps = dp?.max_epsilon;
+  const steps = d.config.mode === "async";
+  const word = steps ? "Step" : "Round";
+  const xAxis = (series: { name: string; color: string; points: { x: number; y: number }[] }[]) =>
+    roundsAxis(series, steps ? "server step" : "round");
+  const lateness = {
+    name: "mean staleness",
+    color: "#9a6700",
+    points: done
+      .filter((r) => r.staleness.length > 0)
+      .map((r) => ({ x: r.index + 1, y: r.staleness.reduce((a, b) => a + b, 0) / r.staleness.length })),
+  };
   const act = (fn: () => Promise<unknown>) => fn().catch((e) => setError(e instanceof ApiError ? e.body.message : String(e)));
   return (
     <>
@@ -98,6 +109,7 @@ function Job() {
           Waiting: {d.waiting}
         </p>
       )}
+      {steps && <AsyncSummary d={d} />}
       {typeof d.config.dataset === "string" && (
         <p data-dataset>
           Data: dataset <strong>{d.config.dataset}</strong> on the nodes that hold it (never uploaded)
@@ -149,8 +161,8 @@ function Job() {
         Stored for this job: {bytes(d.storage_bytes)}
         {d.config.keep_updates ? " (every update kept)" : " (updates are deleted once their round is merged)"}
       </p>
-      <h2>Rounds</h2>
-      <ol className="timeline" aria-label="Round timeline">
+      <h2>{steps ? "Server steps" : "Rounds"}</h2>
+      <ol className="timeline" aria-label={`${word} timeline`}>
         {init && (
           <li className={init.status} data-round="init" data-status={init.status}>
             Initial model: {init.status}
@@ -162,8 +174,14 @@ function Job() {
           const status = r?.status ?? "pending";
           return (
             <li key={i} className={status} data-round={i + 1} data-status={status}>
-              Round {i + 1}: {status}
+              {word} {i + 1}: {status}
               {r?.finished_at ? ` · ${duration((r.finished_at - r.started_at) / 1000)}` : ""}
+              {r?.staleness && r.staleness.length > 0 ? (
+                <span className="muted" data-step-staleness>
+                  {" "}
+                  · {r.staleness.length} updates, staleness {r.staleness.join(" ")}
+                </span>
+              ) : null}
               {r?.epsilon != null ? ` · epsilon ${r.epsilon.toFixed(2)}` : ""}
               {r?.nodes && r.nodes.length > 0 && typeof d.config.dataset === "string" ? (
                 <span className="muted" data-round-nodes>
@@ -185,20 +203,31 @@ function Job() {
           title="Accuracy"
           yLabel="accuracy"
           y={{ bounds: [0, 1] }}
+          x={xAxis([series("accuracy", "#1a7f37"), heldOut("accuracy", "#0a58ca")])}
           series={[series("accuracy", "#1a7f37"), heldOut("accuracy", "#0a58ca")].filter((s) => s.points.length > 0)}
         />
         <LineChart
           title="Loss"
           yLabel="loss"
+          x={xAxis([series("loss", "#c4221f"), heldOut("loss", "#8250df")])}
           series={[series("loss", "#c4221f"), heldOut("loss", "#8250df")].filter((s) => s.points.length > 0)}
         />
+        {steps && (
+          <LineChart
+            title="Staleness"
+            yLabel="steps behind"
+            x={xAxis([lateness])}
+            empty="no step merged yet"
+            series={lateness.points.length > 0 ? [lateness] : []}
+          />
+        )}
       </div>
       <h2>Tasks</h2>
       <div className="table-wrap">
         <table>
           <thead>
             <tr>
-              <th>Round</th>
+              <th>{steps ? "From step" : "Round"}</th>
               <th>Shard</th>
               <th>Status</th>
               <th>Node</th>
@@ -292,5 +321,24 @@ function TaskLog({ task }: { task: TaskInfo }) {
       <summary>{last.outcome ? "log" : "live log"}</summary>
       <pre>{last.stderr_tail}</pre>
     </details>
+  );
+}
+
+/** An async job's progress: its buffer, the updates merged, their rate and staleness. */
+function AsyncSummary({ d }: { d: JobDetail }) {
+  const merged = d.rounds.filter((r) => r.index !== INIT_ROUND && r.status === "done");
+  const behind = merged.flatMap((r) => r.staleness);
+  const first = Math.min(...merged.map((r) => r.started_at));
+  const last = Math.max(...merged.map((r) => r.finished_at ?? 0));
+  const rate = behind.length ? behind.length / Math.max((last - first) / 1000, 0.001) : 0;
+  const mean = behind.length ? behind.reduce((a, b) => a + b, 0) / behind.length : 0;
+  const buffer = d.config.buffer ?? Math.max(1, Math.floor(d.config.shards / 2));
+  return (
+    <p data-async>
+      Asynchronous (FedBuff): a server step every {buffer} updates, nothing waits for a slow node ·{" "}
+      {behind.length
+        ? `${behind.length} updates merged, ${rate.toFixed(1)} updates/s, staleness mean ${mean.toFixed(1)} (max ${Math.max(...behind)})`
+        : "no step merged yet"}
+    </p>
   );
 }

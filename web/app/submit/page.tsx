@@ -95,7 +95,8 @@ function SubmitForm({ base, from, onDone }: { base: JobConfig; from: string | nu
             name: String(f.get("name") ?? ""),
             rounds: num("rounds"),
             epochs: num("epochs"),
-            replicas: num("replicas"),
+            replicas: f.get("replicas") === "adaptive" ? "adaptive" : num("replicas"),
+            ...(f.get("mode") === "async" ? { mode: "async", buffer: num("buffer") } : {}),
             task_timeout_s: num("task_timeout_s"),
             max_attempts: num("max_attempts"),
             seed: num("seed"),
@@ -217,7 +218,29 @@ function SubmitForm({ base, from, onDone }: { base: JobConfig; from: string | nu
         {numberField("rounds", "Rounds", base.rounds)}
         {source === "upload" && numberField("shards", "Shards (tasks per round)", base.shards)}
         {numberField("epochs", "Local epochs", base.epochs)}
-        {numberField("replicas", "Replicas (nodes per shard, of different owners)", base.replicas)}
+        <label>
+          Replicas (nodes per shard, of different owners)
+          <select name="replicas" defaultValue={String(base.replicas)} aria-describedby="replicas-error">
+            {["1", "2", "3", "4", "5"].map((n) => (
+              <option key={n} value={n}>
+                {n}
+              </option>
+            ))}
+            <option value="adaptive">adaptive (checked until a node has earned trust)</option>
+          </select>
+          {fieldError("replicas")}
+        </label>
+        {source === "upload" && (
+          <label>
+            Mode
+            <select name="mode" defaultValue={base.mode ?? "sync"} aria-describedby="mode-error">
+              <option value="sync">sync (rounds wait for their shards)</option>
+              <option value="async">async (FedBuff: nothing waits; a step every buffer updates)</option>
+            </select>
+            {fieldError("mode")}
+          </label>
+        )}
+        {source === "upload" && numberField("buffer", "Buffer (async: updates per server step)", base.buffer)}
         <label>
           Strategy
           <select name="strategy" value={strategy} onChange={(e) => setStrategy(e.target.value)}>

@@ -26,6 +26,15 @@ TAKE = "UPDATE tasks SET merged_into = :step WHERE id = :id AND merged_into IS N
 MERGED_INTO = f"""
 SELECT {COLUMNS} FROM tasks WHERE job_id = :job_id AND merged_into = :step ORDER BY slot
 """
+RELEASE_MERGED = """
+UPDATE tasks SET result_sha = NULL WHERE job_id = :job_id AND merged_into = :step
+"""
+RELEASE_LEFT_OVER = """
+UPDATE tasks SET result_sha = NULL
+WHERE job_id = :job_id AND kind = 'train' AND round_idx >= 0 AND merged_into IS NULL
+    AND status = 'succeeded' AND result_sha IS NOT NULL
+"""
+RELEASE_ONE = "UPDATE tasks SET result_sha = NULL WHERE id = :id"
 REPOINT_QUEUED = """
 UPDATE tasks SET round_idx = :round_idx, updated_at = :now
 WHERE job_id = :job_id AND status = 'queued' AND kind = 'train' AND round_idx >= 0
@@ -60,6 +69,22 @@ async def take(conn: Conn, task_ids: list[str], step: int) -> None:
 async def merged_into(conn: Conn, job_id: str, step: int) -> list[TaskRow]:
     """The updates server step `step` of an async job merges, by slot."""
     return await fetch_all(conn, MERGED_INTO, {"job_id": job_id, "step": step}, TaskRow)
+
+
+async def release_merged(conn: Conn, job_id: str, step: int) -> None:
+    """Step `step` is merged: the updates it took are no longer needed (the updates still in
+    the buffer are, whatever model they trained on)."""
+    await conn.execute(RELEASE_MERGED, {"job_id": job_id, "step": step})
+
+
+async def release_left_over(conn: Conn, job_id: str) -> None:
+    """The last step is merged: the updates still in the buffer will never be."""
+    await conn.execute(RELEASE_LEFT_OVER, {"job_id": job_id})
+
+
+async def release_dropped(conn: Conn, task_id: str) -> None:
+    """An update dropped as stale: no step will merge it."""
+    await conn.execute(RELEASE_ONE, {"id": task_id})
 
 
 async def repoint_queued(conn: Conn, job_id: str, round_idx: int, now: int) -> None:

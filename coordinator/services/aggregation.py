@@ -328,7 +328,9 @@ async def _commit(
             state_sha=merged.state[0] if merged.state else None,
             epsilon=rnd.epsilon,
         )
-        if not rnd.config.keep_updates:  # merged: the updates are no longer needed
+        if rnd.buffered and not rnd.config.keep_updates:  # the updates this step took
+            await buffer.release_merged(conn, job_id, idx)
+        elif not rnd.config.keep_updates:  # merged: the updates are no longer needed
             await blobs.release_updates(conn, job_id, idx)
         await events.append(
             conn,

@@ -41,6 +41,8 @@ async def after_update(conn: Conn, job: JobRow, done: TaskRow, now: int) -> int 
     behind = step - done.round_idx
     if config.max_staleness is not None and behind > config.max_staleness:
         await tasks.set_verdicts(conn, {done.id: "stale"})
+        if not config.keep_updates:
+            await buffer.release_dropped(conn, done.id)
         payload = {"task": done.id, "round": done.round_idx, "step": step, "behind": behind}
         await events.append(conn, job.id, "update_dropped", payload, now)
     if job.status == "running":
@@ -79,6 +81,8 @@ async def after_step(
     """
     if last:
         await buffer.cancel_training(conn, job.id, now)
+        if not job.config.keep_updates:
+            await buffer.release_left_over(conn, job.id)
         return None
     nxt = step + 1
     await rounds.create(

@@ -4,7 +4,8 @@ The policy, per strategy: under a robust rule (`schemas.jobs.ROBUST`: fedmedian,
 trimmed_mean, krum) a holder whose update is invalid every time is an outlier of that round,
 left out of its merge and recorded in the round (`excluded`), while at least one other update
 remains; under a mean (fedavg, fedprox, the server optimizers) the job fails, the message
-naming who held the data (the node and its owner, or the shard and its rows). Either way a
+naming who held the data (the node and its owner, or the shard and its rows), as it does for
+an async job under any rule. Either way a
 failure that only repeats itself is not tried again: an invalid update (the same script on the
 same data from the same start writes the same file), or an attempt that ended exactly as the one
 before it.
@@ -44,7 +45,8 @@ async def settle(conn: Conn, config: JobConfig, task: TaskRow, now: int) -> bool
     """A training task failed for good (same transaction): leave it out of its round under a
     robust rule, else fail the job. Whether the round is now complete and must be merged."""
     who = await holder(conn, task)
-    robust = config.strategy.name in ROBUST and config.copies == 1
+    # an async job has no round to leave a holder out of: its shards train on, step by step
+    robust = config.strategy.name in ROBUST and config.copies == 1 and config.mode == "sync"
     if (
         robust
         and task.round_idx != INIT_ROUND

@@ -159,6 +159,24 @@ def test_an_update_past_max_staleness_is_dropped_and_its_shard_trains_again(
     assert body["job"]["tasks_done"] == 2  # the dropped update is not counted as done
 
 
+def test_a_step_keeps_the_updates_still_buffered_from_its_own_model(
+    api: Api, tmp_path: Path
+) -> None:
+    """Merging step 0 lets go of the updates it took, not of every update trained on its
+    model: one uploaded before the merge and completed after it is step 1's."""
+    job_id = submit_async(api, tmp_path, buffer=1, rounds=2)
+    n0, n1 = register(api, api.alice, "n0"), register(api, api.alice, "n1")
+    t0, t1 = claim(api, n0), claim(api, n1)
+    assert t0 and t1
+    late = upload(api, t1, write_pth(tmp_path / "late.pth", state(5)).read_bytes())
+    send(api, n0, t0, tmp_path, 1)
+    wait_step(api, job_id, 0)
+    r = complete(api, n1, t1, late)
+    assert r.status_code == 200, r.text
+    body = wait_step(api, job_id, 1)
+    assert body["job"]["status"] == "succeeded" and body["rounds"][1]["staleness"] == [1]
+
+
 def test_a_restart_mid_buffer_loses_no_accepted_update(settings: Settings, tmp_path: Path) -> None:
     with running_api(settings) as first:
         job_id = submit_async(first, tmp_path)

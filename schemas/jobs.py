@@ -222,7 +222,9 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Without an `init_model`, first run the script once (round -1: `GRIDX_INIT=1`,
     `GRIDX_EPOCHS=0`; if that fails or writes no model, one ordinary run on shard 0) and give its
     model to every shard of round 0, so they all start from the same weights (jobs of more than
-    one shard). False: each shard of round 0 starts from whatever its script initialises."""
+    one shard). False: each shard of round 0 starts from whatever its script initialises. An
+    async job without an `init_model` runs it whatever this says: its updates are differences
+    from the one model they all left."""
     require_docker: bool = False
     """Run only on nodes whose executor is Docker (the strongest isolation)."""
     min_sandbox: SandboxLevel = "none"

@@ -140,6 +140,35 @@ def test_a_step_every_k_updates_each_discounted_by_its_staleness(api: Api, tmp_p
     assert merged == [0, 0, 1, 1, 2, 2]
 
 
+def test_a_server_optimizer_steps_on_the_buffered_pseudo_gradient(api: Api, tmp_path: Path) -> None:
+    """FedAvgM with momentum 0.5 and server_lr 0.5 over FedBuff's mean: the outer SGD of
+    `test_strategies`, fed the staleness-discounted average."""
+    strategy = {"name": "fedavgm", "server_lr": 0.5, "momentum": 0.5}
+    job_id = submit_async(api, tmp_path, rounds=2, strategy=strategy)
+    x0 = state(42)
+    n0, n1, n2 = (register(api, api.alice, f"n{i}") for i in range(3))
+    t0, t1, t2 = claim(api, n0), claim(api, n1), claim(api, n2)
+    assert t0 and t1 and t2
+    rows = rows_of(detail(api, job_id))
+    a, b = send(api, n0, t0, tmp_path, 1), send(api, n1, t1, tmp_path, 2)
+    wait_step(api, job_id, 0)
+    avg0 = step(x0, [(a, x0, rows[t0["shard"]], 0), (b, x0, rows[t1["shard"]], 0)])
+    g0 = {k: x0[k].double() - avg0[k] for k in FLOATS}  # buffer b1 = g0
+    x1 = {k: x0[k].double() - 0.5 * g0[k] for k in FLOATS}
+    close(model_after(api, job_id, 0), x1)
+    x1_model = model_after(api, job_id, 0)
+    t3 = claim(api, n0)
+    assert t3 is not None and t3["round"] == 1
+    c, d = send(api, n2, t2, tmp_path, 3), send(api, n0, t3, tmp_path, 4)
+    wait_step(api, job_id, 1)
+    avg1 = step(x1_model, [(c, x0, rows[t2["shard"]], 1), (d, x1_model, rows[t3["shard"]], 0)])
+    g1 = {k: x1_model[k].double() - avg1[k] for k in FLOATS}
+    b2 = {k: 0.5 * g0[k] + g1[k] for k in FLOATS}
+    r = api.client.get(f"/jobs/{job_id}/model", headers=api.alice)
+    final = torch.load(io.BytesIO(r.content), weights_only=True)
+    close(final, {k: x1_model[k].double() - 0.5 * b2[k] for k in FLOATS})
+
+
 def test_an_update_past_max_staleness_is_dropped_and_its_shard_trains_again(
     api: Api, tmp_path: Path
 ) -> None:

@@ -7,9 +7,9 @@ from gridx.coordinator.db import attempts
 from gridx.coordinator.db.connection import Conn, fetch_all
 from gridx.coordinator.db.tasks import COLUMNS, RETURNING, TaskRow
 
-# A shard trains again as soon as its update is in, in the slot
-# `shards` further on (slots stay unique in the job: its successive tasks never collide), and
-# its updates wait in the buffer (succeeded, merged_into NULL, not dropped) for a server step.
+# A shard trains again as soon as its update is in, in the slot `shards` further on (slots stay
+# unique in the job: a shard's successive tasks never collide), and its updates wait in the
+# buffer (succeeded, merged_into NULL, not dropped) for a server step.
 INSERT_NEXT = """
 INSERT INTO tasks (id, job_id, round_idx, slot, shard, copy, status, max_attempts, max_losses,
     kind, target_node, weight, created_at, updated_at)

@@ -163,7 +163,7 @@ async def _record_success(
         if fedbuff.applies(config, done.round_idx):
             job = await jobs.get(conn, task.job_id)
             return done, await fedbuff.after_update(conn, job, done, now) if job else None
-        await spot_checks.after_result(conn, config, done, node.id, config.shards, now)
+        await spot_checks.after_result(conn, config, done, node.id, now)
         return done, done.round_idx if await close_round_if_complete(conn, done, now) else None
 
 

@@ -60,9 +60,7 @@ def drawn(config: JobConfig, task_id: str, probability: float) -> bool:
     return probability >= 1.0 or random.Random(f"{config.seed}:{task_id}").random() < probability
 
 
-async def after_result(
-    conn: Conn, config: JobConfig, done: TaskRow, node_id: str, shards: int, now: int
-) -> int:
+async def after_result(conn: Conn, config: JobConfig, done: TaskRow, node_id: str, now: int) -> int:
     """A result of an adaptively replicated job came in (same transaction, before its round is
     checked for completion): queue its check if its node's trust calls for one.
 
@@ -86,8 +84,8 @@ async def after_result(
         conn,
         job_id=done.job_id,
         round_idx=done.round_idx,
-        shards=shards,
-        slots=[done.shard + shards],
+        shards=config.shards,
+        slots=[done.shard + config.shards],
         max_attempts=config.max_attempts,
         max_losses=config.max_node_losses,
         now=now,

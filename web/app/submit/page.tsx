@@ -234,7 +234,7 @@ function SubmitForm({ base, from, onDone }: { base: JobConfig; from: string | nu
           <label>
             Mode
             <select name="mode" defaultValue={base.mode ?? "sync"} aria-describedby="mode-error">
-              <option value="sync">sync (rounds wait for their shards)</option>
+              <option value="sync">sync (each round waits for its shards)</option>
               <option value="async">async (FedBuff: nothing waits; a step every buffer updates)</option>
             </select>
             {fieldError("mode")}

@@ -90,6 +90,23 @@ class Client:
         )
 
 
+DIGITS = REPO / "examples" / "digits"
+DIGITS_JOB = (
+    "job",
+    "submit",
+    str(DIGITS / "train.py"),
+    "--requirements",
+    str(DIGITS / "requirements.txt"),
+    "--data",
+    str(DIGITS / "data" / "train.csv"),
+    "--evaluate",
+    str(DIGITS / "evaluate.py"),
+    "--test-data",
+    str(DIGITS / "data" / "test.csv"),
+)
+"""`gridx job submit` of the digits example with its held-out evaluation (add the settings)."""
+
+
 def gridx(
     cluster: LocalCluster, *args: str, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import REPO, gridx
-
-DIGITS = REPO / "examples" / "digits"
+from tests.integration.conftest import DIGITS_JOB, gridx
 
 
 def test_an_async_digits_job_steps_every_k_updates_and_learns(
@@ -19,17 +17,7 @@ def test_an_async_digits_job_steps_every_k_updates_and_learns(
         cluster.add_node(f"node-{i + 1}")
     out = gridx(
         cluster,
-        "job",
-        "submit",
-        str(DIGITS / "train.py"),
-        "--requirements",
-        str(DIGITS / "requirements.txt"),
-        "--data",
-        str(DIGITS / "data" / "train.csv"),
-        "--evaluate",
-        str(DIGITS / "evaluate.py"),
-        "--test-data",
-        str(DIGITS / "data" / "test.csv"),
+        *DIGITS_JOB,
         "--mode",
         "async",
         "--shards",

@@ -12,9 +12,7 @@ from pathlib import Path
 import torch
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import REPO, Client, gridx
-
-DIGITS = REPO / "examples" / "digits"
+from tests.integration.conftest import DIGITS, DIGITS_JOB, REPO, Client, gridx
 
 
 def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path: Path) -> None:
@@ -22,17 +20,7 @@ def test_multi_round_digits_job_through_the_cli(cluster: LocalCluster, tmp_path:
     cluster.add_node("node-2")
     out = gridx(
         cluster,
-        "job",
-        "submit",
-        str(DIGITS / "train.py"),
-        "--requirements",
-        str(DIGITS / "requirements.txt"),
-        "--data",
-        str(DIGITS / "data" / "train.csv"),
-        "--evaluate",
-        str(DIGITS / "evaluate.py"),
-        "--test-data",
-        str(DIGITS / "data" / "test.csv"),
+        *DIGITS_JOB,
         "--rounds",
         "3",
         "--shards",

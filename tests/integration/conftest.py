@@ -78,7 +78,9 @@ class Client:
             time.sleep(0.1)
         raise AssertionError(f"timed out; last state: {body['job']} {body['tasks']}")
 
-    def wait_for_nodes(self, n: int, timeout: float = 60) -> None:
+    def wait_for_nodes(self, n: int, timeout: float = 180) -> None:
+        """Until `n` nodes registered: a node first runs its sandbox self-test, which for a
+        docker node starts containers, slow on a loaded machine (no test depends on its speed)."""
         deadline = time.monotonic() + timeout
         while len(self.http.get("/nodes").json()) < n:
             assert time.monotonic() < deadline, "nodes did not register"

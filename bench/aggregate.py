@@ -106,7 +106,7 @@ def gridx_child(args: argparse.Namespace) -> None:
     """In a fresh process: one warm-up, then timed runs; prints seconds and peak RSS growth."""
     from gridx.coordinator.aggregation.engine import aggregate
     from gridx.coordinator.aggregation.work import AggregationJob
-    from gridx.schemas.jobs import FedAvg, FedMedian, Krum, TrimmedMean
+    from gridx.schemas.strategies import FedAvg, FedMedian, Krum, TrimmedMean
 
     strategies = {
         "fedavg": FedAvg(),

@@ -31,7 +31,7 @@ from gridx.coordinator.aggregation.tensorfile import (
     signature_of,
 )
 from gridx.coordinator.aggregation.work import AggregationJob, AggregationResult
-from gridx.schemas.jobs import FedAdam, FedAvgM
+from gridx.schemas.strategies import FedAdam, FedAvgM
 
 
 def aggregate(job: AggregationJob) -> AggregationResult:

@@ -16,7 +16,7 @@ import torch
 from gridx.coordinator.aggregation import robust
 from gridx.coordinator.aggregation.clients import ClientSet
 from gridx.coordinator.aggregation.fedavg import weighted_mean
-from gridx.schemas.jobs import Krum, Strategy, TrimmedMean
+from gridx.schemas.strategies import Krum, Strategy, TrimmedMean
 
 Merge = Callable[[ClientSet, str, Strategy, list[int] | None, torch.Tensor | None], torch.Tensor]
 Select = Callable[[ClientSet, Strategy], list[int]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gridx.schemas.jobs import Strategy
+from gridx.schemas.strategies import Strategy
 
 
 @dataclass

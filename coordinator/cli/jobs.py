@@ -20,8 +20,9 @@ from gridx.coordinator.cli.project import pack, sibling_imports
 from gridx.coordinator.cli.screen import line
 from gridx.coordinator.cli.views import job_download, job_status
 from gridx.schemas.agent import SANDBOX_LEVELS
-from gridx.schemas.jobs import FINISHED, STRATEGY_NAMES
+from gridx.schemas.jobs import FINISHED
 from gridx.schemas.projects import DEFAULT_ENTRY
+from gridx.schemas.strategies import STRATEGY_NAMES
 
 
 @click.group()

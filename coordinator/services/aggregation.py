@@ -31,7 +31,8 @@ from gridx.coordinator.services.rounds import open_evaluation, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.services.voting import blob_path, vote
 from gridx.coordinator.storage.base import Stored
-from gridx.schemas.jobs import INIT_ROUND, FedAvg, JobConfig, Strategy, round_label
+from gridx.schemas.jobs import INIT_ROUND, JobConfig, round_label
+from gridx.schemas.strategies import FedAvg, Strategy
 
 log = logging.getLogger("gridx.coordinator.rounds")
 _json = msgspec.json.Encoder()
@@ -235,15 +236,7 @@ async def _merge_updates(rt: Runtime, rnd: _Round) -> _Merged | None:
                 state_in=await blob_path(rt, prev.state_sha) if prev and prev.state_sha else None,
                 final=rnd.last,
                 noise_std=privacy.noise_std(dp, len(rnd.done)) if dp is not None else 0.0,
-                origins=[
-                    (
-                        await blob_path(rt, origins[t.round_idx]),
-                        staleness.discount(rnd.idx - t.round_idx, rnd.config.staleness_exponent),
-                    )
-                    for t in rnd.done
-                ]
-                if rnd.buffered
-                else None,
+                origins=await _rebasing(rt, rnd, origins) if rnd.buffered else None,
             )
             try:
                 result = await asyncio.get_running_loop().run_in_executor(
@@ -281,6 +274,18 @@ async def _origins(rt: Runtime, rnd: _Round) -> dict[int, str]:
             raise RuntimeError(f"round {idx} of job {rnd.job.id} has no input model")
         found[idx] = row.input_sha
     return found
+
+
+async def _rebasing(rt: Runtime, rnd: _Round, origins: dict[int, str]) -> list[tuple[str, float]]:
+    """Per update of an async step: the model file it trained from and its staleness discount."""
+    exponent = rnd.config.staleness_exponent
+    return [
+        (
+            await blob_path(rt, origins[t.round_idx]),
+            staleness.discount(rnd.idx - t.round_idx, exponent),
+        )
+        for t in rnd.done
+    ]
 
 
 async def _commit(
@@ -332,22 +337,29 @@ async def _commit(
             await buffer.release_merged(conn, job_id, idx)
         elif not rnd.config.keep_updates:  # merged: the updates are no longer needed
             await blobs.release_updates(conn, job_id, idx)
-        await events.append(
-            conn,
-            job_id,
-            "round_done",
-            {
-                "round": idx,
-                "metrics": metrics,
-                "model": pth_sha,
-                "selected": merged.result.selected,
-                "clipped": merged.result.clipped,
-                "epsilon": rnd.epsilon,
-                **({"behind": [idx - t.round_idx for t in rnd.done]} if rnd.buffered else {}),
-            },
-            now,
-        )
+        await _announce(conn, rnd, merged, metrics, now)
         return await _open_next(conn, rnd, (pth_sha, merged.result.signature), now, Fleet.of(rt))
+
+
+async def _announce(
+    conn: Conn, rnd: _Round, merged: _Merged, metrics: dict[str, float], now: int
+) -> None:
+    """The `round_done` event of a merged round (same transaction as its commit)."""
+    await events.append(
+        conn,
+        rnd.job.id,
+        "round_done",
+        {
+            "round": rnd.idx,
+            "metrics": metrics,
+            "model": merged.pth[0],
+            "selected": merged.result.selected,
+            "clipped": merged.result.clipped,
+            "epsilon": rnd.epsilon,
+            **({"behind": [rnd.idx - t.round_idx for t in rnd.done]} if rnd.buffered else {}),
+        },
+        now,
+    )
 
 
 def _budget_note(rnd: _Round) -> str | None:

@@ -22,7 +22,8 @@ from gridx.coordinator.services import nodes
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import BlobRef, LocalData, TaskAssignment
-from gridx.schemas.jobs import INIT_ROUND, FedProx
+from gridx.schemas.jobs import INIT_ROUND
+from gridx.schemas.strategies import FedProx
 
 log = logging.getLogger("gridx.coordinator.dispatch")
 RECHECK_S = 1.0

@@ -6,7 +6,8 @@ import msgspec
 
 from gridx.coordinator.errors import BadRequest, InvalidConfig
 from gridx.schemas.errors import field_of, plain
-from gridx.schemas.jobs import MEAN_RULES, Iid, JobConfig, StrategyBase
+from gridx.schemas.jobs import Iid, JobConfig
+from gridx.schemas.strategies import MEAN_RULES, StrategyBase
 
 
 def decode_config(raw: bytes) -> JobConfig:

@@ -27,14 +27,7 @@ from gridx.coordinator.services.rounds import first_round, open_round
 from gridx.coordinator.services.runtime import Runtime
 from gridx.coordinator.sharding import split_lines, split_table, splitter
 from gridx.coordinator.storage.base import Stored
-from gridx.schemas.jobs import (
-    INIT_ROUND,
-    Iid,
-    JobConfig,
-    JobDetail,
-    JobSummary,
-    Partition,
-)
+from gridx.schemas.jobs import INIT_ROUND, Iid, JobConfig, JobDetail, JobSummary, Partition
 from gridx.schemas.projects import DEFAULT_ENTRY
 
 _json = msgspec.json.Encoder()

@@ -18,7 +18,8 @@ from gridx.coordinator.db.connection import Conn
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.services.lifecycle import fail_job, task_failure_message
 from gridx.coordinator.services.rounds import close_round_if_complete
-from gridx.schemas.jobs import INIT_ROUND, ROBUST, JobConfig
+from gridx.schemas.jobs import INIT_ROUND, JobConfig
+from gridx.schemas.strategies import ROBUST
 
 DETERMINISTIC = ("invalid_weights",)
 """Failures a retry repeats: the same code, data and start give the same update."""

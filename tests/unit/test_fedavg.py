@@ -12,7 +12,7 @@ from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.aggregation.tally import weighted_metrics
 from gridx.coordinator.aggregation.weights import load_state
 from gridx.coordinator.aggregation.work import AggregationJob
-from gridx.schemas.jobs import FedAvg
+from gridx.schemas.strategies import FedAvg
 from tests.weightfiles import state, write_pth, write_safetensors
 
 CAP = 10_000_000

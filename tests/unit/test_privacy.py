@@ -16,7 +16,8 @@ from gridx.coordinator.aggregation.engine import aggregate
 from gridx.coordinator.aggregation.weights import load_state
 from gridx.coordinator.aggregation.work import AggregationJob
 from gridx.coordinator.services import privacy
-from gridx.schemas.jobs import FedAdam, FedAvg, Privacy
+from gridx.schemas.jobs import Privacy
+from gridx.schemas.strategies import FedAdam, FedAvg
 
 SIZE = 40_000
 NORMS = [10.0, 0.5, 3.0, 2.0]  # update norms: three over the clip norm, one under

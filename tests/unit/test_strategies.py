@@ -15,7 +15,7 @@ from gridx.coordinator.aggregation.networks import batcher, order_statistics
 from gridx.coordinator.aggregation.rules import RULES
 from gridx.coordinator.aggregation.weights import load_state
 from gridx.coordinator.aggregation.work import AggregationJob
-from gridx.schemas.jobs import (
+from gridx.schemas.strategies import (
     STRATEGY_NAMES,
     DiLoCo,
     FedAdagrad,

@@ -45,6 +45,21 @@ class TaskGroup:
                 found |= {int(p) for p in (path / "cgroup.procs").read_text().split()}
         return {pid for pid in found if not _zombie(pid)}
 
+    def memory_mb(self) -> tuple[int, int] | None:
+        """(now, peak) memory of the group's processes in MiB, as the kernel charges it (page
+        cache included; v2's `memory.current`/`memory.peak`, v1's usage/max_usage), or None
+        where the kernel does not say (v2 before Linux 5.19 has no peak)."""
+        names = (
+            ("memory.current", "memory.peak")
+            if self.v2
+            else ("memory.usage_in_bytes", "memory.max_usage_in_bytes")
+        )
+        for path in self.paths:
+            with contextlib.suppress(OSError, ValueError):
+                now, peak = (int((path / n).read_text()) >> 20 for n in names)
+                return now, peak
+        return None
+
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer took a process of the group (read before `kill`,
         which removes it): `oom_kill` in v2's `memory.events`, v1's `memory.oom_control`."""

@@ -18,6 +18,7 @@ from gridx.node.config import NodeConfig, default_env_file, forget_enrolment_key
 from gridx.node.enrolment import capabilities, enrol
 from gridx.node.errors import NodeError, WeakSandbox
 from gridx.node.executors import make_executor
+from gridx.node.memory import MemoryBudget
 from gridx.node.selftest import explain, run_selftest
 from gridx.node.state import load_identity, lock_state_dir
 from gridx.node.worker import Worker
@@ -32,6 +33,7 @@ async def _serve(config: NodeConfig, env_file: Path | None) -> None:
     lock = lock_state_dir(config.state_dir)  # before anything in the folder is touched
     ident = load_identity(config.state_dir, config.coordinator_url)
     node_id = ident.node_id if ident else ""
+    budget = MemoryBudget.measure(config.memory_mb)
     executor = make_executor(
         config.executor,
         config.state_dir,
@@ -40,12 +42,13 @@ async def _serve(config: NodeConfig, env_file: Path | None) -> None:
         config.sandbox,
         config.executor_image,
         config.warm_idle_s,
+        budget,
     )
     executor.cleanup()
     report = await run_selftest(executor, config.state_dir, await executor.prepare(None, None))
     if report.level != "strong" and not config.allow_weak_sandbox:
         raise WeakSandbox(f"refusing to run untrusted jobs: {explain(report)}")
-    caps = capabilities(executor, report)
+    caps = capabilities(executor, report, budget)
     if ident is None:
         bootstrap = CoordinatorClient(config.coordinator_url, ca_file=config.ca_file)
         try:
@@ -63,9 +66,10 @@ async def _serve(config: NodeConfig, env_file: Path | None) -> None:
             config.sandbox,
             config.executor_image,
             config.warm_idle_s,
+            budget,
         )
     client = CoordinatorClient(config.coordinator_url, ident.node_token, config.ca_file)
-    worker = Worker(config, client, ident, executor, report)
+    worker = Worker(config, client, ident, executor, report, budget)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)

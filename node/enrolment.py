@@ -3,7 +3,6 @@ registered once with the owner's enrolment key (`enrol`)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
@@ -17,6 +16,7 @@ from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig
 from gridx.node.errors import CoordinatorError, NotEnrolled, TransportError, Unreachable
 from gridx.node.executors.base import Executor
+from gridx.node.memory import MemoryBudget
 from gridx.node.selftest import SandboxReport
 from gridx.node.state import Identity, load_identity, save_identity
 from gridx.schemas.agent import Capabilities, RegisterRequest
@@ -35,16 +35,14 @@ def cuda_gpus() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def capabilities(executor: Executor, report: SandboxReport) -> Capabilities:
-    """What this machine offers, given the executor it runs tasks with and what its sandbox
-    self-test measured."""
-    memory_mb = 0
-    with contextlib.suppress(OSError, ValueError):
-        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+def capabilities(executor: Executor, report: SandboxReport, budget: MemoryBudget) -> Capabilities:
+    """What this machine offers, given the executor it runs tasks with, what its sandbox
+    self-test measured and the memory it may give a task."""
     return Capabilities(
         arch=platform.machine(),
         cpus=os.cpu_count() or 1,
-        memory_mb=memory_mb,
+        memory_mb=budget.task_mb,
+        machine_memory_mb=budget.total_mb,
         executors=sorted({"process", executor.name}),
         isolation=executor.isolation,  # type: ignore[arg-type]
         sandbox=report.level,  # type: ignore[arg-type]

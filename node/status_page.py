@@ -48,10 +48,18 @@ def status(worker: Worker) -> dict[str, Any]:
         },
         "caps": {
             "cpus": worker.config.cpus or worker.cpus,
-            "memory_mb": worker.config.memory_mb,
+            "memory_mb": worker.budget.task_mb,
             "hours": worker.config.hours or None,
             "when_idle": worker.config.when_idle,
             "paused": (worker.config.state_dir / availability.PAUSED).exists(),
+        },
+        "memory": {
+            "machine_mb": worker.budget.total_mb,
+            "free_at_start_mb": worker.budget.free_at_start_mb,
+            "cap_mb": worker.config.memory_mb,
+            "task_mb": worker.budget.task_mb,
+            "warm": worker.config.warm,
+            "warm_note": worker.budget.warm_note,
         },
         "recent": list(worker.history),
         "datasets": [
@@ -108,6 +116,23 @@ def _caps(caps: dict[str, Any]) -> str:
     )
 
 
+def _memory(m: dict[str, Any]) -> str:
+    """Where the tasks' memory cap comes from, and why a warm runner is kept or not."""
+    why = (
+        f"your cap (--memory-mb {m['cap_mb']:,})"
+        if m["task_mb"] == m["cap_mb"]
+        else f"what was free at start less the node's reserve (your cap: {m['cap_mb']:,} MB)"
+    )
+    text = (
+        f"Memory: this machine has {m['machine_mb']:,} MB, {m['free_at_start_mb']:,} MB were "
+        f"free when the node started; a task may use {m['task_mb']:,} MB: {why}."
+    )
+    if not m["warm"]:
+        return text + " Warm runners: off (--no-warm)."
+    note = m["warm_note"] or "none needed yet"
+    return f"{text} Warm runners (a job's interpreter kept between its tasks): {html.escape(note)}."
+
+
 def _page(s: dict[str, Any]) -> str:
     e = html.escape
     doing = _doing(s)
@@ -152,6 +177,7 @@ Up {duration(s["uptime_s"])}, {s["tasks_run"]} task(s) run.
 This machine has given {s["credits"]["tasks"]:g} task(s),
 {duration(s["credits"]["seconds"])} of compute.</p>
 <p>{_caps(s["caps"])}</p>
+<p>{_memory(s["memory"])}</p>
 <p>Now: {doing}.</p>{offered}
 <h2>Recent tasks</h2><table><thead><tr><th>task</th><th>round</th><th>shard</th><th>result</th>
 <th>preparing</th><th>training</th></tr></thead><tbody>{rows}</tbody></table></body></html>"""

@@ -28,6 +28,7 @@ from gridx.node.errors import (
 )
 from gridx.node.executors.base import Executor, RunResult, RunSpec, Warm
 from gridx.node.live_output import LiveOutput
+from gridx.node.memory import MemoryBudget
 from gridx.node.outage import Outage
 from gridx.node.own_paths import OwnPaths
 from gridx.node.projects import ProjectError
@@ -61,8 +62,10 @@ class Worker:
         ident: Identity,
         executor: Executor,
         report: SandboxReport,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.config = config
+        self.budget = budget or MemoryBudget.measure(config.memory_mb)
         self.report = report
         self.client = client
         self.ident = ident
@@ -164,7 +167,7 @@ class Worker:
         return None if now == self.datasets_sent else now
 
     async def _heartbeats(self) -> None:
-        caps: Capabilities | None = capabilities(self.executor, self.report)  # until acknowledged
+        caps: Capabilities | None = capabilities(self.executor, self.report, self.budget)
         while True:
             running = [self.current.task_id] if self.current else []
             phase = self.phase if self.current else None
@@ -287,7 +290,7 @@ class Worker:
             runtime=runtime,
             env=env,
             timeout_s=task.timeout_s,
-            memory_mb=self.config.memory_mb,
+            memory_mb=self.budget.task_mb,
             max_output_bytes=task.max_result_bytes,
             gpu=task.gpu,
             script=script,
@@ -299,7 +302,9 @@ class Worker:
             live=self.live,
         )
         self._set_phase("running", f"{script}")
-        return await self.executor.run(spec, self.cancel_current)
+        result = await self.executor.run(spec, self.cancel_current)
+        self.budget.ran(task.job_id, result.peak_mb)
+        return result
 
     async def _complete(self, task: TaskAssignment, result: RunResult) -> bool:
         """Upload the weights (an evaluation has none) and complete with the metrics; whether

@@ -50,6 +50,10 @@ class Capabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     arch: Short = ""
     cpus: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 0
     memory_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 0
+    """Memory a task may use there (MiB): its owner's cap within what was free at its start;
+    a job's `min_memory_mb` is held against this."""
+    machine_memory_mb: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 0
+    """The machine's memory (MiB)."""
     executors: Annotated[list[Short], msgspec.Meta(max_length=8)] = []
     isolation: Isolation = "none"
     sandbox: SandboxLevel = "none"

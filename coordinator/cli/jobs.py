@@ -203,6 +203,11 @@ def job() -> None:
     help="With --dataset: also accept the copies held by this owner's nodes (repeatable); "
     "by default only your own nodes' copies join.",
 )
+@click.option(
+    "--min-memory-mb",
+    type=int,
+    help="Run only on nodes that give a task at least this much memory (MiB) [any].",
+)
 @click.option("--min-nodes", type=int, help="With --dataset: nodes a round waits for [1].")
 @click.option("--max-nodes", type=int, help="With --dataset: nodes a round trains on at most [64].")
 @click.option(

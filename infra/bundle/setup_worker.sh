@@ -4,9 +4,11 @@
 #   ./setup_worker.sh                         asks for what it needs
 #   ./setup_worker.sh --coordinator URL --enrolment-key KEY [--owner-email E] [--name N]
 #                     [--torch auto|cpu|cuda|none]
-# --torch: the torch that jobs on this node use (a job never downloads another). auto (the
-# default): the CUDA build where an NVIDIA GPU answers, else the CPU-only build (about 200 MB
-# instead of several GB); none: jobs that need torch fail here until you install one.
+# --torch: the torch that jobs on this node use (a job never downloads another), pinned to the
+# release Grid-X's jobs are tested with (GRIDX_TORCH_VERSION to change it). auto (the default):
+# the CUDA build where an NVIDIA GPU answers, else the CPU-only build from PyTorch's CPU index
+# (GRIDX_TORCH_CPU_INDEX: a mirror of it), x86 and ARM alike (a few hundred MB instead of GBs);
+# none: jobs that need torch fail here until you install one.
 set -euo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$self")"
@@ -19,7 +21,7 @@ while [ $# -gt 0 ]; do
         --owner-email) email=$2; shift 2 ;;
         --name) name=$2; shift 2 ;;
         --torch) torch=$2; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$self" | cut -c3-; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$self" | cut -c3-; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -28,27 +30,15 @@ if [ -z "$key" ]; then read -rsp "Enrolment key (your API key, gxk_...): " key; 
 [ -n "$url" ] && [ -n "$key" ] || { echo "a coordinator URL and an enrolment key are needed" >&2; exit 2; }
 
 case "$torch" in auto|cpu|cuda|none) ;; *) echo "--torch is auto, cpu, cuda or none" >&2; exit 2 ;; esac
-if [ "$torch" = auto ]; then
-    if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then torch=cuda; else torch=cpu; fi
-fi
 
 python3 -m venv .venv
-pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
-"${pip[@]}" ./gridx-*.whl
-torch_failed() {
-    echo "could not install torch ($torch build; pip's reason above). Try again with" \
-        "--torch cpu, or with --torch none and then .venv/bin/pip install a torch wheel" \
-        "that fits this machine ($(uname -m), $(.venv/bin/python -V))" >&2
-    exit 1
-}
-if [ "$torch" = cpu ] && [ "$(uname -m)" = x86_64 ]; then
-    # PyPI's x86 torch carries CUDA (GBs); PyTorch's CPU index has the same torch without it
-    echo "installing torch (CPU-only build)"
-    "${pip[@]}" torch --index-url "${GRIDX_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}" ||
-        torch_failed
-elif [ "$torch" != none ]; then  # (on ARM, PyPI's torch is the CPU build)
-    echo "installing torch ($torch build)"
-    "${pip[@]}" torch || torch_failed
+.venv/bin/python -m pip install -q --disable-pip-version-check ./gridx-*.whl
+if [ "$torch" != none ]; then
+    # pinned, CPU-only unless a GPU answers, never a silent CUDA download (see install_torch.sh)
+    ./install_torch.sh .venv/bin/python "$torch" || {
+        echo "torch was not installed (reason above); the node is not set up" >&2
+        exit 1
+    }
 fi
 umask 077
 cat > worker_config.env <<CONF

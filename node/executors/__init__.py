@@ -11,6 +11,7 @@ from gridx.node.errors import ExecutorUnavailable
 from gridx.node.executors.base import Executor
 from gridx.node.executors.process import ProcessExecutor
 from gridx.node.executors.warm import IDLE_S
+from gridx.node.memory import MemoryBudget
 
 log = logging.getLogger("gridx.node")
 
@@ -23,9 +24,11 @@ def make_executor(
     isolation: str = "auto",
     image: str = "",
     warm_idle_s: float = IDLE_S,
+    budget: MemoryBudget | None = None,
 ) -> Executor:
     """`auto` (docker when an engine answers and has the executor image, else process),
-    `docker` or `process` (under `isolation`: `auto` for the strongest that works).
+    `docker` or `process` (under `isolation`: `auto` for the strongest that works); `budget`
+    decides where a warm runner fits.
 
     Raises:
         ExecutorUnavailable: `docker` asked for and no engine answers, or its image is missing.
@@ -35,7 +38,9 @@ def make_executor(
 
         if docker_available():
             try:
-                return DockerExecutor(node_id=node_id, image=image or None, warm_idle_s=warm_idle_s)
+                return DockerExecutor(
+                    node_id=node_id, image=image or None, warm_idle_s=warm_idle_s, budget=budget
+                )
             except ExecutorUnavailable as exc:
                 if kind == "docker":
                     raise
@@ -45,5 +50,5 @@ def make_executor(
                 "--executor docker: no Docker engine answers (is dockerd running? DOCKER_HOST?)"
             )
     return ProcessExecutor(
-        state_dir, python, node_id, None if isolation == "auto" else isolation, warm_idle_s
+        state_dir, python, node_id, None if isolation == "auto" else isolation, warm_idle_s, budget
     )

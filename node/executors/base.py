@@ -76,6 +76,8 @@ class RunResult:
     duration_s: float
     output: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    peak_mb: int | None = None
+    """The task's peak memory (its sandbox's, a warm runner's own excluded), where measured."""
 
     @property
     def ok(self) -> bool:

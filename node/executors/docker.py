@@ -55,6 +55,7 @@ from gridx.node.executors.warm import (
     WarmOrCold,
     runner_argv,
 )
+from gridx.node.memory import MemoryBudget
 from gridx.node.sandbox import shm_bytes
 from gridx.node.wheels import PINNED, Progress, quiet
 
@@ -89,6 +90,7 @@ class DockerExecutor(WarmOrCold):
         image: str | None = None,
         cpus: float = 0,
         warm_idle_s: float = IDLE_S,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.client = docker.from_env(timeout=60)
         self.image = image or DEFAULT_IMAGE
@@ -102,7 +104,7 @@ class DockerExecutor(WarmOrCold):
                 "`infra/executor/build_offline.sh` "
                 "(or `docker build -t gridx-executor infra/executor`)"
             ) from exc
-        self.runners = Runners(self._start_runner, idle_s=warm_idle_s)
+        self.runners = Runners(self._start_runner, idle_s=warm_idle_s, budget=budget)
 
     async def shutdown(self) -> None:
         """End the warm runners (their containers go with them)."""

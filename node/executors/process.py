@@ -39,6 +39,7 @@ from gridx.node.executors.warm import (
     key_of,
     runner_argv,
 )
+from gridx.node.memory import MemoryBudget
 from gridx.node.state import STATE_MODE
 from gridx.node.wheels import PINS_SCRIPT, Progress, quiet
 
@@ -109,6 +110,7 @@ class ProcessExecutor(WarmOrCold):
         node_id: str = "",
         isolation: str | None = None,
         warm_idle_s: float = IDLE_S,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.python = python
@@ -119,7 +121,7 @@ class ProcessExecutor(WarmOrCold):
         state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(state_dir, STATE_MODE)
         self.etc = sandbox.write_synthetic_etc(state_dir / "sandbox" / "etc")
-        self.runners = Runners(self._start_runner, idle_s=warm_idle_s)
+        self.runners = Runners(self._start_runner, idle_s=warm_idle_s, budget=budget)
 
     async def prepare(
         self, requirements: Path | None, sha256: str | None, progress: Progress = quiet
@@ -234,9 +236,10 @@ class ProcessExecutor(WarmOrCold):
 
     async def _start(
         self, spec: RunSpec, cmd: list[str], cwd: Path, **kwargs: Any
-    ) -> tuple[asyncio.subprocess.Process, _Protocol, Callable[[], Any], Callable[[], bool]]:
+    ) -> tuple[asyncio.subprocess.Process, _Protocol, Callable[[], Any], cgroups.TaskGroup | None]:
         """Start a sandboxed process in its own cgroup; also hands back what kills it all and
-        what says whether the OOM killer took any of it (asked before the kill)."""
+        the cgroup (None where the node makes none): whether the OOM killer took any of it and
+        its memory are asked of it before the kill."""
         mem = spec.memory_mb << 20
         group = self.cgroups.create(f"task-{secrets.token_hex(6)}", mem) if self.cgroups else None
         try:
@@ -259,7 +262,7 @@ class ProcessExecutor(WarmOrCold):
             if group is not None:
                 await asyncio.to_thread(group.kill)
 
-        return proc, protocol, kill, lambda: group is not None and group.oom_killed()
+        return proc, protocol, kill, group
 
     def _hand_over(self, spec: RunSpec) -> None:
         if self.user.switches:  # the task's uid writes its model here, and nowhere else
@@ -281,7 +284,7 @@ class ProcessExecutor(WarmOrCold):
         env = {k: v for k, v in spec.env.items() if not k.startswith("GRIDX_")}
         env["HOME"] = str(folder)
         try:
-            proc, _, kill, oom = await self._start(
+            proc, _, kill, group = await self._start(
                 spec,
                 self._command(spec, argv, folder),
                 folder,
@@ -308,15 +311,16 @@ class ProcessExecutor(WarmOrCold):
             errors.cancel()
 
         async def out_of_memory() -> bool:
-            return oom()
+            return group is not None and group.oom_killed()
 
-        return await Runner.started(key, ours, end, out_of_memory)
+        memory = group.memory_mb if group is not None else None
+        return await Runner.started(key, ours, end, out_of_memory, memory)
 
     async def _cold(self, spec: RunSpec, cancel: asyncio.Event) -> RunResult:
         """The script in a fresh interpreter of its own."""
         cmd = self._command(spec, ["-u", spec.script, *spec.argv], spec.workdir)
         started = time.monotonic()
-        proc, protocol, kill, oom = await self._start(
+        proc, protocol, kill, group = await self._start(
             spec,
             cmd,
             spec.workdir,
@@ -330,14 +334,18 @@ class ProcessExecutor(WarmOrCold):
             drain(proc.stderr, spec.logdir / "stderr.log", spec.live),
         )
         killed_by_oom = False
+        usage = None
         try:
             ended = await wait_or_stop(protocol.exited.wait(), cancel, spec.timeout_s, kill)
         finally:  # whatever the task left running (a daemon) goes with it
-            killed_by_oom = oom()
+            if group is not None:
+                killed_by_oom, usage = group.oom_killed(), group.memory_mb()
             await kill()
         tail = await collect(drains)
         duration = time.monotonic() - started
         rc = proc.returncode
         if not ended:
             return stopped(spec, cancel, rc, tail, duration)
-        return await judge(spec, rc, tail, duration, oom=killed_by_oom)
+        result = await judge(spec, rc, tail, duration, oom=killed_by_oom)
+        result.peak_mb = usage[1] if usage else None
+        return result

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridx.node.executors.base import RunResult, RunSpec, collect, drain, judge, stopped
+from gridx.node.memory import MemoryBudget
 from gridx.node.waiting import until
 
 log = logging.getLogger("gridx.node.warm")
@@ -85,6 +86,10 @@ def runner_argv(control: str, jobdir: str, preload: tuple[str, ...]) -> list[str
     ]
 
 
+Memory = Callable[[], "tuple[int, int] | None"]
+"""(now, peak) MiB of a runner's sandbox, where the executor can tell."""
+
+
 class RunnerGone(Exception):
     """The runner ended or broke its protocol; the node starts another."""
 
@@ -107,6 +112,7 @@ class Runner:
         control: socket.socket,
         kill: Callable[[], Awaitable[None]],
         oom: Callable[[], Awaitable[bool]],
+        memory: Memory | None = None,
     ) -> None:
         self.key = key
         self.control = control
@@ -118,6 +124,14 @@ class Runner:
         self.used = time.monotonic()
         self.tasks = 0
         self.preloaded: list[str] = []
+        self._memory = memory
+        self.memory_mb: int | None = None
+        """Its sandbox's memory once its preloads are in (None: not measured)."""
+
+    def peak_mb(self) -> int | None:
+        """Its sandbox's peak memory so far, runner and tasks (None: not measured)."""
+        usage = self._memory() if self._memory else None
+        return usage[1] if usage else None
 
     async def _receive(self) -> dict[str, object]:
         data = await asyncio.get_running_loop().sock_recv(self.control, 1 << 16)
@@ -135,19 +149,22 @@ class Runner:
         control: socket.socket,
         kill: Callable[[], Awaitable[None]],
         oom: Callable[[], Awaitable[bool]],
+        memory: Memory | None = None,
     ) -> Runner:
         """A runner just launched, once it has imported its preloads (its first message).
 
         Raises:
             RunnerGone: it ended or said nothing within START_TIMEOUT_S (it is killed).
         """
-        runner = cls(key, control, kill, oom)
+        runner = cls(key, control, kill, oom, memory)
         try:
             message = await asyncio.wait_for(runner._receive(), START_TIMEOUT_S)
         except (RunnerGone, TimeoutError) as exc:
             await runner.kill()
             raise RunnerGone(f"did not start ({exc})") from exc
         runner.preloaded = [str(p) for p in message.get("preloaded", [])]  # type: ignore[attr-defined]
+        usage = memory() if memory else None
+        runner.memory_mb = usage[0] if usage else None
         return runner
 
     async def _outcome(self) -> int | None:
@@ -210,6 +227,7 @@ class Runner:
                 await outcome
         rc = outcome.result() if ended else None
         oom = ended and (rc is None or rc < 0) and await self._oom()  # killed: by the kernel?
+        peak = self.peak_mb()
         if rc is None or self.dirty:  # stopped, or it broke its runner: nothing of it stays
             await self.kill()
         tail = await collect(drains)
@@ -217,6 +235,15 @@ class Runner:
         self.used = time.monotonic()
         if not ended:
             return stopped(spec, cancel, rc, tail, duration)
+        result = await self._judged(spec, rc, oom, tail, duration)
+        if peak is not None and self.memory_mb is not None:
+            result.peak_mb = max(1, peak - self.memory_mb)
+        return result
+
+    @staticmethod
+    async def _judged(
+        spec: RunSpec, rc: int | None, oom: bool, tail: str, duration: float
+    ) -> RunResult:
         if rc is None and oom:
             msg = f"{spec.script} ran out of memory (limit {spec.memory_mb} MiB)"
             return RunResult("out_of_memory", msg, None, tail, duration)
@@ -232,8 +259,16 @@ Starter = Callable[[WarmKey, RunSpec, tuple[str, ...]], Awaitable[Runner]]
 class Runners:
     """The warm runners of an executor, by key, with their idle timers."""
 
-    def __init__(self, start: Starter, idle_s: float = IDLE_S, limit: int = MAX_RUNNERS) -> None:
+    def __init__(
+        self,
+        start: Starter,
+        idle_s: float = IDLE_S,
+        limit: int = MAX_RUNNERS,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self._start = start
+        self.budget = budget
+        """Where given, a runner starts (and stays) only where it fits beside its task."""
         self.idle_s = idle_s
         self.limit = limit
         self.warm: dict[WarmKey, Runner] = {}
@@ -258,17 +293,33 @@ class Runners:
         # a preload can end the runner outright (a library that aborts under the memory cap):
         # then the job's tasks import it themselves, as they would cold
         fuller = preloads(key.preload, spec.memory_mb)
+        if self.budget is not None and self.budget.warm_refusal(key.job_id, fuller):
+            log.info("warm runner %s", self.budget.warm_note)  # (memory may free up later)
+            return None
         for preload in dict.fromkeys((fuller, fuller[: len(key.preload)], ())):
             try:
                 runner = await self._start(key, spec, preload)
             except (RunnerGone, OSError) as exc:  # never the worker's end: the task runs cold
                 log.warning("warm runner of job %s (preload %s): %s", key.job_id, preload, exc)
                 continue
+            if not await self._fits(runner, preload):
+                return None
             self.warm[key] = runner
             log.info("warm runner for job %s (preloaded %s)", key.job_id, runner.preloaded)
             return runner
         self.cold.add(key)
         return None
+
+    async def _fits(self, runner: Runner, preload: tuple[str, ...]) -> bool:
+        """Whether the runner just started, measured, leaves its job's task room (else it ends)."""
+        if self.budget is None or runner.memory_mb is None:
+            return True
+        self.budget.runners[preload] = runner.memory_mb
+        if self.budget.warm_refusal(runner.key.job_id, preload, runner.memory_mb) is None:
+            return True
+        log.info("warm runner %s", self.budget.warm_note)
+        await runner.kill()
+        return False
 
     async def run(self, key: WarmKey, spec: RunSpec, cancel: asyncio.Event) -> RunResult | None:
         """The task in the key's runner (one that died while idle is replaced, once); None when

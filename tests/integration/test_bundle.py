@@ -59,7 +59,7 @@ def test_bundle_sets_up_a_node_that_completes_a_task(
     )
     assert setup.returncode == 0, setup.stdout + setup.stderr
     assert (home / "worker_config.env").stat().st_mode & 0o077 == 0  # the key is private
-    assert "installing torch (CPU-only build)" in setup.stdout, setup.stdout
+    assert "installing torch 2.13.0 (CPU-only build, from " in setup.stdout, setup.stdout
     assert len(setup.stdout.splitlines()) <= 3, setup.stdout  # quiet: no pip chatter
     cuda = subprocess.run(
         [str(home / ".venv/bin/python"), "-c", "import torch; print(torch.version.cuda)"],
@@ -67,6 +67,11 @@ def test_bundle_sets_up_a_node_that_completes_a_task(
         text=True,
     )
     assert cuda.stdout.strip() == "None", cuda  # the CPU build: no multi-GB CUDA libraries
+    installed = subprocess.run(
+        [str(home / ".venv/bin/python"), "-m", "pip", "list", "--format=freeze"],
+        capture_output=True, text=True, check=True,
+    ).stdout.lower()  # fmt: skip
+    assert "torch==2.13.0" in installed and "nvidia-" not in installed and "triton" not in installed
     job_id = client.submit(TORCH_JOB, {"rounds": 1, "shards": 1}, requirements=b"torch\n")
     node = subprocess.run(
         ["./start_worker.sh", "--once", "--executor", "process"],

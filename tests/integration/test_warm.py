@@ -19,6 +19,7 @@ from gridx.coordinator.cli.cluster import LocalCluster
 from gridx.node import sandbox
 from gridx.node.executors.base import RunResult, RunSpec, Warm
 from gridx.node.executors.process import ProcessExecutor
+from gridx.node.memory import MemoryBudget
 from tests.integration.conftest import REPO, gridx
 
 DIGITS = REPO / "examples" / "digits"
@@ -196,3 +197,28 @@ def test_a_seeded_job_gives_the_same_model_warm_and_cold(
         log = (cluster.root / "node-1.log").read_text()
         assert (f"warm runner for job {job_id}" in log) == (mode == "--warm")
     assert models["--warm"] == models["--no-warm"]
+
+
+def test_a_tasks_memory_is_measured_warm_and_cold_and_the_budget_learns_it(
+    executor: ProcessExecutor,
+) -> None:
+    """The kernel's count of a task's sandbox (its cgroup's peak), a warm runner's own memory
+    taken out: what the node's memory budget decides warm runners by."""
+    tasks = Tasks(executor)
+    budget = MemoryBudget.measure(cap_mb=4096)
+    executor.runners.budget = budget
+    hog = "import numpy\nx = numpy.ones(150 << 17)\n" + WRITES  # 150 MB touched
+
+    async def scenario() -> None:
+        for warm in (False, True, True):
+            result, _, _ = await tasks.run(hog, job="job-mem", warm=warm)
+            assert result.ok, result
+            assert result.peak_mb is not None and 150 <= result.peak_mb < 400, (warm, result)
+            budget.ran("job-mem", result.peak_mb)
+        runner = next(iter(executor.runners.warm.values()))
+        assert runner.memory_mb is not None and runner.memory_mb > 0  # numpy preloaded
+        assert budget.runners[runner.key.preload] == runner.memory_mb
+        assert budget.warm_note.startswith("on for job job-mem: its runner ("), budget.warm_note
+        assert "its last task here" in budget.warm_note
+
+    play(executor, scenario())

@@ -19,10 +19,14 @@ from gridx.coordinator.cli.cluster import free_port
 SIZE = 4_000_000
 
 
-def make_wheel(name: str, version: str, files: dict[str, bytes]) -> tuple[str, bytes, bytes]:
-    """(file name, wheel bytes, METADATA) of a pure-Python wheel holding `files`."""
+def make_wheel(
+    name: str, version: str, files: dict[str, bytes], requires: tuple[str, ...] = ()
+) -> tuple[str, bytes, bytes]:
+    """(file name, wheel bytes, METADATA) of a pure-Python wheel holding `files` and naming
+    `requires` (its Requires-Dist lines)."""
     dist = f"{name.replace('-', '_')}-{version}"
     meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    meta += "".join(f"Requires-Dist: {r}\n" for r in requires).encode()
     files = {
         **files,
         f"{dist}.dist-info/METADATA": meta,

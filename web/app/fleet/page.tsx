@@ -56,7 +56,13 @@ export default function Fleet() {
                   </td>
                   <td className="lo">{n.owner}</td>
                   <td className="lo">
-                    {n.capabilities.arch || "?"}, {n.capabilities.cpus} cores, {bytes(n.capabilities.memory_mb * 1048576)}
+                    {n.capabilities.arch || "?"}, {n.capabilities.cpus} cores,{" "}
+                    <span title="memory a task may use there (of the machine's)">
+                      {bytes(n.capabilities.memory_mb * 1048576)}
+                      {n.capabilities.machine_memory_mb
+                        ? ` of ${bytes(n.capabilities.machine_memory_mb * 1048576)}`
+                        : ""}
+                    </span>
                     {n.capabilities.gpus ? `, ${n.capabilities.gpus} GPU` : ""}
                   </td>
                   <td className="lo">

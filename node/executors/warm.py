@@ -125,8 +125,7 @@ class Runner:
         self.tasks = 0
         self.preloaded: list[str] = []
         self._memory = memory
-        self.memory_mb: int | None = None
-        """Its sandbox's memory once its preloads are in (None: not measured)."""
+        self.memory_mb: int | None = None  # its sandbox's once its preloads are in
 
     def peak_mb(self) -> int | None:
         """Its sandbox's peak memory so far, runner and tasks (None: not measured)."""
@@ -267,8 +266,7 @@ class Runners:
         budget: MemoryBudget | None = None,
     ) -> None:
         self._start = start
-        self.budget = budget
-        """Where given, a runner starts (and stays) only where it fits beside its task."""
+        self.budget = budget  # where given, a runner starts only where it fits beside its task
         self.idle_s = idle_s
         self.limit = limit
         self.warm: dict[WarmKey, Runner] = {}

@@ -35,6 +35,10 @@ def test_node_serves_its_status_on_loopback(cluster: LocalCluster, client: Clien
     assert status["tasks_run"] == 1 and status["recent"][0]["result"] == "succeeded"
     page = httpx.get(f"{url}/").text
     assert status["node_id"] in page and "succeeded" in page and "gxn_" not in page
+    memory = status["memory"]  # the task's cap: the owner's, within what was free at start
+    assert 0 < memory["task_mb"] <= memory["cap_mb"] and memory["task_mb"] < memory["machine_mb"]
+    assert status["caps"]["memory_mb"] == memory["task_mb"]
+    assert f"a task may use {memory['task_mb']:,} MB" in page and "Warm runners" in page
     # a web page the owner visits, its DNS name pointed at 127.0.0.1, reads nothing
     rebound = httpx.get(f"{url}/status.json", headers={"Host": "evil.example:80"})
     assert rebound.status_code == 421 and status["node_id"] not in rebound.text

@@ -5,12 +5,9 @@ end, and the install's size and the node's memory printed (`tests/support/arm64_
 
 from __future__ import annotations
 
-import functools
 import re
 import subprocess
 import sys
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ import pytest
 from gridx.coordinator.cli.cluster import LocalCluster
 from tests.integration.conftest import DIGITS_JOB, REPO, Client, gridx
 from tests.support.arm64_vm import TORCH, Arm64Machine, emulation_ready, torch_index
+from tests.support.package_index import served_folder
 
 INSTALL_GOAL_MB = 1200
 
@@ -33,19 +31,13 @@ def _setup(machine: Arm64Machine, cluster: LocalCluster, tmp_path: Path) -> str:
         Path(built.stdout.strip().splitlines()[-1]).read_bytes()
     )
     # PyTorch's CPU index, which CI cannot reach, stood in for by one served from here
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(torch_index().parent))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     port = cluster.url.rsplit(":", 1)[1]
-    try:
+    with served_folder(torch_index().parent) as url:
         setup = machine.chroot(
             "cd /opt && tar xzf gridx-worker.tar.gz && cd gridx-worker && "
-            f"GRIDX_TORCH_CPU_INDEX=http://127.0.0.1:{server.server_address[1]}/simple "
-            f"GRIDX_TORCH_VERSION={TORCH} ./setup_worker.sh --coordinator http://10.0.2.2:{port} "
-            f"--enrolment-key {cluster.api_key} --name pi"
+            f"GRIDX_TORCH_CPU_INDEX={url}/simple GRIDX_TORCH_VERSION={TORCH} ./setup_worker.sh "
+            f"--coordinator http://10.0.2.2:{port} --enrolment-key {cluster.api_key} --name pi"
         )
-    finally:
-        server.shutdown()
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
     return setup.stdout
 

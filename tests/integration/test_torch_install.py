@@ -5,17 +5,14 @@ are ours, on 127.0.0.1, with stand-in torch wheels, and nothing of this machine'
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.support.bare_debian import REPO
-from tests.support.package_index import make_wheel
+from tests.support.package_index import make_wheel, served_folder
 
 SCRIPT = REPO / "infra" / "install_torch.sh"
 CUDA_REQUIRES = (
@@ -33,13 +30,8 @@ def served(folder: Path, version: str, build: str, requires: tuple[str, ...] = (
     (folder / name).write_bytes(wheel)
     link = f'<a href="../{name}#sha256={hashlib.sha256(wheel).hexdigest()}">{name}</a>'
     (folder / "torch" / "index.html").write_text(f"<html><body>{link}</body></html>")
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    with served_folder(folder) as url:
+        yield url
 
 
 def install(

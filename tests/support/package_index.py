@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import io
 import threading
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,6 +49,18 @@ def make_wheel(
             zf.writestr(path, data)
         zf.writestr(f"{dist}.dist-info/RECORD", record)
     return f"{dist}-py3-none-any.whl", buf.getvalue(), meta
+
+
+@contextlib.contextmanager
+def served_folder(folder: Path) -> Iterator[str]:
+    """`folder` served read-only over HTTP on 127.0.0.1 (a PEP 503 index, say): its URL."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 def _wheel() -> tuple[str, bytes, bytes]:

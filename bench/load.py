@@ -1,19 +1,24 @@
 """Load: many simulated nodes against real coordinator processes (127.0.0.1 only).
 
 Every simulated node registers, then heartbeats every 5 s (jittered); `--workers` of them also
-long-poll for tasks and complete each at once with a tiny weight file (uploaded through the
-signed URL, validated by the coordinator like any other). A feeder keeps jobs queued. Bounded in
-count and time; stops by itself.
+take tasks and complete each at once with a tiny weight file (uploaded through the signed URL,
+validated by the coordinator like any other). A feeder keeps jobs queued. Bounded in count and
+time; stops by itself.
+
+How a worker takes its tasks (`--protocol`): `poll`, the baseline, long-polls `request_task`
+for each (claim, upload, complete: three calls a task); `next` asks each completion for the next
+task (`next: true`) and polls only when none came (two calls a task). `both` (the default) runs
+the two on fresh coordinators, one after the other, and prints the ratios.
 
 Prints heartbeat p50/p99, claim p50/p99 (request_task calls that returned a task), dispatch
 latency (task created -> leased, from the coordinator's own records), tasks completed per second,
-errors, and the coordinators' CPU and RSS. Last line: one JSON object.
+errors, and the coordinators' CPU (per task too) and RSS. Last line: one JSON object.
 
 By default one coordinator on SQLite and local disk. `--database postgresql` runs against a
 private PostgreSQL and S3 server (SeaweedFS) started for the run, with `--replicas` coordinator
 processes sharing them; nodes are spread over the replicas round-robin.
 
-    python bench/load.py [--nodes 2000] [--seconds 60] [--workers 100]
+    python bench/load.py [--nodes 2000] [--seconds 60] [--workers 100] [--protocol both]
     python bench/load.py --database postgresql --replicas 2
 """
 
@@ -32,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -121,7 +127,9 @@ class KeepAlive:
 
 
 class Load:
-    def __init__(self, urls: list[str], key: str, deadline: float) -> None:
+    def __init__(self, urls: list[str], key: str, deadline: float, chain: bool = False) -> None:
+        self.chain = chain
+        """Ask each completion for the next task (`next`)."""
         self.urls, self.key, self.deadline = urls, key, deadline
         self.url = urls[0]
         self.heartbeats: list[float] = []
@@ -163,22 +171,29 @@ class Load:
                 self.error(f"heartbeat {type(exc).__name__}")
             await asyncio.sleep(HEARTBEAT_S)
 
+    async def _poll(self, s: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Any:
+        wait = max(0.0, min(5.0, self.deadline - time.monotonic()))
+        t = time.perf_counter()
+        async with s.post(
+            f"{url}/agent/request_task", params={"wait_s": str(wait)}, headers=headers
+        ) as r:
+            if r.status == 204:
+                return None
+            if r.status != 200:
+                self.error(f"request_task {r.status}")
+                return None
+            task = await r.json()
+        self.claims.append((time.perf_counter() - t) * 1000)
+        return task
+
     async def worker_loop(self, s: aiohttp.ClientSession, token: str, url: str) -> None:
         headers = {"Authorization": f"Bearer {token}"}
+        task = None
         while time.monotonic() < self.deadline:
-            wait = max(0.0, min(5.0, self.deadline - time.monotonic()))
-            t = time.perf_counter()
             try:
-                async with s.post(
-                    f"{url}/agent/request_task", params={"wait_s": str(wait)}, headers=headers
-                ) as r:
-                    if r.status == 204:
-                        continue
-                    if r.status != 200:
-                        self.error(f"request_task {r.status}")
-                        continue
-                    task = await r.json()
-                self.claims.append((time.perf_counter() - t) * 1000)
+                task = task or await self._poll(s, url, headers)
+                if task is None:
+                    continue
                 upload = task["upload_url"]  # the coordinator's route, or presigned S3
                 async with s.put(
                     upload if "://" in upload else url + upload, data=self.weights
@@ -186,21 +201,25 @@ class Load:
                     await r.read()
                     if r.status >= 300:
                         self.error(f"upload {r.status}")
+                        task = None
                         continue
                 body = {
                     "task_id": task["task_id"],
                     "lease_token": task["lease_token"],
                     "result_sha256": self.sha,
+                    "next": self.chain and time.monotonic() < self.deadline - 1,
                 }
+                task = None
                 async with s.post(f"{url}/agent/complete_task", json=body, headers=headers) as r:
                     if r.status == 200:
-                        await r.read()
+                        task = (await r.json()).get("next_task")
                         self.completed += 1
                     else:
                         code = (await r.json()).get("code", "") if r.status < 500 else ""
                         self.error(f"complete {r.status} {code}".strip())
             except (aiohttp.ClientError, TimeoutError, KeyError) as exc:
                 self.error(f"worker {type(exc).__name__}")
+                task = None
 
     async def feeder(self, s: aiohttp.ClientSession, shards: int) -> None:
         headers = {"Authorization": f"Bearer {self.key}"}
@@ -239,13 +258,13 @@ def fleet_stats(pids: list[int]) -> tuple[float, float]:
     return sum(c for c, _ in stats), sum(r for _, r in stats)
 
 
-async def run(args: argparse.Namespace, cluster: LocalCluster) -> dict[str, float]:
+async def run(args: argparse.Namespace, cluster: LocalCluster, chain: bool) -> dict[str, Any]:
     pids = [p.pid for p in cluster.replicas if p is not None]
     urls = cluster.urls
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
-        load = Load(urls, cluster.api_key, deadline=0)
+        load = Load(urls, cluster.api_key, deadline=0, chain=chain)
         sem = asyncio.Semaphore(64)
         t = time.monotonic()
         tokens = await asyncio.gather(*(load.register(s, i, sem) for i in range(args.nodes)))
@@ -294,6 +313,7 @@ async def run(args: argparse.Namespace, cluster: LocalCluster) -> dict[str, floa
         "errors": sum(load.errors.values()),
         "error_kinds": load.errors,
         "coordinator_cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
+        "cpu_ms_per_task": round(1000 * (cpu1 - cpu0) / max(load.completed, 1), 2),
         "simulator_cpu_percent": round(100 * (sim1 - sim0) / elapsed, 1),
         "coordinator_rss_mb": round(max(rss_peak, rss), 1),
         "mean_heartbeat_ms": round(statistics.fmean(load.heartbeats), 2) if load.heartbeats else 0,
@@ -308,9 +328,55 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=500, help="tasks per feeder job")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--replicas", type=int, default=1, help="coordinators (PostgreSQL only)")
+    parser.add_argument(
+        "--protocol", choices=("poll", "next", "both"), default="both",
+        help="how workers take tasks: poll for each, or the next with each completion",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.replicas > 1 and args.database == "sqlite":
         parser.error("--replicas > 1 needs --database postgresql (a SQLite file has one owner)")
+    protocols = ("poll", "next") if args.protocol == "both" else (args.protocol,)
+    results = {p: measure(args, p == "next") for p in protocols}
+    for protocol, result in results.items():
+        print(
+            f"{protocol}: {result['database']} x{result['replicas']}, nodes {result['nodes']}: "
+            f"heartbeat p50 {result['heartbeat_p50_ms']} ms, "
+            f"p99 {result['heartbeat_p99_ms']} ms ({result['heartbeats_per_s']}/s); "
+            f"claim p50 {result['claim_p50_ms']} ms, p99 {result['claim_p99_ms']} ms; "
+            f"dispatch p50 {result['dispatch_p50_ms']} ms; {result['tasks_per_s']} tasks/s; "
+            f"errors {result['errors']} {result['error_kinds']}; coordinator "
+            f"{result['coordinator_cpu_percent']}% CPU, {result['cpu_ms_per_task']} ms a task, "
+            f"{result['coordinator_rss_mb']} MiB; simulator {result['simulator_cpu_percent']}% CPU"
+        )
+    keys = (
+        "heartbeat_p50_ms",
+        "heartbeat_p99_ms",
+        "claim_p99_ms",
+        "dispatch_p50_ms",
+        "tasks_per_s",
+        "cpu_ms_per_task",
+        "errors",
+        "coordinator_rss_mb",
+    )
+    last = results[protocols[-1]]
+    line: dict[str, Any] = {k: last[k] for k in ("nodes", "database", "replicas")}
+    for protocol, result in results.items():
+        line |= {f"{protocol}_{k}": result[k] for k in keys}
+    if len(results) == 2:
+        poll, chained = results["poll"], results["next"]
+        line["tasks_per_s_next_vs_poll"] = round(chained["tasks_per_s"] / poll["tasks_per_s"], 2)
+        line["cpu_per_task_next_vs_poll"] = round(
+            chained["cpu_ms_per_task"] / poll["cpu_ms_per_task"], 2
+        )
+        print(
+            f"next vs poll: {line['tasks_per_s_next_vs_poll']}x the tasks/s, "
+            f"{line['cpu_per_task_next_vs_poll']}x the coordinator CPU a task"
+        )
+    print(json.dumps(line))
+
+
+def measure(args: argparse.Namespace, chain: bool) -> dict[str, Any]:
+    """One run against fresh coordinators (and, for PostgreSQL, fresh servers)."""
     root = Path(tempfile.mkdtemp(prefix="gridx-bench-load-"))
     env = {
         "GRIDX_REGISTER_PER_MINUTE": str(10 * args.nodes + 100),
@@ -337,30 +403,7 @@ def main() -> None:
         cluster = stack.enter_context(
             LocalCluster(root, coordinator_env=env, replicas=args.replicas)
         )
-        result = asyncio.run(run(args, cluster))
-    print(
-        f"{result['database']} x{result['replicas']}, nodes {result['nodes']}: "
-        f"heartbeat p50 {result['heartbeat_p50_ms']} ms, "
-        f"p99 {result['heartbeat_p99_ms']} ms ({result['heartbeats_per_s']}/s); "
-        f"claim p50 {result['claim_p50_ms']} ms, p99 {result['claim_p99_ms']} ms; "
-        f"dispatch p50 {result['dispatch_p50_ms']} ms; {result['tasks_per_s']} tasks/s; "
-        f"errors {result['errors']} {result['error_kinds']}; coordinator "
-        f"{result['coordinator_cpu_percent']}% CPU, {result['coordinator_rss_mb']} MiB; "
-        f"simulator {result['simulator_cpu_percent']}% CPU"
-    )
-    keys = (
-        "nodes",
-        "database",
-        "replicas",
-        "heartbeat_p50_ms",
-        "heartbeat_p99_ms",
-        "claim_p99_ms",
-        "dispatch_p50_ms",
-        "tasks_per_s",
-        "errors",
-        "coordinator_rss_mb",
-    )
-    print(json.dumps({k: result[k] for k in keys}))
+        return asyncio.run(run(args, cluster, chain))
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ class Worker:
         self.resting: str | None = None
         """Why the node takes no task now (paused, outside its hours, busy), if it does not."""
         self.datasets_sent: list[DatasetInfo] | None = None
+        self.next_task: TaskAssignment | None = None
+        """Leased in the answer to the last completion: the next to run, without polling."""
         """What the coordinator last acknowledged of this node's datasets."""
         self.resting_sent: str | None = None
         """Why it rests as the coordinator last acknowledged ('' : working; None: not yet)."""
@@ -117,11 +119,14 @@ class Worker:
                 self.resting = self.schedule.why_not(
                     self.config.state_dir, dt.datetime.now(), os.getloadavg()[0], self.cpus
                 )
+                task, self.next_task = self.next_task, None  # one its last completion brought
                 if self.draining or self.resting:  # take nothing new until the owner allows
+                    if task is not None:
+                        await self._release(task, self.resting or "draining")
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stop.wait(), self.heartbeat_s)
                     continue
-                task = await self._poll()
+                task = task or await self._poll()
                 if task is None:
                     continue
                 await self._run_task(task)
@@ -132,7 +137,18 @@ class Worker:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+            if self.next_task is not None:
+                await self._release(self.next_task, "node shutting down")
             await self.executor.shutdown()
+
+    async def _release(self, task: TaskAssignment, why: str) -> None:
+        """Hand back a task that came with a completion and will not run here now."""
+        with contextlib.suppress(TransportError, CoordinatorError):
+            req = FailTaskRequest(
+                task_id=task.task_id, lease_token=task.lease_token, kind="released",
+                code="released", message=why[:200],
+            )  # fmt: skip
+            await self.client.fail(req)
 
     async def _poll(self) -> TaskAssignment | None:
         poll = await until(self.client.request_task(self.config.poll_wait_s), self.stop)
@@ -323,15 +339,12 @@ class Worker:
                     metrics={} if task.private else result.metrics,
                     duration_s=result.duration_s,
                     output_tail="" if task.private else self.own.hide(self.live.tail()),
+                    next=not (self.config.once or self.stop.is_set() or self.draining),
                 )
             )
-            log.info(
-                "task %s %s in %.1fs %s",
-                task.task_id,
-                ack.status,
-                result.duration_s,
-                result.metrics,
-            )
+            self.next_task = ack.next_task
+            args = (task.task_id, ack.status, result.duration_s, result.metrics)
+            log.info("task %s %s in %.1fs %s", *args)
         except CoordinatorError as exc:
             log.warning("task %s result not accepted: %s", task.task_id, exc)
             return False

@@ -214,6 +214,9 @@ class CompleteTaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     output_tail: Annotated[str, msgspec.Meta(max_length=OUTPUT_TAIL)] = ""
     """The last of what the script printed (stdout and stderr as they came), kept with the
     attempt as a failed one's stderr is."""
+    next: bool = False
+    """Also lease the node its next task where one is ready now (no waiting): it comes in the
+    answer's `next_task`, and the node skips its `request_task` call (one call fewer a task)."""
 
 
 class FailTaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -247,3 +250,5 @@ class TaskAck(msgspec.Struct, kw_only=True):
 
     task_id: str
     status: str
+    next_task: TaskAssignment | None = None
+    """The node's next task, leased to it, where the completion asked (`next`) and one was ready."""

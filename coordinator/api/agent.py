@@ -83,8 +83,12 @@ class AgentController(Controller):
 
     @post("/complete_task", status_code=200)
     async def complete_task(self, data: CompleteTaskRequest, rt: Runtime, node: Node) -> TaskAck:
-        """Finish a task with uploaded weights; 409 if the lease is not held, 422 if refused."""
-        return await results.complete_task(rt, node, data)
+        """Finish a task with uploaded weights; 409 if the lease is not held, 422 if refused.
+        With `next`, the node's next ready task comes in the same answer."""
+        ack = await results.complete_task(rt, node, data)
+        if data.next:
+            ack.next_task = await dispatch.next_task(rt, node)
+        return ack
 
     @post("/fail_task", status_code=200)
     async def fail_task(self, data: FailTaskRequest, rt: Runtime, node: Node) -> TaskAck:

@@ -97,6 +97,13 @@ async def claim(rt: Runtime, node: NodeRow) -> TaskRow | None:
     return task
 
 
+async def next_task(rt: Runtime, node: NodeRow) -> TaskAssignment | None:
+    """A task leased to `node` now if one is ready (a completion's `next`), else None: one
+    claim, no waiting (the node long-polls when it gets none)."""
+    task = await claim(rt, node)
+    return await assignment(rt, task) if task is not None else None
+
+
 async def request_task(
     rt: Runtime, node: NodeRow, wait_s: float, gone: asyncio.Future[None] | None = None
 ) -> TaskAssignment | None:

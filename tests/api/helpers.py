@@ -65,9 +65,10 @@ def complete(
     metrics: dict[str, float] | None = None,
     duration_s: float = 0.0,
     output_tail: str = "",
+    next_task: bool = False,
 ) -> Any:
     """POST /agent/complete_task (`duration_s`: the run time the node claims; `output_tail`:
-    the end of what the task printed)."""
+    the end of what the task printed; `next_task`: lease the next one in the same call)."""
     return api.client.post(
         "/agent/complete_task",
         headers=node,
@@ -78,6 +79,7 @@ def complete(
             "metrics": metrics or {},
             "duration_s": duration_s,
             "output_tail": output_tail,
+            "next": next_task,
         },
     )
 

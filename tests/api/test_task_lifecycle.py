@@ -524,3 +524,38 @@ def test_capabilities_a_node_reports_later_decide_what_it_may_claim(api: Api) ->
     assert task is not None
     nodes = api.client.get("/nodes", headers=api.alice).json()
     assert nodes[0]["capabilities"]["docker"] is True
+
+
+def test_a_completion_can_bring_the_nodes_next_task_in_the_same_answer(
+    api: Api, tmp_path: Path
+) -> None:
+    """`next`: one call finishes a task and leases the next ready one to the same node (what a
+    `request_task` would have given); none ready, a draining node or a stale lease: none."""
+    job_id = submit(api, api.alice, {"rounds": 1, "shards": 3}).json()["job"]["id"]
+    node = register(api, api.alice, "busy")
+    task = claim(api, node)
+    assert task is not None
+    seen = [task["shard"]]
+    for i in range(3):
+        r = complete(api, node, task, upload(api, task, _pth(tmp_path, i)), next_task=True)
+        assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+        following = r.json()["next_task"]
+        if i == 2:
+            assert following is None  # the round's three shards are done
+            break
+        assert following["job_id"] == job_id and following["lease_token"], following
+        seen.append(following["shard"])
+        task = following
+    assert sorted(seen) == [0, 1, 2]
+    done = [t for t in _snapshot(api, job_id)["tasks"] if t["status"] == "succeeded"]
+    assert len(done) == 3
+    # a draining node finishes what it holds and gets nothing with it
+    second = submit(api, api.alice, {"rounds": 1, "shards": 2}).json()["job"]["id"]
+    task = claim(api, node)
+    assert task is not None and task["job_id"] == second
+    node_id = next(n["id"] for n in api.client.get("/nodes", headers=api.alice).json())
+    r = api.client.post(f"/nodes/{node_id}/drain", json={"drain": True}, headers=api.alice)
+    assert r.status_code == 200
+    r = complete(api, node, task, upload(api, task, _pth(tmp_path, 7)), next_task=True)
+    assert r.status_code == 200 and r.json()["next_task"] is None
+    assert claim(api, node) is None  # (and none is leased behind its back)

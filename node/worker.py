@@ -143,11 +143,9 @@ class Worker:
 
     async def _release(self, task: TaskAssignment, why: str) -> None:
         """Hand back a task that came with a completion and will not run here now."""
+        held = {"task_id": task.task_id, "lease_token": task.lease_token}
+        req = FailTaskRequest(**held, kind="released", code="released", message=why[:200])
         with contextlib.suppress(TransportError, CoordinatorError):
-            req = FailTaskRequest(
-                task_id=task.task_id, lease_token=task.lease_token, kind="released",
-                code="released", message=why[:200],
-            )  # fmt: skip
             await self.client.fail(req)
 
     async def _poll(self) -> TaskAssignment | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gridx.node import availability
 from gridx.node.config import NodeConfig
 from gridx.node.errors import TransportError
 from gridx.node.executors.base import RunResult, RunSpec
@@ -52,8 +53,21 @@ class FakeClient:
         self.uploaded: list[bytes] = []
         self.heartbeats: list[HeartbeatRequest] = []
         self.cancel: list[str] = []
+        self.following: dict[str, TaskAssignment] = {}
+        """The task a completion of the key brings, where it asks (`next`)."""
+        self.polls = 0
+        self.reported = asyncio.Event()
+        """Set at each completion or failure."""
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        while True:
+            self.reported.clear()  # before looking: a report in between sets it again
+            if done():
+                return
+            await asyncio.wait_for(self.reported.wait(), 10)
 
     async def request_task(self, wait_s: float) -> TaskAssignment | None:
+        self.polls += 1
         if not self.tasks:
             await asyncio.sleep(0.01)
             return None
@@ -75,10 +89,13 @@ class FakeClient:
 
     async def complete(self, req: CompleteTaskRequest) -> TaskAck:
         self.completed.append(req)
-        return TaskAck(task_id=req.task_id, status="succeeded")
+        self.reported.set()
+        following = self.following.pop(req.task_id, None) if req.next else None
+        return TaskAck(task_id=req.task_id, status="succeeded", next_task=following)
 
     async def fail(self, req: FailTaskRequest) -> TaskAck | None:
         self.failed.append(req)
+        self.reported.set()
         return TaskAck(task_id=req.task_id, status="failed")
 
 
@@ -197,3 +214,38 @@ async def test_an_outage_is_ridden_out_and_the_next_task_runs(
     client = FakeClient([down, down, _task()])
     await asyncio.wait_for(_worker(tmp_path, client, FakeExecutor(_weights), once=True).run(), 10)
     assert [c.task_id for c in client.completed] == ["t1"]
+
+
+async def test_a_task_that_comes_with_a_completion_runs_without_a_poll(tmp_path: Path) -> None:
+    client = FakeClient([_task("t1")])
+    client.following = {"t1": _task("t2")}
+    worker = _worker(tmp_path, client, FakeExecutor(_weights), once=False)
+    running = asyncio.ensure_future(worker.run())
+    await client.until(lambda: len(client.completed) == 2)
+    worker.request_stop()
+    await asyncio.wait_for(running, 10)
+    assert [(c.task_id, c.next) for c in client.completed] == [("t1", True), ("t2", True)]
+    assert client.polls >= 1 and client.failed == []
+    assert len(client.uploaded) == 2
+
+
+async def test_a_task_that_came_with_a_completion_is_handed_back_when_the_owner_paused(
+    tmp_path: Path,
+) -> None:
+    worker: Worker
+
+    def pause_after(spec: RunSpec, cancel: asyncio.Event) -> RunResult:
+        (worker.config.state_dir / availability.PAUSED).touch()  # the owner, mid-task
+        return _weights(spec, cancel)
+
+    client = FakeClient([_task("t1")])
+    client.following = {"t1": _task("t2")}
+    worker = _worker(tmp_path, client, FakeExecutor(pause_after), once=False)
+    running = asyncio.ensure_future(worker.run())
+    await client.until(lambda: bool(client.failed))
+    worker.request_stop()
+    await asyncio.wait_for(running, 10)
+    (released,) = client.failed
+    assert (released.task_id, released.kind, released.code) == ("t2", "released", "released")
+    assert "paused" in released.message, released.message
+    assert [c.task_id for c in client.completed] == ["t1"]  # t2 never ran here

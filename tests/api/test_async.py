@@ -234,7 +234,8 @@ def seeded_run(api: Api, tmp: Path, seed: int, tag: str) -> str:
     nodes = [register(api, api.alice, f"{tag}-{i}") for i in range(3)]
     rng = random.Random(seed)
     held: dict[int, dict[str, Any]] = {}
-    while True:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         body = detail(api, job_id)
         if body["job"]["status"] == "succeeded":
             return str(body["final_model_sha256"])
@@ -244,10 +245,14 @@ def seeded_run(api: Api, tmp: Path, seed: int, tag: str) -> str:
         for i, node in enumerate(nodes):
             if i not in held and (task := claim(api, node)) is not None:
                 held[i] = task
+        if not held:  # the last step committed, the job not ended yet: nothing to train
+            time.sleep(0.02)
+            continue
         i = rng.choice(sorted(held))
         task = held.pop(i)
         place = task["task_id"].removeprefix(job_id)
         send(api, nodes[i], task, tmp, zlib.crc32(place.encode()) % 1000)
+    raise AssertionError(f"job {job_id} did not end: {detail(api, job_id)['job']}")
 
 
 def test_an_async_jobs_model_is_bit_identical_for_the_same_arrival_order(

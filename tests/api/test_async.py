@@ -242,12 +242,12 @@ def seeded_run(api: Api, tmp: Path, seed: int, tag: str) -> str:
         if any(r["status"] == "aggregating" for r in body["rounds"]):
             time.sleep(0.02)  # a step merges: the next arrival comes after it, in every run
             continue
+        if sum(r["status"] == "done" for r in body["rounds"]) == 4:
+            time.sleep(0.02)  # the last step is in: the job ends, its training cancelled
+            continue
         for i, node in enumerate(nodes):
             if i not in held and (task := claim(api, node)) is not None:
                 held[i] = task
-        if not held:  # the last step committed, the job not ended yet: nothing to train
-            time.sleep(0.02)
-            continue
         i = rng.choice(sorted(held))
         task = held.pop(i)
         place = task["task_id"].removeprefix(job_id)

@@ -15,8 +15,10 @@ CONFIG = {"rounds": 3, "shards": 2, "epochs": 1, "seed": 7}
 
 
 def _submit(client: Client) -> str:
+    """The digits job, each task lasting at least 0.5 s (a warm task takes under 0.1 s: the
+    test, polling every 0.1 s, must see a round's tasks leased to crash the coordinator then)."""
     return client.submit(
-        (DIGITS / "train.py").read_bytes(),
+        (DIGITS / "train.py").read_bytes() + b"\nimport time\n\ntime.sleep(0.5)\n",
         CONFIG,
         data=("train.csv", (DIGITS / "data" / "train.csv").read_bytes()),
     )

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import gridx
+from tests.integration.conftest import Client, gridx
 
 TRAIN = """
 import json, os, torch
@@ -96,6 +96,9 @@ def test_user_create_prints_the_line_to_use_the_key_and_is_audited(cluster: Loca
 
 def test_wait_rides_out_a_coordinator_restart(cluster: LocalCluster, tmp_path: Path) -> None:
     cluster.add_node("node-1")
+    # registered before the coordinator goes down (a node that cannot register within its six
+    # tries gives up saying so: that is not what this test is about)
+    Client(cluster).wait_for_nodes(1)
     (tmp_path / "train.py").write_text("import time\ntime.sleep(4)\n" + TRAIN)
     data = tmp_path / "d.csv"
     data.write_text("x\n1\n2\n")

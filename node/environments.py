@@ -226,12 +226,7 @@ async def ensure_env(
     shutil.rmtree(env_dir, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     progress("creating the environment")
-    rc, out = await run_pip(base_python, "-m", "venv", "--without-pip", str(env_dir))
-    rc2, base_paths = await run_pip(base_python, "-c", _SITE_PATHS)
-    rc3, purelib = await run_pip(base_python, "-c", _PURELIB, str(env_dir))
-    if rc or rc2 or rc3:
-        raise RequirementsError("could not create a virtual environment", out + purelib)
-    Path(purelib.strip(), "_gridx_base.pth").write_text(base_paths)
+    await _new_venv(base_python, env_dir)
     try:
         with wheels.pip_tmp(cache_dir / ".tmp") as tmp:
             checked = tmp / "requirements.txt"  # the checked lines, never the job's file
@@ -245,29 +240,50 @@ async def ensure_env(
                 wheelhouse = tmp / "wheels"
                 await fetch(base_python, needed, wheelhouse, tmp, progress)
                 progress(f"installing {wheels.describe(needed)} in the sandbox")
-                rc, out = await install(
-                    [
-                        base_python,
-                        "-m",
-                        "pip",
-                        "install",
-                        "--no-index",
-                        "--no-deps",
-                        "--ignore-installed",
-                        "--no-compile",
-                        *WHEELS_ONLY,
-                        "-q",
-                        "--prefix",
-                        str(env_dir),
-                        *map(str, sorted(wheelhouse.glob("*.whl"))),
-                    ],
-                    env_dir,
-                    [wheelhouse],
-                )
-                if rc != 0:
-                    raise RequirementsError("installing the wheels failed", out)
+                await _unpack(install, base_python, wheelhouse, env_dir)
     except BaseException:
         shutil.rmtree(env_dir, ignore_errors=True)
         raise
     (env_dir / ".ready").touch()
     return str(python)
+
+
+async def _new_venv(base_python: str, env_dir: Path) -> None:
+    """An empty virtualenv at `env_dir` that also sees the node's own packages (torch).
+
+    Raises:
+        RequirementsError: it could not be made.
+    """
+    rc, out = await run_pip(base_python, "-m", "venv", "--without-pip", str(env_dir))
+    rc2, base_paths = await run_pip(base_python, "-c", _SITE_PATHS)
+    rc3, purelib = await run_pip(base_python, "-c", _PURELIB, str(env_dir))
+    if rc or rc2 or rc3:
+        raise RequirementsError("could not create a virtual environment", out + purelib)
+    Path(purelib.strip(), "_gridx_base.pth").write_text(base_paths)
+
+
+async def _unpack(install: Install, base_python: str, wheelhouse: Path, env_dir: Path) -> None:
+    """The downloaded wheels unpacked into `env_dir` by `install`, inside the task's sandbox
+    (offline, no dependencies resolved, nothing compiled: a wheel runs no code to install).
+
+    Raises:
+        RequirementsError: pip failed.
+    """
+    command = [
+        base_python,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--no-deps",
+        "--ignore-installed",
+        "--no-compile",
+        *WHEELS_ONLY,
+        "-q",
+        "--prefix",
+        str(env_dir),
+        *map(str, sorted(wheelhouse.glob("*.whl"))),
+    ]
+    rc, out = await install(command, env_dir, [wheelhouse])
+    if rc != 0:
+        raise RequirementsError("installing the wheels failed", out)

@@ -176,13 +176,14 @@ class Arm64Machine:
         shutil.copyfile(CA_BUNDLE, self.root / "etc" / "gridx-host-ca.crt")
         cache = CACHE_DIR / "pip-cache"
         cache.mkdir(parents=True, exist_ok=True)
-        (self.root / "root" / ".cache" / "pip").mkdir(parents=True, exist_ok=True)
+        pip_cache = self.root / "root" / ".cache" / "pip"  # root's, inside the rootfs
+        pip_cache.mkdir(parents=True, exist_ok=True)
         mounts = [
             f"mount -t proc proc {self.root}/proc",
             f"mount --rbind /dev {self.root}/dev",
             f"mount -t sysfs sys {self.root}/sys",
             f"mount -t tmpfs -o mode=1777 tmp {self.root}/tmp",
-            f"mount --bind {cache} {self.root}/root/.cache/pip",
+            f"mount --bind {cache} {pip_cache}",
         ]
         enter = shlex.join([
             "chroot", str(self.root), "/usr/bin/env", "-i", "HOME=/root", f"PATH={PATH}",

@@ -11,8 +11,9 @@ from pathlib import Path
 from gridx.node.client import CoordinatorClient
 from gridx.node.config import NodeConfig
 from gridx.node.datasets import Catalog
-from gridx.node.private_training import add_clipping, blind_copy, local_data
+from gridx.node.private_training import blind_copy, local_data
 from gridx.node.projects import unpack as unpack_project
+from gridx.node.update_wrapping import keep_residual, wrap
 from gridx.schemas.agent import TaskAssignment
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -72,7 +73,7 @@ class TaskInputs:
 
     async def private(self, script: str) -> tuple[Path | None, str]:
         """This node's own copy of the job's dataset (the folder the sandbox shows), and the
-        script to run (a wrapper when the job clips its updates on the node)."""
+        script to run (a wrapper when the job clips or compresses its updates on the node)."""
         task, workdir, env = self.task, self.workdir, self.env
         data_dir = None
         if task.dataset is not None:
@@ -86,6 +87,15 @@ class TaskInputs:
             if real.parent == workdir:
                 await asyncio.to_thread(real.unlink)
             env["GRIDX_DATA"], data_dir = str(blind), None
-        if task.client_clip is not None:
-            script = add_clipping(workdir, script, task.client_clip, env)
+        script = await asyncio.to_thread(wrap, task, workdir, script, env, self.residual)
         return data_dir, script
+
+    @property
+    def residual(self) -> Path:
+        """Where this node keeps the job's top-k residual between its tasks."""
+        return self.config.state_dir / "residuals" / f"{safe_filename(self.task.job_id, 'job')}.pt"
+
+    async def keep(self) -> None:
+        """After the task succeeded: keep what the node carries to the job's next task."""
+        cap = 8 * self.task.max_result_bytes  # (float32 residuals of a half-precision model)
+        await asyncio.to_thread(keep_residual, self.task, self.workdir, self.residual, cap)

@@ -318,6 +318,8 @@ class Worker:
         self._set_phase("running", f"{script}")
         result = await self.executor.run(spec, self.cancel_current)
         self.budget.ran(task.job_id, result.peak_mb)
+        if result.ok:
+            await inputs.keep()
         return result
 
     async def _complete(self, task: TaskAssignment, result: RunResult) -> bool:

@@ -193,6 +193,9 @@ class TaskAssignment(msgspec.Struct, kw_only=True):
     private: bool = False
     """A differentially private job on this node's own data: what the script prints and its
     metrics stay on this node (only the noised merge of its weights leaves)."""
+    compress: str | None = None
+    """Send the update (weights minus `init_model`) encoded so (`int8`, `int4`, `topk:F`; see
+    `JobConfig.compress`) instead of the weights."""
 
 
 class UploadResponse(msgspec.Struct, kw_only=True):

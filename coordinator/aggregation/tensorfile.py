@@ -78,6 +78,8 @@ class TensorFile:
         self._mm: mmap.mmap | None = None
         self._state: dict[str, torch.Tensor] | None = None
         self._offsets: dict[str, tuple[int, int]] = {}
+        self.metadata: dict[str, str] = {}
+        """A safetensors file's `__metadata__` (string to string, as the format says)."""
         with self.path.open("rb") as fh:
             head = fh.read(8)
         if head[:4] == b"PK\x03\x04":
@@ -103,7 +105,12 @@ class TensorFile:
             raise WeightsError("not a valid safetensors file: its header is not JSON") from exc
         if not isinstance(header, dict):
             raise WeightsError("not a valid safetensors file: header is not an object")
-        header.pop("__metadata__", None)
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise WeightsError("not a valid safetensors file: __metadata__ is not text to text")
+        self.metadata = metadata
         base, data_len = 8 + header_len, self.size - 8 - header_len
         specs: dict[str, Spec] = {}
         spans = []
@@ -265,7 +272,8 @@ class SafetensorsWriter:
             offset += size
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned
-        self._fh = Path(path).open("wb")  # noqa: SIM115 - closed by close()
+        self.path = Path(path)
+        self._fh = self.path.open("wb")  # closed by close() or abort()
         self._fh.write(struct.pack("<Q", len(raw)) + raw)
         self._next = 0
 
@@ -289,3 +297,8 @@ class SafetensorsWriter:
         self._fh.close()
         if self._next != len(self.order):
             raise ValueError(f"only {self._next} of {len(self.order)} tensors were written")
+
+    def abort(self) -> None:
+        """Close and delete a file that will not be finished."""
+        self._fh.close()
+        self.path.unlink(missing_ok=True)

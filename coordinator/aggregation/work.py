@@ -88,6 +88,20 @@ def validate_file(
     return weights.validate_file(path, max_bytes, expected_signature, base, max_norm, frozen)
 
 
+def is_encoded(path: str, max_bytes: int) -> bool:
+    """Whether a result file is a compressed update (`compressed.is_encoded`)."""
+    from gridx.coordinator.aggregation import compressed
+
+    return compressed.is_encoded(path, max_bytes)
+
+
+def decode_update(path: str, base: str, out: str, max_bytes: int) -> int:
+    """Decode a compressed update onto its model (`compressed.decode_update`)."""
+    from gridx.coordinator.aggregation import compressed
+
+    return compressed.decode_update(path, base, out, max_bytes)
+
+
 def initial_model(path: str, out: str, max_bytes: int) -> str:
     """Check a user's initial model and store it as safetensors (`weights.initial_model`)."""
     from gridx.coordinator.aggregation import weights

@@ -219,6 +219,12 @@ def job() -> None:
     help="Central differential privacy: noise_multiplier=Z,clip_norm=C[,delta=D]"
     "[,max_epsilon=E][,client_clip=1].",
 )
+@click.option(
+    "--compress",
+    metavar="int8|int4|topk:F",
+    help="Nodes send their update compressed: int8 (~0.26x the bytes), int4 (~0.13x), or "
+    "topk:F (the fraction F of the values that changed most, e.g. topk:0.01) [whole models].",
+)
 @click.option("--wait", is_flag=True, help="Follow the job and download the model when done.")
 @click.option(
     "--out",

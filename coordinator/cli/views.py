@@ -71,6 +71,9 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         )
     if c.dataset:
         line(f"data: dataset {c.dataset!r} on the nodes that hold it (never uploaded)")
+    if d.uploaded_bytes or c.compress:
+        how = f"{c.compress} updates" if c.compress else "whole models"
+        line(f"traffic: {_mb(d.uploaded_bytes)} uploaded by the nodes ({how})")
     if d.waiting:
         line(f"waiting: {d.waiting}")
     for r in d.rounds:
@@ -78,6 +81,7 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         held_out = f"  held-out: {format_metrics(r.held_out)}" if r.held_out else ""
         eps = f"  epsilon={r.epsilon:.3g} (delta {d.delta:.3g})" if r.epsilon and d.delta else ""
         who = f"  nodes: {', '.join(r.nodes)}" if c.dataset and r.nodes else ""
+        who += f"  sent: {_mb(r.uploaded_bytes)}" if r.uploaded_bytes else ""
         if r.staleness:
             who += f"  staleness: {' '.join(map(str, r.staleness))}"
         line(f"  {name}: {r.status:<11} {format_metrics(r.metrics)}{held_out}{eps}{who}")
@@ -97,6 +101,10 @@ def job_status(job_id: str, client: ApiClient, as_json: bool) -> None:
         text(last_failure(d))
     elif j.error:  # a job that ended early on purpose (its privacy budget) says why
         line(f"note: {j.error}")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.2f} MB"
 
 
 @click.command("download")

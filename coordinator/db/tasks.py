@@ -62,6 +62,10 @@ class TaskRow(msgspec.Struct, kw_only=True):
     phase_detail: str | None = None
     merged_into: int | None = None
     """An async job's update: the server step that merged it (None: waiting in the buffer)."""
+    upload_bytes: int | None = None
+    """The size of the file its node uploaded (its share of the job's traffic)."""
+    upload_sha: str | None = None
+    """A compressed update's own hash, once decoded into `result_sha`."""
 
 
 COLUMNS = columns_of(TaskRow)
@@ -142,8 +146,14 @@ CLAIM = {
 # A result is first attached by its upload (through the lease's signed URL), then completed:
 # a node can only complete with the file it uploaded under its own lease.
 ATTACH_RESULT = """
-UPDATE tasks SET result_sha = :result_sha, updated_at = :now
+UPDATE tasks SET result_sha = :result_sha, upload_bytes = :size, upload_sha = NULL,
+    updated_at = :now
 WHERE id = :id AND status = 'leased' AND lease_token = :token
+RETURNING id
+"""
+ATTACH_DECODED = """
+UPDATE tasks SET upload_sha = result_sha, result_sha = :result_sha, updated_at = :now
+WHERE id = :id AND status = 'leased' AND result_sha IS NOT NULL
 RETURNING id
 """
 COMPLETE = f"""
@@ -286,10 +296,20 @@ async def claim(
     return task
 
 
-async def attach_result(conn: Conn, *, task_id: str, token: str, result_sha: str, now: int) -> bool:
-    """Record the file uploaded under a live lease; False when the lease is gone."""
-    params = {"id": task_id, "token": token, "result_sha": result_sha, "now": now}
+async def attach_result(
+    conn: Conn, *, task_id: str, token: str, result_sha: str, size: int, now: int
+) -> bool:
+    """Record the file (of `size` bytes) uploaded under a live lease; False when the lease is
+    gone."""
+    params = {"id": task_id, "token": token, "result_sha": result_sha, "size": size, "now": now}
     return bool(await rows_of(conn, ATTACH_RESULT, params))
+
+
+async def attach_decoded(conn: Conn, *, task_id: str, result_sha: str, now: int) -> bool:
+    """Make a decoded model the result of a leased task whose upload was a compressed update
+    (kept as `upload_sha`); False when the task is no longer leased."""
+    params = {"id": task_id, "result_sha": result_sha, "now": now}
+    return bool(await rows_of(conn, ATTACH_DECODED, params))
 
 
 async def complete(

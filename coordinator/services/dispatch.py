@@ -225,6 +225,7 @@ async def assignment(rt: Runtime, task: TaskRow) -> TaskAssignment:
         preload=config.preload,
         dataset=await _local_data(rt, job) if not evaluate else None,
         client_clip=dp.clip_norm if dp and dp.client_clip and not evaluate and model else None,
+        compress=config.compress if not evaluate and model and task.round_idx >= 0 else None,
         private=dp is not None and job.dataset is not None and not evaluate,
         entry=config.entry,
         blind=blind,

@@ -40,6 +40,7 @@ def decode_config(raw: bytes) -> JobConfig:
         problem = config.strategy.problem(clients(config))
         problems = [] if problem is None else [(problem[0], f"invalid job config: {problem[1]}")]
         rules = _round_rules(config) + _local_rules(config) + _privacy_rules(config)
+        rules += _compress_rules(config)
         rules += _async_rules(config)
         problems += [(f, f"invalid job config: {m}") for f, m in rules]
     if problems:
@@ -133,6 +134,25 @@ def _privacy_rules(config: JobConfig) -> list[tuple[str, str]]:
         )
     if config.strategy.clip_norm is not None:
         problems.append(("strategy.clip_norm", "with dp, clipping is dp.clip_norm"))
+    return problems
+
+
+def _compress_rules(config: JobConfig) -> list[tuple[str, str]]:
+    """What a compressed job cannot also ask for, and why."""
+    if config.compress is None:
+        return []
+    problems = []
+    if config.compress.startswith("topk") and config.copies > 1:
+        problems.append(
+            (
+                "compress",
+                "topk keeps on each node what it did not send and adds it to that node's next "
+                "update, so copies of a shard differ by their nodes' past: replicas must be 1 "
+                "(int8 and int4 work with replicas)",
+            )
+        )
+    if config.compress.startswith("topk") and float(config.compress[5:]) <= 0:
+        problems.append(("compress", "topk's fraction must be above 0 (topk:0.01 sends 1%)"))
     return problems
 
 

@@ -88,7 +88,9 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
     merged: dict[int, list[str]] = {}
     behind: dict[int, list[int]] = {}
     excluded: dict[int, list[str]] = {}
+    sent: dict[int, int] = {}
     for t in task_rows:
+        sent[t.round_idx] = sent.get(t.round_idx, 0) + (t.upload_bytes or 0)
         # an async step merges the updates it took from the buffer, whatever their round
         into = t.merged_into if fedbuff.applies(row.config, t.round_idx) else t.round_idx
         if t.kind == "train" and t.status == "succeeded" and t.node_id and into is not None:
@@ -110,8 +112,15 @@ async def detail(rt: Runtime, user: UserRow, job_id: str) -> JobDetail:
         final_safetensors_sha256=row.final_st_sha,
         delta=row.dp_delta,
         storage_bytes=await blobs.of_job(reader, job_id),
+        uploaded_bytes=sum(sent.values()),
         rounds=[
-            _round_info(r, merged.get(r.idx, []), excluded.get(r.idx, []), behind.get(r.idx, []))
+            _round_info(
+                r,
+                merged.get(r.idx, []),
+                excluded.get(r.idx, []),
+                behind.get(r.idx, []),
+                sent.get(r.idx, 0),
+            )
             for r in await rounds.for_job(reader, job_id)
         ],
         tasks=[_task_info(t, rows, history.get(t.id, []), names) for t in task_rows],
@@ -123,7 +132,7 @@ _Metrics = dict[str, float]
 
 
 def _round_info(
-    r: rounds.RoundRow, merged: list[str], excluded: list[str], behind: list[int]
+    r: rounds.RoundRow, merged: list[str], excluded: list[str], behind: list[int], sent: int
 ) -> RoundInfo:
     return RoundInfo(
         index=r.idx,
@@ -139,6 +148,7 @@ def _round_info(
         nodes=merged if r.status == "done" else [],
         excluded=excluded,
         staleness=behind,
+        uploaded_bytes=sent,
     )
 
 
@@ -169,6 +179,7 @@ def _task_info(
         phase=t.phase if t.status == "leased" else None,  # type: ignore[arg-type]
         phase_detail=t.phase_detail if t.status == "leased" else None,
         merged_into=t.merged_into,
+        uploaded_bytes=t.upload_bytes,
     )
 
 

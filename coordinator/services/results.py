@@ -74,7 +74,7 @@ async def upload_result(
     async with rt.db.transaction() as conn:
         await blobs.record(conn, sha, size, key, now)
         if not await tasks.attach_result(
-            conn, task_id=task_id, token=token, result_sha=sha, now=now
+            conn, task_id=task_id, token=token, result_sha=sha, size=size, now=now
         ):
             raise StaleLease()
     return UploadResponse(sha256=sha, size=size)
@@ -88,7 +88,7 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         InvalidWeights: the weights are unusable; the attempt fails and the shard is reissued.
     """
     task = await _held(rt, node, req.task_id, req.lease_token)
-    if task.status == "succeeded" and task.result_sha == req.result_sha256:
+    if task.status == "succeeded" and req.result_sha256 in (task.result_sha, task.upload_sha):
         return TaskAck(task_id=task.id, status=task.status)  # a retried completion
     if task.status != "leased":
         raise StaleLease()
@@ -97,7 +97,7 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     if req.result_sha256 is None:
         raise InvalidInput("result_sha256 is required: PUT the weights to the task's upload_url")
     task, sig = await _checked_weights(rt, node, task, req.result_sha256)
-    done, merge = await _record_success(rt, node, task, req, sig)
+    done, merge = await _record_success(rt, node, task, req, sig)  # (task: its decoded result)
     if done is None:
         msg = "keys, shapes or dtypes differ from the other updates of this round"
         await _give_up(rt, node, task, "user_error", "invalid_weights", msg, "")
@@ -140,7 +140,7 @@ async def _record_success(
             task_id=task.id,
             node_id=node.id,
             token=req.lease_token,
-            result_sha=req.result_sha256 or "",
+            result_sha=task.result_sha or "",
             metrics=_json.encode(metrics).decode(),
             now=now,
             claimed_ms=int(min(req.duration_s, 1e9) * 1000),
@@ -184,22 +184,28 @@ async def _checked_weights(
     """
     if task.result_sha is None:  # put straight to object storage: verify and attach it now
         task = await _receive(rt, task, sha256)
-    blob = await blobs.get(rt.db.reader, sha256)
-    if blob is None or task.result_sha != sha256:
+    blob = await blobs.get(rt.db.reader, task.result_sha or "")
+    if blob is None or sha256 not in (task.result_sha, task.upload_sha):
         raise InvalidInput(
             "result_sha256 is not the file uploaded for this task; PUT the weights to the "
             "task's upload_url first"
         )
     rnd = await rounds.get(rt.db.reader, task.job_id, task.round_idx)
-    dp = (await _config_of(rt, task.job_id)).dp
+    config = await _config_of(rt, task.job_id)
+    dp = config.dp
     # a private job's updates are checked against the round's input model: tensors that are
     # not float (no noise touches them) unchanged, and the norm where the nodes clip
     base = rnd.input_sha if dp is not None and rnd is not None else None
+    path = str(await rt.storage.local_path(blob.storage_key))
+    loop = asyncio.get_running_loop()
     try:
-        sig = await asyncio.get_running_loop().run_in_executor(
+        decoded = task.upload_sha is not None  # (by an earlier try of this completion)
+        if config.compress and not decoded and rnd is not None and rnd.input_sha is not None:
+            task, path = await _decoded(rt, task, path, await blob_path(rt, rnd.input_sha))
+        sig = await loop.run_in_executor(
             rt.pool,
             work.validate_file,
-            str(await rt.storage.local_path(blob.storage_key)),
+            path,
             rt.settings.max_result_bytes,
             rnd.signature if rnd else None,
             await blob_path(rt, base) if base else None,
@@ -213,6 +219,33 @@ async def _checked_weights(
         await _give_up(rt, node, task, "user_error", "invalid_weights", str(exc), "")
         raise InvalidWeights(f"weights refused: {exc}") from exc
     return task, sig
+
+
+async def _decoded(rt: Runtime, task: TaskRow, path: str, base: str) -> tuple[TaskRow, str]:
+    """A compressed update, decoded onto the model its task trained from and stored as the
+    task's result (the task with it attached, and its local path); a whole model as it is.
+
+    Raises:
+        WeightsError: the update is malformed or does not fit the model.
+    """
+    loop = asyncio.get_running_loop()
+    if not await loop.run_in_executor(rt.pool, work.is_encoded, path, rt.settings.max_result_bytes):
+        return task, path
+    out = rt.storage.temp_path(".safetensors")
+    try:
+        await loop.run_in_executor(
+            rt.pool, work.decode_update, path, base, str(out), rt.settings.max_result_bytes
+        )
+        sha, size, key = await rt.storage.adopt(out)
+    finally:
+        out.unlink(missing_ok=True)
+    now = rt.clock.now_ms()
+    async with rt.db.transaction() as conn:
+        await blobs.record(conn, sha, size, key, now)
+        if not await tasks.attach_decoded(conn, task_id=task.id, result_sha=sha, now=now):
+            raise StaleLease()
+    decoded = msgspec.structs.replace(task, result_sha=sha, upload_sha=task.result_sha)
+    return decoded, str(await rt.storage.local_path(key))
 
 
 async def _complete_evaluation(
@@ -262,7 +295,7 @@ async def _receive(rt: Runtime, task: TaskRow, sha256: str) -> TaskRow:
     async with rt.db.transaction() as conn:
         await blobs.record(conn, *got, now)
         if not await tasks.attach_result(
-            conn, task_id=task.id, token=token, result_sha=got[0], now=now
+            conn, task_id=task.id, token=token, result_sha=got[0], size=got[1], now=now
         ):
             raise StaleLease()
     return msgspec.structs.replace(task, result_sha=got[0])

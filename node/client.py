@@ -8,10 +8,10 @@ import hashlib
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import msgspec
@@ -172,20 +172,22 @@ class CoordinatorClient:
         assert out is not None
         return out.upload_url
 
-    async def upload_result(self, task: TaskAssignment, path: Path, old: bool) -> str:
+    async def upload_result(
+        self, task: TaskAssignment, path: Path, old: bool, sent: Callable[[int], None]
+    ) -> str:
         """PUT a task's result; its sha256. Through a fresh link when the task is `old` (it ran
         past `FRESH_LINK_S`) or its link is refused as expired (a 4xx from the store)."""
         link = UploadLinkRequest(task_id=task.task_id, lease_token=task.lease_token)
         url = await self.upload_link(link) if old else task.upload_url
         try:
-            return (await self.upload(url, path)).sha256
+            return (await self.upload(url, path, sent)).sha256
         except CoordinatorError as exc:
             if exc.status not in (400, 401, 403):
                 raise
             log.info(
                 "task %s: its upload link was refused (%s); asking for another", task.task_id, exc
             )
-            return (await self.upload(await self.upload_link(link), path)).sha256
+            return (await self.upload(await self.upload_link(link), path, sent)).sha256
 
     async def fail(self, req: FailTaskRequest) -> TaskAck | None:
         """Give a task up; None when the coordinator no longer lets us (lease gone)."""
@@ -197,51 +199,104 @@ class CoordinatorClient:
             raise
 
     async def download(self, ref: BlobRef, dest: Path) -> None:
-        """Fetch a task input to `dest` and check its sha256 and size.
+        """Fetch a task input to `dest` and check its sha256 and size. A try cut short leaves
+        what arrived, and the next asks for the rest (`Range`; a server that answers with the
+        whole file instead is read from the start).
 
         Raises:
             IntegrityError: the bytes do not match.
         """
+        dest.unlink(missing_ok=True)
 
         async def once() -> None:
-            digest = hashlib.sha256()
-            size = 0
+            have = dest.stat().st_size if dest.exists() else 0
+            ask = {"Range": f"bytes={have}-"} if 0 < have < ref.size else {}
             with transport(f"download {ref.name}"):
-                async with self.session.get(self._url(ref.url)) as resp:
+                async with self.session.get(self._url(ref.url), headers=ask) as resp:
                     if resp.status >= 400:
                         raise CoordinatorError(resp.status, _error(await resp.read(), resp.status))
-                    with dest.open("wb") as fh:
+                    resumed = bool(ask) and resp.status == 206
+                    digest, size = await asyncio.to_thread(_hashed, dest if resumed else None)
+                    with dest.open("ab" if resumed else "wb") as fh:
                         async for chunk in resp.content.iter_chunked(CHUNK):
                             digest.update(chunk)
                             size += len(chunk)
                             fh.write(chunk)
             if digest.hexdigest() != ref.sha256 or size != ref.size:
+                dest.unlink(missing_ok=True)  # (the next try starts over)
                 raise IntegrityError(f"{ref.name}: sha256/size mismatch; refusing to run it")
 
         await retrying(once, f"download {ref.name}")
 
-    async def upload(self, url: str, path: Path) -> UploadResponse:
+    async def upload(
+        self, url: str, path: Path, sent: Callable[[int], None] | None = None
+    ) -> UploadResponse:
         """PUT a result file to its signed URL: the coordinator's route or, with object storage,
         a presigned bucket URL (which answers no JSON). Retries are safe: the coordinator takes
-        the file by its hash, which is computed here and checked there.
+        the file by its hash, which is computed here and checked there. To the coordinator's
+        route the upload resumes: a try cut short is followed by one that sends the rest from
+        what the coordinator says it holds (`resumable`). `sent(n)`: n more bytes went out.
         """
-        digest = hashlib.sha256()
+        digest, size = await asyncio.to_thread(_hashed, path)
+        done = UploadResponse(sha256=digest.hexdigest(), size=size)
+        resumable = urlsplit(self._url(url)).path.startswith(RESULTS_ROUTE)
+        tries = 0
+
+        async def once() -> UploadResponse:
+            nonlocal tries
+            offset = await self._held(url) if resumable and tries else 0
+            tries += 1
+            headers = {"Content-Type": "application/octet-stream"}
+            headers["Content-Length"] = str(size - offset)  # (a bucket refuses a chunked PUT)
+            if resumable:
+                headers |= {"Upload-Offset": str(offset), "Upload-Length": str(size)}
+            with transport("upload"):
+                async with self.session.put(
+                    self._url(url), data=_chunks(path, offset, sent), headers=headers
+                ) as resp:
+                    payload = await resp.read()
+            if resp.status == 409 and resumable:  # not where the coordinator's copy ends: ask
+                raise TransportError("upload", ValueError("offset moved"), retriable=True)
+            if resp.status >= 400:
+                raise CoordinatorError(resp.status, _error(payload, resp.status))
+            return done
+
+        return await retrying(once, "upload")
+
+    async def _held(self, url: str) -> int:
+        """How much of this upload the coordinator holds (0 where it cannot say)."""
+        with transport("upload offset"):
+            async with self.session.head(self._url(url)) as resp:
+                offset = resp.headers.get("Upload-Offset", "0")
+        return int(offset) if resp.status == 200 and offset.isdigit() else 0
+
+
+RESULTS_ROUTE = "/agent/results/"
+"""The coordinator's own upload route (resumable), as opposed to a store's presigned link."""
+
+
+def _hashed(path: Path | None) -> tuple[hashlib._Hash, int]:
+    """A sha256 fed with the file (fresh for None), and the bytes it read."""
+    digest = hashlib.sha256()
+    size = 0
+    if path is not None:
         with path.open("rb") as fh:
             while chunk := fh.read(CHUNK):
                 digest.update(chunk)
-        sent = UploadResponse(sha256=digest.hexdigest(), size=path.stat().st_size)
+                size += len(chunk)
+    return digest, size
 
-        async def once() -> UploadResponse:
-            with path.open("rb") as fh, transport("upload"):
-                async with self.session.put(
-                    self._url(url), data=fh, headers={"Content-Type": "application/octet-stream"}
-                ) as resp:
-                    payload = await resp.read()
-                    if resp.status >= 400:
-                        raise CoordinatorError(resp.status, _error(payload, resp.status))
-            return sent
 
-        return await retrying(once, "upload")
+async def _chunks(
+    path: Path, offset: int, sent: Callable[[int], None] | None
+) -> AsyncIterator[bytes]:
+    """The file from `offset`, a chunk at a time (counted as it goes)."""
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        while chunk := await asyncio.to_thread(fh.read, CHUNK):
+            yield chunk
+            if sent is not None:
+                sent(len(chunk))
 
 
 def _error(payload: bytes, status: int) -> ErrorBody:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from pathlib import Path
 
 from gridx.node.client import CoordinatorClient
@@ -99,3 +100,11 @@ class TaskInputs:
         """After the task succeeded: keep what the node carries to the job's next task."""
         cap = 8 * self.task.max_result_bytes  # (float32 residuals of a half-precision model)
         await asyncio.to_thread(keep_residual, self.task, self.workdir, self.residual, cap)
+
+
+def remove_folder(path: Path) -> None:
+    """Delete a folder a task may have replaced with a link (the link goes, never its target)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)

@@ -7,9 +7,9 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import shutil
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 
 from gridx.node.availability import Schedule, credit, parse_hours
@@ -31,11 +31,12 @@ from gridx.node.live_output import LiveOutput
 from gridx.node.memory import MemoryBudget
 from gridx.node.outage import Outage
 from gridx.node.own_paths import OwnPaths
+from gridx.node.progress import Meter
 from gridx.node.projects import ProjectError
 from gridx.node.selftest import SandboxReport, explain
 from gridx.node.state import Identity
 from gridx.node.task_env import task_env
-from gridx.node.task_inputs import TaskInputs, safe_filename
+from gridx.node.task_inputs import TaskInputs, remove_folder, safe_filename
 from gridx.node.waiting import until
 from gridx.schemas.agent import (
     Capabilities,
@@ -88,9 +89,9 @@ class Worker:
         self.resting: str | None = None
         """Why the node takes no task now (paused, outside its hours, busy), if it does not."""
         self.datasets_sent: list[DatasetInfo] | None = None
+        """What the coordinator last acknowledged of this node's datasets."""
         self.next_task: TaskAssignment | None = None
         """Leased in the answer to the last completion: the next to run, without polling."""
-        """What the coordinator last acknowledged of this node's datasets."""
         self.resting_sent: str | None = None
         """Why it rests as the coordinator last acknowledged ('' : working; None: not yet)."""
         self.outage = Outage()
@@ -230,7 +231,7 @@ class Worker:
         # the work folder is all the task sees of this machine; its logs stay outside it
         workdir, logdir = self._job_folder(task) / name, self.config.state_dir / "logs" / name
         for folder in (workdir, logdir):
-            _remove(folder)
+            remove_folder(folder)
         workdir.mkdir(parents=True)
         try:
             result = await self._prepare_and_run(task, workdir, logdir)
@@ -242,7 +243,7 @@ class Worker:
         finally:
             self.current = None
             for folder in (workdir, logdir):
-                _remove(folder)
+                remove_folder(folder)
 
     def _set_phase(self, step: TaskStep, detail: str = "") -> None:
         """Note what the node does with its task now; logged when the step or what it says it
@@ -328,9 +329,9 @@ class Worker:
         try:
             sha = None
             if result.output is not None:
-                self._set_phase("uploading", f"{result.output.stat().st_size} bytes")
+                meter = Meter(result.output.stat().st_size, partial(self._set_phase, "uploading"))
                 old = time.monotonic() - self.leased_at > FRESH_LINK_S
-                sha = await self.client.upload_result(task, result.output, old)
+                sha = await self.client.upload_result(task, result.output, old, meter)
             ack = await self.client.complete(
                 CompleteTaskRequest(
                     task_id=task.task_id,
@@ -389,11 +390,3 @@ class Worker:
                 stderr_tail=self.own.hide(tail),
             )
         )
-
-
-def _remove(path: Path) -> None:
-    """Delete a folder a task may have replaced with a link (the link goes, never its target)."""
-    if path.is_symlink():
-        path.unlink()
-    else:
-        shutil.rmtree(path, ignore_errors=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from litestar import Controller, Request, Response, post, put
+from litestar import Controller, Request, Response, head, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from gridx.coordinator.api.deps import client_address
+from gridx.coordinator.api.ranges import offset_header, upload_part
 from gridx.coordinator.errors import RateLimited
-from gridx.coordinator.services import dispatch, enrolment, nodes, results, retention
+from gridx.coordinator.services import dispatch, enrolment, nodes, results, resumable, retention
 from gridx.coordinator.services.principals import Node
 from gridx.coordinator.services.runtime import Runtime
 from gridx.schemas.agent import (
@@ -110,8 +111,26 @@ class AgentController(Controller):
         exp: int,
         sig: str,
         lease: str,
-    ) -> UploadResponse:
-        """Upload a result file through the signed URL the task came with (raw bytes body)."""
+    ) -> Response[UploadResponse]:
+        """Upload a result file through the signed URL the task came with (raw bytes body).
+
+        Resumable (local storage): send `Upload-Length` (the file's size) and `Upload-Offset`
+        (where this body starts: 0, then what `HEAD` on the link says the coordinator holds);
+        201 once the file is whole, 202 with `Upload-Offset` while it is not, 409
+        `upload_offset` when the offset is not what the coordinator holds."""
         rt.signer.verify("PUT", f"{task_id}:{lease}", exp, sig, rt.clock.now_ms())
         retention.check_free_space(rt, int(request.headers.get("content-length") or 0))
-        return await results.upload_result(rt, task_id, lease, request.stream())
+        part = upload_part(request.headers)
+        stored = await results.upload_result(rt, task_id, lease, request.stream(), part)
+        if isinstance(stored, int):  # (size: what is held so far)
+            held = UploadResponse(sha256="", size=stored)
+            return Response(held, status_code=202, headers=offset_header(stored))
+        return Response(stored, status_code=201)
+
+    @head("/results/{task_id:str}", status_code=200)
+    async def upload_offset(
+        self, rt: Runtime, task_id: str, exp: int, sig: str, lease: str
+    ) -> Response[None]:
+        """How many bytes of a resumable upload the coordinator holds (`Upload-Offset`)."""
+        rt.signer.verify("PUT", f"{task_id}:{lease}", exp, sig, rt.clock.now_ms())
+        return Response(None, headers=offset_header(resumable.held(rt, task_id, lease)))

@@ -76,15 +76,18 @@ class LocalCluster:
         tls: tuple[Path, Path, Path] | None = None,
         replicas: int = 1,
         log_level: str = "warning",
+        host: str = "127.0.0.1",
     ) -> None:
-        """`tls`: (certificate, key, CA) to serve HTTPS, nodes and clients trusting that CA."""
+        """`tls`: (certificate, key, CA) to serve HTTPS, nodes and clients trusting that CA;
+        `host`: the address the coordinator listens on (and everything reaches it at)."""
         self.root = root
         self.data_dir = root / "coordinator"
         self.ports = [free_port() for _ in range(replicas)]
         self.port = self.ports[0]
         self.tls = tls
         scheme = "https" if tls else "http"
-        self.urls = [f"{scheme}://127.0.0.1:{p}" for p in self.ports]
+        self.host = host
+        self.urls = [f"{scheme}://{host}:{p}" for p in self.ports]
         self.url = self.urls[0]
         self.verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(tls[2])) if tls else True
@@ -143,6 +146,8 @@ class LocalCluster:
                 "start",
                 "--data-dir",
                 str(data_dir),
+                "--host",
+                self.host,
                 "--port",
                 str(self.ports[i]),
                 "--log-level",

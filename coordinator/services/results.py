@@ -15,7 +15,7 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.logs import ids
-from gridx.coordinator.services import fedbuff, outliers, spot_checks
+from gridx.coordinator.services import fedbuff, outliers, resumable, spot_checks
 from gridx.coordinator.services.aggregation import merge_in_background
 from gridx.coordinator.services.rounds import close_round_if_complete
 from gridx.coordinator.services.runtime import Runtime
@@ -56,9 +56,17 @@ async def upload_link(rt: Runtime, node: NodeRow, req: UploadLinkRequest) -> Upl
 
 
 async def upload_result(
-    rt: Runtime, task_id: str, token: str, chunks: AsyncIterator[bytes]
-) -> UploadResponse:
+    rt: Runtime,
+    task_id: str,
+    token: str,
+    chunks: AsyncIterator[bytes],
+    part: tuple[int, int] | None = None,
+) -> UploadResponse | int:
     """Store a result file for a task whose lease is live (the signed URL names task and token).
+    With `part` (offset, length) the body continues a resumable upload (`resumable`).
+
+    Returns:
+        The stored file, or (a resumable upload not complete yet) the bytes held.
 
     Raises:
         StaleLease: the lease is gone (nothing is stored).
@@ -67,9 +75,15 @@ async def upload_result(
     task = await tasks.get(rt.db.reader, task_id)
     if task is None or task.lease_token != token or task.status != "leased":
         raise StaleLease()
-    sha, size, key = await rt.storage.write_stream(
-        chunks, rt.settings.max_result_bytes, "the result file"
-    )
+    if part is None:
+        sha, size, key = await rt.storage.write_stream(
+            chunks, rt.settings.max_result_bytes, "the result file"
+        )
+    else:
+        done = await resumable.append(rt, task_id, token, chunks, *part)
+        if done is None:
+            return resumable.held(rt, task_id, token)
+        sha, size, key = await rt.storage.adopt(done)
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         await blobs.record(conn, sha, size, key, now)

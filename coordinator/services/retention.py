@@ -11,6 +11,7 @@ import logging
 from gridx.coordinator.db import audit, blobs, jobs
 from gridx.coordinator.db.users import UserRow
 from gridx.coordinator.errors import Conflict, NotFound, QuotaExceeded, StorageFull
+from gridx.coordinator.services import resumable
 from gridx.coordinator.services.runtime import Runtime
 
 log = logging.getLogger("gridx.coordinator.retention")
@@ -31,6 +32,8 @@ async def sweep(rt: Runtime) -> int:
             break
     if deleted:
         log.info("swept %d blob(s) nothing needs", deleted)
+    if parts := resumable.sweep(rt):
+        log.info("swept %d upload part(s) abandoned for an hour", parts)
     return deleted
 
 

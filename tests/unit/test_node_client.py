@@ -136,6 +136,79 @@ async def test_a_download_cut_short_is_retried(aiohttp_server: Any, tmp_path: Pa
     assert hits["n"] == 2 and (tmp_path / "d").read_bytes() == data
 
 
+async def test_a_cut_download_asks_for_the_rest_only(aiohttp_server: Any, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4000
+    asked: list[str | None] = []
+
+    async def blob(request: web.Request) -> web.StreamResponse:
+        asked.append(request.headers.get("Range"))
+        first = int(asked[-1][6:-1]) if asked[-1] else 0
+        resp = web.StreamResponse(status=206 if first else 200)
+        resp.content_length = len(data) - first
+        await resp.prepare(request)
+        if len(asked) == 1:  # the link drops a third of the way in
+            await resp.write(data[: len(data) // 3])
+            request.transport.close()  # type: ignore[union-attr]
+            return resp
+        await resp.write(data[first:])
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/blobs/x", blob)
+    server = await aiohttp_server(app)
+    client = CoordinatorClient(str(server.make_url("/")), "t")
+    ref = BlobRef(url="/blobs/x", sha256=hashlib.sha256(data).hexdigest(), size=len(data), name="d")
+    try:
+        await client.download(ref, tmp_path / "d")
+    finally:
+        await client.close()
+    assert (tmp_path / "d").read_bytes() == data
+    assert asked[0] is None and asked[1] is not None
+    assert 0 < int(asked[1][6:-1]) <= len(data) // 3  # what arrived was kept
+
+
+async def test_a_cut_upload_sends_the_rest_from_where_the_coordinator_is(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 8000
+    held = bytearray()
+    offsets: list[str] = []
+    received = [0]
+
+    async def put(request: web.Request) -> web.Response:
+        offsets.append(request.headers["Upload-Offset"])
+        assert request.headers["Upload-Length"] == str(len(data))
+        if int(offsets[-1]) != len(held):
+            return web.json_response({"code": "upload_offset", "message": "no"}, status=409)
+        async for chunk in request.content.iter_chunked(1 << 16):
+            received[0] += len(chunk)
+            held.extend(chunk)
+            if len(offsets) == 1 and len(held) >= len(data) // 2:  # the link drops midway
+                request.transport.close()  # type: ignore[union-attr]
+                return web.Response(status=500)
+        return web.json_response({"sha256": hashlib.sha256(held).hexdigest(), "size": len(held)})
+
+    async def head(request: web.Request) -> web.Response:
+        return web.Response(headers={"Upload-Offset": str(len(held))})
+
+    app = web.Application()
+    app.router.add_put("/agent/results/t", put)
+    app.router.add_route("HEAD", "/agent/results/t", head)
+    server = await aiohttp_server(app)
+    client = CoordinatorClient(str(server.make_url("/")), "t")
+    path = tmp_path / "model.pth"
+    path.write_bytes(data)
+    sent: list[int] = []
+    try:
+        done = await client.upload("/agent/results/t?sig=s", path, sent.append)
+    finally:
+        await client.close()
+    assert bytes(held) == data and done.sha256 == hashlib.sha256(data).hexdigest()
+    assert offsets[0] == "0" and int(offsets[1]) >= len(data) // 2
+    assert received[0] == len(data)  # the rest, not the whole file again
+    assert sum(sent) >= len(data)  # (counted as handed to the connection)
+
+
 async def test_nothing_of_the_http_library_escapes_the_client(unused_tcp_port: int) -> None:
     """A coordinator that is not there is one node error, retriable, for every call."""
     client = CoordinatorClient(f"http://127.0.0.1:{unused_tcp_port}/", "gxn_token")

@@ -83,8 +83,11 @@ class FakeClient:
     async def download(self, ref: BlobRef, dest: Path) -> None:
         dest.write_bytes(SCRIPT)
 
-    async def upload_result(self, task: TaskAssignment, path: Path, old: bool) -> str:
+    async def upload_result(
+        self, task: TaskAssignment, path: Path, old: bool, sent: Callable[[int], None]
+    ) -> str:
         self.uploaded.append(path.read_bytes())
+        sent(len(self.uploaded[-1]))
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
     async def complete(self, req: CompleteTaskRequest) -> TaskAck:

@@ -1,0 +1,108 @@
+"""Uploads that survive a dropped link: a node sends its result with `Upload-Offset` and
+`Upload-Length` (the tus protocol's two headers), the coordinator appends what arrives to the
+lease's part file and keeps it when the connection drops, `HEAD` on the same signed link says
+how much it holds, and the node sends the rest from there. Once the part holds `Upload-Length`
+bytes it becomes a blob like any upload (hashed, placed, attached to the task).
+
+The part lives on the coordinator's disk (`<data_dir>/parts`), named by the task and a hash of
+its lease, so another lease never appends to it; a part nobody finishes is deleted by the
+sweeper once it has not grown for an hour.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+
+from gridx.coordinator.errors import BadRequest, Conflict, StorageFull, TooLarge
+from gridx.coordinator.services.runtime import Runtime
+
+ABANDONED_S = 3600.0
+"""A part that has not grown for this long is deleted by the sweeper."""
+
+
+class OffsetMismatch(Conflict):
+    """The upload does not start where the coordinator's copy ends: ask (HEAD) and resume."""
+
+    code = "upload_offset"
+
+
+def _folder(rt: Runtime) -> Path:
+    return rt.settings.data_dir / "parts"
+
+
+def part_path(rt: Runtime, task_id: str, lease: str) -> Path:
+    """The part file of one lease's upload."""
+    tag = hashlib.sha256(f"{task_id}:{lease}".encode()).hexdigest()[:32]
+    return _folder(rt) / tag
+
+
+def held(rt: Runtime, task_id: str, lease: str) -> int:
+    """Bytes the coordinator holds of this lease's upload."""
+    try:
+        return part_path(rt, task_id, lease).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def append(
+    rt: Runtime,
+    task_id: str,
+    lease: str,
+    chunks: AsyncIterator[bytes],
+    offset: int,
+    length: int,
+) -> Path | None:
+    """Append a request body to the lease's part; the part once it holds `length` bytes, else
+    None (what arrived is kept whatever happens to the connection).
+
+    Raises:
+        TooLarge: `length` is over the result cap, or the body runs past it.
+        OffsetMismatch: `offset` is not the size of what the coordinator holds.
+        StorageFull: the disk is full (what arrived before is kept).
+    """
+    limit = rt.settings.max_result_bytes
+    if length > limit:
+        raise TooLarge(f"the result file is {length} bytes, over the limit of {limit} bytes")
+    path = part_path(rt, task_id, lease)
+    have = held(rt, task_id, lease)
+    if offset != have:
+        raise OffsetMismatch(
+            f"the upload starts at byte {offset}, but the coordinator holds {have}: "
+            "resume from there (HEAD this link says so in Upload-Offset)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        async with await anyio.open_file(path, "ab") as fh:
+            async for chunk in chunks:
+                have += len(chunk)
+                if have > length:
+                    raise BadRequest(f"the body runs past Upload-Length ({length} bytes)")
+                await fh.write(chunk)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise StorageFull("the coordinator is out of disk space; resume later") from exc
+        raise
+    return path if have == length else None
+
+
+def sweep(rt: Runtime) -> int:
+    """Delete parts that stopped growing `ABANDONED_S` ago; how many."""
+    folder = _folder(rt)
+    if not folder.is_dir():
+        return 0
+    before = time.time() - ABANDONED_S
+    gone = 0
+    for part in folder.iterdir():
+        try:
+            if part.stat().st_mtime < before:
+                part.unlink()
+                gone += 1
+        except FileNotFoundError:
+            pass
+    return gone

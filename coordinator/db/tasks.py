@@ -12,7 +12,6 @@ from gridx.coordinator.db.connection import (
     fetch_all,
     fetch_one,
     fetch_value,
-    rows_of,
 )
 from gridx.coordinator.db.datasets import MAY_USE
 from gridx.schemas.agent import Capabilities
@@ -145,17 +144,6 @@ CLAIM = {
 }
 # A result is first attached by its upload (through the lease's signed URL), then completed:
 # a node can only complete with the file it uploaded under its own lease.
-ATTACH_RESULT = """
-UPDATE tasks SET result_sha = :result_sha, upload_bytes = :size, upload_sha = NULL,
-    updated_at = :now
-WHERE id = :id AND status = 'leased' AND lease_token = :token
-RETURNING id
-"""
-ATTACH_DECODED = """
-UPDATE tasks SET upload_sha = result_sha, result_sha = :result_sha, updated_at = :now
-WHERE id = :id AND status = 'leased' AND result_sha IS NOT NULL
-RETURNING id
-"""
 COMPLETE = f"""
 UPDATE tasks SET status = 'succeeded', metrics = :metrics, lease_expires_at = NULL,
     updated_at = :now, compute_ms = :compute_ms
@@ -294,22 +282,6 @@ async def claim(
     if task is not None:
         await attempts.start(conn, task.id, node_id, now)
     return task
-
-
-async def attach_result(
-    conn: Conn, *, task_id: str, token: str, result_sha: str, size: int, now: int
-) -> bool:
-    """Record the file (of `size` bytes) uploaded under a live lease; False when the lease is
-    gone."""
-    params = {"id": task_id, "token": token, "result_sha": result_sha, "size": size, "now": now}
-    return bool(await rows_of(conn, ATTACH_RESULT, params))
-
-
-async def attach_decoded(conn: Conn, *, task_id: str, result_sha: str, now: int) -> bool:
-    """Make a decoded model the result of a leased task whose upload was a compressed update
-    (kept as `upload_sha`); False when the task is no longer leased."""
-    params = {"id": task_id, "result_sha": result_sha, "now": now}
-    return bool(await rows_of(conn, ATTACH_DECODED, params))
 
 
 async def complete(

@@ -10,7 +10,7 @@ import msgspec
 
 from gridx.coordinator.aggregation import work
 from gridx.coordinator.aggregation.errors import UnclippedUpdate, WeightsError
-from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, stragglers, tasks
+from gridx.coordinator.db import blobs, events, jobs, nodes, rounds, stragglers, tasks, uploads
 from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
@@ -87,7 +87,7 @@ async def upload_result(
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         await blobs.record(conn, sha, size, key, now)
-        if not await tasks.attach_result(
+        if not await uploads.attach_result(
             conn, task_id=task_id, token=token, result_sha=sha, size=size, now=now
         ):
             raise StaleLease()
@@ -256,7 +256,7 @@ async def _decoded(rt: Runtime, task: TaskRow, path: str, base: str) -> tuple[Ta
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         await blobs.record(conn, sha, size, key, now)
-        if not await tasks.attach_decoded(conn, task_id=task.id, result_sha=sha, now=now):
+        if not await uploads.attach_decoded(conn, task_id=task.id, result_sha=sha, now=now):
             raise StaleLease()
     decoded = msgspec.structs.replace(task, result_sha=sha, upload_sha=task.result_sha)
     return decoded, str(await rt.storage.local_path(key))
@@ -308,7 +308,7 @@ async def _receive(rt: Runtime, task: TaskRow, sha256: str) -> TaskRow:
     now = rt.clock.now_ms()
     async with rt.db.transaction() as conn:
         await blobs.record(conn, *got, now)
-        if not await tasks.attach_result(
+        if not await uploads.attach_result(
             conn, task_id=task.id, token=token, result_sha=got[0], size=got[1], now=now
         ):
             raise StaleLease()

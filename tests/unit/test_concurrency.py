@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gridx.coordinator.clock import ManualClock
-from gridx.coordinator.db import nodes, rounds, tasks
+from gridx.coordinator.db import nodes, rounds, tasks, uploads
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.rounds import close_round_if_complete
 from gridx.coordinator.services.runtime import Runtime
@@ -87,8 +87,8 @@ async def test_the_last_completions_of_a_round_start_its_aggregation_exactly_onc
             now = rt.clock.now_ms()
             async with rt.db.transaction() as conn:
                 token = task.lease_token or ""
-                await tasks.attach_result(
-                    conn, task_id=task.id, token=token, result_sha="c", now=now
+                await uploads.attach_result(
+                    conn, task_id=task.id, token=token, result_sha="c", size=1, now=now
                 )
                 done = await tasks.complete(
                     conn,

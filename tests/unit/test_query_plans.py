@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from gridx.coordinator.db import attempts, leases, nodes, tasks
+from gridx.coordinator.db import attempts, leases, nodes, tasks, uploads
 from gridx.coordinator.services.runtime import Runtime
 from tests.unit.scheduling import runtime, seed_job
 
 HOT = {
     "claim": tasks.CLAIM["sqlite"],
-    "attach result": tasks.ATTACH_RESULT,
+    "attach result": uploads.ATTACH_RESULT,
+    "attach decoded": uploads.ATTACH_DECODED,
     "complete": tasks.COMPLETE,
     "round pending": tasks.ROUND_PENDING,
     "round usable": tasks.ROUND_USABLE,
@@ -35,7 +36,7 @@ PARAMS = {
     "defer_before": 0, "id": "x", "metrics": "{}", "compute_ms": 1, "result_sha": "s",
     "job_id": "j1", "round_idx": 0, "arch": "", "cpus": 1, "memory_mb": 1, "docker": 0,
     "sandbox": 3, "gpus": 0, "phase": None, "detail": None, "task_id": "x", "outcome": "ok",
-    "error_code": None, "error": None, "stderr_tail": "",
+    "error_code": None, "error": None, "stderr_tail": "", "size": 1,
 }  # fmt: skip
 
 

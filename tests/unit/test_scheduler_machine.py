@@ -23,7 +23,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from gridx.coordinator.db import nodes, tasks
+from gridx.coordinator.db import nodes, tasks, uploads
 from gridx.coordinator.services import dispatch
 from gridx.coordinator.services.nodes import flush_heartbeats, note_heartbeat
 from gridx.coordinator.services.runtime import Runtime
@@ -118,8 +118,8 @@ class Scheduler(RuleBasedStateMachine):
     async def _finish(self, task_id: str, node: str, token: str) -> bool:
         async with self.rt.db.transaction() as conn:
             now = self.rt.clock.now_ms()
-            ok = await tasks.attach_result(
-                conn, task_id=task_id, token=token, result_sha="r", now=now
+            ok = await uploads.attach_result(
+                conn, task_id=task_id, token=token, result_sha="r", size=1, now=now
             )
             done = await tasks.complete(
                 conn,

@@ -90,6 +90,16 @@ def accuracy(path: Path) -> float:
         return 100 * float((model(x).argmax(1) == y).float().mean())
 
 
+def wait_for_nodes(cluster: LocalCluster, client: ApiClient, count: int) -> None:
+    """Until `count` nodes are online (a node that died on the way stops the bench)."""
+    deadline = time.monotonic() + 300
+    while sum(n.status == "online" for n in client.nodes()) < count:
+        cluster.check_nodes()
+        if time.monotonic() > deadline:
+            raise SystemExit("the nodes did not come online")
+        time.sleep(0.5)
+
+
 def run_job(
     client: ApiClient, work: Path, name: str, compress: str | None, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -220,10 +230,11 @@ def main() -> None:
     names = [f"node-{i}" for i in range(args.nodes)]
     with WanLab() as lab:
         with LocalCluster(work / "cluster", host=lab.host) as cluster:
-            for name in names:
+            client = ApiClient(cluster.url, cluster.api_key)
+            for i, name in enumerate(names):  # one at a time, as machines of their own start
                 lab.add(name, args.profile)
                 cluster.add_node(name, launcher=(*lab.argv(name), sys.executable))
-            client = ApiClient(cluster.url, cluster.api_key)
+                wait_for_nodes(cluster, client, i + 1)
             for case, compress in CASES.items():
                 if case not in args.cases:
                     continue

@@ -2,10 +2,11 @@
 
 `aggregate()` opens the round's client files (sorted by shard, stably: an async step's several
 updates of one shard keep the order given), rebases an async step's updates onto its input
-model with their staleness discount, optionally clips the updates,
-applies the job's strategy tensor by tensor into one buffer, then writes the result as a torch
-`.pth` state_dict (what train.py scripts load) and, for the job's last round, as safetensors too.
-Server optimizers also write their state file. Memory stays about one model whatever N is.
+model with their staleness discount, optionally clips the updates, applies the job's strategy
+tensor by tensor, and writes each merged tensor at once to a torch `.pth` state_dict (what
+train.py scripts load) and, for the job's last round, to safetensors too. Server optimizers
+also write their state file. Memory stays about one tensor per client whatever the model's size
+and N (each file's pages are dropped once a tensor is merged).
 Differentially private jobs add Gaussian noise to the merged update (to the mean before a server
 optimizer's step), from a generator seeded by the OS's entropy.
 """
@@ -23,6 +24,7 @@ from gridx.coordinator.aggregation import fedopt
 from gridx.coordinator.aggregation.clients import ClientSet, accumulation_dtype
 from gridx.coordinator.aggregation.errors import WeightsError
 from gridx.coordinator.aggregation.fedavg import weighted_mean
+from gridx.coordinator.aggregation.pthfile import PthWriter
 from gridx.coordinator.aggregation.rules import RULES
 from gridx.coordinator.aggregation.tensorfile import (
     SafetensorsWriter,
@@ -58,7 +60,7 @@ def aggregate(job: AggregationJob) -> AggregationResult:
         model_pth=str(out / "model.pth"),
     )
     started = time.perf_counter()
-    sink = ModelSink(result.model_safetensors, cs.specs)
+    sink = ModelSink(result.model_safetensors, result.model_pth, cs.specs, crc32=job.final)
     noise = Noise(job.noise_std)
     try:
         if strategy.clip_norm is not None:
@@ -76,7 +78,7 @@ def aggregate(job: AggregationJob) -> AggregationResult:
                 sink.put(key, noise.add(merged_key) if cs.is_float(key) else merged_key)
                 cs.release()
         merged = time.perf_counter()
-        sink.finish(result.model_pth, crc32=job.final)
+        sink.finish()
         result.merge_s, result.write_s = merged - started, time.perf_counter() - merged
     finally:
         cs.close()
@@ -100,60 +102,51 @@ class Noise:
 
 
 class ModelSink:
-    """Collects the merged tensors, then writes them as a `.pth` state_dict (and as safetensors
-    when given a path).
+    """Writes the merged tensors as they come (in sorted key order): the `.pth` state_dict
+    (`PthWriter`) and, when given a path, safetensors, each tensor once merged, so a model of
+    any size is written with memory for about one tensor.
 
-    float32 outputs live in one flat buffer kept by this process across aggregations of a model
-    of the same size (a pool worker reuses it every round of a job), so the merge writes to
-    memory that is already mapped. It is exactly the model's size: `torch.save` writes the whole
-    buffer the tensors are views of. (Writing the files from a thread while merging was tried:
-    on two cores it slowed the merge more than it hid the writes.)
+    float32 results are merged into one scratch buffer kept by this process across aggregations
+    (a pool worker reuses it every round of a job), as long as the model's largest float32
+    tensor, so the merge writes to memory that is already mapped.
     """
 
-    _arena = torch.empty(0)
+    _scratch = torch.empty(0)
 
-    def __init__(self, path: str | None, specs: dict[str, Spec]) -> None:
-        self.path = path
+    def __init__(
+        self, path: str | None, pth_path: str, specs: dict[str, Spec], crc32: bool
+    ) -> None:
         self.specs = specs
-        self.tensors: dict[str, torch.Tensor] = {}
-        self._offsets: dict[str, int] = {}
-        total = 0
-        for key in sorted(specs):
-            dtype, shape = specs[key]
-            if dtype == torch.float32:
-                self._offsets[key] = total
-                total += math.prod(shape)
-        if ModelSink._arena.numel() != total:
-            ModelSink._arena = torch.empty(total, dtype=torch.float32)
+        largest = max(
+            (math.prod(shape) for dtype, shape in specs.values() if dtype == torch.float32),
+            default=0,
+        )
+        if ModelSink._scratch.numel() < largest:
+            ModelSink._scratch = torch.empty(largest, dtype=torch.float32)
+        self.pth = PthWriter(pth_path, specs, crc32)
+        self.safetensors = SafetensorsWriter(path, specs) if path is not None else None
 
     def buffer(self, key: str) -> torch.Tensor | None:
-        """Memory for `key`'s float32 result, or None (the rule allocates)."""
-        if key not in self._offsets:
+        """Memory for `key`'s float32 result, or None (the rule allocates); valid until the
+        next `put`."""
+        dtype, shape = self.specs[key]
+        if dtype != torch.float32:
             return None
-        start = self._offsets[key]
-        shape = self.specs[key][1]
-        return ModelSink._arena[start : start + math.prod(shape)].view(shape)
+        return ModelSink._scratch[: math.prod(shape)].view(shape)
 
     def put(self, key: str, value: torch.Tensor) -> None:
-        """Hand over a merged tensor."""
-        self.tensors[key] = value
+        """Write a merged tensor (keys in sorted order)."""
+        self.pth.write(key, value)
+        if self.safetensors is not None:
+            self.safetensors.write(key, value)
 
-    def finish(self, pth_path: str, crc32: bool) -> None:
-        """Write the files. Without `crc32` the `.pth` has no CRC32 records (torch.load does not
-        need them, and every blob is checked end to end by its SHA-256): computing them was most
-        of the time of writing it."""
-        if self.path is not None:
-            writer = SafetensorsWriter(self.path, self.specs)
-            for key in sorted(self.tensors):
-                writer.write(key, self.tensors[key])
-            writer.close()
-        before = torch.serialization.get_crc32_options()
-        torch.serialization.set_crc32_options(crc32)
-        try:
-            torch.save(self.tensors, pth_path)
-        finally:
-            torch.serialization.set_crc32_options(before)
-        self.tensors.clear()
+    def finish(self) -> None:
+        """Finish the files. Without CRC-32 (every round but a job's last) the `.pth` has no
+        CRC32 records (torch.load does not need them, and every blob is checked end to end by
+        its SHA-256)."""
+        self.pth.close()
+        if self.safetensors is not None:
+            self.safetensors.close()
 
 
 def _server_optimizer(

@@ -11,6 +11,7 @@ its zip directory was checked against the size cap.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import itertools
 import json
@@ -52,6 +53,19 @@ def signature_of(specs: dict[str, Spec]) -> str:
     """A hash of every key's dtype and shape: files with equal signatures can be merged."""
     spec = sorted((k, str(d), list(s)) for k, (d, s) in specs.items())
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PAGE = mmap.PAGESIZE
+
+
+def _drop_inside(address: int, length: int) -> None:
+    """Drop the whole pages inside [address, address + length) of a private file mapping that
+    was only read (they are read again from the file if touched); never a byte outside it."""
+    lo = address + (-address % _PAGE)
+    hi = (address + length) - (address + length) % _PAGE
+    if hi > lo:
+        _LIBC.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), mmap.MADV_DONTNEED)
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -201,6 +215,12 @@ class TensorFile:
 
     def release(self, key: str, first: int = 0, count: int | None = None) -> None:
         """Drop a tensor's pages (or elements [first, first+count)) from this process's memory."""
+        if self._state is not None:  # a .pth: torch mapped it (privately, never written)
+            tensor = self._state[key]
+            size = tensor.element_size()
+            total = tensor.numel() - first if count is None else count
+            _drop_inside(tensor.data_ptr() + first * size, total * size)
+            return
         if self._mm is None:
             return
         dtype = self.specs[key][0]
@@ -216,6 +236,8 @@ class TensorFile:
         """Drop every page of the file from this process (also stray fault-around neighbours)."""
         if self._mm is not None:
             self._mm.madvise(mmap.MADV_DONTNEED, 0, self.size)
+        for key in self._state or ():
+            self.release(key)
 
     def close(self) -> None:
         """Unmap the file (views still alive keep it mapped until they are freed)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from gridx.coordinator.aggregation.errors import UnclippedUpdate, WeightsError
+from gridx.coordinator.aggregation.pthfile import PthWriter
 from gridx.coordinator.aggregation.tensorfile import TensorFile, signature_of
 
 StateDict = dict[str, torch.Tensor]
@@ -125,5 +126,9 @@ def initial_model(path: str, out: str, max_bytes: int) -> str:
         WeightsError: the file must not be used.
     """
     sig = validate_file(path, max_bytes, None)
-    torch.save(load_state(Path(path), max_bytes), out)
+    with TensorFile(path, max_bytes) as tf:
+        writer = PthWriter(out, tf.specs, crc32=False)
+        for key, value in tf.items():
+            writer.write(key, value)
+        writer.close()
     return sig

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -85,3 +86,15 @@ def test_transfers_resume_after_cuts_of_a_real_link(tmp_path: Path) -> None:
     assert MODEL_BYTES < down < 1.2 * MODEL_BYTES + overhead, down  # resumed, not restarted
     assert MODEL_BYTES < up < 1.2 * MODEL_BYTES + overhead, up
     assert MODEL_BYTES < body["tasks"][0]["uploaded_bytes"] < MODEL_BYTES + 10_000
+
+
+def test_a_profile_caps_the_cpu_of_what_runs_behind_its_link() -> None:
+    busy = "import time, os\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass\n"
+    busy += "print(os.times().user + os.times().system)"
+    with WanLab() as lab:
+        lab.add("pi", Profile(down_mbit=20, up_mbit=4, cpus=0.25))
+        out = subprocess.run(
+            [*lab.argv("pi"), sys.executable, "-c", busy], capture_output=True, text=True
+        )
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 0.6  # a quarter of a core for 1.5 s, not a whole one

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import secrets
+import signal
 import subprocess
 import threading
 import time
@@ -128,9 +130,7 @@ class WanLab:
         _ip("link", "set", "lo", "up", netns=node.netns)
         self.shape(name, p)
         if p.cpus is not None:
-            node.cgroup = CGROUPS / f"gridx-lab-{self.id}-{i}"
-            node.cgroup.mkdir()
-            (node.cgroup / "cpu.max").write_text(f"{int(p.cpus * 100_000)} 100000\n")
+            node.cgroup = _cpu_group(f"gridx-lab-{self.id}-{i}", p.cpus)
         return node
 
     def shape(self, name: str, profile: Profile) -> None:
@@ -150,7 +150,8 @@ class WanLab:
     def argv(self, name: str) -> tuple[str, ...]:
         """The prefix that runs a command as node `name`: in its namespace, in its cgroup."""
         node = self.nodes[name]
-        prefix: tuple[str, ...] = ("ip", "netns", "exec", node.netns)
+        # (not `ip netns exec`, which mounts a /sys of its own: the node would find no cgroups)
+        prefix: tuple[str, ...] = ("nsenter", f"--net=/var/run/netns/{node.netns}")
         if node.cgroup is not None:
             join = f'echo $$ > {node.cgroup}/cgroup.procs && exec "$@"'
             prefix += ("sh", "-c", join, "sh")
@@ -192,9 +193,28 @@ class WanLab:
             _ip("link", "del", self.bridge)
 
 
+def _cpu_group(name: str, cpus: float) -> Path:
+    """A cgroup whose processes share `cpus` cores (cgroup v2's `cpu.max`, or v1's CFS quota)."""
+    quota = int(cpus * 100_000)
+    if (CGROUPS / "cgroup.controllers").exists():
+        path = CGROUPS / name
+        path.mkdir()
+        (path / "cpu.max").write_text(f"{quota} 100000\n")
+        return path
+    path = CGROUPS / "cpu" / name
+    path.mkdir()
+    (path / "cpu.cfs_period_us").write_text("100000\n")
+    (path / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    return path
+
+
 def _kill_cgroup(path: Path) -> None:
     with contextlib.suppress(OSError):
-        (path / "cgroup.kill").write_text("1")
+        (path / "cgroup.kill").write_text("1")  # (v2; v1 has none)
+    with contextlib.suppress(OSError):
+        for pid in (path / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
     for _ in range(50):
         try:
             path.rmdir()

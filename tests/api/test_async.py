@@ -58,7 +58,9 @@ def wait_step(api: Api, job_id: str, idx: int) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         body = detail(api, job_id)
-        if any(r["index"] == idx and r["status"] == "done" for r in body["rounds"]):
+        # (the job and its rounds are read one after the other: wait until both show the step)
+        moved = body["job"]["current_round"] > idx or body["job"]["status"] != "running"
+        if moved and any(r["index"] == idx and r["status"] == "done" for r in body["rounds"]):
             return body
         time.sleep(0.05)
     raise AssertionError(f"step {idx} was not merged: {body['rounds']}")

@@ -178,6 +178,9 @@ def test_submit_watch_and_download_a_federated_job(
     info.value.save_as(saved)
     state = torch.load(saved, weights_only=True)
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    # what the nodes sent: whole models, each round's share and the job's total
+    assert "(whole models)" in page.locator("[data-traffic]").inner_text()
+    assert "sent " in page.locator("[data-round='3'] [data-round-sent]").inner_text()
     shot(page, "job-done")
 
     for path, name in (

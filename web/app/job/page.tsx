@@ -161,6 +161,10 @@ function Job() {
         Stored for this job: {bytes(d.storage_bytes)}
         {d.config.keep_updates ? " (every update kept)" : " (updates are deleted once their round is merged)"}
       </p>
+      <p className="muted" data-traffic>
+        Uploaded by the nodes: {bytes(d.uploaded_bytes ?? 0)}
+        {d.config.compress ? ` (${d.config.compress} updates)` : " (whole models)"}
+      </p>
       <h2>{steps ? "Server steps" : "Rounds"}</h2>
       <ol className="timeline" aria-label={`${word} timeline`}>
         {init && (
@@ -183,6 +187,7 @@ function Job() {
                 </span>
               ) : null}
               {r?.epsilon != null ? ` · epsilon ${r.epsilon.toFixed(2)}` : ""}
+              {r?.uploaded_bytes ? <span data-round-sent>{` · sent ${bytes(r.uploaded_bytes)}`}</span> : null}
               {r?.nodes && r.nodes.length > 0 && typeof d.config.dataset === "string" ? (
                 <span className="muted" data-round-nodes>
                   {" "}

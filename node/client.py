@@ -8,6 +8,7 @@ import hashlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -74,10 +75,19 @@ def transport(what: str) -> Iterator[None]:
         raise TransportError(what, exc, retriable=True) from exc
 
 
-async def retrying(call: Callable[[], Awaitable[T]], what: str, tries: int = 6) -> T:
+TRANSFER_PATIENCE_S = 90.0
+"""How long a task's download or upload keeps trying through a dead link (a home router's
+restart): resumed where it stopped, it loses nothing by waiting, and the lease decides."""
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]], what: str, tries: int = 6, patience_s: float = 0.0
+) -> T:
     """Retry an idempotent call on connection trouble (including a response cut short, as when
-    the coordinator restarts mid-download) and 5xx answers."""
-    for attempt in range(tries):
+    the coordinator restarts mid-download) and 5xx answers: `tries` times, and for at least
+    `patience_s` after the first failure."""
+    attempt, first_failure = 0, 0.0
+    while True:
         try:
             return await call()
         except TransportError as exc:
@@ -88,12 +98,13 @@ async def retrying(call: Callable[[], Awaitable[T]], what: str, tries: int = 6) 
             if exc.status < 500:
                 raise
             problem = exc
-        if attempt == tries - 1:
+        attempt += 1
+        first_failure = first_failure or time.monotonic()
+        if attempt >= tries and time.monotonic() - first_failure >= patience_s:
             raise problem
-        delay = backoff(attempt)
+        delay = backoff(min(attempt - 1, 8))
         log.warning("%s failed (%s); retrying in %.2fs", what, problem, delay)
         await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 class CoordinatorClient:
@@ -226,7 +237,7 @@ class CoordinatorClient:
                 dest.unlink(missing_ok=True)  # (the next try starts over)
                 raise IntegrityError(f"{ref.name}: sha256/size mismatch; refusing to run it")
 
-        await retrying(once, f"download {ref.name}")
+        await retrying(once, f"download {ref.name}", patience_s=TRANSFER_PATIENCE_S)
 
     async def upload(
         self, url: str, path: Path, sent: Callable[[int], None] | None = None
@@ -255,13 +266,14 @@ class CoordinatorClient:
                     self._url(url), data=_chunks(path, offset, sent), headers=headers
                 ) as resp:
                     payload = await resp.read()
-            if resp.status == 409 and resumable:  # not where the coordinator's copy ends: ask
-                raise TransportError("upload", ValueError("offset moved"), retriable=True)
             if resp.status >= 400:
-                raise CoordinatorError(resp.status, _error(payload, resp.status))
+                error = _error(payload, resp.status)
+                if error.code == "upload_offset":  # not where the coordinator's copy ends: ask
+                    raise TransportError("upload", ValueError(error.message), retriable=True)
+                raise CoordinatorError(resp.status, error)
             return done
 
-        return await retrying(once, "upload")
+        return await retrying(once, "upload", patience_s=TRANSFER_PATIENCE_S)
 
     async def _held(self, url: str) -> int:
         """How much of this upload the coordinator holds (0 where it cannot say)."""

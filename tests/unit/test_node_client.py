@@ -209,6 +209,30 @@ async def test_a_cut_upload_sends_the_rest_from_where_the_coordinator_is(
     assert sum(sent) >= len(data)  # (counted as handed to the connection)
 
 
+async def test_a_transfer_waits_out_an_outage_longer_than_its_tries(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    data = b"model bytes" * 100
+    hits = {"n": 0}
+
+    async def blob(request: web.Request) -> web.Response:
+        hits["n"] += 1
+        if hits["n"] <= 10:  # a router restarting: more failures than a call's six tries
+            return web.json_response({"code": "unavailable", "message": "down"}, status=503)
+        return web.Response(body=data)
+
+    app = web.Application()
+    app.router.add_get("/blobs/x", blob)
+    server = await aiohttp_server(app)
+    client = CoordinatorClient(str(server.make_url("/")), "t")
+    ref = BlobRef(url="/blobs/x", sha256=hashlib.sha256(data).hexdigest(), size=len(data), name="d")
+    try:
+        await client.download(ref, tmp_path / "d")
+    finally:
+        await client.close()
+    assert hits["n"] == 11 and (tmp_path / "d").read_bytes() == data
+
+
 async def test_nothing_of_the_http_library_escapes_the_client(unused_tcp_port: int) -> None:
     """A coordinator that is not there is one node error, retriable, for every call."""
     client = CoordinatorClient(f"http://127.0.0.1:{unused_tcp_port}/", "gxn_token")

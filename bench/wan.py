@@ -5,8 +5,9 @@ the same number of rounds, each against `off` measured in the same run. Then a 2
 node's link in the middle of its upload (connections destroyed): the round completes and the
 bytes on the wire stay close to one copy of each update. Where Flower is installed (the `bench`
 extra), the same model's rounds on Flower's deployment runtime, its SuperNodes in the same
-namespaces behind the same links (`bench/flower_app`: each client adds 1e-3 and sends the model
-back; no training, so Flower's figure is a lower bound). Last, a 2.5 GB model for one round on
+namespaces behind the same links (`bench/flower_app` with `random=1`: a model of random values,
+which no transport can shrink; each client adds 1e-3 and sends it back; no training, so Flower's
+figure is a lower bound). Last, a 2.5 GB model for one round on
 2 `datacenter` nodes: the peak resident memory of the coordinator's processes (its own and each
 pool worker's) and of the node processes (a task's own memory is its sandbox's), and the final
 model's sha256 against a merge of the same updates computed apart.
@@ -197,7 +198,7 @@ def flower_case(lab: WanLab, work: Path, names: list[str], args: argparse.Namesp
                 )
             )
         config = f"times-file='{times}' num-rounds={args.rounds} params={params} "
-        config += f"nodes={len(names)}"
+        config += f"nodes={len(names)} random=1"
         run = ["flwr", "run", str(Path(__file__).parent / "flower_app"), "bench"]
         subprocess.run(
             [*run, "--run-config", config, "--stream"],
@@ -251,7 +252,8 @@ def big_case(work: Path, gb: float) -> dict[str, float]:
         client = ApiClient(cluster.url, cluster.api_key)
         for i, name in enumerate(("big-0", "big-1")):
             lab.add(name, "datacenter")
-            cluster.add_node(name, launcher=(*lab.argv(name), sys.executable))
+            memory = ("--memory-mb", str(int(3 * gb * 1000)))  # the task's own copies
+            cluster.add_node(name, args=memory, launcher=(*lab.argv(name), sys.executable))
             wait_for_nodes(cluster, client, i + 1)
         config = {"name": "big", "rounds": 1, "shards": 2, "warm": False, "task_timeout_s": 3600}
         detail = client.submit(

@@ -19,7 +19,10 @@ def main(grid: Grid, context: Context) -> None:
     nodes = int(cfg["nodes"])
     while len(node_ids := list(grid.get_node_ids())) < nodes:
         time.sleep(0.1)
-    state = {"w": torch.zeros(int(cfg["params"]))}
+    # random values where links are shaped (zeros would shrink to nothing in a compressed
+    # transport); zeros by default, as bench/rounds.py's figures were taken with
+    params = int(cfg["params"])
+    state = {"w": torch.randn(params) if int(cfg["random"]) else torch.zeros(params)}
     ends = []
     for _ in range(int(cfg["num-rounds"])):
         arrays = ArrayRecord(state)

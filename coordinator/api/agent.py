@@ -102,7 +102,18 @@ class AgentController(Controller):
         409 if the lease is not held."""
         return await results.upload_link(rt, node, data)
 
-    @put("/results/{task_id:str}", request_max_body_size=None, status_code=201)
+    @put(
+        "/results/{task_id:str}",
+        request_max_body_size=None,
+        status_code=201,
+        responses={
+            202: ResponseSpec(
+                UploadResponse,
+                description="A resumable upload's part is kept; `size` (and `Upload-Offset`) "
+                "is what the coordinator holds so far",
+            )
+        },
+    )
     async def upload_result(
         self,
         request: Request,

@@ -25,6 +25,7 @@ _CODES = {
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
+    416: "range_not_satisfiable",
     422: "invalid",
     429: "rate_limited",
 }
@@ -51,6 +52,7 @@ ERROR_RESPONSES = {
         (405, "method not allowed"),
         (409, "conflict: a stale lease, or a finished job"),
         (413, "body or file over its limit"),
+        (416, "the range asked for starts past the end of the file"),
         (422, "invalid input; `errors` names every invalid field"),
         (429, "rate limited; retry after a minute"),
         (500, "internal error"),

@@ -34,6 +34,7 @@ PUBLIC = {
     ("GET", "/metrics"),
     ("GET", "/blobs/{sha256}"),
     ("PUT", "/agent/results/{task_id}"),
+    ("HEAD", "/agent/results/{task_id}"),
 }
 """Routes that take no bearer: health, and links whose signature is the credential."""
 EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
@@ -42,7 +43,8 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/agent/fail_task"): (409,),
     ("POST", "/agent/upload_link"): (409,),
     ("PUT", "/agent/results/{task_id}"): (403, 409, 507),
-    ("GET", "/blobs/{sha256}"): (403,),
+    ("GET", "/blobs/{sha256}"): (403, 416),
+    ("HEAD", "/agent/results/{task_id}"): (403,),
     ("POST", "/jobs"): (507,),
     ("POST", "/jobs/{job_id}/cancel"): (409,),
     ("DELETE", "/jobs/{job_id}"): (409,),

@@ -1,4 +1,5 @@
-"""A transfer's progress in words for the task's phase: `312.0 MB / 1.0 GB, 4.1 MB/s`."""
+"""A transfer's progress in words for the task's phase: `the result: 312.0 MB / 1.0 GB, 4.1 MB/s`
+(its first word stays the same, so the node logs it as one step, every 10 s)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ EVERY_S = 0.5
 
 
 class Meter:
-    """Counts the bytes of a transfer of `total` bytes and tells `say` where it stands, at most
-    every `EVERY_S` (and once at the end)."""
+    """Counts the bytes of a transfer of `what` (`total` bytes) and tells `say` where it stands,
+    at most every `EVERY_S` (and once at the end)."""
 
-    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+    def __init__(self, what: str, total: int, say: Callable[[str], None]) -> None:
+        self.what = what
         self.total = total
         self.say = say
         self.done = 0
@@ -28,4 +30,5 @@ class Meter:
             return
         self._said = now
         rate = self.done / max(now - self.started, 1e-3)
-        self.say(f"{human(min(self.done, self.total))} / {human(self.total)}, {human(rate)}/s")
+        done = f"{human(min(self.done, self.total))} / {human(self.total)}"
+        self.say(f"{self.what}: {done}, {human(rate)}/s")

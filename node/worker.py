@@ -329,7 +329,8 @@ class Worker:
         try:
             sha = None
             if result.output is not None:
-                meter = Meter(result.output.stat().st_size, partial(self._set_phase, "uploading"))
+                size = result.output.stat().st_size
+                meter = Meter("the result", size, partial(self._set_phase, "uploading"))
                 old = time.monotonic() - self.leased_at > FRESH_LINK_S
                 sha = await self.client.upload_result(task, result.output, old, meter)
             ack = await self.client.complete(

@@ -84,8 +84,9 @@ async def retrying(
     call: Callable[[], Awaitable[T]], what: str, tries: int = 6, patience_s: float = 0.0
 ) -> T:
     """Retry an idempotent call on connection trouble (including a response cut short, as when
-    the coordinator restarts mid-download) and 5xx answers: `tries` times, and for at least
-    `patience_s` after the first failure."""
+    the coordinator restarts mid-download) and 5xx answers: `tries` times, and while the
+    trouble is the connection, for at least `patience_s` after the first failure (a
+    coordinator that answers 5xx is up: it gets `tries`)."""
     attempt, first_failure = 0, 0.0
     while True:
         try:
@@ -100,7 +101,8 @@ async def retrying(
             problem = exc
         attempt += 1
         first_failure = first_failure or time.monotonic()
-        if attempt >= tries and time.monotonic() - first_failure >= patience_s:
+        waited = time.monotonic() - first_failure
+        if attempt >= tries and (isinstance(problem, CoordinatorError) or waited >= patience_s):
             raise problem
         delay = backoff(min(attempt - 1, 8))
         log.warning("%s failed (%s); retrying in %.2fs", what, problem, delay)

@@ -4,9 +4,9 @@ lease's part file and keeps it when the connection drops, `HEAD` on the same sig
 how much it holds, and the node sends the rest from there. Once the part holds `Upload-Length`
 bytes it becomes a blob like any upload (hashed, placed, attached to the task).
 
-The part lives on the coordinator's disk (`<data_dir>/parts`), named by the task and a hash of
-its lease, so another lease never appends to it; a part nobody finishes is deleted by the
-sweeper once it has not grown for an hour.
+The part lives in the store's spool folder (`part-<hash of task and lease>`: another lease
+never appends to it); a part nobody finishes is deleted by the sweeper once it has not grown
+for an hour, and a full disk deletes it at once (507, as for any upload).
 """
 
 from __future__ import annotations
@@ -32,14 +32,11 @@ class OffsetMismatch(Conflict):
     code = "upload_offset"
 
 
-def _folder(rt: Runtime) -> Path:
-    return rt.settings.data_dir / "parts"
-
-
 def part_path(rt: Runtime, task_id: str, lease: str) -> Path:
-    """The part file of one lease's upload."""
+    """The part file of one lease's upload (in the store's spool folder: a rename away from
+    the blobs, on local storage)."""
     tag = hashlib.sha256(f"{task_id}:{lease}".encode()).hexdigest()[:32]
-    return _folder(rt) / tag
+    return rt.storage.tmp / f"part-{tag}"
 
 
 def held(rt: Runtime, task_id: str, lease: str) -> int:
@@ -64,7 +61,7 @@ async def append(
     Raises:
         TooLarge: `length` is over the result cap, or the body runs past it.
         OffsetMismatch: `offset` is not the size of what the coordinator holds.
-        StorageFull: the disk is full (what arrived before is kept).
+        StorageFull: the disk is full (the part is deleted: nothing is kept).
     """
     limit = rt.settings.max_result_bytes
     if length > limit:
@@ -76,7 +73,6 @@ async def append(
             f"the upload starts at byte {offset}, but the coordinator holds {have}: "
             "resume from there (HEAD this link says so in Upload-Offset)"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         async with await anyio.open_file(path, "ab") as fh:
             async for chunk in chunks:
@@ -86,19 +82,19 @@ async def append(
                 await fh.write(chunk)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise StorageFull("the coordinator is out of disk space; resume later") from exc
+            path.unlink(missing_ok=True)
+            raise StorageFull(
+                "the coordinator is out of disk space; the result was not kept, send it again later"
+            ) from exc
         raise
     return path if have == length else None
 
 
 def sweep(rt: Runtime) -> int:
     """Delete parts that stopped growing `ABANDONED_S` ago; how many."""
-    folder = _folder(rt)
-    if not folder.is_dir():
-        return 0
     before = time.time() - ABANDONED_S
     gone = 0
-    for part in folder.iterdir():
+    for part in rt.storage.tmp.glob("part-*"):
         try:
             if part.stat().st_mtime < before:
                 part.unlink()

@@ -62,10 +62,10 @@ def test_transfers_resume_after_cuts_of_a_real_link(tmp_path: Path) -> None:
             _until("the download", lambda: lab.traffic("home-1")[0] > MODEL_BYTES // 3)
             lab.cut("home-1", 4).join()
             # the result goes up at 1 MB/s: cut once the coordinator holds a third of it
-            parts = cluster.data_dir / "parts"
+            spool = cluster.data_dir / "blobs" / "tmp"
             _until(
                 "the upload",
-                lambda: any(p.stat().st_size > MODEL_BYTES // 3 for p in parts.glob("*")),
+                lambda: any(p.stat().st_size > MODEL_BYTES // 3 for p in spool.glob("part-*")),
             )
             lab.cut("home-1", 4).join()
 

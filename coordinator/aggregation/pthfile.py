@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -109,3 +110,12 @@ def _patch_crcs(fh: BinaryIO, path: Path, crcs: list[int]) -> None:
             fh.seek(after - extra_len - comment_len - name_len - 46 + 16)
             fh.write(struct.pack("<L", by_name[name]))
         fh.seek(after)
+
+
+def warm_up() -> None:
+    """Write one tiny file: the first FakeTensor and `skip_data` save of a process loads what
+    they need (about a second), which a pool worker pays here, not in a job's first merge."""
+    with tempfile.TemporaryDirectory() as folder:
+        writer = PthWriter(Path(folder) / "warm.pth", {"w": (torch.float32, (1,))}, crc32=False)
+        writer.write("w", torch.zeros(1))
+        writer.close()

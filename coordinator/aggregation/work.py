@@ -62,8 +62,9 @@ def warm_up() -> int:
     first upload or merge does not pay for it. Returns the worker's pid."""
     import os
 
-    from gridx.coordinator.aggregation import engine, replicas, weights  # noqa: F401
+    from gridx.coordinator.aggregation import engine, pthfile, replicas, weights  # noqa: F401
 
+    pthfile.warm_up()
     return os.getpid()
 
 

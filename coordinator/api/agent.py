@@ -111,6 +111,7 @@ class AgentController(Controller):
                 UploadResponse,
                 description="A resumable upload's part is kept; `size` (and `Upload-Offset`) "
                 "is what the coordinator holds so far",
+                generate_examples=False,
             )
         },
     )

@@ -27,6 +27,7 @@ CHUNK = 1 << 20
         206: ResponseSpec(
             data_container=bytes,
             description="Partial Content: the bytes a `Range: bytes=N-[M]` asked for",
+            generate_examples=False,
         )
     },
 )

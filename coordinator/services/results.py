@@ -15,7 +15,7 @@ from gridx.coordinator.db.nodes import NodeRow
 from gridx.coordinator.db.tasks import TaskRow
 from gridx.coordinator.errors import InvalidInput, InvalidWeights, StaleLease
 from gridx.coordinator.logs import ids
-from gridx.coordinator.services import fedbuff, outliers, resumable, spot_checks
+from gridx.coordinator.services import evaluations, fedbuff, outliers, resumable, spot_checks
 from gridx.coordinator.services.aggregation import merge_in_background
 from gridx.coordinator.services.rounds import close_round_if_complete
 from gridx.coordinator.services.runtime import Runtime
@@ -107,7 +107,7 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
     if task.status != "leased":
         raise StaleLease()
     if task.kind == "evaluate":
-        return await _complete_evaluation(rt, node, task, req)
+        return await evaluations.complete(rt, node, task, req)
     if req.result_sha256 is None:
         raise InvalidInput("result_sha256 is required: PUT the weights to the task's upload_url")
     task, sig = await _checked_weights(rt, node, task, req.result_sha256)
@@ -260,44 +260,6 @@ async def _decoded(rt: Runtime, task: TaskRow, path: str, base: str) -> tuple[Ta
             raise StaleLease()
     decoded = msgspec.structs.replace(task, result_sha=sha, upload_sha=task.result_sha)
     return decoded, str(await rt.storage.local_path(key))
-
-
-async def _complete_evaluation(
-    rt: Runtime, node: NodeRow, task: TaskRow, req: CompleteTaskRequest
-) -> TaskAck:
-    """A held-out evaluation is in: its metrics become the round's `held_out`."""
-    if req.result_sha256 is not None:
-        raise InvalidInput("an evaluation uploads no weights: leave result_sha256 out")
-    if not req.metrics:
-        raise InvalidInput("an evaluation reports metrics: write them to GRIDX_METRICS")
-    config = await _config_of(rt, task.job_id)
-    now = rt.clock.now_ms()
-    metrics = _json.encode(req.metrics).decode()
-    async with rt.db.transaction() as conn:
-        done = await tasks.complete(
-            conn,
-            task_id=task.id,
-            node_id=node.id,
-            token=req.lease_token,
-            result_sha="",
-            metrics=metrics,
-            now=now,
-            claimed_ms=int(min(req.duration_s, 1e9) * 1000),
-            timeout_ms=config.task_timeout_s * 1000,
-            output=redact(req.output_tail) or None,
-        )
-        if done is None:
-            raise StaleLease()
-        await nodes.credit(conn, node.id, done.compute_ms)
-        await rounds.set_held_out(conn, task.job_id, task.round_idx, metrics)
-        data = {"round": task.round_idx, "held_out": req.metrics}
-        await events.append(conn, task.job_id, "round_evaluated", data, now)
-    log.info(
-        "round evaluated %s",
-        req.metrics,
-        extra=ids(job=task.job_id, round=task.round_idx, task=task.id, node=node.id),
-    )
-    return TaskAck(task_id=done.id, status=done.status)
 
 
 async def _receive(rt: Runtime, task: TaskRow, sha256: str) -> TaskRow:

@@ -102,7 +102,8 @@ async def complete_task(rt: Runtime, node: NodeRow, req: CompleteTaskRequest) ->
         InvalidWeights: the weights are unusable; the attempt fails and the shard is reissued.
     """
     task = await _held(rt, node, req.task_id, req.lease_token)
-    if task.status == "succeeded" and req.result_sha256 in (task.result_sha, task.upload_sha):
+    sent = {task.result_sha, task.upload_sha} - {None}  # (a compressed update: both name it)
+    if task.status == "succeeded" and req.result_sha256 in sent:
         return TaskAck(task_id=task.id, status=task.status)  # a retried completion
     if task.status != "leased":
         raise StaleLease()

@@ -272,19 +272,7 @@ class Worker:
             inputs = TaskInputs(self.client, self.catalog, self.config, task, workdir, env)
             await inputs.download(logdir)
             data_dir, script = await inputs.private(script)
-            req: Path | None = None
-            if task.requirements is not None:
-                req = logdir / "requirements.txt"
-                logdir.mkdir(parents=True, exist_ok=True)
-                await self.client.download(task.requirements, req)
-            self._set_phase("preparing", "the environment")
-            began = time.monotonic()
-            runtime = await self.executor.prepare(
-                req,
-                task.requirements.sha256 if task.requirements else None,
-                lambda detail: self._set_phase("preparing", detail),
-            )
-            self.prepare_s = time.monotonic() - began
+            runtime = await self._environment(task, logdir)
         except RequirementsError as exc:
             return RunResult(exc.code, str(exc), None, exc.tail, 0.0)
         except ProjectError as exc:
@@ -322,6 +310,23 @@ class Worker:
         if result.ok:
             await inputs.keep()
         return result
+
+    async def _environment(self, task: TaskAssignment, logdir: Path) -> str:
+        """The job's environment, its requirements fetched and installed (in the sandbox)."""
+        req: Path | None = None
+        if task.requirements is not None:
+            req = logdir / "requirements.txt"
+            logdir.mkdir(parents=True, exist_ok=True)
+            await self.client.download(task.requirements, req)
+        self._set_phase("preparing", "the environment")
+        began = time.monotonic()
+        runtime = await self.executor.prepare(
+            req,
+            task.requirements.sha256 if task.requirements else None,
+            lambda detail: self._set_phase("preparing", detail),
+        )
+        self.prepare_s = time.monotonic() - began
+        return runtime
 
     async def _complete(self, task: TaskAssignment, result: RunResult) -> bool:
         """Upload the weights (an evaluation has none) and complete with the metrics; whether

@@ -11,7 +11,6 @@ for an hour, and a full disk deletes it at once (507, as for any upload).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import anyio
 
-from gridx.coordinator.errors import BadRequest, Conflict, StorageFull, TooLarge
+from gridx.coordinator.errors import BadRequest, Conflict, TooLarge
 from gridx.coordinator.services.runtime import Runtime
+from gridx.coordinator.storage.local import DISK_FULL, disk_full
 
 ABANDONED_S = 3600.0
 """A part that has not grown for this long is deleted by the sweeper."""
@@ -81,11 +81,9 @@ async def append(
                     raise BadRequest(f"the body runs past Upload-Length ({length} bytes)")
                 await fh.write(chunk)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if exc.errno in DISK_FULL:
             path.unlink(missing_ok=True)
-            raise StorageFull(
-                "the coordinator is out of disk space; the result was not kept, send it again later"
-            ) from exc
+            raise disk_full("the result") from exc
         raise
     return path if have == length else None
 

@@ -21,7 +21,15 @@ from gridx.coordinator.storage.base import Stored
 from gridx.coordinator.storage.signing import UrlSigner
 
 CHUNK = 1 << 20
-_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""The errors of a write the disk has no room for."""
+
+
+def disk_full(what: str) -> StorageFull:
+    """The answer to a write the disk had no room for: nothing of `what` was kept."""
+    return StorageFull(
+        f"the coordinator is out of disk space; {what} was not kept, send it again later"
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -51,10 +59,8 @@ async def spool(tmp: Path, chunks: AsyncIterator[bytes], limit: int, what: str) 
                 await fh.write(chunk)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno in _FULL:
-            raise StorageFull(
-                f"the coordinator is out of disk space; {what} was not kept, send it again later"
-            ) from exc
+        if exc.errno in DISK_FULL:
+            raise disk_full(what) from exc
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)

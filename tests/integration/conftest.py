@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -107,6 +108,27 @@ DIGITS_JOB = (
     str(DIGITS / "data" / "test.csv"),
 )
 """`gridx job submit` of the digits example with its held-out evaluation (add the settings)."""
+
+
+def digits_job(cluster: LocalCluster, out: Path, *settings: str) -> dict[str, Any]:
+    """Run the digits job with `settings` through the CLI to its end (`--wait --json`), its
+    model saved in `out`; the CLI's JSON (job, rounds, model), the job succeeded."""
+    done = gridx(cluster, *DIGITS_JOB, *settings, "--wait", "--json", "--out", str(out))
+    assert done.returncode == 0, done.stderr + done.stdout
+    result: dict[str, Any] = json.loads(done.stdout)
+    assert result["job"]["status"] == "succeeded", result["job"]
+    return result
+
+
+def digits_accuracy(model: str | Path) -> float:
+    """The digits example's own evaluate.py on a model file: its accuracy."""
+    evaluated = subprocess.run(
+        [sys.executable, str(DIGITS / "evaluate.py"), str(model)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(json.loads(evaluated.stdout)["accuracy"])
 
 
 def gridx(

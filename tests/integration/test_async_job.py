@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import DIGITS_JOB, gridx
+from tests.integration.conftest import digits_job, gridx
 
 
 def test_an_async_digits_job_steps_every_k_updates_and_learns(
@@ -15,27 +15,8 @@ def test_an_async_digits_job_steps_every_k_updates_and_learns(
 ) -> None:
     for i in range(3):
         cluster.add_node(f"node-{i + 1}")
-    out = gridx(
-        cluster,
-        *DIGITS_JOB,
-        "--mode",
-        "async",
-        "--shards",
-        "4",
-        "--buffer",
-        "2",
-        "--rounds",
-        "6",
-        "--eval-every",
-        "3",
-        "--wait",
-        "--json",
-        "--out",
-        str(tmp_path),
-    )
-    assert out.returncode == 0, out.stderr + out.stdout
-    result = json.loads(out.stdout)
-    assert result["job"]["status"] == "succeeded"
+    settings = ("--mode", "async", "--shards", "4", "--buffer", "2", "--rounds", "6")
+    result = digits_job(cluster, tmp_path, *settings, "--eval-every", "3")
     rounds = result["rounds"]
     assert [(r["index"], r["status"]) for r in rounds] == [(i, "done") for i in range(-1, 6)]
     steps = rounds[1:]

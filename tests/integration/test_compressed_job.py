@@ -4,16 +4,13 @@ top-k's residual stays on the node between the job's tasks."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from gridx.coordinator.cli.cluster import LocalCluster
-from tests.integration.conftest import DIGITS, DIGITS_JOB, gridx
+from tests.integration.conftest import digits_accuracy, digits_job, gridx
 
 
 def _model_bytes(path: Path) -> int:
@@ -27,35 +24,12 @@ def test_a_compressed_digits_job_learns_and_sends_less(
 ) -> None:
     cluster.add_node("node-1")
     cluster.add_node("node-2")
-    out = gridx(
-        cluster,
-        *DIGITS_JOB,
-        "--rounds",
-        "3",
-        "--shards",
-        "2",
-        "--epochs",
-        "2",
-        "--compress",
-        spec,
-        "--wait",
-        "--json",
-        "--out",
-        str(tmp_path),
-    )
-    assert out.returncode == 0, out.stderr + out.stdout
-    result = json.loads(out.stdout)
+    settings = ("--rounds", "3", "--shards", "2", "--epochs", "2", "--compress", spec)
+    result = digits_job(cluster, tmp_path, *settings)
     job_id = result["job"]["id"]
-    assert result["job"]["status"] == "succeeded"
     rounds = result["rounds"]
     assert rounds[-1]["held_out"]["accuracy"] > 0.85, rounds[-1]
-    evaluated = subprocess.run(
-        [sys.executable, str(DIGITS / "evaluate.py"), result["model"]],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(evaluated.stdout)["accuracy"] > 0.85
+    assert digits_accuracy(result["model"]) > 0.85
     # each training round: two updates, each at most `most` of the model's bytes
     full = _model_bytes(Path(result["model"]))
     for rnd in rounds[1:]:

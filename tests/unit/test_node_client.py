@@ -109,6 +109,19 @@ async def test_downloads_are_checked_against_their_sha256(
         await client.close()
 
 
+async def _download(aiohttp_server: Any, blob: Any, data: bytes, dest: Path) -> None:
+    """The node's client downloads `data` from `blob`, a handler of `/blobs/x`."""
+    app = web.Application()
+    app.router.add_get("/blobs/x", blob)
+    server = await aiohttp_server(app)
+    client = CoordinatorClient(str(server.make_url("/")), "gxn_token")
+    ref = BlobRef(url="/blobs/x", sha256=hashlib.sha256(data).hexdigest(), size=len(data), name="d")
+    try:
+        await client.download(ref, dest)
+    finally:
+        await client.close()
+
+
 async def test_a_download_cut_short_is_retried(aiohttp_server: Any, tmp_path: Path) -> None:
     data = b"shard bytes " * 1000
     hits = {"n": 0}
@@ -124,15 +137,7 @@ async def test_a_download_cut_short_is_retried(aiohttp_server: Any, tmp_path: Pa
         await resp.write(data)
         return resp
 
-    app = web.Application()
-    app.router.add_get("/blobs/x", blob)
-    server = await aiohttp_server(app)
-    client = CoordinatorClient(str(server.make_url("/")), "gxn_token")
-    ref = BlobRef(url="/blobs/x", sha256=hashlib.sha256(data).hexdigest(), size=len(data), name="d")
-    try:
-        await client.download(ref, tmp_path / "d")
-    finally:
-        await client.close()
+    await _download(aiohttp_server, blob, data, tmp_path / "d")
     assert hits["n"] == 2 and (tmp_path / "d").read_bytes() == data
 
 
@@ -153,15 +158,7 @@ async def test_a_cut_download_asks_for_the_rest_only(aiohttp_server: Any, tmp_pa
         await resp.write(data[first:])
         return resp
 
-    app = web.Application()
-    app.router.add_get("/blobs/x", blob)
-    server = await aiohttp_server(app)
-    client = CoordinatorClient(str(server.make_url("/")), "t")
-    ref = BlobRef(url="/blobs/x", sha256=hashlib.sha256(data).hexdigest(), size=len(data), name="d")
-    try:
-        await client.download(ref, tmp_path / "d")
-    finally:
-        await client.close()
+    await _download(aiohttp_server, blob, data, tmp_path / "d")
     assert (tmp_path / "d").read_bytes() == data
     assert asked[0] is None and asked[1] is not None
     assert 0 < int(asked[1][6:-1]) <= len(data) // 3  # what arrived was kept
@@ -221,15 +218,7 @@ async def test_a_transfer_waits_out_an_outage_longer_than_its_tries(
             request.transport.close()  # type: ignore[union-attr]
         return web.Response(body=data)
 
-    app = web.Application()
-    app.router.add_get("/blobs/x", blob)
-    server = await aiohttp_server(app)
-    client = CoordinatorClient(str(server.make_url("/")), "t")
-    ref = BlobRef(url="/blobs/x", sha256=hashlib.sha256(data).hexdigest(), size=len(data), name="d")
-    try:
-        await client.download(ref, tmp_path / "d")
-    finally:
-        await client.close()
+    await _download(aiohttp_server, blob, data, tmp_path / "d")
     assert hits["n"] == 11 and (tmp_path / "d").read_bytes() == data
 
 
